@@ -1,0 +1,26 @@
+# Application image: the Temporal worker by default; `python starter.py ...` for one-off commands.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    PATH="/app/.venv/bin:${PATH}"
+
+RUN pip install --no-cache-dir uv==0.13.9
+
+WORKDIR /app
+
+# Dependencies first, so source edits don't invalidate this layer.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev
+
+COPY . .
+
+# Run unprivileged; the venv and source stay root-owned and read-only to the app.
+RUN useradd --system --uid 10001 --no-create-home oms
+USER oms
+
+CMD [".venv/bin/python", "worker.py"]

@@ -1,0 +1,32 @@
+# The two commands: `make run` (the system on the embedded default) and `make test` (the whole suite).
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+
+.PHONY: install run test lint worker clean
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+run: install
+	.venv/bin/python devstack.py
+
+worker: install
+	.venv/bin/python worker.py
+
+test: install lint
+	.venv/bin/pytest
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+clean:
+	rm -rf .venv .tools .data .pytest_cache .ruff_cache

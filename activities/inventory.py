@@ -1,0 +1,173 @@
+"""Reserving, releasing and picking stock for orders."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import refuse
+from activities.allocation import plan_allocation
+from activities.stock_ledger import move
+from db import SessionFactory
+from models import tables as t
+from models.orders import ShipmentLine, ShipmentStatus
+from models.steps import AllocatedShipment, ErrorType, ReserveRequest, ShipmentRef
+
+RESERVE_ATTEMPTS = 8
+
+
+class _LostRace(Exception):
+    """A conditional update found less stock than planned: another order got there first."""
+
+
+class InventoryActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    @activity.defn
+    def reserve_stock(self, request: ReserveRequest) -> list[AllocatedShipment]:
+        """Reserve every line, all or nothing, one shipment per warehouse used."""
+        wanted: dict[str, int] = defaultdict(int)
+        for line in request.lines:
+            wanted[line.sku] += line.quantity
+        for _ in range(RESERVE_ATTEMPTS):
+            try:
+                with self._sessions.begin() as session:
+                    if existing := _existing_allocation(session, request):
+                        return existing
+                    return _reserve(session, request, dict(wanted))
+            except _LostRace:
+                continue
+        raise ApplicationError(
+            f"stock for order {request.order_id} is under heavy contention; retrying", type="StockContention"
+        )
+
+    @activity.defn
+    def release_stock(self, ref: ShipmentRef) -> int:
+        """Release the active reservations of a shipment; returns the units released (0 on a repeat)."""
+        with self._sessions.begin() as session:
+            released = 0
+            for r in _reservations(session, ref, "active"):
+                if not move(
+                    session, r.sku, r.warehouse, "release", reserved=-r.quantity, order_id=r.order_id
+                ):
+                    raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+                r.status = "released"
+                released += r.quantity
+            _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
+            return released
+
+    @activity.defn
+    def pick_stock(self, ref: ShipmentRef) -> int:
+        """Turn the shipment's reservations into a deduction of on-hand stock."""
+        with self._sessions.begin() as session:
+            picked = 0
+            for r in _reservations(session, ref, "active"):
+                if not move(
+                    session,
+                    r.sku,
+                    r.warehouse,
+                    "pick",
+                    on_hand=-r.quantity,
+                    reserved=-r.quantity,
+                    order_id=r.order_id,
+                ):
+                    raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+                r.status = "picked"
+                picked += r.quantity
+            shipment = session.get(t.Shipment, ref.shipment_id)
+            if shipment is not None and shipment.picked_at is None:
+                shipment.status = ShipmentStatus.picking.value
+                shipment.picked_at = t.utcnow()
+            return picked
+
+
+def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) -> list[AllocatedShipment]:
+    warehouses = list(
+        session.scalars(select(t.Warehouse.code).order_by(t.Warehouse.priority, t.Warehouse.code))
+    )
+    rows = session.execute(
+        select(t.Stock.sku, t.Stock.warehouse, t.Stock.on_hand - t.Stock.reserved).where(
+            t.Stock.sku.in_(wanted)
+        )
+    ).all()
+    available = {(sku, wh): qty for sku, wh, qty in rows}
+    plan, short = plan_allocation(wanted, available, warehouses)
+    if short:
+        detail = ", ".join(f"{sku} short by {qty}" for sku, qty in sorted(short.items()))
+        raise refuse(ErrorType.out_of_stock, f"out of stock: {detail}")
+    # Lock rows in one global order (sku, warehouse) so concurrent orders never deadlock.
+    for sku, warehouse in sorted((sku, wh) for wh, part in plan.items() for sku in part):
+        if not move(
+            session, sku, warehouse, "reserve", reserved=plan[warehouse][sku], order_id=request.order_id
+        ):
+            raise _LostRace()
+    shipments = []
+    ordered = [w for w in warehouses if w in plan]
+    for n, warehouse in enumerate(ordered, start=1):
+        shipment_id = f"{request.shipment_prefix}{n}"
+        session.add(
+            t.Shipment(
+                id=shipment_id,
+                order_id=request.order_id,
+                warehouse=warehouse,
+                status=ShipmentStatus.allocated.value,
+            )
+        )
+        lines = [ShipmentLine(sku=sku, quantity=qty) for sku, qty in sorted(plan[warehouse].items())]
+        session.add_all(
+            t.Reservation(
+                order_id=request.order_id,
+                shipment_id=shipment_id,
+                sku=line.sku,
+                warehouse=warehouse,
+                quantity=line.quantity,
+                status="active",
+            )
+            for line in lines
+        )
+        shipments.append(AllocatedShipment(id=shipment_id, warehouse=warehouse, lines=lines))
+    return shipments
+
+
+def _existing_allocation(session: Session, request: ReserveRequest) -> list[AllocatedShipment]:
+    """A repeated reserve returns what the first one reserved."""
+    rows = session.scalars(
+        select(t.Reservation)
+        .where(
+            t.Reservation.order_id == request.order_id,
+            t.Reservation.shipment_id.startswith(request.shipment_prefix, autoescape=True),
+        )
+        .order_by(t.Reservation.shipment_id, t.Reservation.sku)
+    ).all()
+    grouped: dict[str, AllocatedShipment] = {}
+    for r in rows:
+        shipment = grouped.setdefault(
+            r.shipment_id, AllocatedShipment(id=r.shipment_id, warehouse=r.warehouse, lines=[])
+        )
+        shipment.lines.append(ShipmentLine(sku=r.sku, quantity=r.quantity))
+    return list(grouped.values())
+
+
+def _reservations(session: Session, ref: ShipmentRef, status: str) -> list[t.Reservation]:
+    query = select(t.Reservation).where(
+        t.Reservation.order_id == ref.order_id, t.Reservation.status == status
+    )
+    if ref.shipment_id:
+        query = query.where(t.Reservation.shipment_id == ref.shipment_id)
+    return list(session.scalars(query.order_by(t.Reservation.sku, t.Reservation.warehouse).with_for_update()))
+
+
+def _set_shipment(
+    session: Session, shipment_id: str, status: ShipmentStatus, only_if_not_shipped: bool
+) -> None:
+    if not shipment_id:
+        return
+    shipment = session.get(t.Shipment, shipment_id)
+    if shipment is None or (only_if_not_shipped and shipment.shipped_at is not None):
+        return
+    shipment.status = status.value

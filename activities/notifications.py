@@ -1,0 +1,76 @@
+"""Customer and support messages, rendered into the notification outbox (once per idempotency key)."""
+
+from __future__ import annotations
+
+from string import Template
+
+from sqlalchemy import select
+from temporalio import activity
+
+from db import SessionFactory
+from models import tables as t
+from models.steps import NotificationRequest
+
+SUPPORT_ADDRESS = "support@oms.example"
+
+# kind -> (subject, body); $placeholders come from the request context plus order_id and name.
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "order_confirmed": (
+        "Your order $order_id is confirmed",
+        "Hello $name,\n\nthank you for your order $order_id.\n$lines\nTotal: $total $currency\n"
+        "Expected delivery: $expected_delivery\n",
+    ),
+    "order_rejected": (
+        "We could not accept your order $order_id",
+        "Hello $name,\n\nwe are sorry: your order $order_id could not be accepted ($reason).\n"
+        "Nothing has been charged.\n",
+    ),
+    "order_shipped": (
+        "Your order $order_id is on its way",
+        "Hello $name,\n\nyour parcel $shipment_id left our $warehouse warehouse with $carrier.\n"
+        "Tracking number: $tracking_number\n",
+    ),
+    "order_delivered": (
+        "Your order $order_id was delivered - how did we do?",
+        "Hello $name,\n\nyour parcel $shipment_id was delivered. We would love your feedback: "
+        "rate your order from 1 to 5 by replying to this message.\n",
+    ),
+    "delivery_overdue": (
+        "[support] Order $order_id delivery overdue",
+        "Order $order_id was shipped but has no delivery confirmation after $sla. Please contact $carrier "
+        "about $tracking_numbers.\n",
+    ),
+}
+
+
+class NotificationActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    @activity.defn
+    def send_notification(self, request: NotificationRequest) -> int:
+        """Render the message and put it in the outbox; returns the outbox row id (same id on a repeat)."""
+        with self._sessions.begin() as session:
+            existing = session.scalar(
+                select(t.Notification.id).where(t.Notification.idempotency_key == request.idempotency_key)
+            )
+            if existing is not None:
+                return existing
+            name, email = session.execute(
+                select(t.Customer.name, t.Customer.email)
+                .join(t.Order, t.Order.customer_id == t.Customer.id)
+                .where(t.Order.id == request.order_id)
+            ).one()
+            subject, body = TEMPLATES[request.kind]
+            values = {"order_id": request.order_id, "name": name, **request.context}
+            row = t.Notification(
+                order_id=request.order_id,
+                kind=request.kind,
+                recipient=SUPPORT_ADDRESS if request.to_support else email,
+                subject=Template(subject).safe_substitute(values),
+                body=Template(body).safe_substitute(values),
+                idempotency_key=request.idempotency_key,
+            )
+            session.add(row)
+            session.flush()
+            return row.id

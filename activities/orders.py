@@ -1,0 +1,148 @@
+"""Recording orders, validating them against the catalog, the event log and feedback."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from temporalio import activity
+
+from activities import refuse
+from db import SessionFactory
+from models import tables as t
+from models.orders import OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
+from models.steps import ErrorType, EventRecord, FeedbackRecord, PricedOrder
+
+CENT = Decimal("0.01")
+
+
+class OrderActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    @activity.defn
+    def record_order(self, request: PlaceOrder) -> None:
+        """Persist the order as received (once), with its customer."""
+        order = request.order
+        with self._sessions.begin() as session:
+            if session.get(t.Order, request.order_id) is not None:
+                return
+            customer = session.get(t.Customer, order.customer.id)
+            if customer is None:
+                customer = t.Customer(id=order.customer.id)
+                session.add(customer)
+            customer.name, customer.email, customer.phone = (
+                order.customer.name,
+                str(order.customer.email),
+                order.customer.phone,
+            )
+            session.add(
+                t.Order(
+                    id=request.order_id,
+                    channel=order.channel.value,
+                    customer_id=order.customer.id,
+                    status=OrderStatus.received.value,
+                    payment_status=PaymentStatus.pending.value,
+                    currency=order.currency,
+                    shipping_address=order.shipping_address.model_dump(mode="json"),
+                    delivery_instructions=order.delivery_instructions,
+                    payment_method=order.payment.method,
+                    placed_at=request.placed_at,
+                )
+            )
+            session.flush()
+            session.add_all(
+                t.OrderLine(
+                    order_id=request.order_id,
+                    line_no=n,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                )
+                for n, line in enumerate(order.lines, start=1)
+            )
+
+    @activity.defn
+    def validate_order(self, request: PlaceOrder) -> PricedOrder:
+        """Check the order against its schema and the catalog; price it. Refusals are non-retryable."""
+        try:  # the same rules the command line applies, for sources that start workflows directly
+            order = OrderInput.model_validate(request.order.model_dump())
+        except ValidationError as exc:
+            raise refuse(ErrorType.invalid_order, f"invalid order: {exc.errors()[0]['msg']}") from exc
+        with self._sessions() as session:
+            lines, problems = _price_lines(session, order)
+        if problems:
+            raise refuse(ErrorType.invalid_order, "; ".join(problems))
+        total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
+        return PricedOrder(lines=lines, total=total, currency=order.currency)
+
+    @activity.defn
+    def record_event(self, event: EventRecord) -> None:
+        """Append to the order's audit trail and mirror its status on the orders row (idempotent on seq)."""
+        with self._sessions.begin() as session:
+            insert = _insert_ignore(session)
+            session.execute(
+                insert(t.OrderEvent)
+                .values(
+                    order_id=event.order_id, seq=event.seq, at=event.at, type=event.type, detail=event.detail
+                )
+                .on_conflict_do_nothing(index_elements=["order_id", "seq"])
+            )
+            order = session.get(t.Order, event.order_id, with_for_update=True)
+            if order is not None:
+                order.status, order.payment_status = event.status, event.payment_status
+                if event.total is not None:
+                    order.total = event.total
+
+    @activity.defn
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(t.Feedback, feedback.order_id)
+            if row is None:
+                session.add(
+                    t.Feedback(order_id=feedback.order_id, score=feedback.score, comment=feedback.comment)
+                )
+            else:  # the customer changed their mind: keep the latest
+                row.score, row.comment = feedback.score, feedback.comment
+
+
+def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine], list[str]]:
+    skus = {line.sku for line in order.lines}
+    products = {p.sku: p for p in session.scalars(select(t.Product).where(t.Product.sku.in_(skus)))}
+    lines: list[PricedLine] = []
+    problems: list[str] = []
+    for n, line in enumerate(order.lines, start=1):
+        product = products.get(line.sku)
+        if product is None:
+            problems.append(f"line {n}: unknown SKU {line.sku}")
+            continue
+        if not product.active:
+            problems.append(f"line {n}: SKU {line.sku} is not active")
+            continue
+        price = Decimal(product.price).quantize(CENT)
+        if product.currency != order.currency:
+            problems.append(
+                f"line {n}: SKU {line.sku} is sold in {product.currency}, order is in {order.currency}"
+            )
+        if line.unit_price is not None and line.unit_price != price:
+            problems.append(
+                f"line {n}: unit price {line.unit_price} for {line.sku} differs from catalog price {price}"
+            )
+        lines.append(
+            PricedLine(
+                sku=line.sku,
+                name=product.name,
+                quantity=line.quantity,
+                unit_price=price,
+                line_total=(price * line.quantity).quantize(CENT),
+            )
+        )
+    return lines, problems
+
+
+def _insert_ignore(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT that supports ON CONFLICT DO NOTHING (SQLite and PostgreSQL both do)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

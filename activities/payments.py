@@ -1,0 +1,61 @@
+"""Payment steps through the gateway adapter; idempotency keys come from the workflow id and step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import refuse
+from adapters.payments import GatewayUnavailable, PaymentDeclined, PaymentRejected, SandboxGateway
+from models.steps import ErrorType, PaymentRequest, PaymentResult
+from models.tables import Payment
+
+
+class PaymentActivities:
+    def __init__(self, gateway: SandboxGateway) -> None:
+        self._gateway = gateway
+
+    @activity.defn
+    def authorize_payment(self, request: PaymentRequest) -> PaymentResult:
+        with _gateway_errors():
+            row = self._gateway.authorize(
+                request.idempotency_key, request.order_id, request.amount, request.currency, request.token
+            )
+        return _result(row)
+
+    @activity.defn
+    def capture_payment(self, request: PaymentRequest) -> PaymentResult:
+        with _gateway_errors():
+            return _result(self._gateway.capture(request.idempotency_key, request.order_id, request.amount))
+
+    @activity.defn
+    def refund_payment(self, request: PaymentRequest) -> PaymentResult:
+        with _gateway_errors():
+            return _result(self._gateway.refund(request.idempotency_key, request.order_id, request.amount))
+
+    @activity.defn
+    def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
+        with _gateway_errors():
+            row = self._gateway.void(request.idempotency_key, request.order_id)
+        return None if row is None else _result(row)
+
+
+def _result(row: Payment) -> PaymentResult:
+    return PaymentResult(reference=row.reference, amount=Decimal(row.amount), kind=row.kind)
+
+
+@contextmanager
+def _gateway_errors() -> Iterator[None]:
+    """Map gateway outcomes to Temporal: declines and invariant breaches are final, outages are retried."""
+    try:
+        yield
+    except PaymentDeclined as exc:
+        raise refuse(ErrorType.payment_declined, str(exc)) from exc
+    except PaymentRejected as exc:
+        raise refuse(ErrorType.payment_rejected, str(exc)) from exc
+    except GatewayUnavailable as exc:
+        raise ApplicationError(str(exc), type="GatewayUnavailable") from exc

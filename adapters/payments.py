@@ -1,0 +1,179 @@
+"""Sandbox payment gateway: a real ledger in the database that reacts to documented test tokens.
+
+Tokens: tok_visa approves; tok_declined and tok_insufficient_funds decline; tok_flaky fails
+transiently twice per request and then approves. Every request carries an idempotency key: repeating
+a key returns the original outcome and never moves money twice. The ledger enforces
+captured <= authorized, refunded <= captured and no capture after a void.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import SessionFactory
+from models.tables import Payment
+
+DECLINES = {"tok_declined": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+FLAKY_TOKEN = "tok_flaky"
+FLAKY_FAILURES = 2
+
+
+class PaymentDeclined(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"payment declined: {code}")
+        self.code = code
+
+
+class PaymentRejected(Exception):
+    """The request would break a ledger invariant (e.g. capture more than authorized)."""
+
+
+class GatewayUnavailable(Exception):
+    """A transient failure: the same request with the same key may be retried."""
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    authorized: Decimal
+    captured: Decimal
+    refunded: Decimal
+    voided: bool
+
+
+class SandboxGateway:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+        self._attempts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def authorize(self, key: str, order_id: str, amount: Decimal, currency: str, token: str) -> Payment:
+        with self._sessions.begin() as session:
+            if (done := _by_key(session, key)) is not None:
+                return _replay(done)
+            self._maybe_fail_transiently(key, token)
+            code = DECLINES.get(token)
+            row = _record(session, order_id, "authorization", amount, currency, key, decline_code=code)
+        if code is not None:
+            raise PaymentDeclined(code)
+        return row
+
+    def capture(self, key: str, order_id: str, amount: Decimal) -> Payment:
+        return self._move(key, order_id, "capture", amount, _check_capture)
+
+    def refund(self, key: str, order_id: str, amount: Decimal) -> Payment:
+        return self._move(key, order_id, "refund", amount, _check_refund)
+
+    def void(self, key: str, order_id: str) -> Payment | None:
+        """Void what is authorized and not captured; None when there is no approved authorization."""
+        with self._sessions.begin() as session:
+            if (done := _by_key(session, key)) is not None:
+                return done
+            auth = _authorization(session, order_id, lock=True)
+            if auth is None:
+                return None
+            totals = ledger_totals(session, order_id)
+            remaining = totals.authorized - totals.captured if not totals.voided else Decimal("0")
+            return _record(session, order_id, "void", remaining, auth.currency, key)
+
+    def _move(self, key: str, order_id: str, kind: str, amount: Decimal, check) -> Payment:  # type: ignore[no-untyped-def]
+        with self._sessions.begin() as session:
+            if (done := _by_key(session, key)) is not None:
+                return _replay(done)
+            auth = _authorization(session, order_id, lock=True)
+            if auth is None:
+                raise PaymentRejected(f"{kind} refused: order {order_id} has no approved authorization")
+            check(ledger_totals(session, order_id), amount)
+            return _record(session, order_id, kind, amount, auth.currency, key)
+
+    def _maybe_fail_transiently(self, key: str, token: str) -> None:
+        if token != FLAKY_TOKEN:
+            return
+        with self._lock:
+            self._attempts[key] += 1
+            if self._attempts[key] <= FLAKY_FAILURES:
+                raise GatewayUnavailable(f"gateway timeout (attempt {self._attempts[key]} for {key})")
+
+
+def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
+    rows = session.execute(
+        select(Payment.kind, func.coalesce(func.sum(Payment.amount), 0), func.count())
+        .where(Payment.order_id == order_id, Payment.status == "approved")
+        .group_by(Payment.kind)
+    ).all()
+    sums = {kind: (Decimal(total), count) for kind, total, count in rows}
+    zero = (Decimal("0"), 0)
+    return LedgerTotals(
+        authorized=sums.get("authorization", zero)[0],
+        captured=sums.get("capture", zero)[0],
+        refunded=sums.get("refund", zero)[0],
+        voided=sums.get("void", zero)[1] > 0,
+    )
+
+
+def _check_capture(totals: LedgerTotals, amount: Decimal) -> None:
+    if totals.voided:
+        raise PaymentRejected("capture refused: the authorization was voided")
+    if totals.captured + amount > totals.authorized:
+        raise PaymentRejected(
+            f"capture refused: {totals.captured} + {amount} would exceed authorized {totals.authorized}"
+        )
+
+
+def _check_refund(totals: LedgerTotals, amount: Decimal) -> None:
+    if totals.refunded + amount > totals.captured:
+        raise PaymentRejected(
+            f"refund refused: {totals.refunded} + {amount} would exceed captured {totals.captured}"
+        )
+
+
+def _by_key(session: Session, key: str) -> Payment | None:
+    return session.scalar(select(Payment).where(Payment.idempotency_key == key))
+
+
+def _authorization(session: Session, order_id: str, lock: bool) -> Payment | None:
+    query = select(Payment).where(
+        Payment.order_id == order_id, Payment.kind == "authorization", Payment.status == "approved"
+    )
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def _replay(row: Payment) -> Payment:
+    """The same key again: the gateway answers with the original outcome."""
+    if row.status == "declined":
+        raise PaymentDeclined(row.decline_code or "declined")
+    return row
+
+
+def _record(
+    session: Session,
+    order_id: str,
+    kind: str,
+    amount: Decimal,
+    currency: str,
+    key: str,
+    decline_code: str | None = None,
+) -> Payment:
+    row = Payment(
+        order_id=order_id,
+        kind=kind,
+        status="declined" if decline_code else "approved",
+        amount=amount,
+        currency=currency,
+        idempotency_key=key,
+        reference=f"pay_{uuid.uuid4().hex[:16]}",
+        decline_code=decline_code,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent request with the same key won: let the retry replay it
+        raise GatewayUnavailable(f"concurrent request for {key}") from exc
+    return row

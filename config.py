@@ -1,0 +1,64 @@
+"""Settings, read once, in one place (environment variables with the OMS_ prefix)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DATA_DIR = PROJECT_DIR / ".data"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """'30d', '6h', '45s', '500ms' -> timedelta; bare numbers are seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(value)
+    if match is None:
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            raise ValueError(
+                f"invalid duration {value!r}: write it like 30d, 6h, 15m, 45s or 500ms"
+            ) from None
+    amount, unit = match.groups()
+    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "orders"
+    database_url: str = f"sqlite:///{DATA_DIR / 'oms.db'}"
+
+    delivery_sla: Duration = timedelta(days=7)
+    return_window: Duration = timedelta(days=30)
+    hold_timeout: Duration = timedelta(days=3)
+    return_receipt_timeout: Duration = timedelta(days=14)
+    backorder_timeout: Duration = timedelta(days=7)
+    supplier_lead_time: Duration = timedelta(days=2)
+    review_above: Decimal | None = None
+
+    worker_activity_threads: int = 32
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pydantic models that cross the Temporal boundary (orders.py, steps.py) and SQLAlchemy tables (tables.py)."""

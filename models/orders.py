@@ -1,0 +1,210 @@
+"""The order as order sources send it, the policy it runs under, and its live view."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from models.countries import ISO_COUNTRIES
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+Quantity = Annotated[int, Field(strict=True, gt=0)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+
+
+class Channel(StrEnum):
+    web = "web"
+    phone = "phone"
+    store = "store"
+    marketplace = "marketplace"
+    api = "api"
+    csv = "csv"
+
+
+class OrderStatus(StrEnum):
+    received = "received"
+    rejected = "rejected"
+    backordered = "backordered"
+    on_hold = "on_hold"
+    confirmed = "confirmed"
+    picking = "picking"
+    packed = "packed"
+    shipped = "shipped"
+    delivered = "delivered"
+    partially_returned = "partially_returned"
+    returned = "returned"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+SETTLED_STATUSES = frozenset(
+    {OrderStatus.confirmed, OrderStatus.rejected, OrderStatus.on_hold, OrderStatus.backordered}
+)
+
+
+class PaymentStatus(StrEnum):
+    pending = "pending"
+    authorized = "authorized"
+    captured = "captured"
+    partially_refunded = "partially_refunded"
+    refunded = "refunded"
+    voided = "voided"
+    declined = "declined"
+
+
+class ShipmentStatus(StrEnum):
+    allocated = "allocated"
+    picking = "picking"
+    packed = "packed"
+    shipped = "shipped"
+    delivered = "delivered"
+    cancelled = "cancelled"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CustomerIn(_Strict):
+    id: Identifier
+    name: Text
+    email: EmailStr
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()./-]{5,30}$")] | None = None
+
+
+class Address(_Strict):
+    name: Text
+    line1: Text
+    line2: Annotated[str, Field(max_length=200)] | None = None
+    city: Text
+    postal_code: Annotated[str, Field(min_length=2, max_length=12, pattern=r"^[A-Za-z0-9 -]+$")]
+    country: Annotated[str, Field(min_length=2, max_length=2)]
+
+    @field_validator("country")
+    @classmethod
+    def _iso_country(cls, value: str) -> str:
+        if value not in ISO_COUNTRIES:
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code (like GB, DE, US)")
+        return value
+
+
+class LineIn(_Strict):
+    sku: Identifier
+    quantity: Quantity
+    unit_price: Money | None = None
+
+
+class PaymentIn(_Strict):
+    method: Literal["card"] = "card"
+    token: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class OrderInput(_Strict):
+    """An order as placed by any source (web shop, phone, store, marketplace, CSV)."""
+
+    order_id: Identifier | None = None
+    channel: Channel
+    customer: CustomerIn
+    shipping_address: Address
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=200)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    payment: PaymentIn
+    delivery_instructions: Annotated[str, Field(max_length=500)] | None = None
+
+
+class OrderPolicy(_Strict):
+    """The durations and rules in force when the order was placed; the order keeps them for life."""
+
+    delivery_sla: timedelta
+    return_window: timedelta
+    hold_timeout: timedelta = timedelta(days=3)
+    return_receipt_timeout: timedelta = timedelta(days=14)
+    backorder_timeout: timedelta = timedelta(days=7)
+    review_above: Decimal | None = None
+
+
+class PlaceOrder(_Strict):
+    """Workflow input: the order (with its id fixed) and its policy."""
+
+    order: OrderInput
+    policy: OrderPolicy
+    placed_at: datetime
+
+    @property
+    def order_id(self) -> str:
+        assert self.order.order_id is not None
+        return self.order.order_id
+
+
+# ---- the live view (workflow query, `status`) ----
+
+
+class PricedLine(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
+class ShipmentLine(BaseModel):
+    sku: str
+    quantity: int
+
+
+class ShipmentView(BaseModel):
+    id: str
+    warehouse: str
+    status: ShipmentStatus = ShipmentStatus.allocated
+    carrier: str | None = None
+    tracking_number: str | None = None
+    lines: list[ShipmentLine] = []
+    amount: Decimal = Decimal("0")
+    weight_g: int | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class EventView(BaseModel):
+    at: datetime
+    type: str
+    detail: str = ""
+
+
+class FeedbackView(BaseModel):
+    score: int
+    comment: str | None = None
+
+
+class OrderView(BaseModel):
+    order_id: str
+    status: OrderStatus
+    payment_status: PaymentStatus
+    channel: Channel
+    customer_id: str
+    currency: str
+    total: Decimal | None = None
+    lines: list[PricedLine] = []
+    shipments: list[ShipmentView] = []
+    events: list[EventView] = []
+    placed_at: datetime
+    expected_delivery: datetime | None = None
+    overdue: bool = False
+    feedback: FeedbackView | None = None
+
+
+# ---- signals from carriers and customers ----
+
+
+class DeliveryConfirmation(_Strict):
+    shipment_id: str | None = None  # None: every shipment that is on its way
+
+
+class FeedbackIn(_Strict):
+    score: Annotated[int, Field(strict=True, ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=2000)] | None = None

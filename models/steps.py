@@ -1,0 +1,107 @@
+"""Inputs and results of activities: what crosses between the workflow and the outside world."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from models.orders import Address, PricedLine, ShipmentLine
+
+
+class ErrorType:
+    """`type` of non-retryable ApplicationErrors: business refusals, never retried."""
+
+    invalid_order = "InvalidOrder"
+    payment_declined = "PaymentDeclined"
+    payment_rejected = "PaymentRejected"  # a request that would break a ledger invariant
+    out_of_stock = "OutOfStock"
+    carrier_refused = "CarrierRefused"
+
+
+class EventRecord(BaseModel):
+    order_id: str
+    seq: int
+    at: datetime
+    type: str
+    detail: str
+    status: str
+    payment_status: str
+    total: Decimal | None = None
+
+
+class PricedOrder(BaseModel):
+    lines: list[PricedLine]
+    total: Decimal
+    currency: str
+
+
+class PaymentRequest(BaseModel):
+    order_id: str
+    idempotency_key: str
+    amount: Decimal
+    currency: str
+    token: str = ""
+
+
+class PaymentResult(BaseModel):
+    reference: str
+    amount: Decimal
+    kind: str
+
+
+class AllocatedShipment(BaseModel):
+    id: str
+    warehouse: str
+    lines: list[ShipmentLine]
+
+
+class ReserveRequest(BaseModel):
+    order_id: str
+    lines: list[ShipmentLine]
+    shipment_prefix: str
+
+
+class ShipmentRef(BaseModel):
+    order_id: str
+    shipment_id: str
+
+
+class PackResult(BaseModel):
+    weight_g: int
+    label: str
+
+
+class ShipRequest(BaseModel):
+    order_id: str
+    shipment_id: str
+    warehouse: str
+    weight_g: int
+    address: Address
+
+
+class ShipResult(BaseModel):
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime
+
+
+class DeliveryRecord(BaseModel):
+    order_id: str
+    shipment_id: str
+    delivered_at: datetime
+
+
+class NotificationRequest(BaseModel):
+    order_id: str
+    kind: str
+    idempotency_key: str
+    context: dict[str, str] = {}
+    to_support: bool = False
+
+
+class FeedbackRecord(BaseModel):
+    order_id: str
+    score: int
+    comment: str | None = None

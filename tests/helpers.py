@@ -1,0 +1,153 @@
+"""Helpers for tests: unique catalog rows, order documents, placing orders, waiting for states."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from config import Settings
+from db import SessionFactory
+from models import tables as t
+from models.catalog import CatalogFile
+from models.orders import OrderInput, OrderPolicy, OrderView
+from services.catalog import load_catalog
+from services.orders import order_view, place_order, policy_from
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+
+
+def add_products(
+    sessions: SessionFactory,
+    stock: dict[str, int],
+    price: str = "10.00",
+    warehouse: str = "W1",
+    weight_g: int = 250,
+    **product: Any,
+) -> dict[str, str]:
+    """Create products with unique SKUs (name -> sku) and their stock in one warehouse."""
+    skus = {name: unique(name) for name in stock}
+    catalog = CatalogFile.model_validate(
+        {
+            "warehouses": [{"code": warehouse, "name": f"Warehouse {warehouse}"}],
+            "products": [
+                {
+                    "sku": sku,
+                    "name": f"Product {name}",
+                    "price": price,
+                    "currency": "EUR",
+                    "weight_g": weight_g,
+                    **product,
+                }
+                for name, sku in skus.items()
+            ],
+            "stock": [
+                {"sku": skus[name], "warehouse": warehouse, "on_hand": qty} for name, qty in stock.items()
+            ],
+        }
+    )
+    load_catalog(sessions, catalog)
+    return skus
+
+
+def order_doc(lines: list[tuple[str, int]], token: str = "tok_visa", **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "order_id": unique("T"),
+        "channel": "web",
+        "customer": {
+            "id": "C-7",
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "phone": "+44 20 7946 0000",
+        },
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "12 St James's Sq",
+            "line2": None,
+            "city": "London",
+            "postal_code": "SW1Y 4JH",
+            "country": "GB",
+        },
+        "lines": [{"sku": sku, "quantity": qty} for sku, qty in lines],
+        "currency": "EUR",
+        "payment": {"method": "card", "token": token},
+        "delivery_instructions": "Leave with the concierge",
+    }
+    doc.update(overrides)
+    return doc
+
+
+async def place(client: Client, settings: Settings, doc: dict[str, Any], **policy: timedelta) -> str:
+    base = policy_from(settings)
+    placement = await place_order(
+        client,
+        settings,
+        OrderInput.model_validate(doc),
+        OrderPolicy.model_validate({**base.model_dump(), **policy}),
+    )
+    return placement.order_id
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0
+) -> T:
+    """Poll `probe` until `check` accepts its value; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_status(client: Client, order_id: str, *statuses: str, timeout: float = 30.0) -> OrderView:
+    return await eventually(lambda: order_view(client, order_id), lambda v: v.status in statuses, timeout)
+
+
+def stock_of(sessions: SessionFactory, sku: str, warehouse: str = "W1") -> tuple[int, int]:
+    """(on_hand, reserved)."""
+    with sessions() as session:
+        row = session.get(t.Stock, (sku, warehouse))
+        assert row is not None
+        return row.on_hand, row.reserved
+
+
+def ledger(sessions: SessionFactory, order_id: str) -> dict[str, Decimal]:
+    """Approved money movements of an order by kind."""
+    with sessions() as session:
+        rows = session.execute(
+            select(t.Payment.kind, func.sum(t.Payment.amount))
+            .where(t.Payment.order_id == order_id, t.Payment.status == "approved")
+            .group_by(t.Payment.kind)
+        ).all()
+    return {kind: Decimal(total) for kind, total in rows}
+
+
+def notifications(sessions: SessionFactory, order_id: str) -> list[t.Notification]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(t.Notification).where(t.Notification.order_id == order_id).order_by(t.Notification.id)
+            )
+        )
+
+
+def events(sessions: SessionFactory, order_id: str) -> list[t.OrderEvent]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(t.OrderEvent).where(t.OrderEvent.order_id == order_id).order_by(t.OrderEvent.seq)
+            )
+        )

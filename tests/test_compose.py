@@ -1,0 +1,201 @@
+"""Static checks of the production topology: docker-compose.yml and the Dockerfile.
+
+They catch broken cross-references (renamed services, volumes, files, credentials)
+without needing Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+APP_SERVICES = ("migrate", "worker")  # services running the application image
+
+
+@cache
+def load_compose() -> dict[str, Any]:
+    with COMPOSE_FILE.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return load_compose()["services"]
+
+
+def service(name: str) -> dict[str, Any]:
+    assert name in services(), f"service {name!r} is not defined"
+    return services()[name]
+
+
+def env(name: str) -> dict[str, str]:
+    """A service's environment as a dict, whichever of the two compose forms it uses."""
+    raw = service(name).get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
+    return {key: str(value) for key, value in raw.items()}
+
+
+def depends_on(name: str) -> dict[str, dict[str, Any]]:
+    """A service's depends_on as {target: options}, whichever of the two compose forms it uses."""
+    raw = service(name).get("depends_on") or {}
+    if isinstance(raw, list):
+        return {target: {} for target in raw}
+    return {target: options or {} for target, options in raw.items()}
+
+
+def container_ports(name: str) -> set[int]:
+    """Container-side ports a service publishes or exposes ("7233:7233", "8080", {target: ...})."""
+    ports: set[int] = set()
+    for entry in service(name).get("ports", []) + service(name).get("expose", []):
+        if isinstance(entry, dict):
+            ports.add(int(entry["target"]))
+        else:
+            ports.add(int(str(entry).split("/")[0].rsplit(":", 1)[-1]))
+    return ports
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def command_words(command: str | list[str]) -> list[str]:
+    return list(command) if isinstance(command, list) else shlex.split(command)
+
+
+def dockerfile_instructions(keyword: str) -> list[str]:
+    """Arguments of every `keyword` instruction in the Dockerfile (continuation lines joined)."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    found = []
+    for line in text.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0].upper() == keyword:
+            found.append(parts[1])
+    return found
+
+
+def exec_form(argument: str) -> list[str]:
+    """CMD/ENTRYPOINT argument as a word list (JSON exec form or shell form)."""
+    return json.loads(argument) if argument.lstrip().startswith("[") else shlex.split(argument)
+
+
+def referenced_scripts(words: list[str]) -> list[str]:
+    return [word for word in words if word.endswith(".py")]
+
+
+def test_compose_parses() -> None:
+    compose = load_compose()
+    assert isinstance(compose, dict)
+    assert "version" not in compose, "compose spec files carry no top-level version"
+    assert services(), "no services defined"
+
+
+def test_depends_on_targets_are_defined() -> None:
+    for name in services():
+        for target, options in depends_on(name).items():
+            assert target in services(), f"{name} depends on undefined service {target!r}"
+            # A health condition is only satisfiable if the target has a healthcheck.
+            if options.get("condition") == "service_healthy":
+                assert "healthcheck" in service(target), f"{name} waits for {target} health, which has none"
+
+
+def test_named_volumes_are_declared() -> None:
+    declared = set(load_compose().get("volumes") or {})
+    for name, svc in services().items():
+        for volume in svc.get("volumes", []):
+            if isinstance(volume, dict):  # long syntax
+                if volume.get("type", "volume") != "volume" or "source" not in volume:
+                    continue
+                source = volume["source"]
+            else:  # short syntax "source:target[:mode]"
+                if ":" not in volume:
+                    continue  # anonymous volume
+                source = volume.split(":", 1)[0]
+                if source.startswith(("/", ".", "~")):
+                    continue  # bind mount
+            assert source in declared, f"{name} uses undeclared volume {source!r}"
+
+
+def test_app_services_build_from_repo_dockerfile() -> None:
+    for name in APP_SERVICES:
+        build = service(name).get("build")
+        assert build is not None, f"{name} does not build the application image"
+        if isinstance(build, str):
+            build = {"context": build}
+        context = (REPO_ROOT / build.get("context", ".")).resolve()
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile == DOCKERFILE, f"{name} builds from {dockerfile}, not the repo Dockerfile"
+        assert dockerfile.is_file(), f"{dockerfile} does not exist"
+
+
+def test_app_commands_reference_existing_scripts() -> None:
+    for name in APP_SERVICES:
+        scripts = referenced_scripts(command_words(service(name)["command"]))
+        assert scripts, f"{name}'s command runs no script"
+        for script in scripts:
+            assert (REPO_ROOT / script).is_file(), f"{name} runs missing {script}"
+
+
+def test_database_url_matches_oms_db() -> None:
+    db_env = env("oms-db")
+    for name in APP_SERVICES:
+        url = urlsplit(env(name)["OMS_DATABASE_URL"])
+        assert url.scheme.startswith("postgresql"), url.scheme
+        assert url.hostname == "oms-db" and url.hostname in services()
+        assert url.port in (None, 5432)
+        assert url.username == db_env["POSTGRES_USER"]
+        assert url.password == db_env["POSTGRES_PASSWORD"]
+        assert url.path.lstrip("/") == db_env["POSTGRES_DB"]
+
+
+def test_temporal_address_matches_temporal_service() -> None:
+    for name in APP_SERVICES:
+        host, port = split_host_port(env(name)["OMS_TEMPORAL_ADDRESS"])
+        assert host == "temporal" and host in services()
+        assert port in container_ports("temporal"), f"temporal does not expose port {port}"
+
+
+def test_temporal_ui_points_at_temporal() -> None:
+    host, port = split_host_port(env("temporal-ui")["TEMPORAL_ADDRESS"])
+    assert host == "temporal" and host in services()
+    assert port in container_ports("temporal")
+
+
+def test_temporal_persistence_matches_temporal_db() -> None:
+    temporal, db = env("temporal"), env("temporal-db")
+    assert temporal["POSTGRES_SEEDS"] == "temporal-db" and "temporal-db" in services()
+    assert temporal["POSTGRES_USER"] == db["POSTGRES_USER"]
+    assert temporal["POSTGRES_PWD"] == db["POSTGRES_PASSWORD"]
+
+
+def test_worker_is_scalable() -> None:
+    worker = service("worker")
+    assert "container_name" not in worker, "a fixed container_name prevents scaling"
+    assert "ports" not in worker, "host port bindings would collide between replicas"
+    assert int(worker.get("deploy", {}).get("replicas", 1)) > 1
+    # Workers must not start against an unmigrated schema.
+    assert depends_on("worker")["migrate"].get("condition") == "service_completed_successfully"
+
+
+def test_dockerfile_references_existing_files() -> None:
+    for argument in dockerfile_instructions("COPY"):
+        *sources, _dest = shlex.split(argument)
+        for source in sources:
+            if source.startswith("--") or source == ".":
+                continue
+            assert (REPO_ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+    commands = dockerfile_instructions("CMD") + dockerfile_instructions("ENTRYPOINT")
+    assert commands, "Dockerfile has no CMD"
+    for argument in commands:
+        for script in referenced_scripts(exec_form(argument)):
+            assert (REPO_ROOT / script).is_file(), f"Dockerfile runs missing {script}"

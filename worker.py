@@ -1,0 +1,108 @@
+"""The worker: builds the database engine, adapters and activities, and runs the order workflows.
+
+Run it as `python worker.py` (configuration from OMS_* variables). SIGINT/SIGTERM stop it gracefully:
+running activities get time to finish, workflows simply continue on another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.fulfilment import FulfilmentActivities
+from activities.inventory import InventoryActivities
+from activities.notifications import NotificationActivities
+from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
+from adapters.carrier import SandboxCarrier
+from adapters.payments import SandboxGateway
+from config import Settings, get_settings
+from connection import connect, ensure_search_attributes
+from db import SessionFactory, make_engine, make_session_factory
+from workflows.order import OrderWorkflow
+
+log = logging.getLogger("oms.worker")
+
+WORKFLOWS = [OrderWorkflow]
+
+
+def build_activities(sessions: SessionFactory) -> list[object]:
+    orders = OrderActivities(sessions)
+    payments = PaymentActivities(SandboxGateway(sessions))
+    inventory = InventoryActivities(sessions)
+    fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions))
+    notifications = NotificationActivities(sessions)
+    return [
+        orders.record_order,
+        orders.validate_order,
+        orders.record_event,
+        orders.record_feedback,
+        payments.authorize_payment,
+        payments.capture_payment,
+        payments.void_payment,
+        payments.refund_payment,
+        inventory.reserve_stock,
+        inventory.release_stock,
+        inventory.pick_stock,
+        fulfilment.pack_shipment,
+        fulfilment.ship_shipment,
+        fulfilment.cancel_carrier_booking,
+        fulfilment.record_delivery,
+        notifications.send_notification,
+    ]
+
+
+def build_worker(client: Client, sessions: SessionFactory, task_queue: str, threads: int = 32) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=build_activities(sessions),
+        activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
+        max_concurrent_activities=threads,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator")
+        ),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect(settings)
+    added = await ensure_search_attributes(client)
+    if added:
+        log.info("registered search attributes: %s", ", ".join(added))
+    engine = make_engine(settings.database_url)
+    worker = build_worker(
+        client, make_session_factory(engine), settings.task_queue, settings.worker_activity_threads
+    )
+    async with worker:
+        log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+        await stop.wait()
+        log.info("shutting down")
+    engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(get_settings(), stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deterministic workflow classes: no I/O, no clock, no randomness except through `workflow.*`."""
