@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker clean
+.PHONY: install run test lint worker clean histories
 
 install: .venv/.installed
 
@@ -30,3 +30,6 @@ lint: install
 
 clean:
 	rm -rf .venv .tools .data .pytest_cache .ruff_cache
+
+histories: install
+	.venv/bin/pytest tests/record_histories.py -q

@@ -311,6 +311,7 @@ def run_cli(
                 out, err = process.communicate(stdin, timeout=0.5)
                 return subprocess.CompletedProcess(argv, process.returncode, out, err)
             except subprocess.TimeoutExpired:
+                stdin = None  # already handed over; communicate() refuses it a second time
                 stack.check()  # e.g. `place --wait` would otherwise wait for a dead worker
                 if time.monotonic() > deadline:
                     raise DemoError(

@@ -59,6 +59,13 @@ def build_activities(sessions: SessionFactory) -> list[object]:
     ]
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator")
+    )
+
+
 def build_worker(client: Client, sessions: SessionFactory, task_queue: str, threads: int = 32) -> Worker:
     return Worker(
         client,
@@ -68,10 +75,7 @@ def build_worker(client: Client, sessions: SessionFactory, task_queue: str, thre
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
         max_concurrent_activities=threads,
         graceful_shutdown_timeout=timedelta(seconds=10),
-        # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator")
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 
