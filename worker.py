@@ -21,6 +21,7 @@ from activities.inventory import InventoryActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.returns import ReturnActivities
 from adapters.carrier import SandboxCarrier
 from adapters.payments import SandboxGateway
 from config import Settings, get_settings
@@ -39,24 +40,19 @@ def build_activities(sessions: SessionFactory) -> list[object]:
     inventory = InventoryActivities(sessions)
     fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions))
     notifications = NotificationActivities(sessions)
+    returns = ReturnActivities(sessions)
+    # fmt: off
     return [
-        orders.record_order,
-        orders.validate_order,
-        orders.record_event,
-        orders.record_feedback,
-        payments.authorize_payment,
-        payments.capture_payment,
-        payments.void_payment,
-        payments.refund_payment,
-        inventory.reserve_stock,
-        inventory.release_stock,
-        inventory.pick_stock,
-        fulfilment.pack_shipment,
-        fulfilment.ship_shipment,
-        fulfilment.cancel_carrier_booking,
+        orders.record_order, orders.validate_order, orders.screen_order, orders.price_sku,
+        orders.record_event, orders.record_feedback,
+        payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
+        inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
+        fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,
         notifications.send_notification,
+        returns.record_return, returns.receive_return, returns.close_return,
     ]
+    # fmt: on
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

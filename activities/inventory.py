@@ -85,6 +85,26 @@ class InventoryActivities:
                 shipment.picked_at = t.utcnow()
             return picked
 
+    @activity.defn
+    def restock_picked(self, ref: ShipmentRef) -> int:
+        """Undo a pick that will not ship: the units go back on the shelf (a restock movement)."""
+        with self._sessions.begin() as session:
+            restocked = 0
+            for r in _reservations(session, ref, "picked"):
+                move(
+                    session,
+                    r.sku,
+                    r.warehouse,
+                    "restock",
+                    on_hand=r.quantity,
+                    order_id=r.order_id,
+                    reason=f"{ref.shipment_id} not shipped",
+                )
+                r.status = "restocked"
+                restocked += r.quantity
+            _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
+            return restocked
+
 
 def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) -> list[AllocatedShipment]:
     warehouses = list(

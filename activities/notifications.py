@@ -35,6 +35,39 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Hello $name,\n\nyour parcel $shipment_id was delivered. We would love your feedback: "
         "rate your order from 1 to 5 by replying to this message.\n",
     ),
+    "order_on_hold": (
+        "Your order $order_id is being reviewed",
+        "Hello $name,\n\nyour order $order_id needs a short review before we send it. Your card is authorized, "
+        "not charged. We will be in touch shortly.\n",
+    ),
+    "order_cancelled": (
+        "Your order $order_id was cancelled",
+        "Hello $name,\n\nyour order $order_id was cancelled: $reason.\n$money\n",
+    ),
+    "return_authorized": (
+        "Return $rma for order $order_id",
+        "Hello $name,\n\nwe have authorized your return $rma: $lines.\nPlease pack the items with the return "
+        "number $rma written on the parcel and send it to our $warehouse warehouse within $receipt_days days.\n",
+    ),
+    "refund_issued": (
+        "Refund for order $order_id",
+        "Hello $name,\n\nwe received your return $rma and refunded $amount $currency to your card.\n",
+    ),
+    "return_expired": (
+        "Return $rma for order $order_id has expired",
+        "Hello $name,\n\nwe did not receive the parcel for return $rma in time, so the return is closed "
+        "without a refund. Contact us if you did send it.\n",
+    ),
+    "exchange_shipped": (
+        "Your replacement for order $order_id is on its way",
+        "Hello $name,\n\nwe received return $rma and sent your replacement $sku with $carrier.\n"
+        "Tracking number: $tracking_number\n$money\n",
+    ),
+    "compensation_failed": (
+        "[support] Order $order_id needs attention: compensation failed",
+        "Undoing '$what' for order $order_id gave up after repeated failures: $error\n"
+        "Money or stock may be out of place; please resolve it by hand.\n",
+    ),
     "delivery_overdue": (
         "[support] Order $order_id delivery overdue",
         "Order $order_id was shipped but has no delivery confirmation after $sla. Please contact $carrier "

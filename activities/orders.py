@@ -14,7 +14,7 @@ from activities import refuse
 from db import SessionFactory
 from models import tables as t
 from models.orders import OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
-from models.steps import ErrorType, EventRecord, FeedbackRecord, PricedOrder
+from models.steps import ErrorType, EventRecord, FeedbackRecord, PricedOrder, PriceRequest, ScreenRequest
 
 CENT = Decimal("0.01")
 
@@ -78,6 +78,31 @@ class OrderActivities:
             raise refuse(ErrorType.invalid_order, "; ".join(problems))
         total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
         return PricedOrder(lines=lines, total=total, currency=order.currency)
+
+    @activity.defn
+    def screen_order(self, request: ScreenRequest) -> str | None:
+        """The review rule: why the order must be held for a person to look at, or None."""
+        with self._sessions() as session:
+            blocked = session.get(t.BlockedEmail, request.email.lower())
+        if blocked is not None:
+            return f"customer e-mail {request.email} is on the blocklist" + (
+                f" ({blocked.reason})" if blocked.reason else ""
+            )
+        if request.review_above is not None and request.total > request.review_above:
+            return f"order total {request.total} is above the review limit {request.review_above}"
+        return None
+
+    @activity.defn
+    def price_sku(self, request: PriceRequest) -> PricedLine:
+        """The catalog price of one active SKU (for exchanges); refuses unknown or inactive SKUs."""
+        with self._sessions() as session:
+            product = session.get(t.Product, request.sku)
+        if product is None or not product.active:
+            raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is unknown or not active")
+        if product.currency != request.currency:
+            raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is sold in {product.currency}")
+        price = Decimal(product.price).quantize(CENT)
+        return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
 
     @activity.defn
     def record_event(self, event: EventRecord) -> None:

@@ -40,7 +40,7 @@ class PaymentActivities:
     @activity.defn
     def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
         with _gateway_errors():
-            row = self._gateway.void(request.idempotency_key, request.order_id)
+            row = self._gateway.void(request.idempotency_key, request.order_id, request.token)
         return None if row is None else _result(row)
 
 

@@ -1,7 +1,8 @@
 """Sandbox payment gateway: a real ledger in the database that reacts to documented test tokens.
 
 Tokens: tok_visa approves; tok_declined and tok_insufficient_funds decline; tok_flaky fails
-transiently twice per request and then approves. Every request carries an idempotency key: repeating
+transiently twice per authorization and then approves; tok_flaky_void approves but its void fails
+transiently twice; tok_void_unavailable approves but its void never goes through (an outage). Every request carries an idempotency key: repeating
 a key returns the original outcome and never moves money twice. The ledger enforces
 captured <= authorized, refunded <= captured and no capture after a void.
 """
@@ -22,8 +23,12 @@ from db import SessionFactory
 from models.tables import Payment
 
 DECLINES = {"tok_declined": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
-FLAKY_TOKEN = "tok_flaky"
-FLAKY_FAILURES = 2
+# token -> (operation, failures before it goes through; None: never)
+TRANSIENT_FAILURES: dict[str, tuple[str, int | None]] = {
+    "tok_flaky": ("authorization", 2),
+    "tok_flaky_void": ("void", 2),
+    "tok_void_unavailable": ("void", None),
+}
 
 
 class PaymentDeclined(Exception):
@@ -58,7 +63,7 @@ class SandboxGateway:
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return _replay(done)
-            self._maybe_fail_transiently(key, token)
+            self._maybe_fail_transiently(key, token, "authorization")
             code = DECLINES.get(token)
             row = _record(session, order_id, "authorization", amount, currency, key, decline_code=code)
         if code is not None:
@@ -71,11 +76,12 @@ class SandboxGateway:
     def refund(self, key: str, order_id: str, amount: Decimal) -> Payment:
         return self._move(key, order_id, "refund", amount, _check_refund)
 
-    def void(self, key: str, order_id: str) -> Payment | None:
+    def void(self, key: str, order_id: str, token: str = "") -> Payment | None:
         """Void what is authorized and not captured; None when there is no approved authorization."""
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return done
+            self._maybe_fail_transiently(key, token, "void")
             auth = _authorization(session, order_id, lock=True)
             if auth is None:
                 return None
@@ -93,13 +99,16 @@ class SandboxGateway:
             check(ledger_totals(session, order_id), amount)
             return _record(session, order_id, kind, amount, auth.currency, key)
 
-    def _maybe_fail_transiently(self, key: str, token: str) -> None:
-        if token != FLAKY_TOKEN:
+    def _maybe_fail_transiently(self, key: str, token: str, operation: str) -> None:
+        failing, failures = TRANSIENT_FAILURES.get(token, ("", 0))
+        if failing != operation:
             return
         with self._lock:
             self._attempts[key] += 1
-            if self._attempts[key] <= FLAKY_FAILURES:
-                raise GatewayUnavailable(f"gateway timeout (attempt {self._attempts[key]} for {key})")
+            if failures is None or self._attempts[key] <= failures:
+                raise GatewayUnavailable(
+                    f"gateway timeout ({operation} attempt {self._attempts[key]} for {key})"
+                )
 
 
 def ledger_totals(session: Session, order_id: str) -> LedgerTotals:

@@ -126,6 +126,7 @@ class OrderPolicy(_Strict):
     return_receipt_timeout: timedelta = timedelta(days=14)
     backorder_timeout: timedelta = timedelta(days=7)
     review_above: Decimal | None = None
+    compensation_attempts: int = 20  # a compensation that still fails then is an incident for support
 
 
 class PlaceOrder(_Strict):
@@ -168,6 +169,7 @@ class ShipmentView(BaseModel):
     weight_g: int | None = None
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
+    exchange_for: str | None = None  # the RMA this replacement shipment serves
 
 
 class EventView(BaseModel):
@@ -179,6 +181,79 @@ class EventView(BaseModel):
 class FeedbackView(BaseModel):
     score: int
     comment: str | None = None
+
+
+# ---- signals from carriers and customers ----
+
+
+class DeliveryConfirmation(_Strict):
+    shipment_id: str | None = None  # None: every shipment that is on its way
+
+
+class FeedbackIn(_Strict):
+    score: Annotated[int, Field(strict=True, ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+# ---- support: cancellations, holds, notes; returns and exchanges ----
+
+
+class CancelRequest(_Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class SupportNote(_Strict):
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ReturnRequest(_Strict):
+    sku: Identifier
+    quantity: Quantity
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    exchange_sku: Identifier | None = None
+
+
+class ReturnCondition(StrEnum):
+    good = "good"
+    damaged = "damaged"
+
+
+class ReturnReceipt(_Strict):
+    rma: str
+    condition: ReturnCondition = ReturnCondition.good
+
+
+class ReturnStatus(StrEnum):
+    requested = "requested"
+    refunded = "refunded"
+    exchanged = "exchanged"
+    expired = "expired"
+
+
+class ReturnLineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    warehouse: str
+
+
+class ReturnView(BaseModel):
+    rma: str
+    status: ReturnStatus = ReturnStatus.requested
+    reason: str
+    lines: list[ReturnLineView]
+    exchange_sku: str | None = None
+    exchange_shipment_id: str | None = None
+    condition: ReturnCondition | None = None
+    refund_amount: Decimal = Decimal("0")
+    requested_at: datetime
+    received_at: datetime | None = None
+
+
+class PaymentTotals(BaseModel):
+    authorized: Decimal = Decimal("0")
+    captured: Decimal = Decimal("0")
+    refunded: Decimal = Decimal("0")
 
 
 class OrderView(BaseModel):
@@ -196,15 +271,7 @@ class OrderView(BaseModel):
     expected_delivery: datetime | None = None
     overdue: bool = False
     feedback: FeedbackView | None = None
-
-
-# ---- signals from carriers and customers ----
-
-
-class DeliveryConfirmation(_Strict):
-    shipment_id: str | None = None  # None: every shipment that is on its way
-
-
-class FeedbackIn(_Strict):
-    score: Annotated[int, Field(strict=True, ge=1, le=5)]
-    comment: Annotated[str, Field(max_length=2000)] | None = None
+    returns: list[ReturnView] = []
+    payment: PaymentTotals = PaymentTotals()
+    hold_reason: str | None = None
+    return_window_ends: datetime | None = None

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from models.orders import Address, PricedLine, ShipmentLine
+from models.orders import Address, PricedLine, ReturnCondition, ReturnLineView, ReturnStatus, ShipmentLine
 
 
 class ErrorType:
@@ -105,3 +105,38 @@ class FeedbackRecord(BaseModel):
     order_id: str
     score: int
     comment: str | None = None
+
+
+class ScreenRequest(BaseModel):
+    order_id: str
+    email: str
+    total: Decimal
+    review_above: Decimal | None
+
+
+class PriceRequest(BaseModel):
+    sku: str
+    currency: str
+
+
+class ReturnRecord(BaseModel):
+    order_id: str
+    rma: str
+    reason: str
+    exchange_sku: str | None
+    lines: list[ReturnLineView]
+    requested_at: datetime
+
+
+class ReceiptRecord(BaseModel):
+    order_id: str
+    rma: str
+    condition: ReturnCondition
+    received_at: datetime
+
+
+class ReturnOutcome(BaseModel):
+    order_id: str
+    rma: str
+    status: ReturnStatus
+    refund_amount: Decimal

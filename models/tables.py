@@ -228,3 +228,37 @@ class Feedback(Base):
 
 
 Index("ix_stock_movements_sku_warehouse", StockMovement.sku, StockMovement.warehouse)
+
+
+class BlockedEmail(Base):
+    """Customer e-mails whose orders are held for review."""
+
+    __tablename__ = "blocked_emails"
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Return(Base):
+    """A return authorization (RMA) and what became of it."""
+
+    __tablename__ = "returns"
+    rma: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # requested, refunded, exchanged, expired
+    reason: Mapped[str] = mapped_column(Text)
+    exchange_sku: Mapped[str | None] = mapped_column(String(64))
+    condition: Mapped[str | None] = mapped_column(String(16))  # good (restocked), damaged (written off)
+    refund_amount: Mapped[Decimal] = mapped_column(default=Decimal("0"))
+    requested_at: Mapped[datetime]
+    received_at: Mapped[datetime | None]
+
+
+class ReturnLine(Base):
+    __tablename__ = "return_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    rma: Mapped[str] = mapped_column(ForeignKey("returns.rma"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    warehouse: Mapped[str] = mapped_column(String(16), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal]

@@ -3,404 +3,324 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.fulfilment import FulfilmentActivities
     from activities.inventory import InventoryActivities
-    from activities.notifications import NotificationActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from models import search_attributes as sa
     from models.orders import (
+        CancelRequest,
         DeliveryConfirmation,
-        EventView,
         FeedbackIn,
         FeedbackView,
         OrderStatus,
         OrderView,
         PaymentStatus,
         PlaceOrder,
-        ShipmentStatus,
+        ReturnReceipt,
+        ReturnRequest,
+        ReturnView,
+        ShipmentLine,
         ShipmentView,
+        SupportNote,
     )
-    from models.steps import (
-        DeliveryRecord,
-        ErrorType,
-        EventRecord,
-        FeedbackRecord,
-        NotificationRequest,
-        PaymentRequest,
-        ReserveRequest,
-        ShipmentRef,
-        ShipRequest,
-    )
-    from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER, STEP_TIMEOUT
+    from models.steps import FeedbackRecord, PaymentRequest, ReserveRequest, ScreenRequest, ShipmentRef
+    from workflows.context import OrderContext, OrderFailed, business_refusal, money
+    from workflows.fulfilment import Fulfilment
+    from workflows.returns import ReturnDesk
+    from workflows.saga import Saga
 
-# The order's status follows its least advanced shipment.
-_STAGE_OF_SHIPMENT = {
-    ShipmentStatus.allocated: OrderStatus.confirmed,
-    ShipmentStatus.picking: OrderStatus.picking,
-    ShipmentStatus.packed: OrderStatus.packed,
-    ShipmentStatus.shipped: OrderStatus.shipped,
-    ShipmentStatus.delivered: OrderStatus.delivered,
-}
-_STAGES = list(_STAGE_OF_SHIPMENT.values())
-
-
-class OrderFailed(Exception):
-    """A business refusal that ends the order (after compensation) with `status`."""
-
-    def __init__(self, status: OrderStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
+CANCELLABLE = frozenset(
+    {
+        OrderStatus.received,
+        OrderStatus.on_hold,
+        OrderStatus.backordered,
+        OrderStatus.confirmed,
+        OrderStatus.picking,
+    }
+)
+ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
 
 
 @workflow.defn
 class OrderWorkflow:
     @workflow.init
     def __init__(self, request: PlaceOrder) -> None:
-        order = request.order
-        self._request = request
-        self._view = OrderView(
-            order_id=request.order_id,
-            status=OrderStatus.received,
-            payment_status=PaymentStatus.pending,
-            channel=order.channel,
-            customer_id=order.customer.id,
-            currency=order.currency,
-            placed_at=request.placed_at,
-        )
-        self._seq = 0
-        self._delivered: set[str] = set()
-        self._undo: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._ctx = OrderContext(request)
+        self._saga = Saga(self._ctx)
+        self._fulfilment = Fulfilment(self._ctx)
+        self._returns = ReturnDesk(self._ctx, self._fulfilment)
+        self._released = False
 
     # ---- the run ----
 
     @workflow.run
     async def run(self, request: PlaceOrder) -> OrderView:
-        await self._step(OrderActivities.record_order, request, "record the order")
+        ctx = self._ctx
+        await ctx.step(OrderActivities.record_order, request, "record the order")
         lines = len(request.order.lines)
-        await self._event("order_received", f"{lines} line{'s' * (lines != 1)} via {request.order.channel}")
+        await ctx.event("order_received", f"{lines} line{'s' * (lines != 1)} via {request.order.channel}")
         try:
             await self._accept()
             await self._fulfil()
         except OrderFailed as failure:
-            await self._compensate()
-            await self._set_status(failure.status, "order_" + failure.status.value, failure.reason)
-            await self._notify("order_rejected", "rejected", reason=failure.reason)
-            return self._view
-        await self._await_return_window()
-        await self._set_status(OrderStatus.completed, "order_completed", "return window closed")
-        return self._view
+            await self._end(failure)
+            return ctx.view
+        await self._return_window()
+        await ctx.set_status(OrderStatus.completed, "order_completed", "return window closed")
+        return ctx.view
 
     async def _accept(self) -> None:
-        """Validate, authorize, reserve and confirm; raises OrderFailed on a business refusal."""
-        request = self._request
-        try:
-            priced = await self._step(OrderActivities.validate_order, request, "validate against the catalog")
-        except ActivityError as err:
-            raise self._refusal(err, OrderStatus.rejected) from err
-        self._view.lines, self._view.total = priced.lines, priced.total
+        """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation."""
+        ctx = self._ctx
+        priced = await self._refusable(
+            OrderActivities.validate_order, ctx.request, "validate against the catalog", OrderStatus.rejected
+        )
+        ctx.view.lines, ctx.view.total = priced.lines, priced.total
         workflow.upsert_search_attributes([sa.ORDER_TOTAL.value_set(float(priced.total))])
-        await self._event("order_validated", f"total {priced.total} {priced.currency}")
+        await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
+        ctx.checkpoint()
 
-        payment = PaymentRequest(
-            order_id=request.order_id,
-            idempotency_key=self._key("authorize"),
-            amount=priced.total,
-            currency=priced.currency,
-            token=request.order.payment.token,
-        )
-        self._push_undo("void the authorization", self._void_payment)
-        try:
-            auth = await self._step(
-                PaymentActivities.authorize_payment, payment, f"authorize {priced.total} {priced.currency}"
-            )
-        except ActivityError as err:
-            self._view.payment_status = PaymentStatus.declined
-            raise self._refusal(err, OrderStatus.rejected) from err
-        self._view.payment_status = PaymentStatus.authorized
-        await self._event("payment_authorized", f"{auth.amount} {priced.currency} ({auth.reference})")
+        await self._authorize(priced.total)
+        ctx.checkpoint()
+        await self._screen(priced.total)
 
-        self._push_undo("release the reserved stock", self._release_stock)
         reserve = ReserveRequest(
-            order_id=request.order_id,
-            lines=[{"sku": line.sku, "quantity": line.quantity} for line in priced.lines],  # type: ignore[misc]
-            shipment_prefix=f"{request.order_id}-S",
+            order_id=ctx.order_id,
+            shipment_prefix=f"{ctx.order_id}-S",
+            lines=[ShipmentLine(sku=x.sku, quantity=x.quantity) for x in priced.lines],
         )
-        try:
-            allocated = await self._step(InventoryActivities.reserve_stock, reserve, "reserve stock")
-        except ActivityError as err:
-            raise self._refusal(err, OrderStatus.rejected) from err
+        allocated = await self._refusable(
+            InventoryActivities.reserve_stock, reserve, "reserve stock", OrderStatus.rejected
+        )
         prices = {line.sku: line.unit_price for line in priced.lines}
-        self._view.shipments = [
+        ctx.view.shipments = [
             ShipmentView(
-                id=s.id,
-                warehouse=s.warehouse,
-                lines=s.lines,
-                amount=sum((prices[line.sku] * line.quantity for line in s.lines), Decimal("0")),
+                id=a.id,
+                warehouse=a.warehouse,
+                lines=a.lines,
+                amount=sum((prices[x.sku] * x.quantity for x in a.lines), Decimal("0")),
             )
-            for s in allocated
+            for a in allocated
         ]
-        where = ", ".join(f"{s.id} from {s.warehouse}" for s in allocated)
-        await self._event("stock_reserved", where)
+        for shipment in ctx.view.shipments:
+            ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
+            self._saga.push(
+                f"release the stock reserved for {shipment.id}",
+                lambda retry, ref=ref: ctx.step(
+                    InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
+                ),
+            )
+        await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
+        ctx.checkpoint()
 
-        self._view.expected_delivery = workflow.now() + request.policy.delivery_sla
-        await self._set_status(
+        ctx.view.expected_delivery = workflow.now() + ctx.policy.delivery_sla
+        await ctx.set_status(
             OrderStatus.confirmed,
             "order_confirmed",
-            f"expected delivery by {self._view.expected_delivery:%Y-%m-%d %H:%M} UTC",
+            f"expected delivery by {ctx.view.expected_delivery:%Y-%m-%d %H:%M} UTC",
         )
-        await self._notify(
+        await ctx.notify(
             "order_confirmed",
             "confirmed",
-            lines="\n".join(
-                f"  {line.quantity} x {line.name} ({line.sku}) at {line.unit_price}" for line in priced.lines
-            ),
+            lines="\n".join(f"  {x.quantity} x {x.name} ({x.sku}) at {x.unit_price}" for x in priced.lines),
             total=str(priced.total),
             currency=priced.currency,
-            expected_delivery=f"{self._view.expected_delivery:%A %d %B %Y}",
+            expected_delivery=f"{ctx.view.expected_delivery:%A %d %B %Y}",
         )
 
-    async def _fulfil(self) -> None:
-        """One fulfilment unit per shipment, concurrently; then the feedback request."""
-        await asyncio.gather(*(self._fulfil_shipment(s) for s in self._view.shipments))
-
-    async def _fulfil_shipment(self, shipment: ShipmentView) -> None:
-        ref = ShipmentRef(order_id=self._view.order_id, shipment_id=shipment.id)
-        await self._shipment_status(shipment, ShipmentStatus.picking)
-        units = await self._step(
-            InventoryActivities.pick_stock, ref, f"pick {shipment.id} in {shipment.warehouse}"
+    async def _authorize(self, total: Decimal) -> None:
+        ctx = self._ctx
+        payment = PaymentRequest(
+            order_id=ctx.order_id,
+            idempotency_key=ctx.key("authorize"),
+            amount=total,
+            currency=ctx.view.currency,
+            token=ctx.request.order.payment.token,
         )
-        await self._event("shipment_picked", f"{shipment.id}: {units} units picked in {shipment.warehouse}")
+        void = payment.model_copy(update={"idempotency_key": ctx.key("void")})
 
-        packed = await self._step(FulfilmentActivities.pack_shipment, ref, f"pack {shipment.id}")
-        shipment.weight_g = packed.weight_g
-        await self._shipment_status(
-            shipment, ShipmentStatus.packed, f"{shipment.id}: {packed.weight_g} g, labelled"
-        )
+        async def undo(retry: RetryPolicy) -> None:
+            if ctx.view.payment.authorized > ctx.view.payment.captured and not ctx.voided:
+                ctx.book_payment(
+                    await ctx.step(PaymentActivities.void_payment, void, "void the authorization", retry)
+                )
 
-        ship = ShipRequest(
-            order_id=ref.order_id,
-            shipment_id=shipment.id,
-            warehouse=shipment.warehouse,
-            weight_g=packed.weight_g,
-            address=self._request.order.shipping_address,
-        )
         try:
-            booked = await self._step(
-                FulfilmentActivities.ship_shipment, ship, f"book the carrier for {shipment.id}"
+            result = await ctx.step(
+                PaymentActivities.authorize_payment, payment, f"authorize {money(total, payment.currency)}"
             )
         except ActivityError as err:
-            raise self._refusal(err, OrderStatus.cancelled) from err
-        shipment.carrier, shipment.tracking_number, shipment.shipped_at = (
-            booked.carrier,
-            booked.tracking_number,
-            booked.shipped_at,
+            if (reason := business_refusal(err)) is not None:
+                ctx.view.payment_status = PaymentStatus.declined
+                raise OrderFailed(OrderStatus.rejected, reason) from err
+            raise
+        self._saga.push("void the authorization", undo)
+        ctx.book_payment(result)
+        await ctx.event(
+            "payment_authorized", f"{money(result.amount, payment.currency)} ({result.reference})"
         )
-        capture = PaymentRequest(
-            order_id=ref.order_id,
-            idempotency_key=self._key(f"capture:{shipment.id}"),
-            amount=shipment.amount,
-            currency=self._view.currency,
-        )
-        await self._step(
-            PaymentActivities.capture_payment, capture, f"capture {shipment.amount} {capture.currency}"
-        )
-        self._view.payment_status = PaymentStatus.captured
-        await self._event("payment_captured", f"{shipment.amount} {capture.currency} for {shipment.id}")
-        await self._shipment_status(
-            shipment,
-            ShipmentStatus.shipped,
-            f"{shipment.id} with {booked.carrier}, tracking {booked.tracking_number}",
-        )
-        await self._notify(
-            "order_shipped",
-            f"shipped:{shipment.id}",
-            shipment_id=shipment.id,
-            warehouse=shipment.warehouse,
-            carrier=booked.carrier,
-            tracking_number=booked.tracking_number,
-        )
-        await self._await_delivery(shipment)
 
-    async def _await_delivery(self, shipment: ShipmentView) -> None:
-        policy = self._request.policy
+    async def _screen(self, total: Decimal) -> None:
+        """The review rule: hold the order for a person; release continues it, the hold timeout cancels it."""
+        ctx = self._ctx
+        screen = ScreenRequest(
+            order_id=ctx.order_id,
+            email=str(ctx.request.order.customer.email),
+            total=total,
+            review_above=ctx.policy.review_above,
+        )
+        reason = await ctx.step(OrderActivities.screen_order, screen, "screen for review")
+        if reason is None:
+            return
+        ctx.view.hold_reason = reason
+        await ctx.set_status(OrderStatus.on_hold, "order_on_hold", reason)
+        await ctx.notify("order_on_hold", "on_hold")
         try:
             await workflow.wait_condition(
-                lambda: shipment.id in self._delivered,
-                timeout=policy.delivery_sla,
-                timeout_summary=f"delivery SLA for {shipment.id}",
+                lambda: self._released or ctx.stop is not None,
+                timeout=ctx.policy.hold_timeout,
+                timeout_summary="hold timeout",
             )
         except TimeoutError:
-            await self._flag_overdue(shipment)
-            await workflow.wait_condition(lambda: shipment.id in self._delivered)
-        delivered_at = workflow.now()
-        await self._step(
-            FulfilmentActivities.record_delivery,
-            DeliveryRecord(order_id=self._view.order_id, shipment_id=shipment.id, delivered_at=delivered_at),
-            f"record delivery of {shipment.id}",
+            raise OrderFailed(
+                OrderStatus.cancelled, f"on hold for longer than {ctx.policy.hold_timeout}"
+            ) from None
+        ctx.checkpoint()
+        await ctx.event("hold_released", "released by support")
+
+    async def _fulfil(self) -> None:
+        """One fulfilment unit per shipment, concurrently; a failing one stops its siblings."""
+        ctx = self._ctx
+
+        async def one(shipment: ShipmentView) -> None:
+            try:
+                await self._fulfilment.dispatch(shipment, self._saga)
+            except OrderFailed as failure:
+                ctx.stop = ctx.stop or failure
+                raise
+            await ctx.notify(
+                "order_shipped",
+                f"shipped:{shipment.id}",
+                shipment_id=shipment.id,
+                warehouse=shipment.warehouse,
+                carrier=shipment.carrier or "",
+                tracking_number=shipment.tracking_number or "",
+            )
+            await self._fulfilment.await_delivery(shipment)
+
+        results = await asyncio.gather(*(one(s) for s in ctx.view.shipments), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise ctx.stop if isinstance(result, OrderFailed) and ctx.stop else result
+        ctx.checkpoint()
+        ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
+        await ctx.notify(
+            "order_delivered", "delivered", shipment_id=", ".join(s.id for s in ctx.view.shipments)
         )
-        shipment.delivered_at = delivered_at
-        await self._shipment_status(shipment, ShipmentStatus.delivered, f"{shipment.id} delivered")
-        await self._notify("order_delivered", f"delivered:{shipment.id}", shipment_id=shipment.id)
 
-    async def _flag_overdue(self, shipment: ShipmentView) -> None:
-        sla = self._request.policy.delivery_sla
-        await self._event("delivery_overdue", f"{shipment.id}: no delivery confirmation {sla} after shipping")
-        if not self._view.overdue:
-            self._view.overdue = True
-            workflow.upsert_search_attributes([sa.DELIVERY_OVERDUE.value_set(True)])
-        await self._notify(
-            "delivery_overdue",
-            f"overdue:{shipment.id}",
-            to_support=True,
-            sla=str(sla),
-            carrier=shipment.carrier or "",
-            tracking_numbers=shipment.tracking_number or "",
+    async def _return_window(self) -> None:
+        ctx = self._ctx
+        await workflow.sleep(ctx.policy.return_window, summary="return window")
+        await workflow.wait_condition(
+            lambda: self._returns.all_settled() and workflow.all_handlers_finished()
         )
 
-    async def _await_return_window(self) -> None:
-        await workflow.sleep(self._request.policy.return_window, summary="return window")
-        await workflow.wait_condition(workflow.all_handlers_finished)
-
-    # ---- compensation (saga) ----
-
-    def _push_undo(self, what: str, undo: Callable[[], Awaitable[Any]]) -> None:
-        self._undo.append((what, undo))
-
-    async def _compensate(self) -> None:
-        """Run the registered undos in reverse; each retries until it succeeds."""
-        while self._undo:
-            what, undo = self._undo.pop()
-            await undo()
-            await self._event("compensated", what)
-
-    async def _void_payment(self) -> None:
-        request = PaymentRequest(
-            order_id=self._view.order_id,
-            idempotency_key=self._key("void"),
-            amount=Decimal("0"),
-            currency=self._view.currency,
+    async def _end(self, failure: OrderFailed) -> None:
+        ctx = self._ctx
+        await self._saga.compensate()
+        await ctx.set_status(failure.status, f"order_{failure.status.value}", failure.reason)
+        if failure.status == OrderStatus.rejected:
+            await ctx.notify("order_rejected", "rejected", reason=failure.reason)
+            return
+        paid = ctx.view.payment
+        note = (
+            f"We refunded {money(paid.refunded, ctx.view.currency)}."
+            if paid.refunded
+            else "The authorization on your card was released; nothing was charged."
         )
-        if self._view.payment_status == PaymentStatus.authorized:
-            await self._step(PaymentActivities.void_payment, request, "void the authorization")
-            self._view.payment_status = PaymentStatus.voided
+        await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=note)
 
-    async def _release_stock(self) -> None:
-        for shipment in self._view.shipments:
-            ref = ShipmentRef(order_id=self._view.order_id, shipment_id=shipment.id)
-            await self._step(InventoryActivities.release_stock, ref, f"release stock of {shipment.id}")
-            shipment.status = ShipmentStatus.cancelled
+    async def _refusable(self, activity, arg, summary: str, status: OrderStatus):  # type: ignore[no-untyped-def]
+        """Run a step whose business refusal ends the order with `status`."""
+        try:
+            return await self._ctx.step(activity, arg, summary)
+        except ActivityError as err:
+            if (reason := business_refusal(err)) is not None:
+                raise OrderFailed(status, reason) from err
+            raise
 
-    # ---- handlers ----
+    # ---- queries, updates and signals ----
 
     @workflow.query
     def view(self) -> OrderView:
-        return self._view
+        return self._ctx.view
+
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> OrderView:
+        ctx = self._ctx
+        ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}")
+        await workflow.wait_condition(lambda: ctx.view.status in ENDED)
+        return ctx.view
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        view = self._ctx.view
+        if self._ctx.stop is not None or view.status in ENDED:
+            raise ValueError(f"order {view.order_id} is already {view.status.value}")
+        if view.status not in CANCELLABLE or any(
+            s.status.value in ("packed", "shipped", "delivered") for s in view.shipments
+        ):
+            raise ValueError(
+                f"order {view.order_id} is {view.status.value} and can no longer be cancelled; "
+                "once it has shipped, request a return instead"
+            )
+
+    @workflow.update
+    async def release(self) -> OrderView:
+        self._released = True
+        await workflow.wait_condition(lambda: self._ctx.view.status != OrderStatus.on_hold)
+        return self._ctx.view
+
+    @release.validator
+    def _validate_release(self) -> None:
+        view = self._ctx.view
+        if view.status != OrderStatus.on_hold or self._ctx.stop is not None:
+            raise ValueError(f"order {view.order_id} is {view.status.value}, not on hold")
+
+    @workflow.update
+    async def request_return(self, request: ReturnRequest) -> ReturnView:
+        return await self._returns.open(request)
+
+    @request_return.validator
+    def _validate_return(self, request: ReturnRequest) -> None:
+        self._returns.validate(request)
+
+    @workflow.signal
+    def return_received(self, receipt: ReturnReceipt) -> None:
+        self._returns.receive(receipt)
 
     @workflow.signal
     def confirm_delivery(self, confirmation: DeliveryConfirmation) -> None:
-        for shipment in self._view.shipments:
-            if confirmation.shipment_id in (None, shipment.id) and shipment.status == ShipmentStatus.shipped:
-                self._delivered.add(shipment.id)
+        self._fulfilment.confirm_delivery(confirmation)
 
     @workflow.signal
     async def submit_feedback(self, feedback: FeedbackIn) -> None:
-        self._view.feedback = FeedbackView(score=feedback.score, comment=feedback.comment)
-        await self._step(
-            OrderActivities.record_feedback,
-            FeedbackRecord(order_id=self._view.order_id, score=feedback.score, comment=feedback.comment),
-            "store the feedback",
-        )
-        await self._event(
+        ctx = self._ctx
+        ctx.view.feedback = FeedbackView(score=feedback.score, comment=feedback.comment)
+        record = FeedbackRecord(order_id=ctx.order_id, score=feedback.score, comment=feedback.comment)
+        await ctx.step(OrderActivities.record_feedback, record, "store the feedback")
+        await ctx.event(
             "feedback_received",
             f"score {feedback.score}" + (f": {feedback.comment}" if feedback.comment else ""),
         )
 
-    # ---- helpers ----
-
-    def _key(self, step: str) -> str:
-        """Idempotency key for an outside-world request: the workflow id plus the step."""
-        return f"{workflow.info().workflow_id}:{step}"
-
-    def _refusal(self, err: ActivityError, status: OrderStatus) -> OrderFailed | ActivityError:
-        cause = err.cause
-        if (
-            isinstance(cause, ApplicationError)
-            and cause.non_retryable
-            and cause.type in vars(ErrorType).values()
-        ):
-            return OrderFailed(status, cause.message)
-        return err
-
-    async def _step(self, activity: Callable[..., Any], arg: Any, summary: str) -> Any:
-        return await workflow.execute_activity_method(
-            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY_FOREVER, summary=summary
-        )
-
-    async def _event(self, event_type: str, detail: str = "") -> None:
-        """Append to the live view and the audit trail, and mirror status on the orders row."""
-        self._seq += 1
-        at = workflow.now()
-        self._view.events.append(EventView(at=at, type=event_type, detail=detail))
-        workflow.set_current_details(self._details())
-        await workflow.execute_local_activity_method(
-            OrderActivities.record_event,
-            EventRecord(
-                order_id=self._view.order_id,
-                seq=self._seq,
-                at=at,
-                type=event_type,
-                detail=detail,
-                status=self._view.status,
-                payment_status=self._view.payment_status,
-                total=self._view.total,
-            ),
-            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=event_type,
-        )
-
-    async def _set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
-        if status != self._view.status:
-            self._view.status = status
-            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
-        await self._event(event_type, detail)
-
-    async def _shipment_status(
-        self, shipment: ShipmentView, status: ShipmentStatus, detail: str = ""
-    ) -> None:
-        shipment.status = status
-        stage = min((_STAGE_OF_SHIPMENT[s.status] for s in self._view.shipments), key=_STAGES.index)
-        await self._set_status(stage, f"shipment_{status.value}", detail or f"{shipment.id} {status.value}")
-
-    async def _notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
-        request = NotificationRequest(
-            order_id=self._view.order_id,
-            kind=kind,
-            idempotency_key=self._key(f"notify:{key}"),
-            context=context,
-            to_support=to_support,
-        )
-        await self._step(NotificationActivities.send_notification, request, f"notify: {kind}")
-
-    def _details(self) -> str:
-        v = self._view
-        total = f"{v.total} {v.currency}" if v.total is not None else "not priced yet"
-        lines = [f"**{v.status.value}** · payment {v.payment_status.value} · {total}"]
-        lines += [
-            f"- {s.id} ({s.warehouse}): {s.status.value}"
-            + (f", {s.carrier} {s.tracking_number}" if s.tracking_number else "")
-            for s in v.shipments
-        ]
-        if v.events:
-            last = v.events[-1]
-            lines.append(f"last: {last.type} {last.detail}")
-        return "\n".join(lines)
+    @workflow.signal
+    async def add_note(self, note: SupportNote) -> None:
+        await self._ctx.event("support_note", note.text)

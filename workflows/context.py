@@ -1,0 +1,164 @@
+"""The state of one order inside its workflow, and the bookkeeping every part of it shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notifications import NotificationActivities
+    from activities.orders import OrderActivities
+    from models import search_attributes as sa
+    from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder, ShipmentView
+    from models.steps import ErrorType, EventRecord, NotificationRequest, PaymentResult
+    from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER, STEP_TIMEOUT
+
+_BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
+
+
+class OrderFailed(Exception):
+    """A business refusal or a cancellation: the order ends with `status` after compensation."""
+
+    def __init__(self, status: OrderStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def business_refusal(err: ActivityError) -> str | None:
+    """The message of a non-retryable business refusal behind an activity failure, else None."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type in _BUSINESS_ERRORS:
+        return cause.message
+    return None
+
+
+class OrderContext:
+    def __init__(self, request: PlaceOrder) -> None:
+        order = request.order
+        self.request = request
+        self.policy = request.policy
+        self.view = OrderView(
+            order_id=request.order_id,
+            status=OrderStatus.received,
+            payment_status=PaymentStatus.pending,
+            channel=order.channel,
+            customer_id=order.customer.id,
+            currency=order.currency,
+            placed_at=request.placed_at,
+        )
+        self.stop: OrderFailed | None = None  # set by a cancellation or a failed sibling shipment
+        self.voided = False
+        self._seq = 0
+
+    @property
+    def order_id(self) -> str:
+        return self.view.order_id
+
+    def key(self, step: str) -> str:
+        """Idempotency key for an outside-world request: the workflow id plus the step."""
+        return f"{workflow.info().workflow_id}:{step}"
+
+    def checkpoint(self) -> None:
+        """Between steps: stop here if the order was cancelled or a sibling failed."""
+        if self.stop is not None:
+            raise self.stop
+
+    async def step(
+        self, activity: Callable[..., Any], arg: Any, summary: str, retry: RetryPolicy = RETRY_FOREVER
+    ) -> Any:
+        return await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry, summary=summary
+        )
+
+    async def event(self, event_type: str, detail: str = "") -> None:
+        """Append to the live view and the audit trail, and mirror the status on the orders row."""
+        self._seq += 1
+        at = workflow.now()
+        self.view.events.append(EventView(at=at, type=event_type, detail=detail))
+        workflow.set_current_details(self._details())
+        record = EventRecord(
+            order_id=self.order_id,
+            seq=self._seq,
+            at=at,
+            type=event_type,
+            detail=detail,
+            status=self.view.status,
+            payment_status=self.view.payment_status,
+            total=self.view.total,
+        )
+        await workflow.execute_local_activity_method(
+            OrderActivities.record_event,
+            record,
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=event_type,
+        )
+
+    async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
+        if status != self.view.status:
+            self.view.status = status
+            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+        await self.event(event_type, detail)
+
+    async def notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
+        request = NotificationRequest(
+            order_id=self.order_id,
+            kind=kind,
+            idempotency_key=self.key(f"notify:{key}"),
+            context=context,
+            to_support=to_support,
+        )
+        await self.step(NotificationActivities.send_notification, request, f"notify: {kind}")
+
+    def book_payment(self, result: PaymentResult | None) -> None:
+        """Keep the payment totals and the derived payment status in step with the ledger."""
+        totals = self.view.payment
+        if result is None:
+            pass
+        elif result.kind == "authorization":
+            totals.authorized += result.amount
+        elif result.kind == "capture":
+            totals.captured += result.amount
+        elif result.kind == "refund":
+            totals.refunded += result.amount
+        elif result.kind == "void":
+            self.voided = True
+        self.view.payment_status = _payment_status(
+            totals.authorized, totals.captured, totals.refunded, self.voided
+        )
+
+    def _details(self) -> str:
+        v = self.view
+        total = f"{v.total} {v.currency}" if v.total is not None else "not priced yet"
+        lines = [f"**{v.status.value}** · payment {v.payment_status.value} · {total}"]
+        lines += [
+            f"- {s.id} ({s.warehouse}): {s.status.value}"
+            + (f", {s.carrier} {s.tracking_number}" if s.tracking_number else "")
+            for s in v.shipments
+        ]
+        lines += [f"- return {r.rma}: {r.status.value}" for r in v.returns]
+        if v.events:
+            lines.append(f"last: {v.events[-1].type} {v.events[-1].detail}")
+        return "\n".join(lines)
+
+
+def _payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, voided: bool) -> PaymentStatus:
+    if captured > 0:
+        if refunded >= captured:
+            return PaymentStatus.refunded
+        return PaymentStatus.partially_refunded if refunded > 0 else PaymentStatus.captured
+    if voided:
+        return PaymentStatus.voided
+    return PaymentStatus.authorized if authorized > 0 else PaymentStatus.pending
+
+
+def money(amount: Decimal, currency: str) -> str:
+    return f"{amount:.2f} {currency}"
+
+
+__all__ = ["OrderContext", "OrderFailed", "business_refusal", "money", "ShipmentView"]

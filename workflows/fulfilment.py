@@ -1,0 +1,171 @@
+"""Fulfilment, one unit per shipment: pick, pack, ship (carrier booking and capture), await delivery."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.fulfilment import FulfilmentActivities
+    from activities.inventory import InventoryActivities
+    from activities.payments import PaymentActivities
+    from models import search_attributes as sa
+    from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
+    from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
+    from workflows.context import OrderContext, OrderFailed, business_refusal, money
+    from workflows.saga import Saga
+
+# While fulfilment runs, the order's status follows its least advanced (original) shipment.
+_ORDER_STAGE = {
+    ShipmentStatus.allocated: OrderStatus.confirmed,
+    ShipmentStatus.picking: OrderStatus.picking,
+    ShipmentStatus.packed: OrderStatus.packed,
+    ShipmentStatus.shipped: OrderStatus.shipped,
+    ShipmentStatus.delivered: OrderStatus.delivered,
+}
+_STAGES = list(_ORDER_STAGE.values())
+
+
+class Fulfilment:
+    def __init__(self, ctx: OrderContext) -> None:
+        self._ctx = ctx
+        self._delivered: set[str] = set()
+
+    def confirm_delivery(self, confirmation: DeliveryConfirmation) -> None:
+        """The carrier's confirmation; only shipments on their way can be delivered."""
+        for shipment in self._ctx.view.shipments:
+            if confirmation.shipment_id in (None, shipment.id) and shipment.status == ShipmentStatus.shipped:
+                self._delivered.add(shipment.id)
+
+    async def dispatch(self, shipment: ShipmentView, saga: Saga) -> None:
+        """Pick, pack and ship; raises OrderFailed when the order is stopped or the carrier refuses."""
+        ctx, ref = self._ctx, ShipmentRef(order_id=self._ctx.order_id, shipment_id=shipment.id)
+        ctx.checkpoint()
+        await self._status(
+            shipment, ShipmentStatus.picking, f"{shipment.id}: picking in {shipment.warehouse}"
+        )
+        saga.push(
+            f"put the picked units of {shipment.id} back on the shelf",
+            lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment.id}", retry),
+        )
+        units = await ctx.step(
+            InventoryActivities.pick_stock, ref, f"pick {shipment.id} in {shipment.warehouse}"
+        )
+        await ctx.event("shipment_picked", f"{shipment.id}: {units} units picked in {shipment.warehouse}")
+        ctx.checkpoint()
+
+        packed = await ctx.step(FulfilmentActivities.pack_shipment, ref, f"pack {shipment.id}")
+        shipment.weight_g = packed.weight_g
+        await self._status(shipment, ShipmentStatus.packed, f"{shipment.id}: {packed.weight_g} g, labelled")
+        ctx.checkpoint()
+
+        saga.push(
+            f"cancel the carrier booking of {shipment.id}",
+            lambda retry: ctx.step(
+                FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
+            ),
+        )
+        ship = ShipRequest(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            warehouse=shipment.warehouse,
+            weight_g=packed.weight_g,
+            address=ctx.request.order.shipping_address,
+        )
+        try:
+            booked = await ctx.step(
+                FulfilmentActivities.ship_shipment, ship, f"book the carrier for {shipment.id}"
+            )
+        except ActivityError as err:
+            if (reason := business_refusal(err)) is not None:
+                raise OrderFailed(OrderStatus.cancelled, reason) from err
+            raise
+        shipment.carrier, shipment.tracking_number, shipment.shipped_at = (
+            booked.carrier,
+            booked.tracking_number,
+            booked.shipped_at,
+        )
+        if shipment.amount > 0:
+            await self._capture(shipment, saga)
+        await self._status(
+            shipment,
+            ShipmentStatus.shipped,
+            f"{shipment.id} with {booked.carrier}, tracking {booked.tracking_number}",
+        )
+
+    async def await_delivery(self, shipment: ShipmentView) -> None:
+        """Wait for the carrier's confirmation; past the delivery SLA flag the order overdue and keep waiting."""
+        ctx = self._ctx
+        arrived = lambda: shipment.id in self._delivered or ctx.stop is not None  # noqa: E731
+        try:
+            await workflow.wait_condition(
+                arrived, timeout=ctx.policy.delivery_sla, timeout_summary=f"delivery SLA for {shipment.id}"
+            )
+        except TimeoutError:
+            await self._flag_overdue(shipment)
+            await workflow.wait_condition(arrived)
+        if shipment.id not in self._delivered:
+            return
+        delivered_at = workflow.now()
+        record = DeliveryRecord(order_id=ctx.order_id, shipment_id=shipment.id, delivered_at=delivered_at)
+        await ctx.step(FulfilmentActivities.record_delivery, record, f"record delivery of {shipment.id}")
+        shipment.delivered_at = delivered_at
+        await self._status(shipment, ShipmentStatus.delivered, f"{shipment.id} delivered")
+
+    async def _capture(self, shipment: ShipmentView, saga: Saga) -> None:
+        ctx = self._ctx
+        capture = PaymentRequest(
+            order_id=ctx.order_id,
+            idempotency_key=ctx.key(f"capture:{shipment.id}"),
+            amount=shipment.amount,
+            currency=ctx.view.currency,
+        )
+        refund = capture.model_copy(update={"idempotency_key": ctx.key(f"refund:capture:{shipment.id}")})
+
+        async def undo(retry: RetryPolicy) -> None:
+            ctx.book_payment(
+                await ctx.step(
+                    PaymentActivities.refund_payment,
+                    refund,
+                    f"refund {money(refund.amount, refund.currency)}",
+                    retry,
+                )
+            )
+
+        saga.push(f"refund the capture for {shipment.id}", undo)
+        ctx.book_payment(
+            await ctx.step(
+                PaymentActivities.capture_payment,
+                capture,
+                f"capture {money(capture.amount, capture.currency)}",
+            )
+        )
+        await ctx.event("payment_captured", f"{money(shipment.amount, capture.currency)} for {shipment.id}")
+
+    async def _flag_overdue(self, shipment: ShipmentView) -> None:
+        ctx, sla = self._ctx, self._ctx.policy.delivery_sla
+        await ctx.event("delivery_overdue", f"{shipment.id}: no delivery confirmation {sla} after shipping")
+        if not ctx.view.overdue:
+            ctx.view.overdue = True
+            workflow.upsert_search_attributes([sa.DELIVERY_OVERDUE.value_set(True)])
+        await ctx.notify(
+            "delivery_overdue",
+            f"overdue:{shipment.id}",
+            to_support=True,
+            sla=str(sla),
+            carrier=shipment.carrier or "",
+            tracking_numbers=shipment.tracking_number or "",
+        )
+
+    async def _status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
+        shipment.status = status
+        ctx = self._ctx
+        originals = [s for s in ctx.view.shipments if s.exchange_for is None]
+        if shipment.exchange_for is None and ctx.view.status in _STAGES:
+            stage = min(
+                (_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE), key=_STAGES.index
+            )
+            await ctx.set_status(stage, f"shipment_{status.value}", detail)
+        else:
+            await ctx.event(f"shipment_{status.value}", detail)
