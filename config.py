@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -16,25 +17,27 @@ PROJECT_DIR = Path(__file__).resolve().parent
 DATA_DIR = PROJECT_DIR / ".data"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_MAX_SECONDS = 100 * 365 * 86400
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
-    """'30d', '6h', '45s', '500ms' -> timedelta; bare numbers are seconds."""
+    """'30d', '6h', '45s', '500ms' -> timedelta; a bare number is seconds. Never negative or unbounded."""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    match = _DURATION.match(value)
-    if match is None:
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif match := _DURATION.match(value):
+        amount, unit = match.groups()
+        seconds = float(amount) * _UNIT_SECONDS[unit]
+    else:
         try:
-            return timedelta(seconds=float(value))
+            seconds = float(value)
         except ValueError:
-            raise ValueError(
-                f"invalid duration {value!r}: write it like 30d, 6h, 15m, 45s or 500ms"
-            ) from None
-    amount, unit = match.groups()
-    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+            seconds = math.nan
+    if not (0 <= seconds <= _MAX_SECONDS):  # also refuses nan and inf
+        raise ValueError(f"invalid duration {value!r}: write it like 30d, 6h, 15m, 45s or 500ms")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

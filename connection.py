@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -34,3 +38,11 @@ async def ensure_search_attributes(client: Client) -> list[str]:
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+def exit_without_finalizing(status: int) -> NoReturn:
+    """Flush and leave at once. The SDK's native runtime can abort the interpreter while it finalizes
+    (temporalio/sdk-python#300); callers have finished and flushed their work when they call this."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

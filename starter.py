@@ -3,6 +3,9 @@
     python starter.py migrate | catalog load FILE | stock [--sku SKU] [--json]
     python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
+    python starter.py cancel ID --reason TEXT | release ID | note ID TEXT
+    python starter.py return ID --sku SKU --qty N --reason TEXT [--exchange-sku SKU]
+    python starter.py receive-return ID RMA [--condition good|damaged] | blocklist add|remove|list [EMAIL]
 
 Exit status: 0 done, 1 refused or unknown order, 2 invalid input.
 """
@@ -15,21 +18,23 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from pydantic import ValidationError
 
 from cli_format import as_json, table
 from config import Settings, get_settings
-from connection import connect
+from connection import connect, exit_without_finalizing
 from db import make_engine, make_session_factory, migrate
 from models.catalog import CatalogFile
-from models.orders import FeedbackIn, OrderView
+from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnReceipt, ReturnRequest
 from services import orders
+from services.blocklist import update_blocklist
 from services.catalog import CatalogError, load_catalog
 from services.stock import stock_levels
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -70,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("order_id")
     feedback.add_argument("--score", type=int, required=True)
     feedback.add_argument("--comment")
+    cancel = sub.add_parser("cancel", help="cancel an order that has not shipped (with compensation)")
+    cancel.add_argument("order_id")
+    cancel.add_argument("--reason", required=True)
+    sub.add_parser("release", help="release an order held for review").add_argument("order_id")
+    note = sub.add_parser("note", help="add a support note to the order's event log")
+    note.add_argument("order_id")
+    note.add_argument("text")
+    ret = sub.add_parser("return", help="authorize a return (RMA) of delivered units")
+    ret.add_argument("order_id")
+    ret.add_argument("--sku", required=True)
+    ret.add_argument("--qty", type=int, required=True)
+    ret.add_argument("--reason", required=True)
+    ret.add_argument("--exchange-sku")
+    receive = sub.add_parser("receive-return", help="the warehouse received a returned parcel")
+    receive.add_argument("order_id")
+    receive.add_argument("rma")
+    receive.add_argument("--condition", choices=[c.value for c in ReturnCondition], default="good")
+    blocklist = sub.add_parser("blocklist", help="customer e-mails whose orders are held for review")
+    blocklist.add_argument("action", choices=["add", "remove", "list"])
+    blocklist.add_argument("email", nargs="?")
+    blocklist.add_argument("--reason")
     return parser
 
 
@@ -210,6 +236,52 @@ async def cmd_feedback(args: argparse.Namespace, settings: Settings, out: TextIO
     print(f"feedback recorded for {args.order_id}", file=out)
 
 
+async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    view = await _support(orders.cancel_order(await connect(settings), args.order_id, args.reason))
+    print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
+
+
+async def cmd_release(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    view = await _support(orders.release_order(await connect(settings), args.order_id))
+    print(f"{view.order_id} released: {view.status.value}", file=out)
+
+
+async def cmd_note(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    await _support(orders.add_note(await connect(settings), args.order_id, args.text))
+    print(f"note added to {args.order_id}", file=out)
+
+
+async def cmd_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    try:
+        request = ReturnRequest(
+            sku=args.sku, quantity=args.qty, reason=args.reason, exchange_sku=args.exchange_sku
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid return: {_first_problem(exc)}", EXIT_INVALID) from None
+    ret = await _support(orders.request_return(await connect(settings), args.order_id, request))
+    print(ret.rma, file=out)
+
+
+async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    receipt = ReturnReceipt(rma=args.rma, condition=ReturnCondition(args.condition))
+    await _support(orders.receive_return(await connect(settings), args.order_id, receipt))
+    print(f"receipt of {args.rma} ({args.condition}) recorded", file=out)
+
+
+async def cmd_blocklist(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    if args.action != "list" and not args.email:
+        raise CommandError(f"blocklist {args.action} needs an e-mail address", EXIT_INVALID)
+    engine = make_engine(settings.database_url)
+    try:
+        entries = update_blocklist(make_session_factory(engine), args.action, args.email, args.reason)
+    finally:
+        engine.dispose()
+    print(
+        table(["EMAIL", "REASON"], entries) if args.action == "list" else f"{args.email} {args.action}d",
+        file=out,
+    )
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "catalog": cmd_catalog,
@@ -219,6 +291,12 @@ COMMANDS = {
     "list": cmd_list,
     "deliver": cmd_deliver,
     "feedback": cmd_feedback,
+    "cancel": cmd_cancel,
+    "release": cmd_release,
+    "note": cmd_note,
+    "return": cmd_return,
+    "receive-return": cmd_receive_return,
+    "blocklist": cmd_blocklist,
 }
 
 
@@ -248,6 +326,30 @@ def render_view(view: OrderView) -> str:
                 [(s.id, s.warehouse, s.status.value, s.carrier, s.tracking_number) for s in view.shipments],
             ),
         ]
+    if view.returns:
+        parts += [
+            "",
+            table(
+                ["RMA", "STATUS", "LINES", "EXCHANGE", "REFUND", "REASON"],
+                [
+                    (
+                        r.rma,
+                        r.status.value,
+                        ", ".join(f"{x.quantity} x {x.sku}" for x in r.lines),
+                        r.exchange_sku,
+                        r.refund_amount,
+                        r.reason,
+                    )
+                    for r in view.returns
+                ],
+            ),
+        ]
+    paid = view.payment
+    parts += [
+        "",
+        f"payment: authorized {paid.authorized}, captured {paid.captured}, refunded {paid.refunded} "
+        f"{view.currency}",
+    ]
     if view.feedback:
         parts += ["", f"feedback: {view.feedback.score}/5 {view.feedback.comment or ''}".rstrip()]
     parts += [
@@ -259,6 +361,14 @@ def render_view(view: OrderView) -> str:
     return "\n".join(parts)
 
 
+async def _support(call: Awaitable[T]) -> T:
+    """Run a support action; an unknown order or a refusal becomes a clear message and exit status 1."""
+    try:
+        return await call
+    except (orders.UnknownOrder, orders.Refused) as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def _view(settings: Settings, order_id: str) -> OrderView:
     try:
         return await orders.order_view(await connect(settings), order_id)
@@ -267,7 +377,7 @@ async def _view(settings: Settings, order_id: str) -> OrderView:
 
 
 def _reason(view: OrderView) -> str:
-    ending = {"order_rejected", "order_cancelled"}
+    ending = {"order_rejected", "order_cancelled", "order_on_hold"}
     reasons = [e.detail for e in view.events if e.type in ending]
     return f": {reasons[-1]}" if reasons else ""
 
@@ -292,7 +402,7 @@ def _redact(url: str) -> str:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(dispatch(sys.argv[1:], get_settings())))
+    exit_without_finalizing(asyncio.run(dispatch(sys.argv[1:], get_settings())))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from activities.returns import ReturnActivities
 from adapters.carrier import SandboxCarrier
 from adapters.payments import SandboxGateway
 from config import Settings, get_settings
-from connection import connect, ensure_search_attributes
+from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from workflows.order import OrderWorkflow
 
@@ -62,12 +62,18 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, sessions: SessionFactory, task_queue: str, threads: int = 32) -> Worker:
+def build_worker(
+    client: Client,
+    sessions: SessionFactory,
+    task_queue: str,
+    threads: int = 32,
+    activities: list[object] | None = None,
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(sessions),
+        activities=activities if activities is not None else build_activities(sessions),
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
         max_concurrent_activities=threads,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -102,6 +108,7 @@ def main() -> None:
         await run_worker(get_settings(), stop)
 
     asyncio.run(_main())
+    exit_without_finalizing(0)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from models import search_attributes as sa
 from models.orders import (
+    CancelRequest,
     DeliveryConfirmation,
     FeedbackIn,
     OrderInput,
@@ -27,6 +28,10 @@ from models.orders import (
     OrderStatus,
     OrderView,
     PlaceOrder,
+    ReturnReceipt,
+    ReturnRequest,
+    ReturnView,
+    SupportNote,
 )
 from workflows.order import OrderWorkflow
 
@@ -191,10 +196,57 @@ async def give_feedback(client: Client, order_id: str, feedback: FeedbackIn) -> 
     view = await order_view(client, order_id)
     if not any(s.status == "delivered" for s in view.shipments):
         raise Refused(f"order {order_id} has not been delivered yet (status: {view.status.value})")
-    description = await handle(client, order_id).describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        raise Refused(f"order {order_id} is closed; feedback is accepted until its return window ends")
+    await _running(client, order_id)
     await handle(client, order_id).signal(OrderWorkflow.submit_feedback, feedback)
+
+
+async def cancel_order(client: Client, order_id: str, reason: str) -> OrderView:
+    """Cancel with compensation; refused (Refused) once anything has shipped."""
+    return await _update(client, order_id, OrderWorkflow.cancel, CancelRequest(reason=reason))
+
+
+async def release_order(client: Client, order_id: str) -> OrderView:
+    """Release an order held for review."""
+    return await _update(client, order_id, OrderWorkflow.release)
+
+
+async def request_return(client: Client, order_id: str, request: ReturnRequest) -> ReturnView:
+    return await _update(client, order_id, OrderWorkflow.request_return, request)
+
+
+async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) -> None:
+    """The warehouse's receipt of a returned parcel."""
+    view = await order_view(client, order_id)
+    if not any(r.rma == receipt.rma for r in view.returns):
+        raise Refused(f"order {order_id} has no return {receipt.rma}")
+    await _running(client, order_id)
+    await handle(client, order_id).signal(OrderWorkflow.return_received, receipt)
+
+
+async def add_note(client: Client, order_id: str, text: str) -> None:
+    note = SupportNote(text=text)
+    await _running(client, order_id)
+    await handle(client, order_id).signal(OrderWorkflow.add_note, note)
+
+
+async def _running(client: Client, order_id: str) -> None:
+    try:
+        description = await handle(client, order_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownOrder(order_id) from None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise Refused(f"order {order_id} is closed")
+
+
+async def _update(client: Client, order_id: str, update, *args):  # type: ignore[no-untyped-def]
+    """Send an update; a validator's refusal becomes Refused with the workflow's own reason."""
+    await _running(client, order_id)
+    try:
+        return await handle(client, order_id).execute_update(update, *args)
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
 
 
 def _quote(value: str) -> str:

