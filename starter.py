@@ -6,6 +6,9 @@
     python starter.py cancel ID --reason TEXT | release ID | note ID TEXT
     python starter.py return ID --sku SKU --qty N --reason TEXT [--exchange-sku SKU]
     python starter.py receive-return ID RMA [--condition good|damaged] | blocklist add|remove|list [EMAIL]
+    python starter.py stock check | stock adjust SKU WH DELTA --reason TEXT | stock receive SKU WH QTY [--po ID]
+    python starter.py purchase-orders [--json]
+
 
 Exit status: 0 done, 1 refused or unknown order, 2 invalid input.
 """
@@ -16,7 +19,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -25,13 +29,13 @@ from pydantic import ValidationError
 from cli_format import as_json, table
 from config import Settings, get_settings
 from connection import connect, exit_without_finalizing
-from db import make_engine, make_session_factory, migrate
+from db import SessionFactory, make_engine, make_session_factory, migrate
 from models.catalog import CatalogFile
 from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnReceipt, ReturnRequest
-from services import orders
+from models.steps import StockKey
+from services import orders, replenishment, stock
 from services.blocklist import update_blocklist
 from services.catalog import CatalogError, load_catalog
-from services.stock import stock_levels
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
 T = TypeVar("T")
@@ -53,9 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parser("load", help="load or update warehouses, products and stock").add_argument(
         "file", type=Path
     )
-    stock = sub.add_parser("stock", help="stock levels per sku and warehouse")
+    stock = sub.add_parser("stock", help="stock levels per sku and warehouse; check, adjust, receive")
     stock.add_argument("--sku")
     stock.add_argument("--json", action="store_true")
+    stock_actions = stock.add_subparsers(dest="action")
+    stock_actions.add_parser("check", help="verify the stock ledger; exit 1 if anything disagrees")
+    adjust = stock_actions.add_parser("adjust", help="a cycle-count correction of on-hand stock")
+    adjust.add_argument("sku")
+    adjust.add_argument("warehouse")
+    adjust.add_argument("delta", type=int)
+    adjust.add_argument("--reason", required=True)
+    receive = stock_actions.add_parser("receive", help="book received goods into stock")
+    receive.add_argument("sku")
+    receive.add_argument("warehouse")
+    receive.add_argument("quantity", type=int)
+    receive.add_argument("--po", help="the purchase order these goods fill")
+    purchase_orders = sub.add_parser("purchase-orders", help="replenishment purchase orders")
+    purchase_orders.add_argument("--json", action="store_true")
+
     place = sub.add_parser("place", help="place one order (JSON file, or - for stdin)")
     place.add_argument("file")
     place.add_argument(
@@ -125,13 +144,11 @@ async def cmd_catalog(args: argparse.Namespace, settings: Settings, out: TextIO)
         raise CommandError(f"cannot read {args.file}: {exc.strerror}", EXIT_INVALID) from None
     except ValidationError as exc:
         raise CommandError(f"invalid catalog file: {_first_problem(exc)}", EXIT_INVALID) from None
-    engine = make_engine(settings.database_url)
-    try:
-        summary = load_catalog(make_session_factory(engine), catalog)
-    except CatalogError as exc:
-        raise CommandError(str(exc), EXIT_INVALID) from None
-    finally:
-        engine.dispose()
+    with _database(settings) as sessions:
+        try:
+            summary = load_catalog(sessions, catalog)
+        except CatalogError as exc:
+            raise CommandError(str(exc), EXIT_INVALID) from None
     print(
         f"loaded {summary.warehouses} warehouses, {summary.products} products, {summary.stock_rows} stock rows "
         f"({summary.stock_adjusted} levels changed)",
@@ -140,11 +157,11 @@ async def cmd_catalog(args: argparse.Namespace, settings: Settings, out: TextIO)
 
 
 async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    engine = make_engine(settings.database_url)
-    try:
-        levels = stock_levels(make_session_factory(engine), args.sku)
-    finally:
-        engine.dispose()
+    if args.action in STOCK_ACTIONS:
+        await STOCK_ACTIONS[args.action](args, settings, out)
+        return
+    with _database(settings) as sessions:
+        levels = stock.stock_levels(sessions, args.sku)
     if args.json:
         print(as_json([level.model_dump() for level in levels]), file=out)
         return
@@ -155,6 +172,119 @@ async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -
         ),
         file=out,
     )
+
+
+async def cmd_stock_check(_: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        problems = stock.check_stock(sessions)
+    if problems:
+        print("\n".join(problems), file=out)
+        raise CommandError(f"stock ledger check found {len(problems)} problem(s)")
+    print("stock ledger check passed: levels equal the movements, no reservation left behind", file=out)
+
+
+async def cmd_stock_adjust(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        level = _stock_change(
+            lambda: stock.adjust_stock(sessions, args.sku, args.warehouse, args.delta, args.reason)
+        )
+        started = await replenishment.replenish_if_low(
+            await connect(settings),
+            sessions,
+            settings.task_queue,
+            settings.supplier_lead_time,
+            [StockKey(sku=args.sku, warehouse=args.warehouse)],
+        )
+        served = await _offer(settings, sessions, args.sku) if args.delta > 0 else []
+    _print_level(level, out, started, served)
+
+
+async def cmd_stock_receive(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        if args.po:
+            await _receive_purchase_order(args, settings, sessions, out)
+            return
+        level = _stock_change(lambda: stock.receive_stock(sessions, args.sku, args.warehouse, args.quantity))
+        served = await _offer(settings, sessions, args.sku)
+    _print_level(level, out, [], served)
+
+
+async def cmd_purchase_orders(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        orders_ = stock.purchase_orders(sessions)
+    if args.json:
+        print(as_json(orders_), file=out)
+        return
+    print(
+        table(
+            ["PO", "SKU", "WAREHOUSE", "QTY", "STATUS", "CREATED", "EXPECTED", "RECEIVED"],
+            [
+                (
+                    po.id,
+                    po.sku,
+                    po.warehouse,
+                    po.quantity,
+                    po.status,
+                    f"{po.created_at:%Y-%m-%d %H:%M}",
+                    f"{po.expected_at:%Y-%m-%d %H:%M}",
+                    f"{po.received_at:%Y-%m-%d %H:%M}" if po.received_at else "",
+                )
+                for po in orders_
+            ],
+        ),
+        file=out,
+    )
+
+
+async def _receive_purchase_order(
+    args: argparse.Namespace, settings: Settings, sessions: SessionFactory, out: TextIO
+) -> None:
+    """Goods for an open purchase order: its replenishment workflow books them in and serves backorders."""
+    (po,) = stock.purchase_orders(sessions, args.po) or [None]
+    if po is None:
+        raise CommandError(f"unknown purchase order {args.po}")
+    if (po.sku, po.warehouse) != (args.sku, args.warehouse):
+        raise CommandError(f"purchase order {po.id} is for {po.sku} in {po.warehouse}", EXIT_INVALID)
+    if po.status != "open":
+        raise CommandError(f"purchase order {po.id} is already {po.status}")
+    if args.quantity <= 0:
+        raise CommandError("a receipt needs a positive quantity", EXIT_INVALID)
+    client = await connect(settings)
+    await client.get_workflow_handle(replenishment.replenishment_id(po.sku, po.warehouse)).signal(
+        "goods_received", args.quantity
+    )
+    deadline = asyncio.get_running_loop().time() + 60
+    while (po := stock.purchase_orders(sessions, args.po)[0]).status == "open":
+        if asyncio.get_running_loop().time() > deadline:
+            raise CommandError(f"purchase order {po.id} was not booked in within 60 s; is a worker running?")
+        await asyncio.sleep(0.2)
+    print(f"{po.id} received: {po.received_quantity} x {po.sku} into {po.warehouse}", file=out)
+
+
+async def _offer(settings: Settings, sessions: SessionFactory, sku: str) -> list[str]:
+    return await replenishment.release_backorders(await connect(settings), sessions, [sku])
+
+
+def _stock_change(change: Callable[[], T]) -> T:
+    try:
+        return change()
+    except stock.StockError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+
+
+def _print_level(level: stock.StockLevel, out: TextIO, replenishing: list[str], served: list[str]) -> None:
+    print(
+        f"{level.sku}@{level.warehouse}: on hand {level.on_hand}, reserved {level.reserved}, "
+        f"available {level.available}",
+        file=out,
+    )
+    if replenishing:
+        print(f"replenishment: {', '.join(replenishing)}", file=out)
+    if served:
+        print(f"backorders now reserved: {', '.join(served)}", file=out)
+
+
+STOCK_ACTIONS = {"check": cmd_stock_check, "adjust": cmd_stock_adjust, "receive": cmd_stock_receive}
 
 
 # ---- order commands ----
@@ -271,11 +401,8 @@ async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: 
 async def cmd_blocklist(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     if args.action != "list" and not args.email:
         raise CommandError(f"blocklist {args.action} needs an e-mail address", EXIT_INVALID)
-    engine = make_engine(settings.database_url)
-    try:
-        entries = update_blocklist(make_session_factory(engine), args.action, args.email, args.reason)
-    finally:
-        engine.dispose()
+    with _database(settings) as sessions:
+        entries = update_blocklist(sessions, args.action, args.email, args.reason)
     print(
         table(["EMAIL", "REASON"], entries) if args.action == "list" else f"{args.email} {args.action}d",
         file=out,
@@ -297,6 +424,7 @@ COMMANDS = {
     "return": cmd_return,
     "receive-return": cmd_receive_return,
     "blocklist": cmd_blocklist,
+    "purchase-orders": cmd_purchase_orders,
 }
 
 
@@ -376,7 +504,17 @@ async def _view(settings: Settings, order_id: str) -> OrderView:
         raise CommandError(str(exc)) from None
 
 
+@contextmanager
+def _database(settings: Settings) -> Iterator[SessionFactory]:
+    engine = make_engine(settings.database_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
 def _reason(view: OrderView) -> str:
+
     ending = {"order_rejected", "order_cancelled", "order_on_hold"}
     reasons = [e.detail for e in view.events if e.type in ending]
     return f": {reasons[-1]}" if reasons else ""

@@ -21,26 +21,32 @@ from activities.inventory import InventoryActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
 from adapters.carrier import SandboxCarrier
 from adapters.payments import SandboxGateway
+from adapters.supplier import SandboxSupplier
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from workflows.order import OrderWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
 
 log = logging.getLogger("oms.worker")
 
-WORKFLOWS = [OrderWorkflow]
+WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
 
 
-def build_activities(sessions: SessionFactory) -> list[object]:
+def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
     orders = OrderActivities(sessions)
     payments = PaymentActivities(SandboxGateway(sessions))
     inventory = InventoryActivities(sessions)
     fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions))
     notifications = NotificationActivities(sessions)
     returns = ReturnActivities(sessions)
+    replenishment = ReplenishmentActivities(
+        sessions, client, SandboxSupplier(), settings.task_queue, settings.supplier_lead_time
+    )
     # fmt: off
     return [
         orders.record_order, orders.validate_order, orders.screen_order, orders.price_sku,
@@ -51,6 +57,8 @@ def build_activities(sessions: SessionFactory) -> list[object]:
         fulfilment.record_delivery,
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
+        replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
+        replenishment.stock_on_order, replenishment.raise_purchase_order, replenishment.receive_purchase_order,
     ]
     # fmt: on
 
@@ -63,17 +71,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(
-    client: Client,
-    sessions: SessionFactory,
-    task_queue: str,
-    threads: int = 32,
-    activities: list[object] | None = None,
+    client: Client, sessions: SessionFactory, settings: Settings, activities: list[object] | None = None
 ) -> Worker:
+    threads = settings.worker_activity_threads
     return Worker(
         client,
-        task_queue=task_queue,
+        task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities if activities is not None else build_activities(sessions),
+        activities=activities if activities is not None else build_activities(sessions, client, settings),
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
         max_concurrent_activities=threads,
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -87,9 +92,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     engine = make_engine(settings.database_url)
-    worker = build_worker(
-        client, make_session_factory(engine), settings.task_queue, settings.worker_activity_threads
-    )
+    worker = build_worker(client, make_session_factory(engine), settings)
+
     async with worker:
         log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()

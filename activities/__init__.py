@@ -3,6 +3,6 @@
 from temporalio.exceptions import ApplicationError
 
 
-def refuse(error_type: str, message: str) -> ApplicationError:
+def refuse(error_type: str, message: str, *details: object) -> ApplicationError:
     """A business refusal: non-retryable, with a typed `type` the workflow can branch on."""
-    return ApplicationError(message, type=error_type, non_retryable=True)
+    return ApplicationError(message, *details, type=error_type, non_retryable=True)

@@ -119,7 +119,8 @@ def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) 
     plan, short = plan_allocation(wanted, available, warehouses)
     if short:
         detail = ", ".join(f"{sku} short by {qty}" for sku, qty in sorted(short.items()))
-        raise refuse(ErrorType.out_of_stock, f"out of stock: {detail}")
+        raise refuse(ErrorType.out_of_stock, f"out of stock: {detail}", sorted(short))
+
     # Lock rows in one global order (sku, warehouse) so concurrent orders never deadlock.
     for sku, warehouse in sorted((sku, wh) for wh, part in plan.items() for sku in part):
         if not move(

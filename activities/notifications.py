@@ -40,6 +40,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Hello $name,\n\nyour order $order_id needs a short review before we send it. Your card is authorized, "
         "not charged. We will be in touch shortly.\n",
     ),
+    "order_backordered": (
+        "Your order $order_id is backordered",
+        "Hello $name,\n\nsome items of your order $order_id ($skus) are out of stock right now. More are on the way "
+        "and we will send your order as soon as they arrive. Your card is authorized, not charged.\n",
+    ),
     "order_cancelled": (
         "Your order $order_id was cancelled",
         "Hello $name,\n\nyour order $order_id was cancelled: $reason.\n$money\n",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel
@@ -140,3 +140,42 @@ class ReturnOutcome(BaseModel):
     rma: str
     status: ReturnStatus
     refund_amount: Decimal
+
+
+class StockKey(BaseModel):
+    sku: str
+    warehouse: str
+
+
+class ReplenishRequest(BaseModel):
+    """Workflow input of `replenish-<sku>-<warehouse>`."""
+
+    sku: str
+    warehouse: str
+    quantity: int
+    lead_time: timedelta
+
+
+class RaisePurchaseOrder(BaseModel):
+    po_id: str
+    sku: str
+    warehouse: str
+    quantity: int
+    expected_at: datetime
+
+
+class ReceivePurchaseOrder(BaseModel):
+    po_id: str
+    quantity: int
+
+
+class PurchaseOrderView(BaseModel):
+    id: str
+    sku: str
+    warehouse: str
+    quantity: int
+    status: str
+    created_at: datetime
+    expected_at: datetime
+    received_at: datetime | None = None
+    received_quantity: int | None = None

@@ -279,3 +279,20 @@ class ReturnLine(Base):
     warehouse: Mapped[str] = mapped_column(String(16), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal]
+
+
+class PurchaseOrder(Base):
+    """A replenishment order to the (sandbox) supplier."""
+
+    __tablename__ = "purchase_orders"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), index=True)
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # open, received
+    supplier_ref: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expected_at: Mapped[datetime]
+    received_at: Mapped[datetime | None]
+    received_quantity: Mapped[int | None] = mapped_column(Integer)

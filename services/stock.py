@@ -1,12 +1,23 @@
-"""Stock levels as support and warehouse staff see them."""
+"""Stock as warehouse and support staff see it: levels, corrections, receipts, purchase orders, and
+the ledger check (levels equal the sum of movements; no reservation left behind)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-from sqlalchemy import select
+from datetime import datetime
 
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from activities.stock_ledger import move
 from db import SessionFactory
 from models import tables as t
+from models.steps import PurchaseOrderView, StockKey
+
+ENDED_ORDER_STATUSES = ("rejected", "cancelled", "completed")
+
+
+class StockError(ValueError):
+    pass
 
 
 class StockLevel(BaseModel):
@@ -15,6 +26,14 @@ class StockLevel(BaseModel):
     on_hand: int
     reserved: int
     available: int
+
+
+class LowStock(BaseModel):
+    sku: str
+    warehouse: str
+    available: int
+    reorder_point: int
+    reorder_qty: int
 
 
 def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[StockLevel]:
@@ -32,3 +51,210 @@ def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[Stock
             )
             for s in session.scalars(query)
         ]
+
+
+def adjust_stock(sessions: SessionFactory, sku: str, warehouse: str, delta: int, reason: str) -> StockLevel:
+    """A cycle-count correction of on-hand stock."""
+    if delta == 0:
+        raise StockError("an adjustment needs a non-zero delta")
+    return _change(sessions, sku, warehouse, "adjust", delta, reason=reason)
+
+
+def receive_stock(
+    sessions: SessionFactory, sku: str, warehouse: str, quantity: int, po_id: str | None = None
+) -> StockLevel:
+    if quantity <= 0:
+        raise StockError("a receipt needs a positive quantity")
+    return _change(sessions, sku, warehouse, "receive", quantity, po_id=po_id)
+
+
+def _change(
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    kind: str,
+    delta: int,
+    reason: str | None = None,
+    po_id: str | None = None,
+) -> StockLevel:
+    with sessions.begin() as session:
+        if session.get(t.Product, sku) is None:
+            raise StockError(f"unknown SKU {sku}")
+        if session.get(t.Warehouse, warehouse) is None:
+            raise StockError(f"unknown warehouse {warehouse}")
+        if session.get(t.Stock, (sku, warehouse)) is None:
+            session.add(t.Stock(sku=sku, warehouse=warehouse, on_hand=0, reserved=0))
+            session.flush()
+        if not move(session, sku, warehouse, kind, on_hand=delta, reason=reason, purchase_order_id=po_id):
+            stock = session.get(t.Stock, (sku, warehouse))
+            assert stock is not None
+            raise StockError(
+                f"{sku} in {warehouse}: on hand {stock.on_hand} {delta:+d} would fall below the "
+                f"{stock.reserved} units reserved"
+            )
+    return next(level for level in stock_levels(sessions, sku) if level.warehouse == warehouse)
+
+
+def low_stock(sessions: SessionFactory, keys: list[StockKey]) -> list[LowStock]:
+    """The given sku/warehouse pairs whose available stock is at or below their reorder point."""
+    if not keys:
+        return []
+    wanted = {(k.sku, k.warehouse) for k in keys}
+    with sessions() as session:
+        rows = session.scalars(
+            select(t.Stock).where(
+                t.Stock.sku.in_({k.sku for k in keys}),
+                t.Stock.reorder_point.is_not(None),
+                t.Stock.reorder_qty.is_not(None),
+            )
+        )
+        return [
+            LowStock(
+                sku=s.sku,
+                warehouse=s.warehouse,
+                available=s.on_hand - s.reserved,
+                reorder_point=s.reorder_point,
+                reorder_qty=s.reorder_qty,
+            )
+            for s in rows
+            if (s.sku, s.warehouse) in wanted
+            and s.reorder_point is not None
+            and s.reorder_qty is not None
+            and s.on_hand - s.reserved <= s.reorder_point
+        ]
+
+
+def stock_on_order(sessions: SessionFactory, skus: list[str]) -> dict[str, int]:
+    """Units on open purchase orders, per sku."""
+    with sessions() as session:
+        rows = session.execute(
+            select(t.PurchaseOrder.sku, func.sum(t.PurchaseOrder.quantity))
+            .where(t.PurchaseOrder.sku.in_(skus), t.PurchaseOrder.status == "open")
+            .group_by(t.PurchaseOrder.sku)
+        ).all()
+    return {sku: int(qty) for sku, qty in rows}
+
+
+def raise_purchase_order(
+    sessions: SessionFactory,
+    po_id: str,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    expected_at: datetime,
+    supplier_ref: str,
+) -> PurchaseOrderView:
+    with sessions.begin() as session:
+        po = session.get(t.PurchaseOrder, po_id)
+        if po is None:
+            po = t.PurchaseOrder(
+                id=po_id,
+                sku=sku,
+                warehouse=warehouse,
+                quantity=quantity,
+                status="open",
+                expected_at=expected_at,
+                supplier_ref=supplier_ref,
+            )
+            session.add(po)
+            session.flush()
+        return _po_view(po)
+
+
+def receive_purchase_order(sessions: SessionFactory, po_id: str, quantity: int) -> PurchaseOrderView:
+    """Book the goods of a purchase order into stock and close it (once)."""
+    with sessions.begin() as session:
+        po = session.get(t.PurchaseOrder, po_id, with_for_update=True)
+        if po is None:
+            raise StockError(f"unknown purchase order {po_id}")
+        if po.status == "open":
+            if session.get(t.Stock, (po.sku, po.warehouse)) is None:
+                session.add(t.Stock(sku=po.sku, warehouse=po.warehouse, on_hand=0, reserved=0))
+                session.flush()
+            move(session, po.sku, po.warehouse, "receive", on_hand=quantity, purchase_order_id=po.id)
+            po.status, po.received_at, po.received_quantity = "received", t.utcnow(), quantity
+        return _po_view(po)
+
+
+def purchase_orders(sessions: SessionFactory, po_id: str | None = None) -> list[PurchaseOrderView]:
+    query = select(t.PurchaseOrder).order_by(t.PurchaseOrder.created_at, t.PurchaseOrder.id)
+    if po_id:
+        query = query.where(t.PurchaseOrder.id == po_id)
+    with sessions() as session:
+        return [_po_view(po) for po in session.scalars(query)]
+
+
+def check_stock(sessions: SessionFactory) -> list[str]:
+    """Every disagreement in the stock ledger; empty when all is well."""
+    problems: list[str] = []
+    with sessions() as session:
+        sums = {
+            (sku, wh): (int(on_hand or 0), int(reserved or 0))
+            for sku, wh, on_hand, reserved in session.execute(
+                select(
+                    t.StockMovement.sku,
+                    t.StockMovement.warehouse,
+                    func.sum(t.StockMovement.on_hand_delta),
+                    func.sum(t.StockMovement.reserved_delta),
+                ).group_by(t.StockMovement.sku, t.StockMovement.warehouse)
+            )
+        }
+        held = {
+            (sku, wh): int(qty)
+            for sku, wh, qty in session.execute(
+                select(t.Reservation.sku, t.Reservation.warehouse, func.sum(t.Reservation.quantity))
+                .where(t.Reservation.status == "active")
+                .group_by(t.Reservation.sku, t.Reservation.warehouse)
+            )
+        }
+        for s in session.scalars(select(t.Stock).order_by(t.Stock.sku, t.Stock.warehouse)):
+            on_hand, reserved = sums.pop((s.sku, s.warehouse), (0, 0))
+            if (s.on_hand, s.reserved) != (on_hand, reserved):
+                problems.append(
+                    f"{s.sku}@{s.warehouse}: level on_hand={s.on_hand} reserved={s.reserved}, "
+                    f"movements sum to on_hand={on_hand} reserved={reserved}"
+                )
+            if s.reserved != held.get((s.sku, s.warehouse), 0):
+                problems.append(
+                    f"{s.sku}@{s.warehouse}: reserved={s.reserved}, open reservations hold "
+                    f"{held.get((s.sku, s.warehouse), 0)}"
+                )
+        problems += [f"{sku}@{wh}: movements without a stock row" for sku, wh in sums]
+        stale = session.execute(
+            select(
+                t.Reservation.id,
+                t.Reservation.order_id,
+                t.Reservation.sku,
+                t.Reservation.warehouse,
+                t.Order.status,
+                t.Shipment.status,
+            )
+            .join(t.Order, t.Order.id == t.Reservation.order_id)
+            .join(t.Shipment, t.Shipment.id == t.Reservation.shipment_id, isouter=True)
+            .where(t.Reservation.status == "active")
+        ).all()
+        for rid, order_id, sku, wh, order_status, shipment_status in stale:
+            if order_status in ENDED_ORDER_STATUSES or shipment_status in (
+                "cancelled",
+                "shipped",
+                "delivered",
+            ):
+                problems.append(
+                    f"reservation {rid} of {sku}@{wh} is left behind by order {order_id} "
+                    f"({order_status}, shipment {shipment_status})"
+                )
+    return problems
+
+
+def _po_view(po: t.PurchaseOrder) -> PurchaseOrderView:
+    return PurchaseOrderView(
+        id=po.id,
+        sku=po.sku,
+        warehouse=po.warehouse,
+        quantity=po.quantity,
+        status=po.status,
+        created_at=po.created_at,
+        expected_at=po.expected_at,
+        received_at=po.received_at,
+        received_quantity=po.received_quantity,
+    )

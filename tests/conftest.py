@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -96,7 +97,7 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, sessions: SessionFactory, settings: Settings) -> AsyncIterator[None]:
-    async with build_worker(client, sessions, settings.task_queue):
+    async with build_worker(client, sessions, settings):
         yield
 
 
@@ -109,16 +110,17 @@ async def gated_worker(client: Client, sessions: SessionFactory, settings: Setti
     """
     started: list[Worker] = []
 
-    async def start(*gated: str) -> tuple[Settings, dict[str, threading.Event]]:
+    async def start(*gated: str, **overrides: Any) -> tuple[Settings, dict[str, threading.Event]]:
+        """Gate the named activities; `overrides` change the worker's settings (e.g. supplier_lead_time)."""
         gates = {name: threading.Event() for name in gated}
         queue = f"{settings.task_queue}-gated-{uuid.uuid4().hex[:6]}"
-        worker = build_worker(
-            client, sessions, queue, activities=gate_activities(build_activities(sessions), gates)
-        )
+        own = settings.model_copy(update={"task_queue": queue, **overrides})
+        activities = gate_activities(build_activities(sessions, client, own), gates)
+        worker = build_worker(client, sessions, own, activities=activities)
         worker._oms_gates = gates  # type: ignore[attr-defined]  # opened at teardown so shutdown never hangs
         started.append(worker)
         asyncio.get_running_loop().create_task(worker.run())
-        return settings.model_copy(update={"task_queue": queue}), gates
+        return own, gates
 
     yield start
     for worker in started:

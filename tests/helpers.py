@@ -176,3 +176,44 @@ def _gated(fn: Callable[..., Any], name: str, gate: threading.Event) -> Callable
         return fn(*args)
 
     return activity.defn(name=name)(wait_then_run)
+
+
+def assert_ledger_invariants(sessions: SessionFactory, order_id: str) -> Any:
+    """The payments ledger of an order, checked after every step in the order the rows were written:
+    captured <= authorized, refunded <= captured, and no capture after a void. Returns its LedgerTotals."""
+    from adapters.payments import ledger_totals
+
+    with sessions() as session:
+        totals = ledger_totals(session, order_id)
+        rows = session.scalars(
+            select(t.Payment)
+            .where(t.Payment.order_id == order_id, t.Payment.status == "approved")
+            .order_by(t.Payment.created_at, t.Payment.id)
+        ).all()
+    running: dict[str, Decimal] = {"authorization": Decimal(0), "capture": Decimal(0), "refund": Decimal(0)}
+    voided = False
+    for row in rows:
+        assert not (voided and row.kind == "capture"), (
+            f"capture after a void: {[(r.kind, r.amount) for r in rows]}"
+        )
+        voided = voided or row.kind == "void"
+        running[row.kind] = running.get(row.kind, Decimal(0)) + Decimal(row.amount)
+        assert running["capture"] <= running["authorization"], f"captured > authorized at {row.reference}"
+        assert running["refund"] <= running["capture"], f"refunded > captured at {row.reference}"
+    assert (totals.authorized, totals.captured, totals.refunded) == (
+        running["authorization"],
+        running["capture"],
+        running["refund"],
+    )
+    return totals
+
+
+def stock_movements(sessions: SessionFactory, order_id: str) -> list[t.StockMovement]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(t.StockMovement)
+                .where(t.StockMovement.order_id == order_id)
+                .order_by(t.StockMovement.id)
+            )
+        )

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
+    from activities.replenishment import ReplenishmentActivities
     from models import search_attributes as sa
     from models.orders import (
         CancelRequest,
@@ -23,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         OrderView,
         PaymentStatus,
         PlaceOrder,
+        PricedLine,
         ReturnReceipt,
         ReturnRequest,
         ReturnView,
@@ -30,7 +33,16 @@ with workflow.unsafe.imports_passed_through():
         ShipmentView,
         SupportNote,
     )
-    from models.steps import FeedbackRecord, PaymentRequest, ReserveRequest, ScreenRequest, ShipmentRef
+    from models.steps import (
+        AllocatedShipment,
+        ErrorType,
+        FeedbackRecord,
+        PaymentRequest,
+        ReserveRequest,
+        ScreenRequest,
+        ShipmentRef,
+        StockKey,
+    )
     from workflows.context import OrderContext, OrderFailed, business_refusal, money
     from workflows.fulfilment import Fulfilment
     from workflows.returns import ReturnDesk
@@ -57,6 +69,10 @@ class OrderWorkflow:
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
         self._released = False
+        self._stock_arrived = False
+        self._reserve_attempts = 0
+        self._reserved = False
+
         self._ended = False  # the order ended early and everyone concerned has been told
 
     # ---- the run ----
@@ -93,14 +109,7 @@ class OrderWorkflow:
         ctx.checkpoint()
         await self._screen(priced.total)
 
-        reserve = ReserveRequest(
-            order_id=ctx.order_id,
-            shipment_prefix=f"{ctx.order_id}-S",
-            lines=[ShipmentLine(sku=x.sku, quantity=x.quantity) for x in priced.lines],
-        )
-        allocated = await self._refusable(
-            InventoryActivities.reserve_stock, reserve, "reserve stock", OrderStatus.rejected
-        )
+        allocated = await self._reserve(priced.lines)
         prices = {line.sku: line.unit_price for line in priced.lines}
         ctx.view.shipments = [
             ShipmentView(
@@ -120,6 +129,8 @@ class OrderWorkflow:
                 ),
             )
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
+        used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
+        await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
         ctx.checkpoint()
 
         ctx.view.expected_delivery = workflow.now() + ctx.policy.delivery_sla
@@ -168,6 +179,55 @@ class OrderWorkflow:
         await ctx.event(
             "payment_authorized", f"{money(result.amount, payment.currency)} ({result.reference})"
         )
+
+    async def _reserve(self, lines: list[PricedLine]) -> list[AllocatedShipment]:
+        """Reserve all lines. Short of stock that is on order: backordered until it arrives (offered by
+        `retry_reservation`) or the backorder timeout cancels the order. Short otherwise: rejected."""
+        ctx = self._ctx
+        request = ReserveRequest(
+            order_id=ctx.order_id,
+            shipment_prefix=f"{ctx.order_id}-S",
+            lines=[ShipmentLine(sku=x.sku, quantity=x.quantity) for x in lines],
+        )
+        deadline: datetime | None = None
+        while True:
+            try:
+                allocated = await ctx.step(InventoryActivities.reserve_stock, request, "reserve stock")
+                self._reserved = True
+                return allocated
+            except ActivityError as err:
+                reason = business_refusal(err)
+                if reason is None:
+                    raise
+                short = _short_skus(err)
+            finally:
+                self._reserve_attempts += 1
+            if deadline is None:
+                on_order = await ctx.step(
+                    ReplenishmentActivities.stock_on_order, short, "look for stock on order"
+                )
+                if not short or any(sku not in on_order for sku in short):
+                    raise OrderFailed(OrderStatus.rejected, reason)
+                deadline = workflow.now() + ctx.policy.backorder_timeout
+                await ctx.set_status(
+                    OrderStatus.backordered,
+                    "order_backordered",
+                    f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
+                )
+                await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
+            self._stock_arrived = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stock_arrived or ctx.stop is not None,
+                    timeout=deadline - workflow.now(),
+                    timeout_summary="backorder timeout",
+                )
+            except TimeoutError:
+                raise OrderFailed(
+                    OrderStatus.cancelled,
+                    f"still out of stock {ctx.policy.backorder_timeout} after backordering",
+                ) from None
+            ctx.checkpoint()
 
     async def _screen(self, total: Decimal) -> None:
         """The review rule: hold the order for a person; release continues it, the hold timeout cancels it."""
@@ -298,6 +358,19 @@ class OrderWorkflow:
             raise ValueError(f"order {view.order_id} is {view.status.value}, not on hold")
 
     @workflow.update
+    async def retry_reservation(self) -> bool:
+        """Stock arrived: try to reserve now; True when the order got its stock."""
+        attempts = self._reserve_attempts
+        self._stock_arrived = True
+        await workflow.wait_condition(lambda: self._reserve_attempts > attempts or self._ctx.stop is not None)
+        return self._reserved
+
+    @retry_reservation.validator
+    def _validate_retry_reservation(self) -> None:
+        if self._ctx.view.status != OrderStatus.backordered or self._ctx.stop is not None:
+            raise ValueError(f"order {self._ctx.order_id} is {self._ctx.view.status.value}, not backordered")
+
+    @workflow.update
     async def request_return(self, request: ReturnRequest) -> ReturnView:
         return await self._returns.open(request)
 
@@ -327,3 +400,11 @@ class OrderWorkflow:
     @workflow.signal
     async def add_note(self, note: SupportNote) -> None:
         await self._ctx.event("support_note", note.text)
+
+
+def _short_skus(err: ActivityError) -> list[str]:
+    """The SKUs an OutOfStock refusal names (its first detail)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:
+        return [str(sku) for sku in cause.details[0]]
+    return []

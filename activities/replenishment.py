@@ -1,0 +1,68 @@
+"""Purchase orders with the supplier, reorder-point checks and the release of backorders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.client import Client
+
+from adapters.supplier import SandboxSupplier
+from db import SessionFactory
+from models.steps import PurchaseOrderView, RaisePurchaseOrder, ReceivePurchaseOrder, StockKey
+from services import replenishment, stock
+
+
+class ReplenishmentActivities:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        client: Client,
+        supplier: SandboxSupplier,
+        task_queue: str,
+        lead_time: timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self._client = client
+        self._supplier = supplier
+        self._task_queue = task_queue
+        self._lead_time = lead_time
+
+    @activity.defn
+    async def replenish_if_low(self, keys: list[StockKey]) -> list[str]:
+        """Start `replenish-<sku>-<warehouse>` for pairs at or below their reorder point (idempotent)."""
+        return await replenishment.replenish_if_low(
+            self._client, self._sessions, self._task_queue, self._lead_time, keys
+        )
+
+    @activity.defn
+    async def release_backorders(self, skus: list[str]) -> list[str]:
+        return await replenishment.release_backorders(self._client, self._sessions, skus)
+
+    @activity.defn
+    def low_stock(self, keys: list[StockKey]) -> list[StockKey]:
+        return [
+            StockKey(sku=low.sku, warehouse=low.warehouse) for low in stock.low_stock(self._sessions, keys)
+        ]
+
+    @activity.defn
+    def stock_on_order(self, skus: list[str]) -> dict[str, int]:
+
+        return stock.stock_on_order(self._sessions, skus)
+
+    @activity.defn
+    def raise_purchase_order(self, request: RaisePurchaseOrder) -> PurchaseOrderView:
+        reference = self._supplier.confirm(request.po_id, request.sku, request.quantity)
+        return stock.raise_purchase_order(
+            self._sessions,
+            request.po_id,
+            request.sku,
+            request.warehouse,
+            request.quantity,
+            request.expected_at,
+            reference,
+        )
+
+    @activity.defn
+    def receive_purchase_order(self, request: ReceivePurchaseOrder) -> PurchaseOrderView:
+        return stock.receive_purchase_order(self._sessions, request.po_id, request.quantity)

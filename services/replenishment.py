@@ -1,0 +1,80 @@
+"""Replenishment and backorders over Temporal: start `replenish-<sku>-<warehouse>` when stock runs low,
+and offer arrived stock to backordered orders, first come first served."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from db import SessionFactory
+from models import tables as t
+from models.steps import ReplenishRequest, StockKey
+from services.stock import low_stock
+
+log = logging.getLogger(__name__)
+
+
+def replenishment_id(sku: str, warehouse: str) -> str:
+    return f"replenish-{sku}-{warehouse}"
+
+
+async def replenish_if_low(
+    client: Client, sessions: SessionFactory, task_queue: str, lead_time: timedelta, keys: list[StockKey]
+) -> list[str]:
+    """Start a replenishment for every pair at or below its reorder point; at most one runs per pair."""
+    started = []
+    for low in await asyncio.to_thread(low_stock, sessions, keys):
+        handle = await client.start_workflow(
+            "ReplenishmentWorkflow",  # by name: activities use this module, and workflows import activities
+            ReplenishRequest(
+                sku=low.sku, warehouse=low.warehouse, quantity=low.reorder_qty, lead_time=lead_time
+            ),
+            id=replenishment_id(low.sku, low.warehouse),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # one open replenishment per pair
+            static_summary=f"replenish {low.sku} in {low.warehouse}: {low.available} available, "
+            f"reorder point {low.reorder_point}",
+        )
+        started.append(handle.id)
+    return started
+
+
+async def release_backorders(client: Client, sessions: SessionFactory, skus: list[str]) -> list[str]:
+    """Offer stock to backordered orders wanting these SKUs, one at a time in placement order.
+
+    Each order tries to reserve in full before the next is asked, so earlier orders are served first;
+    one that still cannot be filled keeps waiting without blocking later, smaller ones.
+    Returns the orders that got their stock.
+    """
+    served = []
+    for order_id in await asyncio.to_thread(_backordered, sessions, skus):
+        try:
+            reserved = await client.get_workflow_handle(f"order-{order_id}").execute_update(
+                "retry_reservation", result_type=bool
+            )
+        except (WorkflowUpdateFailedError, RPCError) as exc:  # no longer backordered: nothing to offer
+            log.info("order %s not offered stock: %s", order_id, exc)
+            continue
+        if reserved:
+            served.append(order_id)
+    return served
+
+
+def _backordered(sessions: SessionFactory, skus: list[str]) -> list[str]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(t.Order.id)
+                .where(
+                    t.Order.status == "backordered",
+                    t.Order.id.in_(select(t.OrderLine.order_id).where(t.OrderLine.sku.in_(skus))),
+                )
+                .order_by(t.Order.placed_at, t.Order.id)
+            )
+        )

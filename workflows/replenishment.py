@@ -1,0 +1,93 @@
+"""ReplenishmentWorkflow (`replenish-<sku>-<warehouse>`): raise a purchase order, await the goods,
+receive them, close the order, and offer the stock to backorders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.replenishment import ReplenishmentActivities
+    from models.steps import (
+        PurchaseOrderView,
+        RaisePurchaseOrder,
+        ReceivePurchaseOrder,
+        ReplenishRequest,
+        StockKey,
+    )
+    from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
+
+RELEASE_TIMEOUT = timedelta(minutes=10)  # offers stock to every waiting order, one after another
+
+
+@workflow.defn
+class ReplenishmentWorkflow:
+    @workflow.init
+    def __init__(self, request: ReplenishRequest) -> None:
+        self._received: int | None = None
+        self._po: PurchaseOrderView | None = None
+
+    @workflow.run
+    async def run(self, request: ReplenishRequest) -> PurchaseOrderView:
+        po_id = f"PO-{request.sku}-{request.warehouse}-{workflow.info().run_id[-12:]}"
+        self._po = await self._step(
+            ReplenishmentActivities.raise_purchase_order,
+            RaisePurchaseOrder(
+                po_id=po_id,
+                sku=request.sku,
+                warehouse=request.warehouse,
+                quantity=request.quantity,
+                expected_at=workflow.now() + request.lead_time,
+            ),
+            f"order {request.quantity} x {request.sku} for {request.warehouse}",
+        )
+        workflow.set_current_details(
+            f"**{po_id}** open: {request.quantity} x {request.sku}, "
+            f"expected {self._po.expected_at:%Y-%m-%d %H:%M} UTC"
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._received is not None,
+                timeout=request.lead_time,
+                timeout_summary="supplier lead time",
+            )
+        except TimeoutError:
+            self._received = request.quantity  # the supplier delivers on schedule
+        self._po = await self._step(
+            ReplenishmentActivities.receive_purchase_order,
+            ReceivePurchaseOrder(po_id=po_id, quantity=self._received or request.quantity),
+            f"receive {po_id}",
+        )
+        workflow.set_current_details(f"**{po_id}** received: {self._po.received_quantity} x {request.sku}")
+        await workflow.execute_activity_method(
+            ReplenishmentActivities.release_backorders,
+            [request.sku],
+            start_to_close_timeout=RELEASE_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"offer {request.sku} to backorders",
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        still_low = await self._step(
+            ReplenishmentActivities.low_stock,
+            [StockKey(sku=request.sku, warehouse=request.warehouse)],
+            "check reorder point",
+        )
+        if still_low:  # backorders took it all: order again, as the same (single) replenishment of this pair
+            workflow.continue_as_new(request)
+        return self._po
+
+    async def _step(self, activity, arg, summary: str):  # type: ignore[no-untyped-def]
+        return await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY_FOREVER, summary=summary
+        )
+
+    @workflow.signal
+    def goods_received(self, quantity: int) -> None:
+        """The warehouse booked the delivery in (`stock receive ... --po ID`)."""
+        if self._received is None and quantity > 0:
+            self._received = quantity
+
+    @workflow.query
+    def purchase_order(self) -> PurchaseOrderView | None:
+        return self._po
