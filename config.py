@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     backorder_timeout: Duration = timedelta(days=7)
     supplier_lead_time: Duration = timedelta(days=2)
     review_above: Decimal | None = None
+    compensation_attempts: int = Field(default=20, ge=1)
 
     worker_activity_threads: int = 32
 

@@ -7,6 +7,8 @@
     python starter.py return ID --sku SKU --qty N --reason TEXT [--exchange-sku SKU]
     python starter.py receive-return ID RMA [--condition good|damaged] | blocklist add|remove|list [EMAIL]
     python starter.py stock check | stock adjust SKU WH DELTA --reason TEXT | stock receive SKU WH QTY [--po ID]
+    python starter.py stock write-off SKU WH QTY --reason TEXT
+
     python starter.py purchase-orders [--json]
 
 
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("warehouse")
     receive.add_argument("quantity", type=int)
     receive.add_argument("--po", help="the purchase order these goods fill")
+    write_off = stock_actions.add_parser("write-off", help="damaged, lost or expired units leave the shelf")
+    write_off.add_argument("sku")
+    write_off.add_argument("warehouse")
+    write_off.add_argument("quantity", type=int)
+    write_off.add_argument("--reason", required=True)
     purchase_orders = sub.add_parser("purchase-orders", help="replenishment purchase orders")
     purchase_orders.add_argument("--json", action="store_true")
 
@@ -188,14 +195,9 @@ async def cmd_stock_adjust(args: argparse.Namespace, settings: Settings, out: Te
         level = _stock_change(
             lambda: stock.adjust_stock(sessions, args.sku, args.warehouse, args.delta, args.reason)
         )
-        started = await replenishment.replenish_if_low(
-            await connect(settings),
-            sessions,
-            settings.task_queue,
-            settings.supplier_lead_time,
-            [StockKey(sku=args.sku, warehouse=args.warehouse)],
-        )
+        started = await _replenish_if_low(settings, sessions, args.sku, args.warehouse)
         served = await _offer(settings, sessions, args.sku) if args.delta > 0 else []
+
     _print_level(level, out, started, served)
 
 
@@ -284,7 +286,33 @@ def _print_level(level: stock.StockLevel, out: TextIO, replenishing: list[str], 
         print(f"backorders now reserved: {', '.join(served)}", file=out)
 
 
-STOCK_ACTIONS = {"check": cmd_stock_check, "adjust": cmd_stock_adjust, "receive": cmd_stock_receive}
+async def cmd_stock_write_off(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        level = _stock_change(
+            lambda: stock.write_off_stock(sessions, args.sku, args.warehouse, args.quantity, args.reason)
+        )
+        started = await _replenish_if_low(settings, sessions, args.sku, args.warehouse)
+    _print_level(level, out, started, [])
+
+
+async def _replenish_if_low(
+    settings: Settings, sessions: SessionFactory, sku: str, warehouse: str
+) -> list[str]:
+    return await replenishment.replenish_if_low(
+        await connect(settings),
+        sessions,
+        settings.task_queue,
+        settings.supplier_lead_time,
+        [StockKey(sku=sku, warehouse=warehouse)],
+    )
+
+
+STOCK_ACTIONS = {
+    "check": cmd_stock_check,
+    "adjust": cmd_stock_adjust,
+    "receive": cmd_stock_receive,
+    "write-off": cmd_stock_write_off,
+}
 
 
 # ---- order commands ----

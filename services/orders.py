@@ -76,6 +76,7 @@ def policy_from(settings: Settings) -> OrderPolicy:
         return_receipt_timeout=settings.return_receipt_timeout,
         backorder_timeout=settings.backorder_timeout,
         review_above=settings.review_above,
+        compensation_attempts=settings.compensation_attempts,
     )
 
 

@@ -60,6 +60,15 @@ def adjust_stock(sessions: SessionFactory, sku: str, warehouse: str, delta: int,
     return _change(sessions, sku, warehouse, "adjust", delta, reason=reason)
 
 
+def write_off_stock(
+    sessions: SessionFactory, sku: str, warehouse: str, quantity: int, reason: str
+) -> StockLevel:
+    """Damaged, lost or expired units leave the shelf."""
+    if quantity <= 0:
+        raise StockError("a write-off needs a positive quantity")
+    return _change(sessions, sku, warehouse, "write_off", -quantity, reason=reason)
+
+
 def receive_stock(
     sessions: SessionFactory, sku: str, warehouse: str, quantity: int, po_id: str | None = None
 ) -> StockLevel:
