@@ -42,11 +42,14 @@ def _assert_nothing_left_behind(sessions: SessionFactory, order_ids: list[str]) 
     assert check_stock(sessions) == []
     with sessions() as session:
         active = session.scalars(
-            select(t.Reservation).where(t.Reservation.order_id.in_(order_ids), t.Reservation.status == "active")
+            select(t.Reservation).where(
+                t.Reservation.order_id.in_(order_ids), t.Reservation.status == "active"
+            )
         ).all()
         assert active == []  # winners picked theirs, losers never held any
         captured = session.scalar(
-            select(t.Payment.order_id).join(t.Order, t.Order.id == t.Payment.order_id)
+            select(t.Payment.order_id)
+            .join(t.Order, t.Order.id == t.Payment.order_id)
             .where(t.Payment.kind == "capture", t.Order.status == "rejected", t.Order.id.in_(order_ids))
         )
         assert captured is None  # no money taken from an order that lost the race
