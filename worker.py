@@ -58,7 +58,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
-        replenishment.stock_on_order, replenishment.raise_purchase_order, replenishment.receive_purchase_order,
+        replenishment.raise_purchase_order, replenishment.receive_purchase_order,
     ]
     # fmt: on
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import combinations
 
 Plan = dict[str, dict[str, int]]  # warehouse -> sku -> quantity
+EXACT_SEARCH_LIMIT = 12  # up to this many candidate warehouses, find the true minimum split
 
 
 def plan_allocation(
@@ -12,15 +14,44 @@ def plan_allocation(
     available: Mapping[tuple[str, str], int],
     warehouses: Sequence[str],
 ) -> tuple[Plan, dict[str, int]]:
-    """Prefer one warehouse that ships everything; else split greedily across the fewest warehouses.
-
-    `warehouses` is in preference order (priority, then code), which breaks ties. Returns the plan
-    and the shortage per sku; the plan is only usable when the shortage is empty.
+    """Ship from as few warehouses as possible: one that ships everything if there is one, else the
+    smallest set that does. `warehouses` is in preference order (priority, then code), which breaks
+    ties. Returns the plan and the shortage per sku; the plan is only usable when the shortage is empty.
     """
-    for warehouse in warehouses:
-        if all(available.get((sku, warehouse), 0) >= qty for sku, qty in wanted.items()):
-            return {warehouse: dict(wanted)}, {}
-    remaining = {sku: qty for sku, qty in wanted.items() if qty > 0}
+    wanted = {sku: qty for sku, qty in wanted.items() if qty > 0}
+    useful = [w for w in warehouses if any(available.get((sku, w), 0) > 0 for sku in wanted)]
+    enough = all(sum(available.get((sku, w), 0) for w in useful) >= qty for sku, qty in wanted.items())
+    if enough and len(useful) <= EXACT_SEARCH_LIMIT:
+        for size in range(1, len(useful) + 1):
+            for chosen in combinations(useful, size):  # in preference order: the first fit is the best
+                plan, short = _fill(wanted, available, chosen)
+                if not short:
+                    return plan, short
+    return _greedy(wanted, available, useful)
+
+
+def _fill(
+    wanted: Mapping[str, int], available: Mapping[tuple[str, str], int], chosen: Sequence[str]
+) -> tuple[Plan, dict[str, int]]:
+    """Take each sku from the chosen warehouses in preference order."""
+    plan: Plan = {}
+    short: dict[str, int] = {}
+    for sku, qty in wanted.items():
+        for warehouse in chosen:
+            take = min(available.get((sku, warehouse), 0), qty)
+            if take:
+                plan.setdefault(warehouse, {})[sku] = take
+                qty -= take
+        if qty:
+            short[sku] = qty
+    return plan, short
+
+
+def _greedy(
+    wanted: Mapping[str, int], available: Mapping[tuple[str, str], int], warehouses: Sequence[str]
+) -> tuple[Plan, dict[str, int]]:
+    """Many warehouses: repeatedly take the one that covers most of what remains."""
+    remaining = dict(wanted)
     plan: Plan = {}
     while remaining:
         coverage = {w: _coverage(remaining, available, w) for w in warehouses if w not in plan}

@@ -16,6 +16,7 @@ from db import SessionFactory
 from models import tables as t
 from models.orders import ShipmentLine, ShipmentStatus
 from models.steps import AllocatedShipment, ErrorType, ReserveRequest, ShipmentRef
+from services.stock import stock_on_order
 
 RESERVE_ATTEMPTS = 8
 
@@ -107,6 +108,8 @@ class InventoryActivities:
 
 
 def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) -> list[AllocatedShipment]:
+    # Purchase orders first, stock second: a receipt committing in between shows as stock, never as neither.
+    on_order = stock_on_order(session, wanted)
     warehouses = list(
         session.scalars(select(t.Warehouse.code).order_by(t.Warehouse.priority, t.Warehouse.code))
     )
@@ -119,7 +122,11 @@ def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) 
     plan, short = plan_allocation(wanted, available, warehouses)
     if short:
         detail = ", ".join(f"{sku} short by {qty}" for sku, qty in sorted(short.items()))
-        raise refuse(ErrorType.out_of_stock, f"out of stock: {detail}", sorted(short))
+        shortage = {
+            "short": sorted(short),
+            "on_order": {sku: on_order[sku] for sku in short if sku in on_order},
+        }
+        raise refuse(ErrorType.out_of_stock, f"out of stock: {detail}", shortage)
 
     # Lock rows in one global order (sku, warehouse) so concurrent orders never deadlock.
     for sku, warehouse in sorted((sku, wh) for wh, part in plan.items() for sku in part):

@@ -46,11 +46,6 @@ class ReplenishmentActivities:
         ]
 
     @activity.defn
-    def stock_on_order(self, skus: list[str]) -> dict[str, int]:
-
-        return stock.stock_on_order(self._sessions, skus)
-
-    @activity.defn
     def raise_purchase_order(self, request: RaisePurchaseOrder) -> PurchaseOrderView:
         reference = self._supplier.confirm(request.po_id, request.sku, request.quantity)
         return stock.raise_purchase_order(

@@ -3,10 +3,12 @@ the ledger check (levels equal the sum of movements; no reservation left behind)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from activities.stock_ledger import move
 from db import SessionFactory
@@ -133,14 +135,13 @@ def low_stock(sessions: SessionFactory, keys: list[StockKey]) -> list[LowStock]:
         ]
 
 
-def stock_on_order(sessions: SessionFactory, skus: list[str]) -> dict[str, int]:
+def stock_on_order(session: Session, skus: Iterable[str]) -> dict[str, int]:
     """Units on open purchase orders, per sku."""
-    with sessions() as session:
-        rows = session.execute(
-            select(t.PurchaseOrder.sku, func.sum(t.PurchaseOrder.quantity))
-            .where(t.PurchaseOrder.sku.in_(skus), t.PurchaseOrder.status == "open")
-            .group_by(t.PurchaseOrder.sku)
-        ).all()
+    rows = session.execute(
+        select(t.PurchaseOrder.sku, func.sum(t.PurchaseOrder.quantity))
+        .where(t.PurchaseOrder.sku.in_(list(skus)), t.PurchaseOrder.status == "open")
+        .group_by(t.PurchaseOrder.sku)
+    ).all()
     return {sku: int(qty) for sku, qty in rows}
 
 

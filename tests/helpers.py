@@ -6,7 +6,7 @@ import asyncio
 import functools
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -156,26 +156,32 @@ def events(sessions: SessionFactory, order_id: str) -> list[t.OrderEvent]:
         )
 
 
-def gate_activities(activities: list[Any], gates: dict[str, threading.Event]) -> list[Any]:
-    """Wrap the named activities so each call first waits for its gate (a threading.Event) to open."""
-    wrapped = []
-    for fn in activities:
-        name = fn.__name__
-        if name not in gates:
-            wrapped.append(fn)
-            continue
-        wrapped.append(_gated(fn, name, gates[name]))
-    return wrapped
+Gate = str | tuple[str, Callable[[Any], bool]]  # an activity name, or a name and which calls to hold
 
 
-def _gated(fn: Callable[..., Any], name: str, gate: threading.Event) -> Callable[..., Any]:
+def gate_activities(
+    activities: list[Any], gated: Sequence[Gate]
+) -> tuple[list[Any], dict[str, threading.Event]]:
+    """Wrap the named activities so their calls (all, or those the predicate picks) first wait for the
+    activity's gate (a threading.Event) to open. Returns the activities and the gates by name."""
+    holds = dict(g if isinstance(g, tuple) else (g, lambda _arg: True) for g in gated)
+    gates = {name: threading.Event() for name in holds}
+    wrapped = [
+        _gated(fn, gates[fn.__name__], holds[fn.__name__]) if fn.__name__ in holds else fn
+        for fn in activities
+    ]
+    return wrapped, gates
+
+
+def _gated(fn: Callable[..., Any], gate: threading.Event, hold: Callable[[Any], bool]) -> Callable[..., Any]:
     @functools.wraps(fn, updated=())  # not __dict__: it holds the original activity definition
-    def wait_then_run(*args: Any) -> Any:
-        while not gate.wait(timeout=0.5):
-            activity.heartbeat()
-        return fn(*args)
+    def wait_then_run(arg: Any) -> Any:
+        while hold(arg) and not gate.wait(timeout=0.5):
+            if not activity.info().is_local:  # local activities cannot heartbeat
+                activity.heartbeat()
+        return fn(arg)
 
-    return activity.defn(name=name)(wait_then_run)
+    return activity.defn(name=fn.__name__)(wait_then_run)
 
 
 def assert_ledger_invariants(sessions: SessionFactory, order_id: str) -> Any:
@@ -217,3 +223,29 @@ def stock_movements(sessions: SessionFactory, order_id: str) -> list[t.StockMove
                 .order_by(t.StockMovement.id)
             )
         )
+
+
+def add_warehouse(sessions: SessionFactory, priority: int = 100, prefix: str = "WH") -> str:
+    """A new warehouse with a unique code (warehouse rows are global: priorities of others never interfere)."""
+    code = f"{prefix}{uuid.uuid4().hex[:6].upper()}"
+    load_catalog(
+        sessions,
+        CatalogFile.model_validate(
+            {"warehouses": [{"code": code, "name": f"Warehouse {code}", "priority": priority}]}
+        ),
+    )
+    return code
+
+
+def set_stock(
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    on_hand: int,
+    reorder_point: int | None = None,
+    reorder_qty: int | None = None,
+) -> None:
+    """Set one stock row (and its reorder point) the way a catalog load does."""
+    row = {"sku": sku, "warehouse": warehouse, "on_hand": on_hand}
+    row |= {"reorder_point": reorder_point, "reorder_qty": reorder_qty}
+    load_catalog(sessions, CatalogFile.model_validate({"stock": [row]}))

@@ -191,6 +191,7 @@ class OrderWorkflow:
         )
         deadline: datetime | None = None
         while True:
+            self._stock_arrived = False  # stock arriving from here on triggers another attempt
             try:
                 allocated = await ctx.step(InventoryActivities.reserve_stock, request, "reserve stock")
                 self._reserved = True
@@ -199,13 +200,13 @@ class OrderWorkflow:
                 reason = business_refusal(err)
                 if reason is None:
                     raise
-                short = _short_skus(err)
+                shortage = _shortage(err)
             finally:
                 self._reserve_attempts += 1
             if deadline is None:
-                on_order = await ctx.step(
-                    ReplenishmentActivities.stock_on_order, short, "look for stock on order"
-                )
+                # the reserve step read open purchase orders in the same transaction as the stock
+                on_order = shortage.get("on_order", {})
+                short = shortage.get("short", [])
                 if not short or any(sku not in on_order for sku in short):
                     raise OrderFailed(OrderStatus.rejected, reason)
                 deadline = workflow.now() + ctx.policy.backorder_timeout
@@ -215,7 +216,7 @@ class OrderWorkflow:
                     f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
                 )
                 await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
-            self._stock_arrived = False
+                continue  # stock received while we became backordered was offered to nobody: try again now
             try:
                 await workflow.wait_condition(
                     lambda: self._stock_arrived or ctx.stop is not None,
@@ -402,9 +403,9 @@ class OrderWorkflow:
         await self._ctx.event("support_note", note.text)
 
 
-def _short_skus(err: ActivityError) -> list[str]:
-    """The SKUs an OutOfStock refusal names (its first detail)."""
+def _shortage(err: ActivityError) -> dict:
+    """What an OutOfStock refusal says is short, and how much of it is on order (its first detail)."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:
-        return [str(sku) for sku in cause.details[0]]
-    return []
+        return dict(cause.details[0])
+    return {}

@@ -1,0 +1,324 @@
+"""Replenishment and backorders on the real stack: reorder points raise one purchase order per sku and
+warehouse, received goods serve backordered orders first come first served, and backorders end."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from config import Settings
+from db import SessionFactory
+from models import tables as t
+from models.steps import EventRecord, PurchaseOrderView
+from services import stock
+from services.orders import handle, order_view
+from services.replenishment import replenishment_id
+from starter import dispatch
+from tests.helpers import (
+    add_products,
+    events,
+    eventually,
+    ledger,
+    notifications,
+    order_doc,
+    place,
+    set_stock,
+    stock_movements,
+    stock_of,
+    wait_status,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+LONG = timedelta(minutes=10)  # the supplier does not deliver during the test: the purchase order stays open
+
+
+async def run(settings: Settings, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = await dispatch(list(argv), settings, out)
+    return status, out.getvalue()
+
+
+def purchase_orders(sessions: SessionFactory, sku: str) -> list[PurchaseOrderView]:
+    return [po for po in stock.purchase_orders(sessions) if po.sku == sku]
+
+
+async def wait_purchase_orders(sessions: SessionFactory, sku: str, count: int) -> list[PurchaseOrderView]:
+    async def probe() -> list[PurchaseOrderView]:
+        return purchase_orders(sessions, sku)
+
+    return await eventually(probe, lambda pos: len(pos) == count)
+
+
+async def replenishment_runs(client: Client, sku: str, warehouse: str = "W1") -> list[str]:
+    query = f"WorkflowType='ReplenishmentWorkflow' AND WorkflowId='{replenishment_id(sku, warehouse)}'"
+    return [w.run_id async for w in client.list_workflows(query)]
+
+
+async def open_purchase_order(settings: Settings, sessions: SessionFactory, sku: str) -> PurchaseOrderView:
+    """A cycle count takes one unit off, which crosses the reorder point and raises a purchase order."""
+    status, out = await run(settings, "stock", "adjust", sku, "W1", "-1", "--reason", "cycle count")
+    assert status == 0 and f"replenishment: {replenishment_id(sku, 'W1')}" in out
+    (po,) = await wait_purchase_orders(sessions, sku, 1)
+    assert po.status == "open"
+    return po
+
+
+def receipts(sessions: SessionFactory, sku: str) -> list[tuple[int, str | None]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(t.StockMovement.on_hand_delta, t.StockMovement.purchase_order_id).where(
+                t.StockMovement.sku == sku, t.StockMovement.kind == "receive"
+            )
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+async def wait_notified(sessions: SessionFactory, order_id: str, kinds: list[str]) -> list[t.Notification]:
+    """The order's messages once they are `kinds` (a message goes out just after its status changes)."""
+
+    async def sent() -> list[t.Notification]:
+        return notifications(sessions, order_id)
+
+    return await eventually(sent, lambda found: [n.kind for n in found] == kinds, timeout=10)
+
+
+async def assert_stock_check_clean(settings: Settings, *skus: str) -> None:
+    """`stock check` finds nothing about these SKUs (it checks the whole database; see test_inventory)."""
+    status, out = await run(settings, "stock", "check")
+    assert [line for line in out.splitlines() if any(sku in line for sku in skus)] == []
+    if status == 0:
+        assert "stock ledger check passed" in out
+
+
+# ---- reorder points and purchase orders ----
+
+
+async def test_crossing_the_reorder_point_starts_exactly_one_replenishment(client, sessions, gated_worker):
+    lead_time = timedelta(seconds=3)
+    settings, _ = await gated_worker(supplier_lead_time=lead_time)
+    sku = add_products(sessions, {"KETTLE": 10})["KETTLE"]
+    set_stock(sessions, sku, "W1", 10, reorder_point=4, reorder_qty=20)
+
+    orders = await asyncio.gather(*(place(client, settings, order_doc([(sku, 2)])) for _ in range(3)))
+
+    (po,) = await wait_purchase_orders(sessions, sku, 1)  # available 10 - 6 = 4: at the reorder point
+    assert (po.sku, po.warehouse, po.quantity, po.status) == (sku, "W1", 20, "open")
+    assert abs((po.expected_at - po.created_at) - lead_time) < timedelta(seconds=1)
+    status, out = await run(settings, "purchase-orders", "--json")
+    (listed,) = [p for p in json.loads(out) if p["id"] == po.id]
+    assert {k: listed[k] for k in ("sku", "warehouse", "quantity", "status")} == {
+        "sku": sku,
+        "warehouse": "W1",
+        "quantity": 20,
+        "status": "open",
+    }
+    assert datetime.fromisoformat(listed["created_at"]) == po.created_at
+    assert datetime.fromisoformat(listed["expected_at"]) == po.expected_at
+
+    replenishment = client.get_workflow_handle(replenishment_id(sku, "W1"), result_type=PurchaseOrderView)
+    result = await replenishment.result()
+    assert (result.id, result.status, result.received_quantity) == (po.id, "received", 20)
+    for order_id in orders:
+        await wait_status(client, order_id, "shipped")
+    (po,) = purchase_orders(sessions, sku)
+    assert po.status == "received" and po.received_at is not None
+    assert receipts(sessions, sku) == [(20, po.id)]
+    assert stock_of(sessions, sku) == (10 - 6 + 20, 0)
+    runs = await eventually(lambda: replenishment_runs(client, sku), lambda r: len(r) >= 1)
+    assert len(runs) == 1  # three orders saw the crossing; one replenishment ran
+    await assert_stock_check_clean(settings, sku)
+
+
+async def test_goods_received_for_a_purchase_order_end_its_replenishment(
+    client, sessions, gated_worker, capsys
+):
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    skus = add_products(sessions, {"IRON": 5, "PAN": 5})
+    sku = skus["IRON"]
+    set_stock(sessions, sku, "W1", 5, reorder_point=4, reorder_qty=20)
+    po = await open_purchase_order(settings, sessions, sku)
+    assert abs((po.expected_at - po.created_at) - LONG) < timedelta(seconds=1)
+
+    assert await run(settings, "stock", "receive", skus["PAN"], "W1", "20", "--po", po.id) == (2, "")
+    assert f"purchase order {po.id} is for {sku} in W1" in capsys.readouterr().err
+    assert await run(settings, "stock", "receive", sku, "W1", "20", "--po", "PO-NOPE") == (1, "")
+    assert "unknown purchase order PO-NOPE" in capsys.readouterr().err
+    assert purchase_orders(sessions, sku)[0].status == "open" and stock_of(sessions, sku) == (4, 0)
+
+    status, out = await run(settings, "stock", "receive", sku, "W1", "20", "--po", po.id)
+
+    assert (status, out) == (0, f"{po.id} received: 20 x {sku} into W1\n")
+    (po,) = purchase_orders(sessions, sku)
+    assert (po.status, po.received_quantity) == ("received", 20)
+    assert receipts(sessions, sku) == [(20, po.id)]
+    assert stock_of(sessions, sku) == (24, 0)
+    replenishment = client.get_workflow_handle(replenishment_id(sku, "W1"), result_type=PurchaseOrderView)
+    assert (await replenishment.result()).status == "received"
+    assert (await replenishment.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert await run(settings, "stock", "receive", sku, "W1", "20", "--po", po.id) == (1, "")
+    assert "already received" in capsys.readouterr().err
+    await assert_stock_check_clean(settings, sku)
+
+
+# ---- backorders ----
+
+
+async def test_received_goods_serve_backorders_in_placement_order(client, sessions, gated_worker):
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    sku = add_products(sessions, {"DRILL": 2}, price="30.00")["DRILL"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=2, reorder_qty=5)
+    po = await open_purchase_order(settings, sessions, sku)  # 1 left, 5 on order
+
+    placed: dict[str, str] = {}
+    for name, qty in [("A", 3), ("B", 2), ("C", 3)]:  # each waits for the last, so placement order is fixed
+        placed[name] = await place(client, settings, order_doc([(sku, qty)]))
+        view = await wait_status(client, placed[name], "backordered")
+        assert view.payment_status == "authorized"  # the authorization is kept while waiting
+        backordered = [e for e in view.events if e.type == "order_backordered"]
+        assert len(backordered) == 1 and f"on order: 5 x {sku}" in backordered[0].detail
+        await wait_notified(sessions, placed[name], ["order_backordered"])
+    assert stock_of(sessions, sku) == (1, 0)
+
+    status, _ = await run(settings, "stock", "receive", sku, "W1", "5", "--po", po.id)  # 6 on hand
+
+    assert status == 0
+    a = await wait_status(client, placed["A"], "shipped")
+    b = await wait_status(client, placed["B"], "shipped")
+    assert a.payment_status == b.payment_status == "captured"
+    # still at the reorder point (1 left): the replenishment orders again, after offering the stock to all
+    await wait_purchase_orders(sessions, sku, 2)
+    c = await order_view(client, placed["C"])
+    assert (c.status, c.payment_status) == ("backordered", "authorized")
+    assert stock_movements(sessions, placed["C"]) == []
+
+    reserved = {
+        name: [m.id for m in stock_movements(sessions, placed[name]) if m.kind == "reserve"] for name in "AB"
+    }
+    assert reserved["A"][0] < reserved["B"][0]  # A, placed first, got its stock first
+    reserved_at = {
+        name: next(e.at for e in events(sessions, placed[name]) if e.type == "stock_reserved")
+        for name in "AB"
+    }
+    assert reserved_at["A"] <= reserved_at["B"]
+    assert stock_of(sessions, sku) == (1, 0)
+    await assert_stock_check_clean(settings, sku)
+
+
+@pytest.mark.parametrize("command", ["receive", "adjust"])
+async def test_stock_booked_in_without_a_purchase_order_serves_backorders(
+    client, sessions, gated_worker, command
+):
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    sku = add_products(sessions, {"LADDER": 2})["LADDER"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=1, reorder_qty=5)
+    await open_purchase_order(settings, sessions, sku)  # 1 left
+    order_id = await place(client, settings, order_doc([(sku, 3)]))
+    await wait_status(client, order_id, "backordered")
+
+    extra = ["--reason", "found on another shelf"] if command == "adjust" else []
+    status, out = await run(settings, "stock", command, sku, "W1", "2", *extra)
+
+    assert status == 0
+    assert out.splitlines() == [
+        f"{sku}@W1: on hand 3, reserved 0, available 3",
+        f"backorders now reserved: {order_id}",
+    ]
+    await wait_status(client, order_id, "shipped")
+    assert stock_of(sessions, sku) == (0, 0)
+    assert purchase_orders(sessions, sku)[0].status == "open"  # the supplier's goods are still to come
+    await assert_stock_check_clean(settings, sku)
+
+
+async def test_out_of_stock_with_nothing_on_order_is_rejected(client, settings, sessions):
+    sku = add_products(sessions, {"GLOBE": 1}, price="20.00")["GLOBE"]
+
+    order_id = await place(client, settings, order_doc([(sku, 2)]))
+
+    view = await wait_status(client, order_id, "rejected")
+    assert view.payment_status == "voided"
+    (rejected,) = [e for e in view.events if e.type == "order_rejected"]
+    assert rejected.detail == f"out of stock: {sku} short by 1"
+    money = ledger(sessions, order_id)
+    assert money["authorization"] == Decimal("40.00") and "void" in money and "capture" not in money
+    await wait_notified(sessions, order_id, ["order_rejected"])
+    assert stock_of(sessions, sku) == (1, 0)
+    assert stock_movements(sessions, order_id) == []
+    assert purchase_orders(sessions, sku) == []
+
+
+async def test_a_backorder_that_waits_too_long_is_cancelled(client, sessions, gated_worker):
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    sku = add_products(sessions, {"RUG": 2}, price="50.00")["RUG"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=1, reorder_qty=5)
+    po = await open_purchase_order(settings, sessions, sku)
+
+    order_id = await place(client, settings, order_doc([(sku, 3)]), backorder_timeout=timedelta(seconds=2))
+
+    await wait_status(client, order_id, "backordered")
+    view = await wait_status(client, order_id, "cancelled", timeout=15)
+    assert view.payment_status == "voided"
+    (cancelled,) = [e for e in view.events if e.type == "order_cancelled"]
+    assert "still out of stock" in cancelled.detail
+    assert "void" in ledger(sessions, order_id)
+    sent = await wait_notified(sessions, order_id, ["order_backordered", "order_cancelled"])
+    assert "nothing was charged" in sent[-1].body
+    assert stock_of(sessions, sku) == (1, 0)
+    assert (
+        purchase_orders(sessions, sku)[0].id == po.id and purchase_orders(sessions, sku)[0].status == "open"
+    )
+
+
+async def test_cancelling_a_backordered_order(client, sessions, gated_worker):
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    sku = add_products(sessions, {"DESK": 2}, price="120.00")["DESK"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=1, reorder_qty=5)
+    po = await open_purchase_order(settings, sessions, sku)
+    order_id = await place(client, settings, order_doc([(sku, 3)]))
+    await wait_status(client, order_id, "backordered")
+
+    status, out = await run(settings, "cancel", order_id, "--reason", "found it elsewhere")
+
+    assert (status, out) == (0, f"{order_id} cancelled; payment voided\n")
+    view = await order_view(client, order_id)
+    assert any(e.type == "order_cancelled" and "found it elsewhere" in e.detail for e in view.events)
+    assert "void" in ledger(sessions, order_id)
+    await wait_notified(sessions, order_id, ["order_backordered", "order_cancelled"])
+    assert (await handle(client, order_id).result()).status == "cancelled"
+
+    # the goods arrive later: nothing is reserved for the cancelled order
+    assert (await run(settings, "stock", "receive", sku, "W1", "5", "--po", po.id))[0] == 0
+    assert stock_of(sessions, sku) == (6, 0)
+    assert stock_movements(sessions, order_id) == []
+    await assert_stock_check_clean(settings, sku)
+
+
+async def test_stock_arriving_while_an_order_backorders_is_not_missed(client, sessions, gated_worker):
+    reached = threading.Event()  # the order's reservation failed and it is recording `backordered`
+
+    def becoming_backordered(event: EventRecord) -> bool:
+        if event.type != "order_backordered":
+            return False
+        reached.set()
+        return True
+
+    settings, gates = await gated_worker(("record_event", becoming_backordered), supplier_lead_time=LONG)
+    sku = add_products(sessions, {"SAW": 2})["SAW"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=10, reorder_qty=5)
+    po = await open_purchase_order(settings, sessions, sku)  # 1 left
+    order_id = await place(client, settings, order_doc([(sku, 3)]))
+
+    await eventually(lambda: asyncio.to_thread(reached.wait, 0.1), bool)
+    assert (await run(settings, "stock", "receive", sku, "W1", "5", "--po", po.id))[0] == 0  # 6 on hand
+    await wait_purchase_orders(sessions, sku, 2)  # still below the reorder point: ordered again
+    gates["record_event"].set()
+
+    await wait_status(client, order_id, "confirmed", "picking", "packed", "shipped", timeout=5)
