@@ -426,13 +426,18 @@ async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: 
     print(f"receipt of {args.rma} ({args.condition}) recorded", file=out)
 
 
+BLOCKLIST_DONE = {"add": "added", "remove": "removed"}
+
+
 async def cmd_blocklist(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     if args.action != "list" and not args.email:
         raise CommandError(f"blocklist {args.action} needs an e-mail address", EXIT_INVALID)
     with _database(settings) as sessions:
         entries = update_blocklist(sessions, args.action, args.email, args.reason)
     print(
-        table(["EMAIL", "REASON"], entries) if args.action == "list" else f"{args.email} {args.action}d",
+        table(["EMAIL", "REASON"], entries)
+        if args.action == "list"
+        else f"{args.email} {BLOCKLIST_DONE[args.action]}",
         file=out,
     )
 

@@ -218,9 +218,13 @@ async def request_return(client: Client, order_id: str, request: ReturnRequest) 
 async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) -> None:
     """The warehouse's receipt of a returned parcel."""
     view = await order_view(client, order_id)
-    if not any(r.rma == receipt.rma for r in view.returns):
+    ret = next((r for r in view.returns if r.rma == receipt.rma), None)
+    if ret is None:
         raise Refused(f"order {order_id} has no return {receipt.rma}")
+    if ret.status == "expired":
+        raise Refused(f"return {receipt.rma} expired unreceived; it can no longer be booked in")
     await _running(client, order_id)
+
     await handle(client, order_id).signal(OrderWorkflow.return_received, receipt)
 
 

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReturnRequest,
         ReturnView,
         ShipmentLine,
+        ShipmentStatus,
         ShipmentView,
         SupportNote,
     )
@@ -298,18 +299,24 @@ class OrderWorkflow:
     async def _end(self, failure: OrderFailed) -> None:
         ctx = self._ctx
         await self._saga.compensate()
+        for shipment in ctx.view.shipments:
+            if shipment.status not in (ShipmentStatus.shipped, ShipmentStatus.delivered):
+                shipment.status = ShipmentStatus.cancelled
         await ctx.set_status(failure.status, f"order_{failure.status.value}", failure.reason)
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
         else:
-            paid = ctx.view.payment
-            note = (
-                f"We refunded {money(paid.refunded, ctx.view.currency)}."
-                if paid.refunded
-                else "The authorization on your card was released; nothing was charged."
-            )
-            await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=note)
+            await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=self._money_note())
         self._ended = True
+
+    def _money_note(self) -> str:
+        """What happened to the customer's money, in words, for the cancellation message."""
+        paid, currency = self._ctx.view.payment, self._ctx.view.currency
+        if paid.refunded:
+            return f"We refunded {money(paid.refunded, currency)}."
+        if paid.authorized > paid.captured and not self._ctx.voided:
+            return "Nothing was charged; the hold on your card will be released shortly."
+        return "The authorization on your card was released; nothing was charged."
 
     async def _refusable(self, activity, arg, summary: str, status: OrderStatus):  # type: ignore[no-untyped-def]
         """Run a step whose business refusal ends the order with `status`."""

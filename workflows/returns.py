@@ -7,7 +7,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
@@ -56,19 +56,19 @@ class ReturnDesk:
     def validate(self, request: ReturnRequest) -> None:
         """Refuse, changing nothing, what cannot be returned."""
         ctx = self._ctx
-        if ctx.view.status not in RETURNABLE_STATUSES:
-            raise ValueError(
+        ends = ctx.view.return_window_ends
+        if ctx.view.status not in RETURNABLE_STATUSES or ends is None:
+            raise _refused(
                 f"order {ctx.order_id} is {ctx.view.status.value}: only delivered orders can be returned"
             )
-        ends = ctx.view.return_window_ends
-        if ends is None or workflow.now() >= ends:
-            raise ValueError(f"the return window of order {ctx.order_id} closed at {ends:%Y-%m-%d %H:%M} UTC")
-        delivered = self._returnable().get(request.sku)
-        if delivered is None:
-            raise ValueError(f"SKU {request.sku} was not delivered with order {ctx.order_id}")
-        remaining = sum(delivered.values())
+        if workflow.now() >= ends:
+            raise _refused(f"the return window of order {ctx.order_id} closed at {ends:%Y-%m-%d %H:%M} UTC")
+        returnable = self._returnable()
+        if request.sku not in returnable:
+            raise _refused(f"SKU {request.sku} was not delivered with order {ctx.order_id}")
+        remaining = sum(returnable[request.sku].values())
         if request.quantity > remaining:
-            raise ValueError(
+            raise _refused(
                 f"only {remaining} unit(s) of {request.sku} remain returnable, not {request.quantity}"
             )
 
@@ -83,8 +83,9 @@ class ReturnDesk:
                     f"price exchange SKU {request.exchange_sku}",
                 )
             except ActivityError as err:
-                raise ValueError(business_refusal(err) or str(err)) from err
+                raise _refused(business_refusal(err) or str(err)) from err
             self.validate(request)  # the world may have moved while we priced the exchange
+
         rma = f"RMA-{ctx.order_id}-{len(ctx.view.returns) + 1}"
         ret = ReturnView(
             rma=rma,
@@ -171,6 +172,12 @@ class ReturnDesk:
             await self._refund(ret, _value(ret))
 
     async def _refund(self, ret: ReturnView, amount: Decimal) -> None:
+        """Refund the returned units and close the return; the order becomes (partially) returned."""
+        await self._pay_back(ret, amount)
+        await self._close(ret, ReturnStatus.refunded)
+        await self._update_order_status()
+
+    async def _pay_back(self, ret: ReturnView, amount: Decimal) -> None:
         ctx = self._ctx
         amount = min(
             amount, ctx.view.payment.captured - ctx.view.payment.refunded
@@ -196,9 +203,6 @@ class ReturnDesk:
                 amount=f"{amount:.2f}",
                 currency=ctx.view.currency,
             )
-        if ret.status == ReturnStatus.requested:
-            await self._close(ret, ReturnStatus.refunded)
-        await self._update_order_status()
 
     async def _exchange(self, ret: ReturnView) -> bool:
         """Ship the replacement as a new shipment of this order; False if it cannot be done (then refund)."""
@@ -221,9 +225,11 @@ class ReturnDesk:
                 shipment.status = ShipmentStatus.cancelled
             return False
         if difference < 0:
-            await self._refund(ret, -difference)
+            await self._pay_back(ret, -difference)  # the customer keeps goods: not a returned order
+        ret.exchange_shipment_id = shipments[0].id
         await self._close(ret, ReturnStatus.exchanged)
         first = shipments[0]
+
         note = (
             f"We charged the difference of {money(difference, ctx.view.currency)}."
             if difference > 0
@@ -326,7 +332,7 @@ class ReturnDesk:
     # ---- bookkeeping ----
 
     def _returnable(self) -> dict[str, dict[str, int]]:
-        """sku -> warehouse -> units delivered and not yet under a (live) return."""
+        """sku -> warehouse -> units delivered and not yet under a (live) return (every delivered sku)."""
         units: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for shipment in self._ctx.view.shipments:
             if shipment.status == ShipmentStatus.delivered:
@@ -336,11 +342,7 @@ class ReturnDesk:
             if ret.status != ReturnStatus.expired:
                 for line in ret.lines:
                     units[line.sku][line.warehouse] -= line.quantity
-        return {
-            sku: {w: q for w, q in by_wh.items() if q > 0}
-            for sku, by_wh in units.items()
-            if sum(by_wh.values()) > 0
-        }
+        return {sku: {w: q for w, q in by_wh.items() if q > 0} for sku, by_wh in units.items()}
 
     def _take(self, request: ReturnRequest) -> list[ReturnLineView]:
         """Which warehouses the returned units go back to (those they shipped from)."""
@@ -365,3 +367,8 @@ class ReturnDesk:
 
 def _value(ret: ReturnView) -> Decimal:
     return sum((line.unit_price * line.quantity for line in ret.lines), Decimal("0"))
+
+
+def _refused(message: str) -> ApplicationError:
+    """A return the desk will not take: fails the update (never the workflow task), nothing changed."""
+    return ApplicationError(message, type="ReturnRefused", non_retryable=True)

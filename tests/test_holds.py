@@ -1,0 +1,197 @@
+"""Orders held for review (amount limit, blocklist), release, the hold timeout, and support notes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from config import Settings
+from models import tables as t
+from services.orders import cancel_order, handle, order_view
+from starter import dispatch
+from tests.helpers import (
+    add_products,
+    assert_ledger_invariants,
+    eventually,
+    ledger,
+    notifications,
+    order_doc,
+    place,
+    stock_of,
+    unique,
+    wait_status,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def cli(settings: Settings, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = await dispatch(list(argv), settings, out)
+    return status, out.getvalue()
+
+
+def kinds(sessions: Any, order_id: str) -> list[str]:
+    return [n.kind for n in notifications(sessions, order_id)]
+
+
+async def outbox(sessions: Any, order_id: str) -> list[str]:
+    return kinds(sessions, order_id)
+
+
+async def test_an_order_above_the_review_limit_waits_for_release(client, settings, sessions, capsys):
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
+
+    view = await wait_status(client, order_id, "on_hold")
+    assert view.hold_reason == "order total 900.00 is above the review limit 500"
+    assert view.payment_status == "authorized"
+    assert ledger(sessions, order_id) == {"authorization": Decimal("900.00")}
+    assert stock_of(sessions, skus["TV"]) == (3, 0)  # nothing reserved while held
+    assert view.shipments == []
+    with sessions() as session:
+        assert session.query(t.Reservation).filter_by(order_id=order_id).count() == 0
+        order = session.get(t.Order, order_id)
+        assert order is not None and (order.status, order.payment_status) == ("on_hold", "authorized")
+    (held,) = [e for e in view.events if e.type == "order_on_hold"]
+    assert held.detail == view.hold_reason
+    assert await eventually(lambda: outbox(sessions, order_id), bool) == ["order_on_hold"]
+    assert notifications(sessions, order_id)[0].recipient == "ada@example.com"
+
+    assert await cli(settings, "release", order_id) == (0, f"{order_id} released: confirmed\n")
+    view = await wait_status(client, order_id, "shipped")
+    assert view.payment_status == "captured"
+    assert ledger(sessions, order_id) == {"authorization": Decimal("900.00"), "capture": Decimal("900.00")}
+    assert stock_of(sessions, skus["TV"]) == (2, 0)
+    types = [e.type for e in view.events]
+    assert types.index("order_on_hold") < types.index("hold_released") < types.index("stock_reserved")
+    assert_ledger_invariants(sessions, order_id)
+
+    capsys.readouterr()
+    assert await cli(settings, "release", order_id) == (1, "")
+    assert f"order {order_id} is shipped, not on hold" in capsys.readouterr().err
+
+
+async def test_release_of_an_order_that_was_never_held_is_refused(client, settings, sessions, capsys):
+    skus = add_products(sessions, {"PEN": 3})
+    order_id = await place(client, settings, order_doc([(skus["PEN"], 1)]))
+    await wait_status(client, order_id, "shipped")
+
+    assert await cli(settings, "release", order_id) == (1, "")
+    assert f"order {order_id} is shipped, not on hold" in capsys.readouterr().err
+    assert "hold_released" not in [e.type for e in (await order_view(client, order_id)).events]
+    assert await cli(settings, "release", "NO-SUCH-ORDER") == (1, "")
+    assert "unknown order NO-SUCH-ORDER" in capsys.readouterr().err
+
+
+async def test_blocklisted_customer_is_held_whatever_the_case_of_the_address(client, settings, sessions):
+    email = f"{unique('fraud').lower()}@example.com"
+    skus = add_products(sessions, {"RING": 4}, price="20.00")
+
+    status, _ = await cli(settings, "blocklist", "add", email.upper(), "--reason", "chargebacks")
+    assert status == 0
+    status, listing = await cli(settings, "blocklist", "list")
+    assert status == 0
+    assert [line.split() for line in listing.splitlines() if email in line] == [[email, "chargebacks"]]
+
+    customer = {**order_doc([])["customer"], "email": email.title()}  # Fraud-Ab12@Example.Com
+    held_id = await place(client, settings, order_doc([(skus["RING"], 1)], customer=customer))
+    view = await wait_status(client, held_id, "on_hold")
+    assert view.hold_reason is not None
+    assert "blocklist" in view.hold_reason and "chargebacks" in view.hold_reason
+    assert email in view.hold_reason.lower()
+    assert stock_of(sessions, skus["RING"]) == (4, 0)
+
+    assert await cli(settings, "blocklist", "remove", email.upper()) == (0, f"{email.upper()} removed\n")
+    assert email not in (await cli(settings, "blocklist", "list"))[1]
+    clean_id = await place(client, settings, order_doc([(skus["RING"], 1)], customer=customer))
+    assert (await wait_status(client, clean_id, "shipped")).hold_reason is None
+
+    # removing the entry does not release an order already held; support still decides
+    assert (await order_view(client, held_id)).status == "on_hold"
+    view = await cancel_order(client, held_id, "confirmed fraud")
+    assert (view.status, view.payment_status) == ("cancelled", "voided")
+    for order_id in (held_id, clean_id):
+        assert_ledger_invariants(sessions, order_id)
+
+
+async def test_blocklist_add_confirms_in_plain_english(settings):
+    email = f"{unique('typo').lower()}@example.com"
+    try:
+        assert await cli(settings, "blocklist", "add", email) == (0, f"{email} added\n")
+    finally:
+        await cli(settings, "blocklist", "remove", email)
+
+
+async def test_blocklist_needs_an_address(settings, capsys):
+    assert await cli(settings, "blocklist", "add") == (2, "")
+    assert "blocklist add needs an e-mail address" in capsys.readouterr().err
+
+
+async def test_an_order_held_too_long_is_cancelled_and_its_authorization_voided(client, settings, sessions):
+    skus = add_products(sessions, {"SOFA": 2}, price="750.00")
+    order_id = await place(
+        client,
+        settings,
+        order_doc([(skus["SOFA"], 1)]),
+        review_above=Decimal("100"),
+        hold_timeout=timedelta(seconds=2),
+    )
+    await wait_status(client, order_id, "on_hold")
+
+    view = await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
+
+    assert (view.status, view.payment_status) == ("cancelled", "voided")
+    (cancelled,) = [e for e in view.events if e.type == "order_cancelled"]
+    assert cancelled.detail == "on hold for longer than 0:00:02"
+    assert [e.detail for e in view.events if e.type == "compensated"] == ["void the authorization"]
+    assert ledger(sessions, order_id) == {"authorization": Decimal("750.00"), "void": Decimal("750.00")}
+    assert assert_ledger_invariants(sessions, order_id).voided
+    assert stock_of(sessions, skus["SOFA"]) == (2, 0)
+    assert kinds(sessions, order_id) == ["order_on_hold", "order_cancelled"]
+    mail = notifications(sessions, order_id)[-1]
+    assert "on hold for longer than" in mail.body and "nothing was charged" in mail.body
+    with sessions() as session:
+        order = session.get(t.Order, order_id)
+        assert order is not None and (order.status, order.payment_status) == ("cancelled", "voided")
+
+
+async def test_a_support_note_shows_in_the_status(client, settings, sessions, capsys):
+    skus = add_products(sessions, {"VASE": 2})
+    order_id = await place(client, settings, order_doc([(skus["VASE"], 1)]))
+    await wait_status(client, order_id, "shipped")
+    text = "Customer called: leave it with the neighbour at no. 14"
+
+    assert await cli(settings, "note", order_id, text) == (0, f"note added to {order_id}\n")
+
+    view = await eventually(
+        lambda: order_view(client, order_id), lambda v: "support_note" in [e.type for e in v.events]
+    )
+    assert [e.detail for e in view.events if e.type == "support_note"] == [text]
+    status, human = await cli(settings, "status", order_id)
+    assert status == 0
+    (row,) = [line for line in human.splitlines() if "support_note" in line]
+    assert row.split("support_note", 1)[1].strip() == text
+    status, raw = await cli(settings, "status", order_id, "--json")
+    assert status == 0
+    notes = [e for e in json.loads(raw)["events"] if e["type"] == "support_note"]
+    assert [e["detail"] for e in notes] == [text]
+    assert view.status == "shipped"  # a note changes nothing else
+
+    assert await cli(settings, "note", "NO-SUCH-ORDER", "hello") == (1, "")
+    assert "unknown order NO-SUCH-ORDER" in capsys.readouterr().err
+
+
+async def test_a_note_on_a_closed_order_is_refused(client, settings, sessions, capsys):
+    skus = add_products(sessions, {"VASE": 2})
+    order_id = await place(client, settings, order_doc([(skus["VASE"], 1)], token="tok_declined"))
+    await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
+
+    assert await cli(settings, "note", order_id, "too late") == (1, "")
+    assert f"order {order_id} is closed" in capsys.readouterr().err
