@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from models.orders import FeedbackIn
-from services.orders import confirm_delivery, give_feedback, handle, order_view
+from models.catalog import CatalogFile
+from models.orders import FeedbackIn, ReturnReceipt, ReturnRequest
+from services.catalog import load_catalog
+from services.orders import (
+    cancel_order,
+    confirm_delivery,
+    give_feedback,
+    handle,
+    order_view,
+    receive_return,
+    request_return,
+)
 from tests.helpers import add_products, eventually, order_doc, place, wait_status
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -61,3 +72,67 @@ async def test_record_overdue_then_delivered(client, settings, sessions):
     await confirm_delivery(client, order_id)
     await handle(client, order_id).result()
     await _save(client, order_id, "overdue_then_delivered")
+
+
+async def test_record_cancelled_while_on_hold(client, settings, sessions):
+    skus = add_products(sessions, {"TV": 2}, price="900.00")
+    order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
+    await wait_status(client, order_id, "on_hold")
+    await cancel_order(client, order_id, "customer asked")
+    await handle(client, order_id).result()
+    await _save(client, order_id, "cancelled_on_hold")
+
+
+async def test_record_carrier_refusal_compensated(client, settings, sessions):
+    skus = add_products(sessions, {"TEE": 5})
+    doc = order_doc([(skus["TEE"], 1)])
+    doc["shipping_address"]["postal_code"] = "REFUSE"
+    order_id = await place(client, settings, doc)
+    await handle(client, order_id).result()
+    await _save(client, order_id, "carrier_refused_compensated")
+
+
+async def test_record_returns_and_exchange(client, settings, sessions):
+    skus = add_products(sessions, {"TEE": 5, "MUG": 5}, price="12.50")
+    order_id = await place(
+        client, settings, order_doc([(skus["TEE"], 2)]), return_window=timedelta(seconds=8)
+    )
+    await wait_status(client, order_id, "shipped")
+    await confirm_delivery(client, order_id)
+    await eventually(lambda: order_view(client, order_id), lambda v: v.return_window_ends is not None)
+    refund = await request_return(
+        client, order_id, ReturnRequest(sku=skus["TEE"], quantity=1, reason="small")
+    )
+    exchange = await request_return(
+        client,
+        order_id,
+        ReturnRequest(sku=skus["TEE"], quantity=1, reason="colour", exchange_sku=skus["MUG"]),
+    )
+    await receive_return(client, order_id, ReturnReceipt(rma=refund.rma))
+    await receive_return(client, order_id, ReturnReceipt(rma=exchange.rma, condition="damaged"))
+    view = await eventually(
+        lambda: order_view(client, order_id),
+        lambda v: any(s.exchange_for and s.status == "shipped" for s in v.shipments),
+    )
+    await confirm_delivery(client, order_id, next(s.id for s in view.shipments if s.exchange_for))
+    await handle(client, order_id).result()
+    await _save(client, order_id, "returns_and_exchange")
+
+
+async def test_record_backordered_then_served(client, sessions, gated_worker):
+    settings, _ = await gated_worker(supplier_lead_time=timedelta(seconds=2))
+    sku = add_products(sessions, {"SAW": 1})["SAW"]
+    load_catalog(
+        sessions,
+        CatalogFile.model_validate(
+            {"stock": [{"sku": sku, "warehouse": "W1", "on_hand": 1, "reorder_point": 1, "reorder_qty": 5}]}
+        ),
+    )
+    first = await place(client, settings, order_doc([(sku, 1)]))  # takes the last unit: replenishment starts
+    await wait_status(client, first, "shipped")
+    order_id = await place(client, settings, order_doc([(sku, 2)]), return_window=timedelta(seconds=1))
+    await wait_status(client, order_id, "backordered")
+    await wait_status(client, order_id, "shipped", timeout=20)
+    await confirm_delivery(client, order_id)
+    await handle(client, order_id).result()
+    await _save(client, order_id, "backordered_then_served")
