@@ -18,6 +18,7 @@ from models.steps import ReplenishRequest, StockKey
 from services.stock import low_stock
 
 log = logging.getLogger(__name__)
+OFFER_TIMEOUT = timedelta(seconds=60)
 
 
 def replenishment_id(sku: str, warehouse: str) -> str:
@@ -54,12 +55,16 @@ async def release_backorders(client: Client, sessions: SessionFactory, skus: lis
     """
     served = []
     for order_id in await asyncio.to_thread(_backordered, sessions, skus):
+        update = client.get_workflow_handle(f"order-{order_id}").execute_update(
+            "retry_reservation", result_type=bool
+        )
         try:
-            reserved = await client.get_workflow_handle(f"order-{order_id}").execute_update(
-                "retry_reservation", result_type=bool
-            )
+            reserved = await asyncio.wait_for(update, OFFER_TIMEOUT.total_seconds())
         except (WorkflowUpdateFailedError, RPCError) as exc:  # no longer backordered: nothing to offer
             log.info("order %s not offered stock: %s", order_id, exc)
+            continue
+        except TimeoutError:  # a busy or stuck order must not hold up the queue behind it
+            log.warning("order %s did not answer the stock offer within %s", order_id, OFFER_TIMEOUT)
             continue
         if reserved:
             served.append(order_id)

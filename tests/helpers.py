@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,9 +20,9 @@ from config import Settings
 from db import SessionFactory
 from models import tables as t
 from models.catalog import CatalogFile
-from models.orders import OrderInput, OrderPolicy, OrderView
+from models.orders import OrderInput, OrderPolicy, OrderStatus, OrderView
 from services.catalog import load_catalog
-from services.orders import order_view, place_order, policy_from
+from services.orders import handle, order_view, place_order, policy_from
 
 T = TypeVar("T")
 
@@ -249,3 +250,38 @@ def set_stock(
     row = {"sku": sku, "warehouse": warehouse, "on_hand": on_hand}
     row |= {"reorder_point": reorder_point, "reorder_qty": reorder_qty}
     load_catalog(sessions, CatalogFile.model_validate({"stock": [row]}))
+
+
+async def cli(settings: Settings, *argv: str) -> tuple[int, str]:
+    """Run a command line as a person would; returns the exit status and what it printed."""
+    from starter import dispatch
+
+    out = io.StringIO()
+    status = await dispatch(list(argv), settings, out)
+    return status, out.getvalue()
+
+
+def notification_kinds(sessions: SessionFactory, order_id: str) -> list[str]:
+    """Kinds of the order's notifications, oldest first."""
+    return [n.kind for n in notifications(sessions, order_id)]
+
+
+async def outbox(sessions: SessionFactory, order_id: str) -> list[str]:
+    """notification_kinds, awaitable, to poll with `eventually`."""
+    return notification_kinds(sessions, order_id)
+
+
+async def rejection(client: Client, order_id: str) -> OrderView:
+    """The final view of an order that must end rejected; fails fast if it settles any other way."""
+    view = await wait_status(client, order_id, *(s for s in OrderStatus if s != OrderStatus.received))
+    assert view.status == OrderStatus.rejected, view.events
+    return await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
+
+
+async def assert_stock_check_clean(settings: Settings, *skus: str) -> None:
+    """`stock check` finds nothing about these SKUs. It checks the whole database, so when run after
+    other test modules it may report their leftovers: then at least none of its lines are ours."""
+    status, out = await cli(settings, "stock", "check")
+    assert [line for line in out.splitlines() if any(sku in line for sku in skus)] == []
+    if status == 0:
+        assert "stock ledger check passed" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,20 +17,13 @@ from db import SessionFactory
 from models import tables as t
 from models.orders import OrderInput, OrderPolicy, PlaceOrder, ShipmentLine
 from models.steps import ReserveRequest
-from starter import dispatch
-from tests.helpers import add_products, eventually, order_doc, place, stock_of, unique, wait_status
+from tests.helpers import add_products, cli, eventually, order_doc, place, stock_of, unique, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-async def run(settings: Settings, *argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = await dispatch(list(argv), settings, out)
-    return status, out.getvalue()
-
-
 async def run_json(settings: Settings, *argv: str) -> Any:
-    status, out = await run(settings, *argv, "--json")
+    status, out = await cli(settings, *argv, "--json")
     assert status == 0
     return json.loads(out)
 
@@ -79,7 +71,7 @@ async def test_status_for_people(client, settings, sessions):
     order_id = await place(client, settings, order_doc([(skus["MUG"], 1)]))
     view = await wait_status(client, order_id, "shipped")
 
-    status, out = await run(settings, "status", order_id)
+    status, out = await cli(settings, "status", order_id)
 
     assert status == 0
     assert f"Order {order_id}  [shipped]  payment: captured" in out
@@ -90,7 +82,7 @@ async def test_status_for_people(client, settings, sessions):
 
 
 async def test_status_of_an_unknown_order(settings, capsys):
-    status, out = await run(settings, "status", "NO-SUCH-ORDER")
+    status, out = await cli(settings, "status", "NO-SUCH-ORDER")
     assert (status, out) == (1, "")
     assert "error: unknown order NO-SUCH-ORDER" in capsys.readouterr().err
 
@@ -122,7 +114,7 @@ async def test_list_by_customer_and_status(client, settings, sessions):
     )
     assert {(r["customer_id"], r["channel"], r["total"]) for r in listed} == {(customer, "web", 10.0)}
 
-    status, _ = await run(settings, "deliver", mine[0])
+    status, _ = await cli(settings, "deliver", mine[0])
     assert status == 0
     delivered = await eventually(
         lambda: run_json(settings, "list", "--status", "delivered", "--customer", customer),
@@ -130,7 +122,7 @@ async def test_list_by_customer_and_status(client, settings, sessions):
     )
     assert [(r["order_id"], r["status"]) for r in delivered] == [(mine[0], "delivered")]
 
-    status, out = await run(settings, "list", "--customer", customer)
+    status, out = await cli(settings, "list", "--customer", customer)
     assert status == 0 and mine[0] in out and mine[1] in out and "delivered" in out
 
 
@@ -157,7 +149,7 @@ async def test_stock_shows_on_hand_reserved_and_available(settings, sessions):
     levels = await run_json(settings, "stock", "--sku", skus["LAMP"])
     assert levels == [{"sku": skus["LAMP"], "warehouse": "W1", "on_hand": 10, "reserved": 3, "available": 7}]
 
-    status, out = await run(settings, "stock", "--sku", skus["LAMP"])
+    status, out = await cli(settings, "stock", "--sku", skus["LAMP"])
     header, _, row = out.splitlines()
     assert status == 0
     assert header.split() == ["SKU", "WAREHOUSE", "ON", "HAND", "RESERVED", "AVAILABLE"]
@@ -182,14 +174,14 @@ async def test_catalog_load_twice_changes_nothing_the_second_time(settings, sess
     skus = [unique("PEN"), unique("INK")]
     path = write_json(tmp_path / "catalog.json", catalog(skus, on_hand=7))
 
-    assert await run(settings, "catalog", "load", str(path)) == (
+    assert await cli(settings, "catalog", "load", str(path)) == (
         0,
         "loaded 1 warehouses, 2 products, 2 stock rows (2 levels changed)\n",
     )
     movements = count(sessions, t.StockMovement.id, t.StockMovement.sku.in_(skus))
     assert movements == 2
 
-    assert await run(settings, "catalog", "load", str(path)) == (
+    assert await cli(settings, "catalog", "load", str(path)) == (
         0,
         "loaded 1 warehouses, 2 products, 2 stock rows (0 levels changed)\n",
     )
@@ -200,7 +192,7 @@ async def test_catalog_load_twice_changes_nothing_the_second_time(settings, sess
 async def test_invalid_catalog_file_names_the_field(settings, sessions, tmp_path, capsys):
     doc = catalog([unique("PEN")])
     del doc["products"][0]["currency"]
-    status, _ = await run(settings, "catalog", "load", str(write_json(tmp_path / "bad.json", doc)))
+    status, _ = await cli(settings, "catalog", "load", str(write_json(tmp_path / "bad.json", doc)))
     assert status == 2
     assert "invalid catalog file: products.0.currency: Field required" in capsys.readouterr().err
 
@@ -210,7 +202,7 @@ async def test_catalog_with_an_unknown_sku_writes_nothing(settings, sessions, tm
     doc = catalog([new])
     doc["stock"].append({"sku": ghost, "warehouse": "W1", "on_hand": 3})
 
-    status, _ = await run(settings, "catalog", "load", str(write_json(tmp_path / "bad.json", doc)))
+    status, _ = await cli(settings, "catalog", "load", str(write_json(tmp_path / "bad.json", doc)))
 
     assert status == 2
     assert f"stock row names unknown SKU {ghost}" in capsys.readouterr().err
@@ -227,7 +219,7 @@ async def test_deliver_a_rejected_order_is_refused(client, settings, sessions, c
     order_id = await place(client, settings, order_doc([(skus["HAT"], 1)], token="tok_declined"))
     await wait_status(client, order_id, "rejected")
 
-    assert await run(settings, "deliver", order_id) == (1, "")
+    assert await cli(settings, "deliver", order_id) == (1, "")
     assert f"order {order_id} has no shipment on its way to confirm" in capsys.readouterr().err
 
 
@@ -236,16 +228,16 @@ async def test_deliver_then_feedback(client, settings, sessions, capsys):
     order_id = await place(client, settings, order_doc([(skus["BAG"], 1)]))
     await wait_status(client, order_id, "shipped")
 
-    assert await run(settings, "feedback", order_id, "--score", "4") == (1, "")
+    assert await cli(settings, "feedback", order_id, "--score", "4") == (1, "")
     assert f"order {order_id} has not been delivered yet (status: shipped)" in capsys.readouterr().err
 
-    assert await run(settings, "deliver", order_id) == (0, f"delivery confirmed for {order_id}-S1\n")
+    assert await cli(settings, "deliver", order_id) == (0, f"delivery confirmed for {order_id}-S1\n")
     await wait_status(client, order_id, "delivered")
 
-    assert await run(settings, "feedback", order_id, "--score", "6") == (2, "")
+    assert await cli(settings, "feedback", order_id, "--score", "6") == (2, "")
     assert "invalid feedback: score: Input should be less than or equal to 5" in capsys.readouterr().err
 
-    assert await run(settings, "feedback", order_id, "--score", "4", "--comment", "ok") == (
+    assert await cli(settings, "feedback", order_id, "--score", "4", "--comment", "ok") == (
         0,
         f"feedback recorded for {order_id}\n",
     )
@@ -266,9 +258,9 @@ async def test_placing_the_same_order_file_twice(client, settings, sessions, tmp
     doc = order_doc([(skus["KEY"], 1)])
     path = write_json(tmp_path / "order.json", doc)
 
-    assert await run(settings, "place", str(path)) == (0, f"{doc['order_id']}\n")
+    assert await cli(settings, "place", str(path)) == (0, f"{doc['order_id']}\n")
     assert "already placed" not in capsys.readouterr().err
-    assert await run(settings, "place", str(path)) == (0, f"{doc['order_id']}\n")
+    assert await cli(settings, "place", str(path)) == (0, f"{doc['order_id']}\n")
     assert f"order {doc['order_id']} was already placed" in capsys.readouterr().err
 
     await wait_status(client, doc["order_id"], "shipped")
@@ -288,6 +280,6 @@ async def test_placing_the_same_order_file_twice(client, settings, sessions, tmp
 async def test_migrate_twice_is_a_no_op(settings, sessions):
     skus = add_products(sessions, {"OLD": 4})
     for _ in range(2):
-        status, out = await run(settings, "migrate")
+        status, out = await cli(settings, "migrate")
         assert status == 0 and out.startswith("database is at the latest migration")
     assert stock_of(sessions, skus["OLD"]) == (4, 0)  # existing data untouched

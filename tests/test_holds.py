@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from config import Settings
 from models import tables as t
 from services.orders import cancel_order, handle, order_view
-from starter import dispatch
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,
+    cli,
     eventually,
     ledger,
+    notification_kinds,
     notifications,
     order_doc,
+    outbox,
     place,
     stock_of,
     unique,
@@ -29,20 +28,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-async def cli(settings: Settings, *argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = await dispatch(list(argv), settings, out)
-    return status, out.getvalue()
-
-
-def kinds(sessions: Any, order_id: str) -> list[str]:
-    return [n.kind for n in notifications(sessions, order_id)]
-
-
-async def outbox(sessions: Any, order_id: str) -> list[str]:
-    return kinds(sessions, order_id)
 
 
 async def test_an_order_above_the_review_limit_waits_for_release(client, settings, sessions, capsys):
@@ -154,7 +139,7 @@ async def test_an_order_held_too_long_is_cancelled_and_its_authorization_voided(
     assert ledger(sessions, order_id) == {"authorization": Decimal("750.00"), "void": Decimal("750.00")}
     assert assert_ledger_invariants(sessions, order_id).voided
     assert stock_of(sessions, skus["SOFA"]) == (2, 0)
-    assert kinds(sessions, order_id) == ["order_on_hold", "order_cancelled"]
+    assert notification_kinds(sessions, order_id) == ["order_on_hold", "order_cancelled"]
     mail = notifications(sessions, order_id)[-1]
     assert "on hold for longer than" in mail.body and "nothing was charged" in mail.body
     with sessions() as session:

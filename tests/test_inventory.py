@@ -4,7 +4,6 @@ receive), on the real stack."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from decimal import Decimal
 
@@ -13,16 +12,16 @@ from sqlalchemy import func, select, update
 from temporalio.client import WorkflowUpdateStage
 
 from activities.allocation import plan_allocation
-from config import Settings
 from db import SessionFactory
 from models import tables as t
 from models.orders import CancelRequest, OrderView, ShipmentView
 from services.orders import handle, order_view
-from starter import dispatch
 from tests.helpers import (
     add_products,
     add_warehouse,
     assert_ledger_invariants,
+    assert_stock_check_clean,
+    cli,
     eventually,
     notifications,
     order_doc,
@@ -37,12 +36,6 @@ from workflows.order import OrderWorkflow
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-async def run(settings: Settings, *argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = await dispatch(list(argv), settings, out)
-    return status, out.getvalue()
-
-
 def movements_of(sessions: SessionFactory, sku: str) -> list[t.StockMovement]:
     with sessions() as session:
         return list(
@@ -55,15 +48,6 @@ def movements_of(sessions: SessionFactory, sku: str) -> list[t.StockMovement]:
 def movement_sums(sessions: SessionFactory, sku: str, warehouse: str = "W1") -> tuple[int, int]:
     moves = [m for m in movements_of(sessions, sku) if m.warehouse == warehouse]
     return sum(m.on_hand_delta for m in moves), sum(m.reserved_delta for m in moves)
-
-
-async def assert_stock_check_clean(settings: Settings, *skus: str) -> None:
-    """`stock check` finds nothing about these SKUs. It checks the whole database, so when run after
-    other test modules it may report their leftovers: then at least none of its lines are ours."""
-    status, out = await run(settings, "stock", "check")
-    assert [line for line in out.splitlines() if any(sku in line for sku in skus)] == []
-    if status == 0:
-        assert "stock ledger check passed" in out
 
 
 def shipment_in(view: OrderView, warehouse: str) -> ShipmentView:
@@ -153,15 +137,15 @@ async def test_split_order_ships_from_two_warehouses_and_is_delivered_in_parts(
     )
     assert stock_of(sessions, boot, wx) == (1, 0) and stock_of(sessions, scarf, wy) == (2, 0)
 
-    status, out = await run(settings, "deliver", order_id, "--shipment", first.id)
+    status, out = await cli(settings, "deliver", order_id, "--shipment", first.id)
     assert (status, out) == (0, f"delivery confirmed for {first.id}\n")
     await eventually(lambda: order_view(client, order_id), lambda v: shipment_in(v, wx).status == "delivered")
-    status, out = await run(settings, "status", order_id, "--json")
+    status, out = await cli(settings, "status", order_id, "--json")
     doc = json.loads(out)
     assert doc["status"] == "shipped"  # partly delivered
     assert {s["id"]: s["status"] for s in doc["shipments"]} == {first.id: "delivered", second.id: "shipped"}
 
-    assert (await run(settings, "deliver", order_id, "--shipment", second.id))[0] == 0
+    assert (await cli(settings, "deliver", order_id, "--shipment", second.id))[0] == 0
     view = await wait_status(client, order_id, "delivered")
     assert {s.status for s in view.shipments} == {"delivered"}
     assert view.payment_status == "captured" and view.payment.captured == view.total
@@ -252,7 +236,7 @@ async def test_stock_check_names_a_level_that_disagrees_with_its_movements(setti
 
     shift(+5)  # a level changed behind the ledger's back
     try:
-        status, out = await run(settings, "stock", "check")
+        status, out = await cli(settings, "stock", "check")
     finally:
         shift(-5)
     assert status == 1
@@ -282,7 +266,7 @@ async def test_stock_check_finds_a_reservation_left_behind(client, sessions, gat
 
     order_status("cancelled")  # as if the cancellation had forgotten to release its stock
     try:
-        status, out = await run(settings, "stock", "check")
+        status, out = await cli(settings, "stock", "check")
     finally:
         order_status("confirmed")
     assert status == 1
@@ -303,7 +287,7 @@ async def test_stock_check_finds_a_reservation_left_behind(client, sessions, gat
 async def test_stock_adjust_is_a_cycle_count_correction(settings, sessions):
     sku = add_products(sessions, {"BOWL": 10})["BOWL"]
 
-    status, out = await run(settings, "stock", "adjust", sku, "W1", "-3", "--reason", "cycle count")
+    status, out = await cli(settings, "stock", "adjust", sku, "W1", "-3", "--reason", "cycle count")
 
     assert (status, out) == (0, f"{sku}@W1: on hand 7, reserved 0, available 7\n")
     assert stock_of(sessions, sku) == (7, 0)
@@ -324,7 +308,7 @@ async def test_stock_adjust_below_the_reserved_units_is_refused(client, sessions
     await wait_status(client, order_id, "confirmed")
     before = len(movements_of(sessions, sku))
 
-    status, out = await run(settings, "stock", "adjust", sku, "W1", "-3", "--reason", "cycle count")
+    status, out = await cli(settings, "stock", "adjust", sku, "W1", "-3", "--reason", "cycle count")
 
     assert (status, out) == (2, "")
     assert f"{sku} in W1: on hand 7 -3 would fall below the 5 units reserved" in capsys.readouterr().err
@@ -347,7 +331,7 @@ async def test_stock_adjust_below_the_reserved_units_is_refused(client, sessions
 async def test_stock_adjust_refuses_invalid_input(settings, sessions, capsys, args, message):
     sku = add_products(sessions, {"CUP": 4})["CUP"]
     argv = [a.format(sku=sku) for a in args]
-    status, out = await run(settings, "stock", "adjust", *argv, "--reason", "cycle count")
+    status, out = await cli(settings, "stock", "adjust", *argv, "--reason", "cycle count")
     assert (status, out) == (2, "")
     assert message in capsys.readouterr().err
     assert stock_of(sessions, sku) == (4, 0)
@@ -356,7 +340,7 @@ async def test_stock_adjust_refuses_invalid_input(settings, sessions, capsys, ar
 async def test_stock_receive_books_goods_in(settings, sessions, capsys):
     sku = add_products(sessions, {"TRAY": 10})["TRAY"]
 
-    status, out = await run(settings, "stock", "receive", sku, "W1", "7")
+    status, out = await cli(settings, "stock", "receive", sku, "W1", "7")
 
     assert (status, out) == (0, f"{sku}@W1: on hand 17, reserved 0, available 17\n")
     last = movements_of(sessions, sku)[-1]
@@ -366,10 +350,10 @@ async def test_stock_receive_books_goods_in(settings, sessions, capsys):
         0,
         None,
     )
-    status, out = await run(settings, "stock", "--sku", sku, "--json")
+    status, out = await cli(settings, "stock", "--sku", sku, "--json")
     assert json.loads(out) == [{"sku": sku, "warehouse": "W1", "on_hand": 17, "reserved": 0, "available": 17}]
 
-    assert await run(settings, "stock", "receive", sku, "W1", "0") == (2, "")
+    assert await cli(settings, "stock", "receive", sku, "W1", "0") == (2, "")
     assert "positive quantity" in capsys.readouterr().err
     with sessions() as session:
         count = session.scalar(select(func.count(t.StockMovement.id)).where(t.StockMovement.sku == sku))

@@ -11,14 +11,18 @@ from temporalio.client import WorkflowExecutionStatus
 from activities.notifications import SUPPORT_ADDRESS
 from models import search_attributes as sa
 from services.orders import confirm_delivery, handle, order_view
-from tests.helpers import add_products, events, eventually, notifications, order_doc, place, wait_status
+from tests.helpers import (
+    add_products,
+    events,
+    eventually,
+    notifications,
+    order_doc,
+    outbox,
+    place,
+    wait_status,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-async def outbox(sessions, order_id: str) -> list[str]:
-    """Kinds of the order's notifications, oldest first."""
-    return [n.kind for n in notifications(sessions, order_id)]
 
 
 async def test_overdue_delivery_is_flagged_and_the_order_keeps_waiting(client, settings, sessions):

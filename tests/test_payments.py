@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -14,7 +13,6 @@ from adapters.payments import PaymentDeclined, PaymentRejected, SandboxGateway, 
 from config import Settings
 from db import SessionFactory
 from models import tables as t
-from models.orders import OrderStatus, OrderView
 from services.orders import handle
 from tests.helpers import (
     add_products,
@@ -23,6 +21,7 @@ from tests.helpers import (
     notifications,
     order_doc,
     place,
+    rejection,
     stock_of,
     unique,
     wait_status,
@@ -32,13 +31,6 @@ from tests.helpers import (
 def payments(sessions: SessionFactory, order_id: str) -> list[t.Payment]:
     with sessions() as session:
         return list(session.scalars(select(t.Payment).where(t.Payment.order_id == order_id)))
-
-
-async def rejection(client: Client, order_id: str) -> OrderView:
-    """The final view of an order that must end rejected; fails fast if it settles any other way."""
-    view = await wait_status(client, order_id, *(s for s in OrderStatus if s != OrderStatus.received))
-    assert view.status == OrderStatus.rejected, view.events
-    return await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
 
 
 # ---- through the workflow ----

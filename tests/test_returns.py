@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,14 +18,15 @@ from db import SessionFactory
 from models import tables as t
 from models.orders import OrderView, ReturnReceipt, ReturnRequest, ReturnView
 from services.orders import Refused, add_note, confirm_delivery, handle, order_view, request_return
-from starter import dispatch
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,
+    cli,
     eventually,
     ledger,
     notifications,
     order_doc,
+    outbox,
     place,
     stock_movements,
     stock_of,
@@ -40,12 +40,6 @@ OPEN_WINDOW = timedelta(seconds=30)  # long enough to stay open for the whole te
 
 
 # ---- helpers ----
-
-
-async def cli(settings: Settings, *argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = await dispatch(list(argv), settings, out)
-    return status, out.getvalue()
 
 
 async def status_json(settings: Settings, order_id: str) -> dict[str, Any]:
@@ -75,10 +69,6 @@ async def until(client: Client, order_id: str, check: Callable[[OrderView], bool
 def the_return(view: OrderView, rma: str) -> ReturnView:
     (ret,) = [r for r in view.returns if r.rma == rma]
     return ret
-
-
-async def outbox(sessions: SessionFactory, order_id: str) -> list[str]:
-    return [n.kind for n in notifications(sessions, order_id)]
 
 
 def refund_rows(sessions: SessionFactory, order_id: str) -> list[t.Payment]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import Callable
@@ -18,7 +17,6 @@ import starter
 from config import Settings
 from db import SessionFactory
 from models import tables as t
-from models.orders import OrderStatus, OrderView
 from services.orders import UnknownOrder, handle, order_view
 from tests.helpers import (
     add_products,
@@ -27,6 +25,7 @@ from tests.helpers import (
     notifications,
     order_doc,
     place,
+    rejection,
     stock_of,
     unique,
     wait_status,
@@ -72,13 +71,6 @@ def doc_with(lines: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
 def order_row(sessions: SessionFactory, order_id: str) -> t.Order | None:
     with sessions() as session:
         return session.get(t.Order, order_id)
-
-
-async def rejection(client: Client, order_id: str) -> OrderView:
-    """The final view of an order that must end rejected; fails fast if it settles any other way."""
-    view = await wait_status(client, order_id, *(s for s in OrderStatus if s != OrderStatus.received))
-    assert view.status == OrderStatus.rejected, view.events
-    return await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
 
 
 # ---- structural refusals: exit status 2, the field named, nothing started ----

@@ -370,13 +370,16 @@ class OrderWorkflow:
         """Stock arrived: try to reserve now; True when the order got its stock."""
         attempts = self._reserve_attempts
         self._stock_arrived = True
-        await workflow.wait_condition(lambda: self._reserve_attempts > attempts or self._ctx.stop is not None)
+        await workflow.wait_condition(
+            lambda: self._reserve_attempts > attempts or self._reserved or self._ctx.stop is not None
+        )
         return self._reserved
 
     @retry_reservation.validator
     def _validate_retry_reservation(self) -> None:
-        if self._ctx.view.status != OrderStatus.backordered or self._ctx.stop is not None:
-            raise ValueError(f"order {self._ctx.order_id} is {self._ctx.view.status.value}, not backordered")
+        view = self._ctx.view
+        if view.status != OrderStatus.backordered or self._reserved or self._ctx.stop is not None:
+            raise ValueError(f"order {view.order_id} is {view.status.value} and not waiting for stock")
 
     @workflow.update
     async def request_return(self, request: ReturnRequest) -> ReturnView:
