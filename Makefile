@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker clean histories
+.PHONY: install run test lint worker clean histories bench
 
 install: .venv/.installed
 
@@ -31,5 +31,9 @@ lint: install
 clean:
 	rm -rf .venv .tools .data .pytest_cache .ruff_cache
 
+bench: install
+	.venv/bin/python -m bench.throughput
+
 histories: install
+
 	.venv/bin/pytest tests/record_histories.py -q
