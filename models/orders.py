@@ -42,11 +42,6 @@ class OrderStatus(StrEnum):
     cancelled = "cancelled"
 
 
-SETTLED_STATUSES = frozenset(
-    {OrderStatus.confirmed, OrderStatus.rejected, OrderStatus.on_hold, OrderStatus.backordered}
-)
-
-
 class PaymentStatus(StrEnum):
     pending = "pending"
     authorized = "authorized"

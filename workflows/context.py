@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.orders import OrderActivities
     from models import search_attributes as sa
-    from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder, ShipmentView
+    from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.steps import ErrorType, EventRecord, NotificationRequest, PaymentResult
     from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER, STEP_TIMEOUT
 
@@ -159,6 +159,3 @@ def _payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, v
 
 def money(amount: Decimal, currency: str) -> str:
     return f"{amount:.2f} {currency}"
-
-
-__all__ = ["OrderContext", "OrderFailed", "business_refusal", "money", "ShipmentView"]
