@@ -331,8 +331,8 @@ async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -
     if not args.wait:
         print(placement.order_id, file=out)
         return
-    view = await orders.wait_until_settled(client, placement.order_id)
-    print(f"{placement.order_id} {view.status.value}" + _reason(view), file=out)
+    status, reason = orders.settled_outcome(await orders.wait_until_settled(client, placement.order_id))
+    print(f"{placement.order_id} {status.value}" + (f": {reason}" if reason else ""), file=out)
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -544,13 +544,6 @@ def _database(settings: Settings) -> Iterator[SessionFactory]:
         yield make_session_factory(engine)
     finally:
         engine.dispose()
-
-
-def _reason(view: OrderView) -> str:
-
-    ending = {"order_rejected", "order_cancelled", "order_on_hold"}
-    reasons = [e.detail for e in view.events if e.type in ending]
-    return f": {reasons[-1]}" if reasons else ""
 
 
 def _read(path: str) -> str:

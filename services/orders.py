@@ -140,6 +140,25 @@ async def wait_until_settled(client: Client, order_id: str, timeout: float = 120
         await asyncio.sleep(0.2)
 
 
+# The events that settle a placed order, with the outcome `place --wait` reports.
+SETTLING_EVENTS = {
+    "order_confirmed": OrderStatus.confirmed,
+    "order_rejected": OrderStatus.rejected,
+    "order_on_hold": OrderStatus.on_hold,
+    "order_backordered": OrderStatus.backordered,
+    "order_cancelled": OrderStatus.cancelled,
+}
+
+
+def settled_outcome(view: OrderView) -> tuple[OrderStatus, str]:
+    """How the order settled (its first settling event) and why, even if it has moved on since."""
+    for event in view.events:
+        if event.type in SETTLING_EVENTS:
+            status = SETTLING_EVENTS[event.type]
+            return status, "" if status == OrderStatus.confirmed else event.detail
+    return view.status, ""
+
+
 @dataclass(frozen=True)
 class OrderSummary:
     order_id: str

@@ -180,3 +180,19 @@ async def test_a_note_on_a_closed_order_is_refused(client, settings, sessions, c
 
     assert await cli(settings, "note", order_id, "too late") == (1, "")
     assert f"order {order_id} is closed" in capsys.readouterr().err
+
+
+async def test_place_wait_reports_the_hold_and_its_reason(client, settings, sessions, tmp_path):
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    doc = order_doc([(skus["TV"], 1)])
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(doc))
+    held = settings.model_copy(update={"review_above": Decimal("500")})
+    assert await cli(held, "place", str(path), "--wait") == (
+        0,
+        f"{doc['order_id']} on_hold: order total 900.00 is above the review limit 500\n",
+    )
+    assert await cli(settings, "cancel", doc["order_id"], "--reason", "test over") == (
+        0,
+        f"{doc['order_id']} cancelled; payment voided\n",
+    )

@@ -243,4 +243,4 @@ async def test_place_wait_prints_the_settled_status(settings, sessions, tmp_path
     assert status == 0
     order_id, outcome = out.rstrip("\n").split(" ")  # no reason for an accepted order
     assert order_id == doc["order_id"]
-    assert outcome in {"confirmed", "picking", "packed", "shipped"}
+    assert outcome == "confirmed"  # how it settled, even if it has moved on to picking since
