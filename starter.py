@@ -554,8 +554,7 @@ def _read(path: str) -> str:
 
 
 def _first_problem(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return orders.field_problems(exc, whole="input")[0]
 
 
 def _redact(url: str) -> str:

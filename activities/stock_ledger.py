@@ -13,6 +13,16 @@ from sqlalchemy.orm import Session
 from models.tables import Stock, StockMovement
 
 
+def ensure_stock_row(session: Session, sku: str, warehouse: str) -> Stock:
+    """The stock row of a pair, created empty (nothing on hand, nothing reserved) the first time."""
+    stock = session.get(Stock, (sku, warehouse))
+    if stock is None:
+        stock = Stock(sku=sku, warehouse=warehouse, on_hand=0, reserved=0)
+        session.add(stock)
+        session.flush()
+    return stock
+
+
 def move(
     session: Session,
     sku: str,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activities.stock_ledger import move
+from activities.stock_ledger import ensure_stock_row, move
 from db import SessionFactory
 from models import tables as t
 from models.catalog import CatalogFile
@@ -65,11 +64,7 @@ def _set_level(
         raise CatalogError(f"stock row names unknown SKU {sku}")
     if session.get(t.Warehouse, warehouse) is None:
         raise CatalogError(f"stock row names unknown warehouse {warehouse}")
-    stock = session.scalar(select(t.Stock).where(t.Stock.sku == sku, t.Stock.warehouse == warehouse))
-    if stock is None:
-        stock = t.Stock(sku=sku, warehouse=warehouse, on_hand=0, reserved=0)
-        session.add(stock)
-        session.flush()
+    stock = ensure_stock_row(session, sku, warehouse)
     stock.reorder_point, stock.reorder_qty = reorder_point, reorder_qty
     session.flush()
     delta = on_hand - stock.on_hand

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,10 +64,13 @@ def parse_order(text: str) -> OrderInput:
     try:
         return OrderInput.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'order'}: {err['msg']}" for err in exc.errors()
-        ]
+        problems = field_problems(exc)
         raise OrderInputError("invalid order: " + "; ".join(problems)) from None
+
+
+def field_problems(exc: ValidationError, whole: str = "order") -> list[str]:
+    """Each validation error as `field.path: message` (the whole document is named `whole`)."""
+    return [f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}" for err in exc.errors()]
 
 
 def policy_from(settings: Settings) -> OrderPolicy:
@@ -119,13 +124,20 @@ def handle(client: Client, order_id: str) -> WorkflowHandle:
     return client.get_workflow_handle_for(OrderWorkflow.run, workflow_id(order_id))
 
 
-async def order_view(client: Client, order_id: str) -> OrderView:
+@contextmanager
+def _known(order_id: str) -> Iterator[None]:
+    """Temporal's NOT_FOUND for an order's workflow is an unknown order to the caller."""
     try:
-        return await handle(client, order_id).query(OrderWorkflow.view)
+        yield
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise UnknownOrder(order_id) from None
         raise
+
+
+async def order_view(client: Client, order_id: str) -> OrderView:
+    with _known(order_id):
+        return await handle(client, order_id).query(OrderWorkflow.view)
 
 
 async def wait_until_settled(client: Client, order_id: str, timeout: float = 120.0) -> OrderView:
@@ -254,12 +266,9 @@ async def add_note(client: Client, order_id: str, text: str) -> None:
 
 
 async def _running(client: Client, order_id: str) -> None:
-    try:
+    with _known(order_id):
         description = await handle(client, order_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UnknownOrder(order_id) from None
-        raise
+
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise Refused(f"order {order_id} is closed")
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from activities.stock_ledger import move
+from activities.stock_ledger import ensure_stock_row, move
 from db import SessionFactory
 from models import tables as t
 from models.steps import PurchaseOrderView, StockKey
@@ -93,12 +93,8 @@ def _change(
             raise StockError(f"unknown SKU {sku}")
         if session.get(t.Warehouse, warehouse) is None:
             raise StockError(f"unknown warehouse {warehouse}")
-        if session.get(t.Stock, (sku, warehouse)) is None:
-            session.add(t.Stock(sku=sku, warehouse=warehouse, on_hand=0, reserved=0))
-            session.flush()
+        stock = ensure_stock_row(session, sku, warehouse)
         if not move(session, sku, warehouse, kind, on_hand=delta, reason=reason, purchase_order_id=po_id):
-            stock = session.get(t.Stock, (sku, warehouse))
-            assert stock is not None
             raise StockError(
                 f"{sku} in {warehouse}: on hand {stock.on_hand} {delta:+d} would fall below the "
                 f"{stock.reserved} units reserved"
@@ -178,9 +174,7 @@ def receive_purchase_order(sessions: SessionFactory, po_id: str, quantity: int) 
         if po is None:
             raise StockError(f"unknown purchase order {po_id}")
         if po.status == "open":
-            if session.get(t.Stock, (po.sku, po.warehouse)) is None:
-                session.add(t.Stock(sku=po.sku, warehouse=po.warehouse, on_hand=0, reserved=0))
-                session.flush()
+            ensure_stock_row(session, po.sku, po.warehouse)
             move(session, po.sku, po.warehouse, "receive", on_hand=quantity, purchase_order_id=po.id)
             po.status, po.received_at, po.received_quantity = "received", t.utcnow(), quantity
         return _po_view(po)

@@ -75,6 +75,17 @@ class OrderContext:
             activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry, summary=summary
         )
 
+    async def step_or_fail(
+        self, activity: Callable[..., Any], arg: Any, summary: str, status: OrderStatus
+    ) -> Any:
+        """A step whose business refusal ends the order (or the exchange) with `status`."""
+        try:
+            return await self.step(activity, arg, summary)
+        except ActivityError as err:
+            if (reason := business_refusal(err)) is not None:
+                raise OrderFailed(status, reason) from err
+            raise
+
     async def event(self, event_type: str, detail: str = "") -> None:
         """Append to the live view and the audit trail, and mirror the status on the orders row."""
         self._seq += 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.fulfilment import FulfilmentActivities
@@ -13,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
     from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
-    from workflows.context import OrderContext, OrderFailed, business_refusal, money
+    from workflows.context import OrderContext, money
     from workflows.saga import Saga
 
 # While fulfilment runs, the order's status follows its least advanced (original) shipment.
@@ -73,14 +72,13 @@ class Fulfilment:
             weight_g=packed.weight_g,
             address=ctx.request.order.shipping_address,
         )
-        try:
-            booked = await ctx.step(
-                FulfilmentActivities.ship_shipment, ship, f"book the carrier for {shipment.id}"
-            )
-        except ActivityError as err:
-            if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(OrderStatus.cancelled, reason) from err
-            raise
+        booked = await ctx.step_or_fail(
+            FulfilmentActivities.ship_shipment,
+            ship,
+            f"book the carrier for {shipment.id}",
+            OrderStatus.cancelled,
+        )
+
         shipment.carrier, shipment.tracking_number, shipment.shipped_at = (
             booked.carrier,
             booked.tracking_number,

@@ -98,7 +98,7 @@ class OrderWorkflow:
     async def _accept(self) -> None:
         """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation."""
         ctx = self._ctx
-        priced = await self._refusable(
+        priced = await ctx.step_or_fail(
             OrderActivities.validate_order, ctx.request, "validate against the catalog", OrderStatus.rejected
         )
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
@@ -167,14 +167,16 @@ class OrderWorkflow:
                 )
 
         try:
-            result = await ctx.step(
-                PaymentActivities.authorize_payment, payment, f"authorize {money(total, payment.currency)}"
+            result = await ctx.step_or_fail(
+                PaymentActivities.authorize_payment,
+                payment,
+                f"authorize {money(total, payment.currency)}",
+                OrderStatus.rejected,
             )
-        except ActivityError as err:
-            if (reason := business_refusal(err)) is not None:
-                ctx.view.payment_status = PaymentStatus.declined
-                raise OrderFailed(OrderStatus.rejected, reason) from err
+        except OrderFailed:
+            ctx.view.payment_status = PaymentStatus.declined
             raise
+
         self._saga.push("void the authorization", undo)
         ctx.book_payment(result)
         await ctx.event(
@@ -317,15 +319,6 @@ class OrderWorkflow:
         if paid.authorized > paid.captured and not self._ctx.voided:
             return "Nothing was charged; the hold on your card will be released shortly."
         return "The authorization on your card was released; nothing was charged."
-
-    async def _refusable(self, activity, arg, summary: str, status: OrderStatus):  # type: ignore[no-untyped-def]
-        """Run a step whose business refusal ends the order with `status`."""
-        try:
-            return await self._ctx.step(activity, arg, summary)
-        except ActivityError as err:
-            if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(status, reason) from err
-            raise
 
     # ---- queries, updates and signals ----
 

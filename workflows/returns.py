@@ -257,14 +257,13 @@ class ReturnDesk:
             lines=[ShipmentLine(sku=ret.exchange_sku, quantity=quantity)],
             shipment_prefix=f"{ret.rma}-X",
         )
-        try:
-            allocated = await ctx.step(
-                InventoryActivities.reserve_stock, request, f"reserve exchange {ret.exchange_sku}"
-            )
-        except ActivityError as err:
-            if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(ctx.view.status, reason) from err
-            raise
+        allocated = await ctx.step_or_fail(
+            InventoryActivities.reserve_stock,
+            request,
+            f"reserve exchange {ret.exchange_sku}",
+            ctx.view.status,
+        )
+
         shipments = [
             ShipmentView(id=a.id, warehouse=a.warehouse, lines=a.lines, exchange_for=ret.rma)
             for a in allocated
@@ -293,18 +292,11 @@ class ReturnDesk:
             currency=ctx.view.currency,
             token=ctx.request.order.payment.token,
         )
-        try:
-            ctx.book_payment(
-                await ctx.step(
-                    PaymentActivities.authorize_payment,
-                    request,
-                    f"authorize the difference {money(difference, request.currency)}",
-                )
-            )
-        except ActivityError as err:
-            if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(ctx.view.status, reason) from err
-            raise
+        summary = f"authorize the difference {money(difference, request.currency)}"
+        ctx.book_payment(
+            await ctx.step_or_fail(PaymentActivities.authorize_payment, request, summary, ctx.view.status)
+        )
+
         await ctx.event(
             "payment_authorized", f"{money(difference, request.currency)} price difference for {ret.rma}"
         )
