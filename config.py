@@ -62,6 +62,13 @@ class Settings(BaseSettings):
 
     worker_activity_threads: int = 32
 
+    # the HTTP API (api/)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_body: int = Field(default=1024 * 1024, ge=1024)  # bytes; larger requests get 413
+    api_max_import: int = Field(default=20 * 1024 * 1024, ge=1024)  # bytes, for POST /orders/import
+    api_wait_timeout: Duration = timedelta(seconds=30)  # ?wait=true answers 504 if not settled by then
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -10,6 +10,8 @@
     python starter.py stock write-off SKU WH QTY --reason TEXT
 
     python starter.py purchase-orders [--json]
+    python starter.py apikey create --role source|support|carrier|warehouse|admin --name N [--json]
+    python starter.py apikey revoke NAME | apikey list
 
 
 Exit status: 0 done, 1 refused or unknown order, 2 invalid input.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,14 +35,17 @@ from cli_format import as_json, table
 from config import Settings, get_settings
 from connection import connect, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory, migrate
+from domain import api_keys, stock
+from domain.api_keys import Role
+from domain.blocklist import update_blocklist
+from domain.catalog import CatalogError, load_catalog
 from models.catalog import CatalogFile
-from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnReceipt, ReturnRequest
+from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnIn, ReturnReceipt
 from models.steps import StockKey
-from services import orders, replenishment, stock
-from services.blocklist import update_blocklist
-from services.catalog import CatalogError, load_catalog
+from services import orders, replenishment
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
+CLI_ACTOR = f"cli:{getpass.getuser()}"  # who did it, in the order's event log
 T = TypeVar("T")
 
 
@@ -118,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("order_id")
     receive.add_argument("rma")
     receive.add_argument("--condition", choices=[c.value for c in ReturnCondition], default="good")
+    apikey = sub.add_parser("apikey", help="API keys of the HTTP API").add_subparsers(
+        dest="action", required=True
+    )
+    create = apikey.add_parser("create", help="create a key (shown once) for a role")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", required=True)
+    create.add_argument("--json", action="store_true")
+    apikey.add_parser("revoke", help="revoke the key in use under this name").add_argument("name")
+    apikey.add_parser("list", help="keys by name and role (never the keys themselves)")
     blocklist = sub.add_parser("blocklist", help="customer e-mails whose orders are held for review")
     blocklist.add_argument("action", choices=["add", "remove", "list"])
     blocklist.add_argument("email", nargs="?")
@@ -252,9 +267,7 @@ async def _receive_purchase_order(
     if args.quantity <= 0:
         raise CommandError("a receipt needs a positive quantity", EXIT_INVALID)
     client = await connect(settings)
-    await client.get_workflow_handle(replenishment.replenishment_id(po.sku, po.warehouse)).signal(
-        "goods_received", args.quantity
-    )
+    await replenishment.goods_received(client, po.sku, po.warehouse, args.quantity)
     deadline = asyncio.get_running_loop().time() + 60
     while (po := stock.purchase_orders(sessions, args.po)[0]).status == "open":
         if asyncio.get_running_loop().time() > deadline:
@@ -325,7 +338,7 @@ async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -
     except orders.OrderInputError as exc:
         raise CommandError(str(exc), EXIT_INVALID) from None
     client = await connect(settings)
-    placement = await orders.place_order(client, settings, order)
+    placement = await orders.place_order(client, settings, order, by=CLI_ACTOR)
     if not placement.created:
         print(f"order {placement.order_id} was already placed; nothing new was started", file=sys.stderr)
     if not args.wait:
@@ -376,7 +389,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) ->
 async def cmd_deliver(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     client = await connect(settings)
     try:
-        confirmed = await orders.confirm_delivery(client, args.order_id, args.shipment)
+        confirmed = await orders.confirm_delivery(client, args.order_id, args.shipment, by=CLI_ACTOR)
     except (orders.UnknownOrder, orders.Refused) as exc:
         raise CommandError(str(exc)) from None
     print(f"delivery confirmed for {', '.join(confirmed)}", file=out)
@@ -388,42 +401,68 @@ async def cmd_feedback(args: argparse.Namespace, settings: Settings, out: TextIO
     except ValidationError as exc:
         raise CommandError(f"invalid feedback: {_first_problem(exc)}", EXIT_INVALID) from None
     try:
-        await orders.give_feedback(await connect(settings), args.order_id, feedback)
+        await orders.give_feedback(await connect(settings), args.order_id, feedback, by=CLI_ACTOR)
     except (orders.UnknownOrder, orders.Refused) as exc:
         raise CommandError(str(exc)) from None
     print(f"feedback recorded for {args.order_id}", file=out)
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    view = await _support(orders.cancel_order(await connect(settings), args.order_id, args.reason))
+    view = await _support(
+        orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR)
+    )
     print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
 
 
 async def cmd_release(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    view = await _support(orders.release_order(await connect(settings), args.order_id))
+    view = await _support(orders.release_order(await connect(settings), args.order_id, by=CLI_ACTOR))
     print(f"{view.order_id} released: {view.status.value}", file=out)
 
 
 async def cmd_note(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    await _support(orders.add_note(await connect(settings), args.order_id, args.text))
+    await _support(orders.add_note(await connect(settings), args.order_id, args.text, by=CLI_ACTOR))
     print(f"note added to {args.order_id}", file=out)
 
 
 async def cmd_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     try:
-        request = ReturnRequest(
+        request = ReturnIn(
             sku=args.sku, quantity=args.qty, reason=args.reason, exchange_sku=args.exchange_sku
         )
     except ValidationError as exc:
         raise CommandError(f"invalid return: {_first_problem(exc)}", EXIT_INVALID) from None
-    ret = await _support(orders.request_return(await connect(settings), args.order_id, request))
+    ret = await _support(orders.request_return(await connect(settings), args.order_id, request, by=CLI_ACTOR))
     print(ret.rma, file=out)
 
 
 async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    receipt = ReturnReceipt(rma=args.rma, condition=ReturnCondition(args.condition))
+    receipt = ReturnReceipt(rma=args.rma, condition=ReturnCondition(args.condition), by=CLI_ACTOR)
     await _support(orders.receive_return(await connect(settings), args.order_id, receipt))
     print(f"receipt of {args.rma} ({args.condition}) recorded", file=out)
+
+
+async def cmd_apikey(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        try:
+            if args.action == "create":
+                created = api_keys.create_key(sessions, args.name, Role(args.role))
+            elif args.action == "revoke":
+                api_keys.revoke_key(sessions, args.name)
+            else:
+                keys = api_keys.list_keys(sessions)
+        except api_keys.ApiKeyError as exc:
+            raise CommandError(str(exc)) from None
+    if args.action == "create":
+        if args.json:
+            print(as_json({"name": created.name, "role": created.role.value, "key": created.key}), file=out)
+        else:
+            print(f"{created.name} ({created.role.value}): {created.key}", file=out)
+            print("the key is shown only now; keep it somewhere safe", file=sys.stderr)
+    elif args.action == "revoke":
+        print(f"{args.name} revoked", file=out)
+    else:
+        rows = [(k.name, k.role.value, k.created_at, k.revoked_at or "") for k in keys]
+        print(table(["NAME", "ROLE", "CREATED", "REVOKED"], rows), file=out)
 
 
 BLOCKLIST_DONE = {"add": "added", "remove": "removed"}
@@ -457,6 +496,7 @@ COMMANDS = {
     "return": cmd_return,
     "receive-return": cmd_receive_return,
     "blocklist": cmd_blocklist,
+    "apikey": cmd_apikey,
     "purchase-orders": cmd_purchase_orders,
 }
 

@@ -12,6 +12,7 @@ from db import SessionFactory
 from models import tables as t
 from models.orders import ShipmentStatus
 from models.steps import DeliveryRecord, ErrorType, PackResult, ShipmentRef, ShipRequest, ShipResult
+from models.workflow_names import order_workflow_id, step_key
 
 PACKAGING_WEIGHT_G = 150
 
@@ -52,7 +53,7 @@ class FulfilmentActivities:
     @activity.defn
     def ship_shipment(self, request: ShipRequest) -> ShipResult:
         """Book the carrier (idempotent per shipment) and record the tracking number."""
-        key = f"order-{request.order_id}:ship:{request.shipment_id}"
+        key = step_key(order_workflow_id(request.order_id), f"ship:{request.shipment_id}")
         try:
             booking = self._carrier.book(key, request.weight_g, request.address.postal_code)
         except CarrierRefused as exc:
@@ -74,7 +75,7 @@ class FulfilmentActivities:
 
     @activity.defn
     def cancel_carrier_booking(self, ref: ShipmentRef) -> bool:
-        return self._carrier.cancel(f"order-{ref.order_id}:ship:{ref.shipment_id}")
+        return self._carrier.cancel(step_key(order_workflow_id(ref.order_id), f"ship:{ref.shipment_id}"))
 
     @activity.defn
     def record_delivery(self, delivery: DeliveryRecord) -> None:

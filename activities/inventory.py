@@ -10,13 +10,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from activities.allocation import plan_allocation
-from activities.stock_ledger import move
 from db import SessionFactory
+from domain.allocation import plan_allocation
+from domain.stock import stock_on_order
+from domain.stock_ledger import move
 from models import tables as t
 from models.orders import ShipmentLine, ShipmentStatus
 from models.steps import AllocatedShipment, ErrorType, ReserveRequest, ShipmentRef
-from services.stock import stock_on_order
 
 RESERVE_ATTEMPTS = 8
 

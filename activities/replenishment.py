@@ -9,8 +9,9 @@ from temporalio.client import Client
 
 from adapters.supplier import SandboxSupplier
 from db import SessionFactory
+from domain import stock
 from models.steps import PurchaseOrderView, RaisePurchaseOrder, ReceivePurchaseOrder, StockKey
-from services import replenishment, stock
+from services import replenishment
 
 
 class ReplenishmentActivities:

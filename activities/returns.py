@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.stock_ledger import move
 from db import SessionFactory
+from domain.stock_ledger import move
 from models import tables as t
 from models.orders import ReturnCondition, ReturnStatus
 from models.steps import ReceiptRecord, ReturnOutcome, ReturnRecord

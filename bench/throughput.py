@@ -46,12 +46,13 @@ with workflow.unsafe.imports_passed_through():
     from config import Settings
     from connection import ensure_search_attributes, exit_without_finalizing
     from db import SessionFactory, make_engine, make_session_factory, migrate
+    from domain.catalog import load_catalog
+    from domain.stock import check_stock
     from models import tables as t
     from models.catalog import CatalogFile, ProductRow, StockRow, WarehouseRow
     from models.orders import Address, Channel, CustomerIn, LineIn, OrderInput, OrderStatus, PaymentIn
-    from services.catalog import load_catalog
-    from services.orders import place_order, policy_from, workflow_id
-    from services.stock import check_stock
+    from models.workflow_names import order_workflow_id as workflow_id
+    from services.orders import place_order, policy_from
     from worker import build_worker, workflow_runner
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 

@@ -15,6 +15,8 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 Quantity = Annotated[int, Field(strict=True, gt=0)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+# Who asked for a change (an API key's name, or cli:<user>): set by the door, written to the event log.
+Actor = Annotated[str | None, Field(default=None, max_length=120)]
 
 
 class Channel(StrEnum):
@@ -130,6 +132,7 @@ class PlaceOrder(_Strict):
     order: OrderInput
     policy: OrderPolicy
     placed_at: datetime
+    placed_by: Actor
 
     @property
     def order_id(self) -> str:
@@ -183,29 +186,56 @@ class FeedbackView(BaseModel):
 
 class DeliveryConfirmation(_Strict):
     shipment_id: str | None = None  # None: every shipment that is on its way
+    by: Actor
 
 
 class FeedbackIn(_Strict):
+    """The customer's feedback, as a source or support passes it on."""
+
     score: Annotated[int, Field(strict=True, ge=1, le=5)]
     comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class Feedback(FeedbackIn):
+    by: Actor
 
 
 # ---- support: cancellations, holds, notes; returns and exchanges ----
 
 
-class CancelRequest(_Strict):
+# What a person or system asks for (`...In`, the bodies of the API and the CLI's arguments), and the
+# same with who asked (the workflow's message, `by` set by the door from the caller's identity).
+
+
+class CancelIn(_Strict):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class SupportNote(_Strict):
+class CancelRequest(CancelIn):
+    by: Actor
+
+
+class ReleaseRequest(_Strict):
+    by: Actor
+
+
+class NoteIn(_Strict):
     text: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-class ReturnRequest(_Strict):
+class SupportNote(NoteIn):
+    by: Actor
+
+
+class ReturnIn(_Strict):
     sku: Identifier
     quantity: Quantity
     reason: Annotated[str, Field(min_length=1, max_length=500)]
     exchange_sku: Identifier | None = None
+
+
+class ReturnRequest(ReturnIn):
+    by: Actor
 
 
 class ReturnCondition(StrEnum):
@@ -213,9 +243,13 @@ class ReturnCondition(StrEnum):
     damaged = "damaged"
 
 
-class ReturnReceipt(_Strict):
-    rma: str
+class ReceiptIn(_Strict):
     condition: ReturnCondition = ReturnCondition.good
+
+
+class ReturnReceipt(ReceiptIn):
+    rma: str
+    by: Actor
 
 
 class ReturnStatus(StrEnum):
@@ -270,3 +304,25 @@ class OrderView(BaseModel):
     payment: PaymentTotals = PaymentTotals()
     hold_reason: str | None = None
     return_window_ends: datetime | None = None
+
+
+# ---- lists (Temporal visibility) ----
+
+
+class OrderSummary(BaseModel):
+    """One order as the list shows it: what the search attributes say, no personal data."""
+
+    order_id: str
+    status: str
+    customer_id: str
+    channel: str
+    total: float | None = None
+    overdue: bool = False
+    needs_attention: bool = False
+    started_at: datetime | None = None
+    running: bool
+
+
+class OrderPage(BaseModel):
+    orders: list[OrderSummary]
+    next_page_token: bytes | None = None  # pass back for the next page; None on the last one

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -296,3 +297,26 @@ class PurchaseOrder(Base):
     expected_at: Mapped[datetime]
     received_at: Mapped[datetime | None]
     received_quantity: Mapped[int | None] = mapped_column(Integer)
+
+
+class ApiKey(Base):
+    """An API key of the HTTP API: only its SHA-256 is kept (the key is shown once, at creation).
+    Keys are 256-bit random tokens, so a plain hash is as good as a slow one and costs microseconds."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # a name is unique among the keys in use; revoked keys stay for the audit trail
+        Index(
+            "uq_api_keys_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()

@@ -1,6 +1,7 @@
-"""What order sources and support staff do with orders, over the Temporal client.
+"""What order sources, support staff and carriers do with orders, over the Temporal client.
 
-Shared by the command line (starter.py), the local demo (devstack.py) and the tests.
+The client layer: the command line (starter.py), the HTTP API (api/), the local demo and the tests all
+call these functions, and name workflows, updates and signals through models.workflow_names only.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,19 +32,34 @@ from config import Settings
 from models import search_attributes as sa
 from models.orders import (
     CancelRequest,
+    Channel,
     DeliveryConfirmation,
+    Feedback,
     FeedbackIn,
     OrderInput,
+    OrderPage,
     OrderPolicy,
     OrderStatus,
+    OrderSummary,
     OrderView,
     PlaceOrder,
+    ReleaseRequest,
+    ReturnIn,
     ReturnReceipt,
     ReturnRequest,
     ReturnView,
     SupportNote,
 )
-from workflows.order import OrderWorkflow
+from models.workflow_names import (
+    ORDER_WORKFLOW,
+    OrderQuery,
+    OrderSignal,
+    OrderUpdate,
+    order_id_of,
+    order_workflow_id,
+)
+
+T = TypeVar("T")
 
 
 class OrderInputError(ValueError):
@@ -49,10 +73,6 @@ class UnknownOrder(LookupError):
 
 class Refused(RuntimeError):
     """The order is in no state to do what was asked."""
-
-
-def workflow_id(order_id: str) -> str:
-    return f"order-{order_id}"
 
 
 def parse_order(text: str) -> OrderInput:
@@ -89,21 +109,29 @@ def policy_from(settings: Settings) -> OrderPolicy:
 class Placement:
     order_id: str
     created: bool  # False: the order id was placed before; nothing new was started
+    same_order: bool = True  # False: that earlier order had a different content (a conflict)
 
 
 async def place_order(
-    client: Client, settings: Settings, order: OrderInput, policy: OrderPolicy | None = None
+    client: Client,
+    settings: Settings,
+    order: OrderInput,
+    policy: OrderPolicy | None = None,
+    by: str | None = None,
 ) -> Placement:
-    """Start the order's workflow; placing the same order id again reports the existing order."""
+    """Start the order's workflow. The order id is the idempotency key: placing it again starts
+    nothing and reports whether the earlier order had the same content."""
     if order.order_id is None:
         order = order.model_copy(update={"order_id": f"O-{uuid.uuid4().hex[:12].upper()}"})
     assert order.order_id is not None
-    request = PlaceOrder(order=order, policy=policy or policy_from(settings), placed_at=datetime.now(UTC))
+    request = PlaceOrder(
+        order=order, policy=policy or policy_from(settings), placed_at=datetime.now(UTC), placed_by=by
+    )
     try:
         await client.start_workflow(
-            OrderWorkflow.run,
+            ORDER_WORKFLOW,
             request,
-            id=workflow_id(order.order_id),
+            id=order_workflow_id(order.order_id),
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
@@ -116,12 +144,28 @@ async def place_order(
             static_summary=f"{order.channel.value} order {order.order_id} for {order.customer.name}",
         )
     except WorkflowAlreadyStartedError:
-        return Placement(order.order_id, created=False)
+        earlier = await placed_order(client, order.order_id)
+        return Placement(order.order_id, created=False, same_order=earlier == order)
     return Placement(order.order_id, created=True)
 
 
+async def placed_order(client: Client, order_id: str) -> OrderInput | None:
+    """The order as it was placed: the input of its workflow's first event (None if unreadable)."""
+    with _known(order_id):
+        async for event in handle(client, order_id).fetch_history_events():
+            if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                break
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            try:
+                (request,) = await client.data_converter.decode(payloads, [PlaceOrder])
+            except Exception:  # an input the model refuses today: certainly not the same order
+                return None
+            return request.order
+    return None
+
+
 def handle(client: Client, order_id: str) -> WorkflowHandle:
-    return client.get_workflow_handle_for(OrderWorkflow.run, workflow_id(order_id))
+    return client.get_workflow_handle(order_workflow_id(order_id), result_type=OrderView)
 
 
 @contextmanager
@@ -137,19 +181,28 @@ def _known(order_id: str) -> Iterator[None]:
 
 async def order_view(client: Client, order_id: str) -> OrderView:
     with _known(order_id):
-        return await handle(client, order_id).query(OrderWorkflow.view)
+        return await handle(client, order_id).query(OrderQuery.view, result_type=OrderView)
 
 
 async def wait_until_settled(client: Client, order_id: str, timeout: float = 120.0) -> OrderView:
-    """Poll the live view until the order is confirmed, rejected, on hold or backordered (or beyond)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        view = await order_view(client, order_id)
-        if view.status != OrderStatus.received:  # settled, or moved on already
-            return view
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"order {order_id} is still {view.status.value} after {timeout:.0f}s")
-        await asyncio.sleep(0.2)
+    """The order's view once it has settled (confirmed, rejected, on hold, backordered, or beyond).
+
+    No polling: the `wait_settled` update answers when the workflow gets there. A closed run takes no
+    updates; it has settled long ago, so its last view is the answer."""
+    try:
+        with _known(order_id):
+            return await asyncio.wait_for(
+                handle(client, order_id).execute_update(OrderUpdate.wait_settled, result_type=OrderView),
+                timeout,
+            )
+    except TimeoutError:
+        raise TimeoutError(
+            f"order {order_id} has not settled within {timeout:.0f}s; is a worker running?"
+        ) from None
+    except (WorkflowUpdateFailedError, RPCError):
+        if await _is_running(client, order_id):
+            raise
+        return await order_view(client, order_id)
 
 
 # The events that settle a placed order, with the outcome `place --wait` reports.
@@ -172,42 +225,71 @@ def settled_outcome(view: OrderView) -> tuple[OrderStatus, str]:
 
 
 @dataclass(frozen=True)
-class OrderSummary:
-    order_id: str
-    status: str
-    customer_id: str
-    channel: str
-    total: float | None
-    started_at: datetime | None
-    running: bool
+class OrderFilter:
+    status: OrderStatus | None = None
+    customer: str | None = None
+    channel: Channel | None = None
+    overdue: bool | None = None
+    needs_attention: bool | None = None
+
+    def query(self) -> str:
+        """The Temporal visibility query of this filter."""
+        terms = [f"WorkflowType = {_quote(ORDER_WORKFLOW)}"]
+        if self.status:
+            terms.append(f"{sa.ORDER_STATUS.name} = {_quote(self.status.value)}")
+        if self.customer:
+            terms.append(f"{sa.CUSTOMER_ID.name} = {_quote(self.customer)}")
+        if self.channel:
+            terms.append(f"{sa.ORDER_CHANNEL.name} = {_quote(self.channel.value)}")
+        if self.overdue is not None:
+            terms.append(f"{sa.DELIVERY_OVERDUE.name} = {str(self.overdue).lower()}")
+        if self.needs_attention is not None:
+            terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.needs_attention).lower()}")
+        return " AND ".join(terms)
+
+
+async def list_orders_page(
+    client: Client, filters: OrderFilter, page_size: int = 50, page_token: bytes | None = None
+) -> OrderPage:
+    """One page of orders from Temporal visibility, newest first; `next_page_token` None on the last."""
+    pages = client.list_workflows(filters.query(), page_size=page_size, next_page_token=page_token)
+    await pages.fetch_next_page()
+    return OrderPage(
+        orders=[_summary(execution) for execution in pages.current_page or []],
+        next_page_token=pages.next_page_token or None,
+    )
 
 
 async def list_orders(
-    client: Client, status: str | None = None, customer: str | None = None
+    client: Client, status: str | None = None, customer: str | None = None, **filters: object
 ) -> list[OrderSummary]:
-    query = "WorkflowType = 'OrderWorkflow'"
-    if status:
-        query += f" AND OrderStatus = {_quote(status)}"
-    if customer:
-        query += f" AND CustomerId = {_quote(customer)}"
-    found = []
-    async for execution in client.list_workflows(query):
-        attrs = execution.typed_search_attributes
-        found.append(
-            OrderSummary(
-                order_id=execution.id.removeprefix("order-"),
-                status=attrs.get(sa.ORDER_STATUS) or "",
-                customer_id=attrs.get(sa.CUSTOMER_ID) or "",
-                channel=attrs.get(sa.ORDER_CHANNEL) or "",
-                total=attrs.get(sa.ORDER_TOTAL),
-                started_at=execution.start_time,
-                running=execution.status == WorkflowExecutionStatus.RUNNING,
-            )
-        )
-    return found
+    """Every order matching the filter (all pages)."""
+    wanted = OrderFilter(
+        status=OrderStatus(status) if status else None,
+        customer=customer,
+        **filters,  # type: ignore[arg-type]
+    )
+    return [_summary(execution) async for execution in client.list_workflows(wanted.query())]
 
 
-async def confirm_delivery(client: Client, order_id: str, shipment_id: str | None = None) -> list[str]:
+def _summary(execution: WorkflowExecution) -> OrderSummary:
+    attrs = execution.typed_search_attributes
+    return OrderSummary(
+        order_id=order_id_of(execution.id),
+        status=attrs.get(sa.ORDER_STATUS) or "",
+        customer_id=attrs.get(sa.CUSTOMER_ID) or "",
+        channel=attrs.get(sa.ORDER_CHANNEL) or "",
+        total=attrs.get(sa.ORDER_TOTAL),
+        overdue=bool(attrs.get(sa.DELIVERY_OVERDUE)),
+        needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)),
+        started_at=execution.start_time,
+        running=execution.status == WorkflowExecutionStatus.RUNNING,
+    )
+
+
+async def confirm_delivery(
+    client: Client, order_id: str, shipment_id: str | None = None, by: str | None = None
+) -> list[str]:
     """The carrier's delivery confirmation; returns the shipments it confirms."""
     view = await order_view(client, order_id)
     in_transit = [s.id for s in view.shipments if s.status == "shipped" and shipment_id in (None, s.id)]
@@ -219,31 +301,36 @@ async def confirm_delivery(client: Client, order_id: str, shipment_id: str | Non
             + f"; shipments: {known}"
         )
     await handle(client, order_id).signal(
-        OrderWorkflow.confirm_delivery, DeliveryConfirmation(shipment_id=shipment_id)
+        OrderSignal.confirm_delivery, DeliveryConfirmation(shipment_id=shipment_id, by=by)
     )
     return in_transit
 
 
-async def give_feedback(client: Client, order_id: str, feedback: FeedbackIn) -> None:
+async def give_feedback(client: Client, order_id: str, feedback: FeedbackIn, by: str | None = None) -> None:
     view = await order_view(client, order_id)
     if not any(s.status == "delivered" for s in view.shipments):
         raise Refused(f"order {order_id} has not been delivered yet (status: {view.status.value})")
     await _running(client, order_id)
-    await handle(client, order_id).signal(OrderWorkflow.submit_feedback, feedback)
+    await handle(client, order_id).signal(
+        OrderSignal.submit_feedback, Feedback.model_validate({**feedback.model_dump(), "by": by})
+    )
 
 
-async def cancel_order(client: Client, order_id: str, reason: str) -> OrderView:
+async def cancel_order(client: Client, order_id: str, reason: str, by: str | None = None) -> OrderView:
     """Cancel with compensation; refused (Refused) once anything has shipped."""
-    return await _update(client, order_id, OrderWorkflow.cancel, CancelRequest(reason=reason))
+    return await _update(client, order_id, OrderUpdate.cancel, OrderView, CancelRequest(reason=reason, by=by))
 
 
-async def release_order(client: Client, order_id: str) -> OrderView:
+async def release_order(client: Client, order_id: str, by: str | None = None) -> OrderView:
     """Release an order held for review."""
-    return await _update(client, order_id, OrderWorkflow.release)
+    return await _update(client, order_id, OrderUpdate.release, OrderView, ReleaseRequest(by=by))
 
 
-async def request_return(client: Client, order_id: str, request: ReturnRequest) -> ReturnView:
-    return await _update(client, order_id, OrderWorkflow.request_return, request)
+async def request_return(
+    client: Client, order_id: str, request: ReturnIn, by: str | None = None
+) -> ReturnView:
+    message = ReturnRequest.model_validate({**request.model_dump(), "by": by})
+    return await _update(client, order_id, OrderUpdate.request_return, ReturnView, message)
 
 
 async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) -> None:
@@ -255,29 +342,31 @@ async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) 
     if ret.status == "expired":
         raise Refused(f"return {receipt.rma} expired unreceived; it can no longer be booked in")
     await _running(client, order_id)
+    await handle(client, order_id).signal(OrderSignal.return_received, receipt)
 
-    await handle(client, order_id).signal(OrderWorkflow.return_received, receipt)
 
-
-async def add_note(client: Client, order_id: str, text: str) -> None:
-    note = SupportNote(text=text)
+async def add_note(client: Client, order_id: str, text: str, by: str | None = None) -> None:
+    note = SupportNote(text=text, by=by)
     await _running(client, order_id)
-    await handle(client, order_id).signal(OrderWorkflow.add_note, note)
+    await handle(client, order_id).signal(OrderSignal.add_note, note)
+
+
+async def _is_running(client: Client, order_id: str) -> bool:
+    with _known(order_id):
+        description = await handle(client, order_id).describe()
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _running(client: Client, order_id: str) -> None:
-    with _known(order_id):
-        description = await handle(client, order_id).describe()
-
-    if description.status != WorkflowExecutionStatus.RUNNING:
+    if not await _is_running(client, order_id):
         raise Refused(f"order {order_id} is closed")
 
 
-async def _update(client: Client, order_id: str, update, *args):  # type: ignore[no-untyped-def]
+async def _update(client: Client, order_id: str, update: str, result_type: type[T], *args: object) -> T:
     """Send an update; a validator's refusal becomes Refused with the workflow's own reason."""
     await _running(client, order_id)
     try:
-        return await handle(client, order_id).execute_update(update, *args)
+        return await handle(client, order_id).execute_update(update, *args, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
 

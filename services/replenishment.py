@@ -13,16 +13,19 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from db import SessionFactory
+from domain.stock import low_stock
 from models import tables as t
 from models.steps import ReplenishRequest, StockKey
-from services.stock import low_stock
+from models.workflow_names import (
+    REPLENISHMENT_WORKFLOW,
+    OrderUpdate,
+    ReplenishmentSignal,
+    order_workflow_id,
+    replenishment_workflow_id,
+)
 
 log = logging.getLogger(__name__)
 OFFER_TIMEOUT = timedelta(seconds=60)
-
-
-def replenishment_id(sku: str, warehouse: str) -> str:
-    return f"replenish-{sku}-{warehouse}"
 
 
 async def replenish_if_low(
@@ -32,11 +35,11 @@ async def replenish_if_low(
     started = []
     for low in await asyncio.to_thread(low_stock, sessions, keys):
         handle = await client.start_workflow(
-            "ReplenishmentWorkflow",  # by name: activities use this module, and workflows import activities
+            REPLENISHMENT_WORKFLOW,
             ReplenishRequest(
                 sku=low.sku, warehouse=low.warehouse, quantity=low.reorder_qty, lead_time=lead_time
             ),
-            id=replenishment_id(low.sku, low.warehouse),
+            id=replenishment_workflow_id(low.sku, low.warehouse),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # one open replenishment per pair
             static_summary=f"replenish {low.sku} in {low.warehouse}: {low.available} available, "
@@ -55,8 +58,8 @@ async def release_backorders(client: Client, sessions: SessionFactory, skus: lis
     """
     served = []
     for order_id in await asyncio.to_thread(_backordered, sessions, skus):
-        update = client.get_workflow_handle(f"order-{order_id}").execute_update(
-            "retry_reservation", result_type=bool
+        update = client.get_workflow_handle(order_workflow_id(order_id)).execute_update(
+            OrderUpdate.retry_reservation, result_type=bool
         )
         try:
             reserved = await asyncio.wait_for(update, OFFER_TIMEOUT.total_seconds())
@@ -83,3 +86,10 @@ def _backordered(sessions: SessionFactory, skus: list[str]) -> list[str]:
                 .order_by(t.Order.placed_at, t.Order.id)
             )
         )
+
+
+async def goods_received(client: Client, sku: str, warehouse: str, quantity: int) -> None:
+    """Tell the replenishment of this pair that its purchase order's goods arrived."""
+    await client.get_workflow_handle(replenishment_workflow_id(sku, warehouse)).signal(
+        ReplenishmentSignal.goods_received, quantity
+    )

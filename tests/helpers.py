@@ -18,10 +18,10 @@ from temporalio.client import Client
 
 from config import Settings
 from db import SessionFactory
+from domain.catalog import load_catalog
 from models import tables as t
 from models.catalog import CatalogFile
 from models.orders import OrderInput, OrderPolicy, OrderStatus, OrderView
-from services.catalog import load_catalog
 from services.orders import handle, order_view, place_order, policy_from
 
 T = TypeVar("T")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from domain.catalog import load_catalog
 from models.catalog import CatalogFile
 from models.orders import FeedbackIn, ReturnReceipt, ReturnRequest
-from services.catalog import load_catalog
 from services.orders import (
     cancel_order,
     confirm_delivery,

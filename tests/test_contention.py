@@ -12,8 +12,8 @@ from temporalio.client import Client
 
 from config import Settings
 from db import SessionFactory
+from domain.stock import check_stock
 from models import tables as t
-from services.stock import check_stock
 from tests.helpers import add_products, order_doc, place, stock_of
 
 pytestmark = pytest.mark.usefixtures("worker")

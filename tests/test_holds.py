@@ -11,6 +11,7 @@ import pytest
 
 from models import tables as t
 from services.orders import cancel_order, handle, order_view
+from starter import CLI_ACTOR
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,
@@ -158,15 +159,16 @@ async def test_a_support_note_shows_in_the_status(client, settings, sessions, ca
     view = await eventually(
         lambda: order_view(client, order_id), lambda v: "support_note" in [e.type for e in v.events]
     )
-    assert [e.detail for e in view.events if e.type == "support_note"] == [text]
+    # the event log says who wrote it: the command line names the user running it
+    assert [e.detail for e in view.events if e.type == "support_note"] == [f"{text} (by {CLI_ACTOR})"]
     status, human = await cli(settings, "status", order_id)
     assert status == 0
     (row,) = [line for line in human.splitlines() if "support_note" in line]
-    assert row.split("support_note", 1)[1].strip() == text
+    assert row.split("support_note", 1)[1].strip() == f"{text} (by {CLI_ACTOR})"
     status, raw = await cli(settings, "status", order_id, "--json")
     assert status == 0
     notes = [e for e in json.loads(raw)["events"] if e["type"] == "support_note"]
-    assert [e["detail"] for e in notes] == [text]
+    assert [e["detail"] for e in notes] == [f"{text} (by {CLI_ACTOR})"]
     assert view.status == "shipped"  # a note changes nothing else
 
     assert await cli(settings, "note", "NO-SUCH-ORDER", "hello") == (1, "")

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import func, select, update
 from temporalio.client import WorkflowUpdateStage
 
-from activities.allocation import plan_allocation
 from db import SessionFactory
+from domain.allocation import plan_allocation
 from models import tables as t
 from models.orders import CancelRequest, OrderView, ShipmentView
+from models.workflow_names import OrderUpdate
 from services.orders import handle, order_view
 from tests.helpers import (
     add_products,
@@ -31,7 +32,6 @@ from tests.helpers import (
     stock_of,
     wait_status,
 )
-from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -203,9 +203,10 @@ async def test_a_pick_takes_units_off_the_shelf_and_a_release_only_unreserves(
     await wait_status(client, cancelled, "confirmed")
     assert stock_of(sessions, cap) == (5, 2)
     update_handle = await handle(client, cancelled).start_update(
-        OrderWorkflow.cancel,
+        OrderUpdate.cancel,
         CancelRequest(reason="changed mind"),
         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        result_type=OrderView,
     )
     gates["send_notification"].set()
     view = await update_handle.result()

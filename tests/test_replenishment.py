@@ -15,11 +15,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from config import Settings
 from db import SessionFactory
+from domain import stock
 from models import tables as t
 from models.steps import EventRecord, PurchaseOrderView
-from services import stock
+from models.workflow_names import replenishment_workflow_id as replenishment_id
 from services.orders import handle, order_view
-from services.replenishment import replenishment_id
 from tests.helpers import (
     add_products,
     assert_stock_check_clean,

@@ -18,6 +18,7 @@ from db import SessionFactory
 from models import tables as t
 from models.orders import OrderView, ReturnReceipt, ReturnRequest, ReturnView
 from services.orders import Refused, add_note, confirm_delivery, handle, order_view, request_return
+from starter import CLI_ACTOR
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,
@@ -299,7 +300,7 @@ async def test_a_damaged_return_is_refunded_but_not_restocked(client, settings, 
     ret = the_return(view, rma)
     assert (ret.status, ret.condition, ret.refund_amount) == ("refunded", "damaged", Decimal("50.00"))
     assert [e.detail for e in view.events if e.type == "return_received"] == [
-        f"{rma}: damaged, 2 unit(s) written off"
+        f"{rma}: damaged, 2 unit(s) written off (by {CLI_ACTOR})"  # who booked the parcel in
     ]
     assert stock_of(sessions, sku) == (3, 0)  # written off, never back on the shelf
     assert [m.kind for m in stock_movements(sessions, order_id)] == ["reserve", "pick"]

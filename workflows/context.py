@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.steps import ErrorType, EventRecord, NotificationRequest, PaymentResult
+    from models.workflow_names import step_key
     from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER, STEP_TIMEOUT
 
 _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
@@ -24,9 +25,9 @@ _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.star
 class OrderFailed(Exception):
     """A business refusal or a cancellation: the order ends with `status` after compensation."""
 
-    def __init__(self, status: OrderStatus, reason: str) -> None:
+    def __init__(self, status: OrderStatus, reason: str, by: str | None = None) -> None:
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.by = status, reason, by  # by: who asked, for a cancellation
 
 
 def business_refusal(err: ActivityError) -> str | None:
@@ -61,7 +62,7 @@ class OrderContext:
 
     def key(self, step: str) -> str:
         """Idempotency key for an outside-world request: the workflow id plus the step."""
-        return f"{workflow.info().workflow_id}:{step}"
+        return step_key(workflow.info().workflow_id, step)
 
     def checkpoint(self) -> None:
         """Between steps: stop here if the order was cancelled or a sibling failed."""
@@ -166,6 +167,11 @@ def _payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, v
     if voided:
         return PaymentStatus.voided
     return PaymentStatus.authorized if authorized > 0 else PaymentStatus.pending
+
+
+def by_whom(by: str | None) -> str:
+    """The suffix of an event detail that says who asked for it."""
+    return f" (by {by})" if by else ""
 
 
 def money(amount: Decimal, currency: str) -> str:

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
     from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
-    from workflows.context import OrderContext, money
+    from workflows.context import OrderContext, by_whom, money
     from workflows.saga import Saga
 
 # While fulfilment runs, the order's status follows its least advanced (original) shipment.
@@ -29,13 +29,13 @@ _STAGES = list(_ORDER_STAGE.values())
 class Fulfilment:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
-        self._delivered: set[str] = set()
+        self._delivered: dict[str, str | None] = {}  # shipment id -> who confirmed the delivery
 
     def confirm_delivery(self, confirmation: DeliveryConfirmation) -> None:
         """The carrier's confirmation; only shipments on their way can be delivered."""
         for shipment in self._ctx.view.shipments:
             if confirmation.shipment_id in (None, shipment.id) and shipment.status == ShipmentStatus.shipped:
-                self._delivered.add(shipment.id)
+                self._delivered.setdefault(shipment.id, confirmation.by)
 
     async def dispatch(self, shipment: ShipmentView, saga: Saga) -> None:
         """Pick, pack and ship; raises OrderFailed when the order is stopped or the carrier refuses."""
@@ -109,7 +109,11 @@ class Fulfilment:
         record = DeliveryRecord(order_id=ctx.order_id, shipment_id=shipment.id, delivered_at=delivered_at)
         await ctx.step(FulfilmentActivities.record_delivery, record, f"record delivery of {shipment.id}")
         shipment.delivered_at = delivered_at
-        await self._status(shipment, ShipmentStatus.delivered, f"{shipment.id} delivered")
+        await self._status(
+            shipment,
+            ShipmentStatus.delivered,
+            f"{shipment.id} delivered{by_whom(self._delivered[shipment.id])}",
+        )
 
     async def _capture(self, shipment: ShipmentView, saga: Saga) -> None:
         ctx = self._ctx

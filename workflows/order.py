@@ -19,13 +19,14 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import (
         CancelRequest,
         DeliveryConfirmation,
-        FeedbackIn,
+        Feedback,
         FeedbackView,
         OrderStatus,
         OrderView,
         PaymentStatus,
         PlaceOrder,
         PricedLine,
+        ReleaseRequest,
         ReturnReceipt,
         ReturnRequest,
         ReturnView,
@@ -44,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
         ShipmentRef,
         StockKey,
     )
-    from workflows.context import OrderContext, OrderFailed, business_refusal, money
+    from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
+    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
@@ -59,9 +61,11 @@ CANCELLABLE = frozenset(
     }
 )
 ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
+# Where a placed order comes to rest for its placer: accepted, refused, or waiting for a person or stock.
+SETTLED = frozenset(OrderStatus) - {OrderStatus.received}
 
 
-@workflow.defn
+@workflow.defn(name=ORDER_WORKFLOW)
 class OrderWorkflow:
     @workflow.init
     def __init__(self, request: PlaceOrder) -> None:
@@ -70,6 +74,7 @@ class OrderWorkflow:
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
         self._released = False
+        self._released_by: str | None = None
         self._stock_arrived = False
         self._reserve_attempts = 0
         self._reserved = False
@@ -83,7 +88,10 @@ class OrderWorkflow:
         ctx = self._ctx
         await ctx.step(OrderActivities.record_order, request, "record the order")
         lines = len(request.order.lines)
-        await ctx.event("order_received", f"{lines} line{'s' * (lines != 1)} via {request.order.channel}")
+        await ctx.event(
+            "order_received",
+            f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}",
+        )
         try:
             await self._accept()
             await self._fulfil()
@@ -259,7 +267,7 @@ class OrderWorkflow:
                 OrderStatus.cancelled, f"on hold for longer than {ctx.policy.hold_timeout}"
             ) from None
         ctx.checkpoint()
-        await ctx.event("hold_released", "released by support")
+        await ctx.event("hold_released", f"released by {self._released_by or 'support'}")
 
     async def _fulfil(self) -> None:
         """One fulfilment unit per shipment, concurrently; a failing one stops its siblings."""
@@ -304,7 +312,9 @@ class OrderWorkflow:
         for shipment in ctx.view.shipments:
             if shipment.status not in (ShipmentStatus.shipped, ShipmentStatus.delivered):
                 shipment.status = ShipmentStatus.cancelled
-        await ctx.set_status(failure.status, f"order_{failure.status.value}", failure.reason)
+        await ctx.set_status(
+            failure.status, f"order_{failure.status.value}", failure.reason + by_whom(failure.by)
+        )
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
         else:
@@ -322,14 +332,21 @@ class OrderWorkflow:
 
     # ---- queries, updates and signals ----
 
-    @workflow.query
+    @workflow.query(name=OrderQuery.view)
     def view(self) -> OrderView:
         return self._ctx.view
 
-    @workflow.update
+    @workflow.update(name=OrderUpdate.wait_settled)
+    async def wait_settled(self) -> OrderView:
+        """Answers once the order has settled (confirmed, rejected, on hold, backordered, or beyond):
+        what `place --wait` and `POST /orders?wait=true` wait for, without polling."""
+        await workflow.wait_condition(lambda: self._ctx.view.status in SETTLED)
+        return self._ctx.view
+
+    @workflow.update(name=OrderUpdate.cancel)
     async def cancel(self, request: CancelRequest) -> OrderView:
         ctx = self._ctx
-        ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}")
+        ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}", by=request.by)
         await workflow.wait_condition(lambda: self._ended)
         return ctx.view
 
@@ -346,19 +363,20 @@ class OrderWorkflow:
                 "once it has shipped, request a return instead"
             )
 
-    @workflow.update
-    async def release(self) -> OrderView:
+    @workflow.update(name=OrderUpdate.release)
+    async def release(self, request: ReleaseRequest | None = None) -> OrderView:
+        self._released_by = request.by if request else None
         self._released = True
         await workflow.wait_condition(lambda: self._ctx.view.status != OrderStatus.on_hold)
         return self._ctx.view
 
     @release.validator
-    def _validate_release(self) -> None:
+    def _validate_release(self, request: ReleaseRequest | None = None) -> None:
         view = self._ctx.view
         if view.status != OrderStatus.on_hold or self._ctx.stop is not None:
             raise ValueError(f"order {view.order_id} is {view.status.value}, not on hold")
 
-    @workflow.update
+    @workflow.update(name=OrderUpdate.retry_reservation)
     async def retry_reservation(self) -> bool:
         """Stock arrived: try to reserve now; True when the order got its stock."""
         attempts = self._reserve_attempts
@@ -374,7 +392,7 @@ class OrderWorkflow:
         if view.status != OrderStatus.backordered or self._reserved or self._ctx.stop is not None:
             raise ValueError(f"order {view.order_id} is {view.status.value} and not waiting for stock")
 
-    @workflow.update
+    @workflow.update(name=OrderUpdate.request_return)
     async def request_return(self, request: ReturnRequest) -> ReturnView:
         return await self._returns.open(request)
 
@@ -382,28 +400,30 @@ class OrderWorkflow:
     def _validate_return(self, request: ReturnRequest) -> None:
         self._returns.validate(request)
 
-    @workflow.signal
+    @workflow.signal(name=OrderSignal.return_received)
     def return_received(self, receipt: ReturnReceipt) -> None:
         self._returns.receive(receipt)
 
-    @workflow.signal
+    @workflow.signal(name=OrderSignal.confirm_delivery)
     def confirm_delivery(self, confirmation: DeliveryConfirmation) -> None:
         self._fulfilment.confirm_delivery(confirmation)
 
-    @workflow.signal
-    async def submit_feedback(self, feedback: FeedbackIn) -> None:
+    @workflow.signal(name=OrderSignal.submit_feedback)
+    async def submit_feedback(self, feedback: Feedback) -> None:
         ctx = self._ctx
         ctx.view.feedback = FeedbackView(score=feedback.score, comment=feedback.comment)
         record = FeedbackRecord(order_id=ctx.order_id, score=feedback.score, comment=feedback.comment)
         await ctx.step(OrderActivities.record_feedback, record, "store the feedback")
         await ctx.event(
             "feedback_received",
-            f"score {feedback.score}" + (f": {feedback.comment}" if feedback.comment else ""),
+            f"score {feedback.score}"
+            + (f": {feedback.comment}" if feedback.comment else "")
+            + by_whom(feedback.by),
         )
 
-    @workflow.signal
+    @workflow.signal(name=OrderSignal.add_note)
     async def add_note(self, note: SupportNote) -> None:
-        await self._ctx.event("support_note", note.text)
+        await self._ctx.event("support_note", note.text + by_whom(note.by))
 
 
 def _shortage(err: ActivityError) -> dict:

@@ -16,12 +16,13 @@ with workflow.unsafe.imports_passed_through():
         ReplenishRequest,
         StockKey,
     )
+    from models.workflow_names import REPLENISHMENT_WORKFLOW, ReplenishmentSignal
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 
 RELEASE_TIMEOUT = timedelta(minutes=10)  # offers stock to every waiting order, one after another
 
 
-@workflow.defn
+@workflow.defn(name=REPLENISHMENT_WORKFLOW)
 class ReplenishmentWorkflow:
     @workflow.init
     def __init__(self, request: ReplenishRequest) -> None:
@@ -82,7 +83,7 @@ class ReplenishmentWorkflow:
             activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY_FOREVER, summary=summary
         )
 
-    @workflow.signal
+    @workflow.signal(name=ReplenishmentSignal.goods_received)
     def goods_received(self, quantity: int) -> None:
         """The warehouse booked the delivery in (`stock receive ... --po ID`)."""
         if self._received is None and quantity > 0:

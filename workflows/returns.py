@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ReturnRecord,
         ShipmentRef,
     )
-    from workflows.context import OrderContext, OrderFailed, business_refusal, money
+    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment
     from workflows.saga import Saga
 
@@ -48,6 +48,7 @@ class ReturnDesk:
         self._ctx = ctx
         self._fulfilment = fulfilment
         self._receipts: dict[str, ReturnCondition] = {}
+        self._received_by: dict[str, str | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._prices: dict[str, Decimal] = {}
 
@@ -113,7 +114,8 @@ class ReturnDesk:
         await ctx.event(
             "return_authorized",
             f"{rma}: {what} ({ret.reason})"
-            + (f", exchange for {ret.exchange_sku}" if ret.exchange_sku else ""),
+            + (f", exchange for {ret.exchange_sku}" if ret.exchange_sku else "")
+            + by_whom(request.by),
         )
         days = ctx.policy.return_receipt_timeout.total_seconds() / 86400
         await ctx.notify(
@@ -132,6 +134,7 @@ class ReturnDesk:
     def receive(self, receipt: ReturnReceipt) -> None:
         if any(r.rma == receipt.rma for r in self._ctx.view.returns):
             self._receipts.setdefault(receipt.rma, receipt.condition)  # a duplicate receipt changes nothing
+            self._received_by.setdefault(receipt.rma, receipt.by)
 
     def all_settled(self) -> bool:
         return all(task.done() for task in self._tasks)
@@ -167,7 +170,8 @@ class ReturnDesk:
             if ret.condition == ReturnCondition.good
             else f"{units} unit(s) written off"
         )
-        await ctx.event("return_received", f"{ret.rma}: {ret.condition.value}, {fate}")
+        by = by_whom(self._received_by.get(ret.rma))
+        await ctx.event("return_received", f"{ret.rma}: {ret.condition.value}, {fate}{by}")
         if ret.exchange_sku is None or not await self._exchange(ret):
             await self._refund(ret, _value(ret))
 

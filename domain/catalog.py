@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from activities.stock_ledger import ensure_stock_row, move
 from db import SessionFactory
+from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
 from models.catalog import CatalogFile
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from activities.stock_ledger import ensure_stock_row, move
 from db import SessionFactory
+from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
 from models.steps import PurchaseOrderView, StockKey
 

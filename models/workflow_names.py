@@ -1,0 +1,54 @@
+"""Workflow types, workflow ids and message names, defined once.
+
+The workflows register their handlers under these names and the client layer calls them by these
+names, so the client layer needs no import of workflow code. The values are the method names the
+first histories were recorded with: changing one breaks every running order.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+ORDER_WORKFLOW = "OrderWorkflow"
+REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
+_ORDER_PREFIX = "order-"
+
+
+def order_workflow_id(order_id: str) -> str:
+    return f"{_ORDER_PREFIX}{order_id}"
+
+
+def order_id_of(workflow_id: str) -> str:
+    return workflow_id.removeprefix(_ORDER_PREFIX)
+
+
+def replenishment_workflow_id(sku: str, warehouse: str) -> str:
+    return f"replenish-{sku}-{warehouse}"
+
+
+def step_key(workflow_id: str, step: str) -> str:
+    """Idempotency key of an outside-world request: the workflow id plus the step."""
+    return f"{workflow_id}:{step}"
+
+
+class OrderUpdate(StrEnum):
+    cancel = "cancel"
+    release = "release"
+    retry_reservation = "retry_reservation"
+    request_return = "request_return"
+    wait_settled = "wait_settled"
+
+
+class OrderSignal(StrEnum):
+    confirm_delivery = "confirm_delivery"
+    submit_feedback = "submit_feedback"
+    add_note = "add_note"
+    return_received = "return_received"
+
+
+class OrderQuery(StrEnum):
+    view = "view"
+
+
+class ReplenishmentSignal(StrEnum):
+    goods_received = "goods_received"
