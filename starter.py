@@ -41,8 +41,9 @@ from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
 from models.catalog import CatalogFile
 from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnIn, ReturnReceipt
-from models.steps import StockKey
-from services import orders, replenishment
+from models.stock import StockChange
+from services import orders
+from services import stock as stock_changes
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
 CLI_ACTOR = f"cli:{getpass.getuser()}"  # who did it, in the order's event log
@@ -207,23 +208,29 @@ async def cmd_stock_check(_: argparse.Namespace, settings: Settings, out: TextIO
 
 async def cmd_stock_adjust(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     with _database(settings) as sessions:
-        level = _stock_change(
-            lambda: stock.adjust_stock(sessions, args.sku, args.warehouse, args.delta, args.reason)
+        change = await _stock_change(
+            stock_changes.adjust(
+                await connect(settings), sessions, settings, args.sku, args.warehouse, args.delta, args.reason
+            )
         )
-        started = await _replenish_if_low(settings, sessions, args.sku, args.warehouse)
-        served = await _offer(settings, sessions, args.sku) if args.delta > 0 else []
-
-    _print_level(level, out, started, served)
+    _print_change(change, out)
 
 
 async def cmd_stock_receive(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     with _database(settings) as sessions:
+        client = await connect(settings)
         if args.po:
-            await _receive_purchase_order(args, settings, sessions, out)
+            po = await _stock_change(
+                stock_changes.receive_purchase_order(
+                    client, sessions, args.po, args.sku, args.warehouse, args.quantity
+                )
+            )
+            print(f"{po.id} received: {po.received_quantity} x {po.sku} into {po.warehouse}", file=out)
             return
-        level = _stock_change(lambda: stock.receive_stock(sessions, args.sku, args.warehouse, args.quantity))
-        served = await _offer(settings, sessions, args.sku)
-    _print_level(level, out, [], served)
+        change = await _stock_change(
+            stock_changes.receive(client, sessions, args.sku, args.warehouse, args.quantity)
+        )
+    _print_change(change, out)
 
 
 async def cmd_purchase_orders(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -253,71 +260,43 @@ async def cmd_purchase_orders(args: argparse.Namespace, settings: Settings, out:
     )
 
 
-async def _receive_purchase_order(
-    args: argparse.Namespace, settings: Settings, sessions: SessionFactory, out: TextIO
-) -> None:
-    """Goods for an open purchase order: its replenishment workflow books them in and serves backorders."""
-    (po,) = stock.purchase_orders(sessions, args.po) or [None]
-    if po is None:
-        raise CommandError(f"unknown purchase order {args.po}")
-    if (po.sku, po.warehouse) != (args.sku, args.warehouse):
-        raise CommandError(f"purchase order {po.id} is for {po.sku} in {po.warehouse}", EXIT_INVALID)
-    if po.status != "open":
-        raise CommandError(f"purchase order {po.id} is already {po.status}")
-    if args.quantity <= 0:
-        raise CommandError("a receipt needs a positive quantity", EXIT_INVALID)
-    client = await connect(settings)
-    await replenishment.goods_received(client, po.sku, po.warehouse, args.quantity)
-    deadline = asyncio.get_running_loop().time() + 60
-    while (po := stock.purchase_orders(sessions, args.po)[0]).status == "open":
-        if asyncio.get_running_loop().time() > deadline:
-            raise CommandError(f"purchase order {po.id} was not booked in within 60 s; is a worker running?")
-        await asyncio.sleep(0.2)
-    print(f"{po.id} received: {po.received_quantity} x {po.sku} into {po.warehouse}", file=out)
-
-
-async def _offer(settings: Settings, sessions: SessionFactory, sku: str) -> list[str]:
-    return await replenishment.release_backorders(await connect(settings), sessions, [sku])
-
-
-def _stock_change(change: Callable[[], T]) -> T:
+async def _stock_change(change: Awaitable[T]) -> T:
+    """A stock change; an invalid one exits 2, a refused one or an unknown purchase order 1."""
     try:
-        return change()
+        return await change
     except stock.StockError as exc:
         raise CommandError(str(exc), EXIT_INVALID) from None
+    except (orders.Refused, LookupError, TimeoutError) as exc:
+        raise CommandError(str(exc)) from None
 
 
-def _print_level(level: stock.StockLevel, out: TextIO, replenishing: list[str], served: list[str]) -> None:
+def _print_change(change: StockChange, out: TextIO) -> None:
+    level = change.level
     print(
         f"{level.sku}@{level.warehouse}: on hand {level.on_hand}, reserved {level.reserved}, "
         f"available {level.available}",
         file=out,
     )
-    if replenishing:
-        print(f"replenishment: {', '.join(replenishing)}", file=out)
-    if served:
-        print(f"backorders now reserved: {', '.join(served)}", file=out)
+    if change.replenishing:
+        print(f"replenishment: {', '.join(change.replenishing)}", file=out)
+    if change.backorders_served:
+        print(f"backorders now reserved: {', '.join(change.backorders_served)}", file=out)
 
 
 async def cmd_stock_write_off(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     with _database(settings) as sessions:
-        level = _stock_change(
-            lambda: stock.write_off_stock(sessions, args.sku, args.warehouse, args.quantity, args.reason)
+        change = await _stock_change(
+            stock_changes.write_off(
+                await connect(settings),
+                sessions,
+                settings,
+                args.sku,
+                args.warehouse,
+                args.quantity,
+                args.reason,
+            )
         )
-        started = await _replenish_if_low(settings, sessions, args.sku, args.warehouse)
-    _print_level(level, out, started, [])
-
-
-async def _replenish_if_low(
-    settings: Settings, sessions: SessionFactory, sku: str, warehouse: str
-) -> list[str]:
-    return await replenishment.replenish_if_low(
-        await connect(settings),
-        sessions,
-        settings.task_queue,
-        settings.supplier_lead_time,
-        [StockKey(sku=sku, warehouse=warehouse)],
-    )
+    _print_change(change, out)
 
 
 STOCK_ACTIONS = {

@@ -14,20 +14,13 @@ from db import SessionFactory
 from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
 from models.steps import PurchaseOrderView, StockKey
+from models.stock import StockLevel
 
 ENDED_ORDER_STATUSES = ("rejected", "cancelled", "completed")
 
 
 class StockError(ValueError):
     pass
-
-
-class StockLevel(BaseModel):
-    sku: str
-    warehouse: str
-    on_hand: int
-    reserved: int
-    available: int
 
 
 class LowStock(BaseModel):

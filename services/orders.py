@@ -50,6 +50,7 @@ from models.orders import (
     ReturnView,
     SupportNote,
 )
+from models.validation import field_problems
 from models.workflow_names import (
     ORDER_WORKFLOW,
     OrderQuery,
@@ -86,11 +87,6 @@ def parse_order(text: str) -> OrderInput:
     except ValidationError as exc:
         problems = field_problems(exc)
         raise OrderInputError("invalid order: " + "; ".join(problems)) from None
-
-
-def field_problems(exc: ValidationError, whole: str = "order") -> list[str]:
-    """Each validation error as `field.path: message` (the whole document is named `whole`)."""
-    return [f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}" for err in exc.errors()]
 
 
 def policy_from(settings: Settings) -> OrderPolicy:

