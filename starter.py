@@ -2,6 +2,7 @@
 
     python starter.py migrate | catalog load FILE | stock [--sku SKU] [--json]
     python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
+    python starter.py import FILE|- [--format csv|jsonl] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
     python starter.py cancel ID --reason TEXT | release ID | note ID TEXT
     python starter.py return ID --sku SKU --qty N --reason TEXT [--exchange-sku SKU]
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from cli_format import as_json, table
 from config import Settings, get_settings
@@ -39,10 +40,20 @@ from domain import api_keys, stock
 from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
+from domain.order_import import ImportFileError, ImportFormat, decode_import, format_for
 from models.catalog import CatalogFile
-from models.orders import FeedbackIn, OrderView, ReturnCondition, ReturnIn, ReturnReceipt
+from models.imports import ImportStatus
+from models.orders import (
+    Channel,
+    FeedbackIn,
+    OrderStatus,
+    OrderView,
+    ReturnCondition,
+    ReturnIn,
+    ReturnReceipt,
+)
 from models.stock import StockChange
-from services import orders
+from services import imports, orders
 from services import stock as stock_changes
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
@@ -94,12 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     place.add_argument(
         "--wait", action="store_true", help="wait until the order has settled and print the outcome"
     )
+    batch = sub.add_parser("import", help="import a batch of orders (CSV or JSON Lines file, or - for stdin)")
+    batch.add_argument("file")
+    batch.add_argument(
+        "--format", choices=[f.value for f in ImportFormat], help="default: from the extension"
+    )
+    batch.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="an order's live view")
     status.add_argument("order_id")
     status.add_argument("--json", action="store_true")
     listing = sub.add_parser("list", help="orders by status or customer (Temporal visibility)")
-    listing.add_argument("--status")
+    listing.add_argument("--status", choices=[s.value for s in OrderStatus])
     listing.add_argument("--customer")
+    listing.add_argument("--channel", choices=[c.value for c in Channel])
+    listing.add_argument("--overdue", action="store_true", help="only orders whose delivery is overdue")
+    listing.add_argument("--needs-attention", action="store_true", help="only orders support must act on")
     listing.add_argument("--json", action="store_true")
     deliver = sub.add_parser("deliver", help="the carrier's delivery confirmation")
     deliver.add_argument("order_id")
@@ -327,24 +347,87 @@ async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -
     print(f"{placement.order_id} {status.value}" + (f": {reason}" if reason else ""), file=out)
 
 
+async def cmd_import(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Import a batch file: refused orders exit 1, an unreadable or invalid file exits 2."""
+    fmt = ImportFormat(args.format) if args.format else format_for(args.file)
+    if fmt is None:
+        raise CommandError(
+            "reading stdin needs --format csv|jsonl"
+            if args.file == "-"
+            else f"cannot tell the format of {args.file}: name it .csv, .jsonl or .ndjson, or pass --format",
+            EXIT_INVALID,
+        )
+    data = _read_stdin_bytes() if args.file == "-" else _read_bytes(args.file)
+    try:
+        text = decode_import(data)
+    except ImportFileError as exc:
+        raise CommandError(f"{args.file}: {exc}", EXIT_INVALID) from None
+    client = await connect(settings)  # before anything is stored: no import is left half-started
+    with _database(settings) as sessions:
+        try:
+            created = imports.create_import(sessions, text, fmt, by=CLI_ACTOR)
+        except ImportFileError as exc:
+            raise CommandError(f"{args.file}: {exc}", EXIT_INVALID) from None
+        interrupted: imports.ImportInterrupted | None = None
+        with tqdm(
+            total=created.pending, desc=created.id, unit="order", file=sys.stderr, disable=None, leave=False
+        ) as bar:
+
+            def progress(now: ImportStatus) -> None:
+                bar.set_postfix(
+                    accepted=now.accepted, duplicates=now.duplicates, refused=now.refused, refresh=False
+                )
+                bar.update(1)
+
+            try:
+                status = await imports.run_import(
+                    client, settings, sessions, created.id, by=CLI_ACTOR, progress=progress
+                )
+            except imports.ImportInterrupted as exc:
+                interrupted, status = exc, exc.status
+    print(as_json(status) if args.json else render_import(status), file=out)
+    if interrupted is not None:
+        raise CommandError(str(interrupted))
+    if status.refused:
+        raise CommandError(
+            f"{status.refused} of {status.total} orders were refused; fix their rows and import the file "
+            "again (orders already placed are not placed twice)"
+        )
+
+
+def render_import(status: ImportStatus) -> str:
+    counts = [f"{status.accepted} accepted", f"{status.duplicates} duplicates", f"{status.refused} refused"]
+    if status.pending:
+        counts.append(f"{status.pending} not placed yet")
+    parts = [f"import {status.id} ({status.format.value}): {status.total} orders: {', '.join(counts)}"]
+    if status.duplicate_orders:
+        parts.append(f"already placed before, nothing new started: {', '.join(status.duplicate_orders)}")
+    if status.problems:
+        rows = [
+            (problem.rows if i == 0 else "", (problem.order_id or "-") if i == 0 else "", reason)
+            for problem in status.problems
+            for i, reason in enumerate(problem.reason.split("; "))
+        ]
+        parts += ["", table(["LINES", "ORDER", "REASON"], rows)]
+    return "\n".join(parts)
+
+
 async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     view = await _view(settings, args.order_id)
     print(as_json(view) if args.json else render_view(view), file=out)
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    found = await orders.list_orders(await connect(settings), args.status, args.customer)
+    wanted = orders.OrderFilter(
+        status=OrderStatus(args.status) if args.status else None,
+        customer=args.customer,
+        channel=Channel(args.channel) if args.channel else None,
+        overdue=True if args.overdue else None,
+        needs_attention=True if args.needs_attention else None,
+    )
+    found = await orders.list_orders(await connect(settings), wanted)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {**o.__dict__, "started_at": o.started_at.isoformat() if o.started_at else None}
-                    for o in found
-                ],
-                indent=2,
-            ),
-            file=out,
-        )
+        print(as_json(found), file=out)
         return
     print(
         table(
@@ -465,6 +548,7 @@ COMMANDS = {
     "catalog": cmd_catalog,
     "stock": cmd_stock,
     "place": cmd_place,
+    "import": cmd_import,
     "status": cmd_status,
     "list": cmd_list,
     "deliver": cmd_deliver,
@@ -570,6 +654,18 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+
+
+def _read_stdin_bytes() -> bytes:
+    buffer = getattr(sys.stdin, "buffer", None)  # a text-only stdin (as in tests) is read as text
+    return buffer.read() if buffer is not None else sys.stdin.read().encode()
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -256,16 +256,10 @@ async def list_orders_page(
     )
 
 
-async def list_orders(
-    client: Client, status: str | None = None, customer: str | None = None, **filters: object
-) -> list[OrderSummary]:
+async def list_orders(client: Client, filters: OrderFilter | None = None) -> list[OrderSummary]:
     """Every order matching the filter (all pages)."""
-    wanted = OrderFilter(
-        status=OrderStatus(status) if status else None,
-        customer=customer,
-        **filters,  # type: ignore[arg-type]
-    )
-    return [_summary(execution) async for execution in client.list_workflows(wanted.query())]
+    query = (filters or OrderFilter()).query()
+    return [_summary(execution) async for execution in client.list_workflows(query)]
 
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:

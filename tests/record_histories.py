@@ -16,15 +16,20 @@ from temporalio.client import Client
 
 from domain.catalog import load_catalog
 from models.catalog import CatalogFile
-from models.orders import FeedbackIn, ReturnReceipt, ReturnRequest
+from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest
 from services.orders import (
+    add_note,
     cancel_order,
     confirm_delivery,
     give_feedback,
     handle,
     order_view,
+    place_order,
+    policy_from,
     receive_return,
+    release_order,
     request_return,
+    wait_until_settled,
 )
 from tests.helpers import add_products, eventually, order_doc, place, wait_status
 
@@ -136,3 +141,29 @@ async def test_record_backordered_then_served(client, sessions, gated_worker):
     await confirm_delivery(client, order_id)
     await handle(client, order_id).result()
     await _save(client, order_id, "backordered_then_served")
+
+
+async def test_record_held_released_by_name_over_the_door(client, settings, sessions):
+    """Since the HTTP API: placed and waited for (the wait_settled update), released, noted, delivered and
+    given feedback with the caller named (`by`) in every message."""
+    skus = add_products(sessions, {"TV": 2}, price="900.00")
+    doc = order_doc([(skus["TV"], 1)])
+    placement = await place_order(
+        client,
+        settings,
+        OrderInput.model_validate(doc),
+        policy_from(settings).model_copy(
+            update={"review_above": Decimal("500"), "return_window": timedelta(seconds=2)}
+        ),
+        by="shop-connector",
+    )
+    order_id = placement.order_id
+    assert (await wait_until_settled(client, order_id)).status == "on_hold"
+    await add_note(client, order_id, "called the customer", by="alice")
+    await release_order(client, order_id, by="alice")
+    await wait_status(client, order_id, "shipped")
+    await confirm_delivery(client, order_id, by="parcel-carrier")
+    await wait_status(client, order_id, "delivered")
+    await give_feedback(client, order_id, FeedbackIn(score=5), by="shop-connector")
+    await handle(client, order_id).result()
+    await _save(client, order_id, "held_released_by_name")

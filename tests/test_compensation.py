@@ -19,8 +19,8 @@ from activities.notifications import SUPPORT_ADDRESS
 from db import SessionFactory
 from models import search_attributes as sa
 from models import tables as t
-from models.orders import OrderView
-from services.orders import handle, list_orders
+from models.orders import OrderStatus, OrderView
+from services.orders import OrderFilter, handle, list_orders
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,
@@ -168,7 +168,7 @@ async def test_a_compensation_that_gives_up_is_an_incident_for_support(client, s
     assert description.typed_search_attributes.get(sa.NEEDS_ATTENTION) is True
     assert description.typed_search_attributes.get(sa.ORDER_STATUS) == "cancelled"
     await eventually(
-        lambda: list_orders(client, status="cancelled"),
+        lambda: list_orders(client, OrderFilter(status=OrderStatus.cancelled)),
         lambda found: order_id in [o.order_id for o in found],
     )
     with sessions() as session:
