@@ -1,4 +1,5 @@
-# Application image: the Temporal worker by default; `python starter.py ...` for one-off commands.
+# Application image: the Temporal worker by default; `python -m api` serves the HTTP API (port 8000,
+# set OMS_API_HOST=0.0.0.0 in a container); `python starter.py ...` for one-off commands.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -23,4 +24,5 @@ COPY . .
 RUN useradd --system --uid 10001 --no-create-home oms
 USER oms
 
+EXPOSE 8000
 CMD [".venv/bin/python", "worker.py"]

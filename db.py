@@ -19,11 +19,13 @@ warnings.filterwarnings("ignore", category=sa_exc.SAWarning, message=r".*does \*
 SessionFactory = sessionmaker[Session]
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """The engine of the database at `url`. `read_only` (for SQLite) skips taking the write lock up
+    front, so reads proceed next to writers (WAL) instead of queueing behind them."""
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-        _serialize_sqlite_writers(engine)
+        _serialize_sqlite_writers(engine, take_write_lock=not read_only)
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
@@ -50,7 +52,7 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _serialize_sqlite_writers(engine: Engine) -> None:
+def _serialize_sqlite_writers(engine: Engine, take_write_lock: bool = True) -> None:
     """pysqlite defers BEGIN; take the write lock up front so concurrent writers queue instead of deadlocking."""
 
     @event.listens_for(engine, "connect")
@@ -61,6 +63,9 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
+
+    if not take_write_lock:
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]

@@ -1,10 +1,12 @@
-"""`make run`: the whole system on one machine, then a short demo through the real command line.
+"""`make run`: the whole system on one machine, then a short demo through the real command line and API.
 
-Starts the Temporal dev server and a worker as child processes, applies the migrations, loads the demo
-catalog, places a few demo orders and walks them to delivery, then keeps running until Ctrl-C.
+Starts the Temporal dev server, a worker and the HTTP API as child processes, applies the migrations,
+loads the demo catalog, creates a demo API key per role, places a few demo orders (one through the API)
+and walks them to delivery, then keeps running until Ctrl-C.
 
-Settings: OMS_* variables pass through to every child (database, policies, ...). For a second copy next
-to another one: OMS_DEV_DATA_DIR (default .data), OMS_DEV_PORT (7233), OMS_DEV_UI_PORT (8233).
+Settings: OMS_* variables pass through to every child (database, policies, OMS_API_PORT, ...). For a
+second copy next to another one: OMS_DEV_DATA_DIR (default .data), OMS_DEV_PORT (7233), OMS_DEV_UI_PORT
+(8233) and OMS_API_PORT (8000).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -38,6 +42,9 @@ DEMO_ORDERS = ("web", "phone", "store", "marketplace", "csv")
 IN_FLIGHT = {"confirmed", "picking", "packed", "shipped"}  # accepted and on its way to the customer
 SERVER_START_TIMEOUT = 60.0
 WORKER_START_TIMEOUT = 60.0
+API_START_TIMEOUT = 60.0
+DEMO_KEY_ROLES = ("source", "support", "carrier", "warehouse", "admin")  # each gets a key demo-<role>
+API_ORDER = "marketplace"  # the demo order placed through the HTTP API, as a marketplace connector would
 ORDER_PROGRESS_TIMEOUT = 90.0
 CLI_TIMEOUT = 180.0
 
@@ -68,10 +75,19 @@ class DevConfig:
     ui_port: int
     namespace: str
     task_queue: str
+    api_host: str
+    api_port: int
+    api_wait_timeout: float  # seconds the API's ?wait=true waits before it answers 504
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """Where to reach the API from this machine (a wildcard bind answers on the loopback)."""
+        host = "127.0.0.1" if self.api_host in ("", "0.0.0.0", "::") else self.api_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
 
     @classmethod
     def from_env(cls) -> DevConfig:
@@ -86,6 +102,9 @@ class DevConfig:
             ui_port=_port_from_env("OMS_DEV_UI_PORT", 8233),
             namespace=settings.temporal_namespace,
             task_queue=settings.task_queue,
+            api_host=settings.api_host,
+            api_port=settings.api_port,
+            api_wait_timeout=settings.api_wait_timeout.total_seconds(),
         )
 
 
@@ -186,15 +205,22 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 # ---- bringing the stack up ----
 
 
-def ensure_port_free(port: int, what: str) -> None:
+def ensure_port_free(port: int, what: str, variable: str) -> None:
     """Refuse to start a second server next to one that already listens."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         if sock.connect_ex(("127.0.0.1", port)) == 0:
             raise StartupError(
-                f"port {port} ({what}) is already in use - is another Temporal server or `make run` "
-                f"running? Stop it, or pick other ports with OMS_DEV_PORT / OMS_DEV_UI_PORT."
+                f"port {port} ({what}) is already in use - is another Temporal server, OMS API or "
+                f"`make run` running? Stop it, or pick another port with {variable}."
             )
+
+
+def ensure_ports_free(cfg: DevConfig) -> None:
+    """All of them before anything starts: a taken port should cost no start-up time."""
+    ensure_port_free(cfg.port, "Temporal gRPC", "OMS_DEV_PORT")
+    ensure_port_free(cfg.ui_port, "Temporal Web UI", "OMS_DEV_UI_PORT")
+    ensure_port_free(cfg.api_port, "HTTP API", "OMS_API_PORT")
 
 
 def temporal_binary() -> Path:
@@ -205,8 +231,6 @@ def temporal_binary() -> Path:
 
 
 def start_temporal(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
-    ensure_port_free(cfg.port, "Temporal gRPC")
-    ensure_port_free(cfg.ui_port, "Temporal Web UI")
     argv = [
         str(temporal_binary()),
         "server",
@@ -239,6 +263,13 @@ def start_worker(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
     _wait_until(
         stack, lambda: _worker_polling(cfg), WORKER_START_TIMEOUT, "the worker to poll its task queue"
     )
+
+
+def start_api(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
+    print(f"starting the HTTP API on {cfg.api_url} (log: {_shown(cfg.data_dir / 'api.log')})")
+    # uvicorn lets requests in flight finish for up to 10 s (api/__main__.py); allow a little more.
+    stack.start("HTTP API", [PYTHON, "-m", "api"], cfg.data_dir / "api.log", env, stop_timeout=15)
+    _wait_until(stack, lambda: _api_ready(cfg), API_START_TIMEOUT, f"the API to answer {cfg.api_url}/readyz")
 
 
 def _wait_until(stack: Stack, ready: Callable[[], bool], timeout: float, what: str) -> None:
@@ -278,6 +309,45 @@ def _worker_polling(cfg: DevConfig) -> bool:
         return len(described.pollers) > 0
 
     return asyncio.run(probe())
+
+
+def _api_ready(cfg: DevConfig) -> bool:
+    try:
+        return httpx.get(f"{cfg.api_url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def create_demo_keys(stack: Stack, env: dict[str, str]) -> dict[str, str]:
+    """A fresh key demo-<role> for each role, through the command line; returns {role: key}."""
+    print(
+        "creating the demo API keys: python starter.py apikey create --role ROLE --name demo-ROLE --json"
+        " (after revoking the previous run's)",
+        flush=True,
+    )
+    # One thread per role: each command is a Python start-up of its own.
+    with ThreadPoolExecutor(len(DEMO_KEY_ROLES)) as pool:
+        keys = list(pool.map(lambda role: _demo_key(stack, env, role), DEMO_KEY_ROLES))
+    return dict(zip(DEMO_KEY_ROLES, keys, strict=True))
+
+
+def _demo_key(stack: Stack, env: dict[str, str], role: str) -> str:
+    name = f"demo-{role}"
+    try:
+        revoked = run_cli(stack, env, ["apikey", "revoke", name])
+        # Judged by the output: the CLI can abort at exit after printing it (see order_json).
+        if "revoked" not in revoked.stdout and "no key in use" not in revoked.stderr:
+            raise StartupError(f"`python starter.py apikey revoke {name}` failed: {revoked.stderr.strip()}")
+        created = run_cli(stack, env, ["apikey", "create", "--role", role, "--name", name, "--json"])
+    except DemoError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        return json.loads(created.stdout)["key"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise StartupError(
+            f"`python starter.py apikey create --role {role} --name {name} --json` failed: "
+            f"{created.stderr.strip()}"
+        ) from None
 
 
 def prepare_database(stack: Stack, env: dict[str, str]) -> None:
@@ -367,16 +437,118 @@ def wait_for_order(
         time.sleep(0.5)
 
 
+# ---- the HTTP API, as an order source, support tool or carrier would call it ----
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    keys: dict[str, str]  # role -> key
+    wait_timeout: float
+
+    def curl(self, role: str, method: str, path: str, data: str | None = None) -> str:
+        """The curl command equivalent to a call; `data` is what -d gets (e.g. @FILE)."""
+        words = ["curl", "-s"]
+        if method != "GET":
+            words += ["-X", method]
+        words += ["-H", f"Authorization: Bearer {self.keys[role]}"]
+        if data is not None:
+            words += ["-H", "Content-Type: application/json", "-d", data]
+        return shlex.join([*words, f"{self.url}{path}"])  # quoted: a URL's ? is a glob in zsh
+
+    def call(
+        self, role: str, method: str, path: str, body: dict[str, Any] | None = None, echo: str = ""
+    ) -> httpx.Response:
+        """Echo the equivalent curl command and make the call."""
+        print(_bold(f"\n$ {echo or self.curl(role, method, path)}"), flush=True)
+        try:
+            response = httpx.request(
+                method,
+                f"{self.url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self.keys[role]}"},
+                timeout=self.wait_timeout + 15,
+            )
+        except httpx.HTTPError as exc:
+            raise DemoError(f"{method} {path} failed: {exc}") from None
+        return response
+
+
+def _print_response(response: httpx.Response, shown: Any = None, note: str = "") -> None:
+    """The status line and the JSON answer (or `shown`, an abridged version of it)."""
+    print(f"HTTP {response.status_code} {response.reason_phrase}{note}", flush=True)
+    try:
+        body = response.json() if shown is None else shown
+    except ValueError:
+        print(response.text, flush=True)
+        return
+    print(json.dumps(body, indent=2, ensure_ascii=False), flush=True)
+
+
+def place_order_via_api(
+    stack: Stack, env: dict[str, str], api: Api, name: str, suffix: str
+) -> tuple[str, str]:
+    """Like place_demo_order, but POST /orders?wait=true with the source key."""
+    path = f"demo/orders/{name}.json"
+    document = json.loads((PROJECT_DIR / path).read_text())
+    order_id = f"{document.get('order_id') or name.upper()}-{suffix}"
+    document["order_id"] = order_id
+    echo = api.curl("source", "POST", "/orders?wait=true", data=f"@{path}") + f"   # as {order_id}"
+    response = api.call("source", "POST", "/orders?wait=true", document, echo=echo)
+    with contextlib.suppress(ValueError, AttributeError):
+        answer = response.json()
+        if response.is_success and answer.get("order_id") == order_id and answer.get("status"):
+            shown = {key: value for key, value in answer.items() if key != "order"}
+            _print_response(response, shown, note='   (abridged: without the live view in "order")')
+            return order_id, answer["status"]
+    _print_response(response)
+    return order_id, order_json(stack, env, order_id)["status"]  # e.g. 504: not settled in time
+
+
+def deliver_via_api(api: Api, order_id: str) -> None:
+    """Look the tracking numbers up as support does, then confirm them as the carrier's webhook would."""
+    response = api.call("support", "GET", f"/orders/{order_id}")
+    if not response.is_success:
+        _print_response(response)
+        raise DemoError(f"GET /orders/{order_id} answered {response.status_code}")
+    view = response.json()
+    shipments = [
+        {key: shipment.get(key) for key in ("id", "warehouse", "status", "tracking_number")}
+        for shipment in view.get("shipments", [])
+    ]
+    _print_response(
+        response,
+        {"order_id": view.get("order_id"), "status": view.get("status"), "shipments": shipments},
+        note="   (abridged: order_id, status, shipments)",
+    )
+    tracking = [s["tracking_number"] for s in shipments if s["status"] == "shipped" and s["tracking_number"]]
+    if not tracking:
+        raise DemoError(f"order {order_id} has no shipment on its way")
+    for number in tracking:
+        event = {"tracking_number": number, "type": "delivered"}
+        echo = api.curl("carrier", "POST", "/carrier/events", data=json.dumps(event))
+        response = api.call("carrier", "POST", "/carrier/events", event, echo=echo)
+        _print_response(response)
+        if not response.is_success:
+            raise DemoError(f"POST /carrier/events for {number} answered {response.status_code}")
+
+
 # ---- the demo ----
 
 
-def play_demo(stack: Stack, env: dict[str, str]) -> None:
+def play_demo(stack: Stack, env: dict[str, str], api: Api) -> None:
     _section("The order sources place five orders (one card is declined, one gateway is flaky)")
+    print(f"(the {API_ORDER} connector calls the HTTP API with the demo-source key)", flush=True)
     suffix = time.strftime("%Y%m%d-%H%M%S")  # fresh order ids on every run against the same .data/
-    placed = {
-        order_id: status
-        for order_id, status in (place_demo_order(stack, env, n, suffix) for n in DEMO_ORDERS)
-    }
+    placed: dict[str, str] = {}
+    via_api = ""  # the order placed through the API
+    for name in DEMO_ORDERS:
+        if name == API_ORDER:
+            order_id, status = place_order_via_api(stack, env, api, name, suffix)
+            via_api = order_id
+        else:
+            order_id, status = place_demo_order(stack, env, name, suffix)
+        placed[order_id] = status
     show(stack, env, ["list"])
 
     in_flight = [order_id for order_id, status in placed.items() if status in IN_FLIGHT]
@@ -391,8 +563,13 @@ def play_demo(stack: Stack, env: dict[str, str]) -> None:
     }
 
     _section("The carrier confirms the deliveries; a customer leaves feedback")
+    # One carrier calls the API's webhook (tracking numbers looked up with the support key).
+    by_webhook = via_api if via_api in in_flight else in_flight[0]
     for order_id in in_flight:
-        show(stack, env, ["deliver", order_id])
+        if order_id == by_webhook:
+            deliver_via_api(api, order_id)
+        else:
+            show(stack, env, ["deliver", order_id])
     for order_id in in_flight:
         wait_for_order(stack, env, order_id, lambda v: v["status"] == "delivered", "delivered")
     showcase = max(in_flight, key=lambda o: len(shipped[o]["shipments"]))  # the split shipment, if any
@@ -426,15 +603,23 @@ def place_demo_order(stack: Stack, env: dict[str, str], name: str, suffix: str) 
 # ---- output ----
 
 
-def print_running(cfg: DevConfig) -> None:
+def print_running(cfg: DevConfig, api: Api) -> None:
     address = "" if cfg.port == 7233 else f"OMS_TEMPORAL_ADDRESS={cfg.address} "
+    logs = ", ".join(_shown(cfg.data_dir / f"{name}.log") for name in ("worker", "api", "temporal"))
+    keys = "\n".join(
+        f"{'  API keys:' if n == 0 else '':20}{role:10} demo-{role:10} {key}"
+        for n, (role, key) in enumerate(api.keys.items())
+    )
     print(
         "\n"
         + _bold("The OMS is running.")
         + f"\n  Temporal Web UI:  http://localhost:{cfg.ui_port}"
         + '\n                    (Workflows list: search e.g.  OrderStatus = "delivered")'
-        + f"\n  Logs:             {_shown(cfg.data_dir / 'worker.log')}, {_shown(cfg.data_dir / 'temporal.log')}"
+        + f"\n  HTTP API:         {api.url}   (OpenAPI: {api.url}/docs)"
+        + f"\n{keys}"
+        + f"\n  Logs:             {logs}"
         + f"\n  Try:              {address}.venv/bin/python starter.py list --status delivered"
+        + f"\n                    {api.curl('support', 'GET', '/orders?status=delivered')}"
         + "\nPress Ctrl-C to stop.",
         flush=True,
     )
@@ -470,15 +655,18 @@ def main() -> int:
     try:
         cfg = DevConfig.from_env()
         env = child_env(cfg)
+        ensure_ports_free(cfg)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         start_temporal(stack, cfg, env)
         prepare_database(stack, env)
         start_worker(stack, cfg, env)
+        start_api(stack, cfg, env)
+        api = Api(cfg.api_url, create_demo_keys(stack, env), cfg.api_wait_timeout)
         try:
-            play_demo(stack, env)
+            play_demo(stack, env, api)
         except DemoError as exc:  # keep the system up: the UI and logs show what went wrong
             print(f"\nthe demo stopped early: {exc}", file=sys.stderr, flush=True)
-        print_running(cfg)
+        print_running(cfg, api)
         stack.wait_forever()
     except (KeyboardInterrupt, Shutdown):
         print("\nshutting down ...", flush=True)

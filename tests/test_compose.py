@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import shlex
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from config import Settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-APP_SERVICES = ("migrate", "worker")  # services running the application image
+APP_SERVICES = ("migrate", "worker", "api")  # services running the application image
 
 
 @cache
@@ -89,7 +92,13 @@ def exec_form(argument: str) -> list[str]:
 
 
 def referenced_scripts(words: list[str]) -> list[str]:
-    return [word for word in words if word.endswith(".py")]
+    """Files a command runs: `script.py` words and `-m module` (module.py or package/__main__.py)."""
+    scripts = [word for word in words if word.endswith(".py")]
+    for flag, module in pairwise(words):
+        if flag == "-m":
+            path = module.replace(".", "/")
+            scripts.append(f"{path}.py" if (REPO_ROOT / f"{path}.py").is_file() else f"{path}/__main__.py")
+    return scripts
 
 
 def test_compose_parses() -> None:
@@ -184,6 +193,31 @@ def test_worker_is_scalable() -> None:
     assert int(worker.get("deploy", {}).get("replicas", 1)) > 1
     # Workers must not start against an unmigrated schema.
     assert depends_on("worker")["migrate"].get("condition") == "service_completed_successfully"
+
+
+def test_app_settings_are_known() -> None:
+    # config.Settings ignores unknown OMS_* variables, so a misspelt one would silently change nothing.
+    known = {f"OMS_{field.upper()}" for field in Settings.model_fields}
+    for name in APP_SERVICES:
+        unknown = {key for key in env(name) if key.startswith("OMS_")} - known
+        assert not unknown, f"{name} sets unknown settings {sorted(unknown)}"
+
+
+def test_api_is_published_and_health_checked() -> None:
+    api, api_env = service("api"), env("api")
+    assert command_words(api["command"])[-2:] == ["-m", "api"]
+    # Inside a container the API must listen beyond the loopback to be reachable at all.
+    assert api_env.get("OMS_API_HOST") == "0.0.0.0"
+    port = int(api_env.get("OMS_API_PORT", Settings.model_fields["api_port"].default))
+    assert port in container_ports("api"), f"the api listens on {port} but does not publish it"
+    # Like the workers: not before the schema is migrated and Temporal answers.
+    assert depends_on("api")["migrate"].get("condition") == "service_completed_successfully"
+    assert depends_on("api")["temporal"].get("condition") == "service_healthy"
+    # The healthcheck asks /readyz on that port with the image's Python (it has no curl or wget).
+    test = command_words(api["healthcheck"]["test"])
+    assert test[0] == "CMD" and test[1] == "python" and test[2] == "-c", test
+    compile(test[3], "healthcheck", "exec")
+    assert f"127.0.0.1:{port}/readyz" in test[3]
 
 
 def test_dockerfile_references_existing_files() -> None:
