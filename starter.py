@@ -396,10 +396,10 @@ async def cmd_import(args: argparse.Namespace, settings: Settings, out: TextIO) 
 
 
 def render_import(status: ImportStatus) -> str:
-    counts = [f"{status.accepted} accepted", f"{status.duplicates} duplicates", f"{status.refused} refused"]
+    counts = [f"accepted {status.accepted}", f"duplicates {status.duplicates}", f"refused {status.refused}"]
     if status.pending:
-        counts.append(f"{status.pending} not placed yet")
-    parts = [f"import {status.id} ({status.format.value}): {status.total} orders: {', '.join(counts)}"]
+        counts.append(f"not placed yet {status.pending}")
+    parts = [f"import {status.id} ({status.format.value}): {status.total} order(s): {', '.join(counts)}"]
     if status.duplicate_orders:
         parts.append(f"already placed before, nothing new started: {', '.join(status.duplicate_orders)}")
     if status.problems:

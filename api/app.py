@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.middleware import AuditLog, BodyLimit
-from api.routes import carrier, health, orders, stock
+from api.routes import carrier, health, imports, orders, stock
 from api.state import AppState
 from config import Settings
 from db import make_engine, make_session_factory
@@ -36,20 +36,31 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             data_converter=pydantic_data_converter,
             lazy=True,  # start and answer 503 while Temporal is down, instead of not starting at all
         )
+        # on SQLite, reads (keys, stock, progress) get an engine that does not queue behind writers
+        read_engine = (
+            make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
+        )
+        sessions = make_session_factory(engine)
         state = AppState(
-            settings=settings, client=temporal, engine=engine, sessions=make_session_factory(engine)
+            settings=settings,
+            client=temporal,
+            engine=engine,
+            sessions=sessions,
+            reads=make_session_factory(read_engine) if read_engine is not engine else sessions,
         )
         app.state.oms = state
+        await imports.resume_imports(state)
         try:
             yield
         finally:
             for task in list(state.background):
                 task.cancel()
             engine.dispose()
+            read_engine.dispose()
 
     app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (orders, carrier, stock, health):
+    for module in (orders, imports, carrier, stock, health):
         app.include_router(module.router)
     app.add_middleware(AuditLog)
     app.add_middleware(

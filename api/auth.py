@@ -37,7 +37,7 @@ async def principal(
             "an API key is required: Authorization: Bearer <key>",
             bearer_challenge=True,
         )
-    who = await run_in_threadpool(authenticate, state.sessions, credentials.credentials)
+    who = await run_in_threadpool(authenticate, state.reads, credentials.credentials)
     if who is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key", bearer_challenge=True)
     request.state.principal = who  # for the audit line

@@ -19,6 +19,8 @@ class AppState:
     client: Client  # lazy: connects on first use, so the API starts (and says 503) while Temporal is down
     engine: Engine
     sessions: SessionFactory
+    # reads (keys, stock, imports' progress): on SQLite they need not queue behind the worker's writes
+    reads: SessionFactory
     background: set[asyncio.Task[object]] = field(default_factory=set)  # imports in progress
 
     def spawn(self, coro) -> None:  # type: ignore[no-untyped-def]

@@ -320,3 +320,35 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class OrderImport(Base):
+    """A batch of orders from a file (CSV or JSON Lines), placed one by one; resumable after a crash."""
+
+    __tablename__ = "order_imports"
+    __table_args__ = (CheckConstraint("status IN ('running', 'done')", name="status_known"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # IMP-<12 hex upper>
+    format: Mapped[str] = mapped_column(String(8))  # csv, jsonl
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running, done
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # The runner placing its orders holds the import until then (and renews it): one runner at a time.
+    lease_until: Mapped[datetime | None]
+
+
+class ImportOutcome(Base):
+    """One order of an import: waiting to be placed (with its validated document), or what became of it."""
+
+    __tablename__ = "order_import_outcomes"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('pending', 'accepted', 'duplicate', 'refused')", name="outcome_known"),
+        Index("ix_order_import_outcomes_import_id_outcome", "import_id", "outcome"),
+    )
+    import_id: Mapped[str] = mapped_column(ForeignKey("order_imports.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # the order's place in the file
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[str] = mapped_column(String(200))  # the file's line numbers, e.g. "4-6, 9"
+    outcome: Mapped[str] = mapped_column(String(16))  # pending, accepted, duplicate, refused
+    reason: Mapped[str | None] = mapped_column(Text)
+    order_json: Mapped[str | None] = mapped_column(Text)  # the validated order, while it waits to be placed

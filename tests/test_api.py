@@ -23,6 +23,7 @@ from tests.helpers import (
     eventually,
     ledger,
     order_doc,
+    set_stock,
     stock_of,
     unique,
     wait_status,
@@ -458,3 +459,29 @@ def _key_name(sessions: SessionFactory, key: str) -> str:
     who = authenticate(sessions, key)
     assert who is not None
     return who.name
+
+
+async def test_a_receipt_for_a_purchase_order_is_booked_by_its_replenishment(http, api_keys, sessions):
+    sku = add_products(sessions, {"SCREW": 5})["SCREW"]
+    set_stock(sessions, sku, "W1", 5, reorder_point=4, reorder_qty=20)
+    warehouse = as_(api_keys, Role.warehouse)
+    count = {"sku": sku, "warehouse": "W1", "delta": -1, "reason": "cycle count"}
+    adjusted = await http.post("/stock/adjustments", json=count, headers=warehouse)
+    assert adjusted.json()["replenishing"] == [f"replenish-{sku}-W1"]  # it fell to its reorder point
+
+    async def its_purchase_orders() -> list[dict[str, Any]]:
+        listed = (await http.get("/purchase-orders", headers=as_(api_keys, Role.support))).json()
+        return [po for po in listed if po["sku"] == sku]
+
+    (po,) = await eventually(its_purchase_orders, lambda pos: len(pos) == 1)
+    assert (po["status"], po["quantity"]) == ("open", 20)
+    goods = {"sku": sku, "warehouse": "W1", "quantity": 20, "purchase_order": po["id"]}
+    elsewhere = await http.post("/stock/receipts", json={**goods, "warehouse": "W2"}, headers=warehouse)
+    assert elsewhere.status_code == 422 and "is for" in elsewhere.json()["detail"]
+
+    booked = await http.post("/stock/receipts", json=goods, headers=warehouse)
+    assert booked.status_code == 202 and booked.json()["id"] == po["id"]
+    await eventually(its_purchase_orders, lambda pos: pos[0]["status"] == "received")
+    assert stock_of(sessions, sku) == (24, 0)
+    again = await http.post("/stock/receipts", json=goods, headers=warehouse)
+    assert again.status_code == 409 and "already received" in again.json()["detail"]

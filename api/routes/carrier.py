@@ -54,7 +54,7 @@ async def carrier_event(
 ) -> CarrierEventResult:
     """A delivery confirmation by tracking number. Sending it again is harmless: the answer is 200
     with `duplicate: true` and nothing changes."""
-    found = await run_in_threadpool(shipment_by_tracking, state.sessions, event.tracking_number)
+    found = await run_in_threadpool(shipment_by_tracking, state.reads, event.tracking_number)
     if found is None:
         raise ApiError(404, "not_found", f"unknown tracking number {event.tracking_number}")
     view = await orders.order_view(state.client, found.order_id)

@@ -30,7 +30,7 @@ _changes = {
 async def stock_levels(
     who: Reader, state: State, sku: Annotated[str | None, Query(max_length=64)] = None
 ) -> list[StockLevel]:
-    return await run_in_threadpool(stock.stock_levels, state.sessions, sku)
+    return await run_in_threadpool(stock.stock_levels, state.reads, sku)
 
 
 @router.post(
@@ -82,4 +82,4 @@ async def receive(
 
 @router.get("/purchase-orders", summary="Replenishment purchase orders")
 async def purchase_orders(who: Reader, state: State) -> list[PurchaseOrderView]:
-    return await run_in_threadpool(stock.purchase_orders, state.sessions)
+    return await run_in_threadpool(stock.purchase_orders, state.reads)
