@@ -29,6 +29,15 @@ _TEMPORAL_DOWN = {
 }
 
 
+# The client layer's refusals: the message says it all, the status says what kind it is.
+REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    OrderInputError: (422, "invalid_request"),
+    StockError: (422, "invalid_request"),
+    UnknownOrder: (404, "not_found"),
+    Refused: (409, "refused"),
+}
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: str
@@ -93,21 +102,8 @@ def install(app: FastAPI) -> None:
         problems = [f"{field_location(tuple(e['loc']))}: {e['msg']}" for e in errors]
         return error_response(422, "invalid_request", "the request has invalid fields", problems)
 
-    @app.exception_handler(OrderInputError)
-    async def _invalid_order(_: Request, exc: OrderInputError) -> JSONResponse:
-        return error_response(422, "invalid_request", str(exc))
-
-    @app.exception_handler(UnknownOrder)
-    async def _unknown(_: Request, exc: UnknownOrder) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
-
-    @app.exception_handler(Refused)
-    async def _refused(_: Request, exc: Refused) -> JSONResponse:
-        return error_response(409, "refused", str(exc))
-
-    @app.exception_handler(StockError)
-    async def _stock(_: Request, exc: StockError) -> JSONResponse:
-        return error_response(422, "invalid_request", str(exc))
+    for exc_type, (status, error) in REFUSALS.items():
+        app.add_exception_handler(exc_type, _plain(status, error))
 
     @app.exception_handler(RPCError)
     async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
@@ -140,6 +136,13 @@ def install(app: FastAPI) -> None:
             return _unavailable("Temporal")
         log.exception("unhandled error")
         return error_response(500, "internal_error", "the request failed; it has been logged")
+
+
+def _plain(status: int, error: str):  # type: ignore[no-untyped-def]
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, error, str(exc))
+
+    return handler
 
 
 def _unavailable(what: str) -> JSONResponse:
