@@ -52,7 +52,9 @@ def api_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_api(settings: Settings, log_dir: Path, ready: bool = True, **overrides: str) -> Iterator[ApiServer]:
+def running_api(
+    settings: Settings, log_dir: Path, ready: bool = True, **overrides: str
+) -> Iterator[ApiServer]:
     """Start the API; wait until it answers /readyz (or, with ready=False, /healthz); stop it after."""
     port = free_port()
     log_path = log_dir / f"api-{port}.log"
