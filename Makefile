@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker clean histories bench
+.PHONY: install run test lint worker api clean histories bench bench-api
 
 install: .venv/.installed
 
@@ -21,6 +21,9 @@ run: install
 worker: install
 	.venv/bin/python worker.py
 
+api: install
+	.venv/bin/python -m api
+
 test: install lint
 	.venv/bin/pytest
 
@@ -33,6 +36,10 @@ clean:
 
 bench: install
 	.venv/bin/python -m bench.throughput
+
+# The HTTP API under open-loop load (python -m bench.api_load --help for options).
+bench-api: install
+	.venv/bin/python -m bench.api_load
 
 histories: install
 

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_max_body: int = Field(default=1024 * 1024, ge=1024)  # bytes; larger requests get 413
     api_max_import: int = Field(default=20 * 1024 * 1024, ge=1024)  # bytes, for POST /orders/import
-    api_wait_timeout: Duration = timedelta(seconds=30)  # ?wait=true answers 504 if not settled by then
+    api_wait_timeout: Duration = timedelta(seconds=30)  # ?wait=true answers with `received` after it
+    api_key_cache_ttl: Duration = timedelta(seconds=2)  # a revoked key works on for at most this long
 
 
 @lru_cache

@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api import errors
 from api.middleware import AuditLog, BodyLimit
 from api.routes import carrier, health, imports, orders, stock
-from api.state import AppState
+from api.state import AppState, KeyCache
 from config import Settings
 from db import make_engine, make_session_factory
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             engine=engine,
             sessions=sessions,
             reads=make_session_factory(read_engine) if read_engine is not engine else sessions,
+            keys=KeyCache(settings.api_key_cache_ttl.total_seconds()),
         )
         app.state.oms = state
         await imports.resume_imports(state)

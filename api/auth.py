@@ -37,7 +37,11 @@ async def principal(
             "an API key is required: Authorization: Bearer <key>",
             bearer_challenge=True,
         )
-    who = await run_in_threadpool(authenticate, state.reads, credentials.credentials)
+    who = state.keys.get(credentials.credentials)
+    if who is None:
+        who = await run_in_threadpool(authenticate, state.reads, credentials.credentials)
+        if who is not None:
+            state.keys.put(credentials.credentials, who)
     if who is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key", bearer_challenge=True)
     request.state.principal = who  # for the audit line

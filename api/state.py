@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -11,6 +12,29 @@ from temporalio.client import Client
 
 from config import Settings
 from db import SessionFactory
+from domain.api_keys import Principal, hash_key
+
+
+class KeyCache:
+    """Keys seen in the last `ttl` seconds and who they belong to. The database lookup is a third of
+    a request's CPU; the price is that a revoked key keeps working for up to `ttl` in a running API."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        entry = self._entries.get(hash_key(key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, who: Principal) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[hash_key(key)] = (time.monotonic() + self._ttl, who)
 
 
 @dataclass
@@ -21,6 +45,7 @@ class AppState:
     sessions: SessionFactory
     # reads (keys, stock, imports' progress): on SQLite they need not queue behind the worker's writes
     reads: SessionFactory
+    keys: KeyCache
     background: set[asyncio.Task[object]] = field(default_factory=set)  # imports in progress
 
     def spawn(self, coro) -> None:  # type: ignore[no-untyped-def]

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from config import Settings
+    from config import PROJECT_DIR, Settings
     from connection import ensure_search_attributes, exit_without_finalizing
     from db import SessionFactory, make_engine, make_session_factory, migrate
     from domain.catalog import load_catalog
@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from worker import build_worker, workflow_runner
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 
-OLIST_DIR = Path("/work/shared/data/olist")
+OLIST_DIR = PROJECT_DIR.parent / "shared" / "data" / "olist"  # ../shared/data/olist from the repository
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHIPPED_OR_BEYOND = frozenset(
     {
@@ -88,6 +88,11 @@ class Sample:
 
 
 def read_csv(name: str, data_dir: Path) -> list[dict[str, str]]:
+    if not (data_dir / name).is_file():
+        raise SystemExit(
+            f"the Olist sample is missing: expected {name} in ../shared/data/olist next to the repository "
+            f"({data_dir}); the benchmarks replay real orders from it"
+        )
     with open(data_dir / name, newline="", encoding="utf-8") as f:  # quoted fields span lines
         return list(csv.DictReader(f))
 

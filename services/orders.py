@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -180,6 +181,14 @@ async def order_view(client: Client, order_id: str) -> OrderView:
         return await handle(client, order_id).query(OrderQuery.view, result_type=OrderView)
 
 
+async def order_status(client: Client, order_id: str) -> OrderStatus | None:
+    """The status the order's search attribute shows: Temporal answers it without a worker."""
+    with _known(order_id):
+        description = await handle(client, order_id).describe()
+    value = description.typed_search_attributes.get(sa.ORDER_STATUS)
+    return OrderStatus(value) if value in OrderStatus.__members__ else None
+
+
 async def wait_until_settled(client: Client, order_id: str, timeout: float = 120.0) -> OrderView:
     """The order's view once it has settled (confirmed, rejected, on hold, backordered, or beyond).
 
@@ -191,7 +200,7 @@ async def wait_until_settled(client: Client, order_id: str, timeout: float = 120
                 handle(client, order_id).execute_update(OrderUpdate.wait_settled, result_type=OrderView),
                 timeout,
             )
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # wait_for cancelled the update
         raise TimeoutError(
             f"order {order_id} has not settled within {timeout:.0f}s; is a worker running?"
         ) from None

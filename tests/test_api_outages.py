@@ -44,3 +44,23 @@ async def test_database_down_is_503(settings, api_keys, tmp_path: Path):
             answer = await http.get("/orders", headers={"Authorization": f"Bearer {api_keys[Role.support]}"})
             assert answer.status_code == 503, answer.text
             assert answer.json()["error"] == "unavailable" and "database" in answer.json()["detail"]
+
+
+async def test_with_no_worker_the_order_is_accepted_and_waiting_gives_up_politely(
+    settings, sessions, client, api_keys, tmp_path: Path
+):
+    """No worker polls the queue (all of them restarting, say): orders are still taken durably."""
+    doc = order_doc([(add_products(sessions, {"TOASTER": 2})["TOASTER"], 1)])
+    idle_queue = f"{settings.task_queue}-nobody-{free_port()}"
+    with running_api(settings, tmp_path, OMS_TASK_QUEUE=idle_queue, OMS_API_WAIT_TIMEOUT="1s") as api:
+        async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
+            source = {"Authorization": f"Bearer {api_keys[Role.source]}"}
+            waited = await http.post("/orders", params={"wait": "true"}, json=doc, headers=source)
+            assert waited.status_code == 201, waited.text
+            assert (
+                waited.json()["status"] == "received" and "not settled within 1 s" in waited.json()["reason"]
+            )
+            again = await http.post("/orders", json=doc, headers=source)  # answered without a worker
+            assert again.status_code == 200 and again.json()["status"] == "received"
+    description = await client.get_workflow_handle(f"order-{doc['order_id']}").describe()
+    assert description.task_queue == idle_queue  # the order is there, waiting for a worker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import Annotated
@@ -33,7 +32,6 @@ from services import orders
 
 router = APIRouter(tags=["orders"])
 State = Annotated[AppState, Depends(app_state)]
-EXISTING_VIEW_TIMEOUT = 5.0  # seconds; the view of an order placed before is a courtesy, not a must
 
 _errors = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
@@ -50,7 +48,7 @@ class PlacedOrder(BaseModel):
     created: bool  # False: this order id was placed before with the same content; nothing new started
     status: OrderStatus | None = None  # with ?wait=true: how the order settled
     reason: str | None = None  # why, when it settled other than confirmed
-    order: OrderView | None = None  # with ?wait=true, or for an order placed before: its live view
+    order: OrderView | None = None  # with ?wait=true: its live view (else GET the url)
 
 
 class OrderList(BaseModel):
@@ -104,17 +102,17 @@ async def place_order(
         response.status_code = status.HTTP_200_OK
     if wait:
         timeout = state.settings.api_wait_timeout.total_seconds()
-        view = await orders.wait_until_settled(state.client, placement.order_id, timeout)
+        try:
+            view = await orders.wait_until_settled(state.client, placement.order_id, timeout)
+        except TimeoutError:  # the order exists and goes on; the caller follows it at its url
+            status_now = await orders.order_status(state.client, placement.order_id)
+            note = f"not settled within {timeout:.0f} s; follow it at {url}"
+            return placed.model_copy(update={"status": status_now, "reason": note})
         outcome, reason = orders.settled_outcome(view)
         return placed.model_copy(update={"status": outcome, "reason": reason or None, "order": view})
-    if not placement.created:
-        try:
-            view = await asyncio.wait_for(
-                orders.order_view(state.client, placement.order_id), EXISTING_VIEW_TIMEOUT
-            )
-            return placed.model_copy(update={"status": view.status, "order": view})
-        except TimeoutError:  # no worker answers queries right now; the order exists all the same
-            pass
+    if not placement.created:  # its status as Temporal knows it: no worker needs to answer
+        status_now = await orders.order_status(state.client, placement.order_id)
+        return placed.model_copy(update={"status": status_now})
     return placed
 
 
