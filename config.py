@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     supplier_lead_time: Duration = timedelta(days=2)
     review_above: Decimal | None = None
     compensation_attempts: int = Field(default=20, ge=1)
+    # A step (activity) failing this many attempts in a row for a reason that is not a business
+    # refusal marks its order NeedsAttention (event `step_stuck`) and goes on retrying. A setting of
+    # the worker, read when it starts (see workflows/options.py).
+    step_attention_attempts: int = Field(default=5, ge=1)
 
     worker_activity_threads: int = 32
 

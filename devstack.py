@@ -4,24 +4,35 @@ Starts the Temporal dev server, a worker and the HTTP API as child processes, ap
 loads the demo catalog, creates a demo API key per role, places a few demo orders (one through the API)
 and walks them to delivery, then keeps running until Ctrl-C.
 
+Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) all stop the children, in reverse
+start order; so does losing the reader of our output (`make run | tee log` when tee is gone). Printing
+never cuts the cleanup short: once the output is gone, what we print is dropped. The pids of this run
+and its children are kept in DATA_DIR/devstack.pids, so that a later run can name a child left behind
+(e.g. after a `kill -9` of this process) instead of only finding its port taken.
+
 Settings: OMS_* variables pass through to every child (database, policies, OMS_API_PORT, ...). For a
 second copy next to another one: OMS_DEV_DATA_DIR (default .data), OMS_DEV_PORT (7233), OMS_DEV_UI_PORT
-(8233) and OMS_API_PORT (8000).
+(8233) and OMS_API_PORT (8000); the database is DATA_DIR/oms.db unless OMS_DATABASE_URL says otherwise.
+OMS_DEV_DEMO=0 brings the system up without the demo.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
+import select
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +58,8 @@ DEMO_KEY_ROLES = ("source", "support", "carrier", "warehouse", "admin")  # each 
 API_ORDER = "marketplace"  # the demo order placed through the HTTP API, as a marketplace connector would
 ORDER_PROGRESS_TIMEOUT = 90.0
 CLI_TIMEOUT = 180.0
+PID_FILE = "devstack.pids"  # in the data dir: this run's pid and its children's, for the next run to check
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StartupError(Exception):
@@ -61,8 +74,9 @@ class DemoError(Exception):
     """A demo step did not go as planned; the system itself keeps running."""
 
 
-class Shutdown(Exception):
-    """SIGTERM: stop like on Ctrl-C."""
+class Shutdown(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) or our output's reader gone: stop everything. A
+    KeyboardInterrupt, so that asyncio, thread pools and `except Exception` pass it on like Ctrl-C."""
 
 
 # ---- configuration ----
@@ -78,6 +92,7 @@ class DevConfig:
     api_host: str
     api_port: int
     api_wait_timeout: float  # seconds the API's ?wait=true waits before it answers 504
+    demo: bool = True  # OMS_DEV_DEMO=0: up, keys created, no demo orders
 
     @property
     def address(self) -> str:
@@ -105,6 +120,7 @@ class DevConfig:
             api_host=settings.api_host,
             api_port=settings.api_port,
             api_wait_timeout=settings.api_wait_timeout.total_seconds(),
+            demo=os.environ.get("OMS_DEV_DEMO", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -117,7 +133,10 @@ def _port_from_env(name: str, default: int) -> int:
 
 def child_env(cfg: DevConfig) -> dict[str, str]:
     # Everything passes through (OMS_DATABASE_URL and friends); the children must talk to *our* server.
-    return {**os.environ, "OMS_TEMPORAL_ADDRESS": cfg.address, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMS_TEMPORAL_ADDRESS": cfg.address, "PYTHONUNBUFFERED": "1"}
+    # the database lives with the rest of the state: a second copy (OMS_DEV_DATA_DIR) gets its own
+    env.setdefault("OMS_DATABASE_URL", f"sqlite:///{cfg.data_dir / 'oms.db'}")
+    return env
 
 
 # ---- long-running children ----
@@ -126,6 +145,7 @@ def child_env(cfg: DevConfig) -> dict[str, str]:
 @dataclass
 class Child:
     name: str
+    argv: list[str]
     process: subprocess.Popen[bytes]
     log_path: Path
     stop_timeout: float
@@ -139,15 +159,17 @@ class Child:
 
 
 class Stack:
-    """The children that must stay up; stopped in reverse start order."""
+    """The children that must stay up; stopped in reverse start order. Their pids are kept in `pid_path`."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid_path: Path | None = None) -> None:
         self.children: list[Child] = []
+        self.pid_path = pid_path
 
     def start(
         self, name: str, argv: list[str], log_path: Path, env: dict[str, str], stop_timeout: float
     ) -> Child:
-        with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        # A stop signal now would leave a child running that nobody stops: it waits until it is recorded.
+        with _signals_held(), log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
             # A session of its own: Ctrl-C in the terminal reaches only us, and we stop children in order.
             process = subprocess.Popen(
                 argv,
@@ -158,11 +180,31 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        child = Child(name, process, log_path, stop_timeout)
-        self.children.append(child)
+            child = Child(name, argv, process, log_path, stop_timeout)
+            self.children.append(child)
+            self.record()
         return child
 
+    def record(self) -> None:
+        """Write the pid file: this process and the children still running (best effort)."""
+        if self.pid_path is None:
+            return
+        doc = {
+            "devstack": {"pid": os.getpid(), "argv": sys.orig_argv},
+            "children": [
+                {"name": c.name, "pid": c.process.pid, "argv": c.argv}
+                for c in self.children
+                if c.process.returncode is None
+            ],
+        }
+        with contextlib.suppress(OSError):
+            partial = self.pid_path.with_name(f".{self.pid_path.name}.tmp")
+            partial.write_text(json.dumps(doc, indent=2) + "\n")
+            os.replace(partial, self.pid_path)
+
     def check(self) -> None:
+        if OUTPUT.lost():
+            raise Shutdown("our output's reader is gone")
         for child in self.children:
             code = child.process.poll()
             if code is not None:
@@ -177,12 +219,23 @@ class Stack:
             time.sleep(0.5)
 
     def stop_all(self) -> bool:
-        """Stop the children still running; False when there was none."""
+        """Stop the children still running; False when there was none. Never raises: one child that
+        cannot be stopped does not keep the others running."""
         running = [child for child in reversed(self.children) if child.process.poll() is None]
+        left: list[Child] = []
         for child in running:
             print(f"stopping the {child.name} ...", flush=True)
-            _stop(child)
-        self.children.clear()
+            try:
+                _stop(child)
+            except Exception as exc:  # noqa: BLE001 - go on with the others whatever happened
+                print(f"could not stop the {child.name} (pid {child.process.pid}): {exc}", file=sys.stderr)
+                left.append(child)
+        self.children = left
+        if left:
+            self.record()  # the next run names them
+        elif self.pid_path is not None:
+            with contextlib.suppress(OSError):
+                self.pid_path.unlink(missing_ok=True)
         return bool(running)
 
 
@@ -194,7 +247,7 @@ def _stop(child: Child) -> None:
     except subprocess.TimeoutExpired:
         print(f"the {child.name} did not stop within {child.stop_timeout:.0f}s; killing it", flush=True)
         _signal_group(child.process, signal.SIGKILL)
-        child.process.wait()
+        child.process.wait(timeout=10)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -203,6 +256,68 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 
 
 # ---- bringing the stack up ----
+
+
+def check_leftovers(cfg: DevConfig) -> None:
+    """Refuse to start next to a process of an earlier run on this data dir, naming it and its pid."""
+    path = cfg.data_dir / PID_FILE
+    try:
+        doc = json.loads(path.read_text())
+        runner, children = doc["devstack"], list(doc["children"])
+        alive = [c for c in children if _runs(int(c["pid"]), list(c["argv"]))]
+        runner_alive = _runs(int(runner["pid"]), list(runner["argv"]))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable: nothing to go by
+        alive, runner_alive = [], False
+    if runner_alive:
+        pid = runner["pid"]
+        raise StartupError(
+            f"another `make run` on {_shown(cfg.data_dir)} is still running as pid {pid}: stop it with "
+            f"Ctrl-C in its terminal or `kill {pid}`, or give this one another OMS_DEV_DATA_DIR"
+        )
+    if len(alive) == 1:
+        (child,) = alive
+        raise StartupError(
+            f"{_a(child['name'])} from an earlier `make run` is still running as pid {child['pid']}: "
+            f"stop it with `kill {child['pid']}`"
+        )
+    if alive:
+        found = ", ".join(f"{_a(c['name'])} as pid {c['pid']}" for c in alive)
+        pids = " ".join(str(c["pid"]) for c in alive)
+        raise StartupError(f"still running from an earlier `make run`: {found}; stop them with `kill {pids}`")
+    with contextlib.suppress(OSError):
+        path.unlink()  # all gone
+
+
+def _a(name: str) -> str:
+    """'a Temporal server', 'a worker', 'an HTTP API'."""
+    return f"{'an' if name.startswith(('HTTP', 'A', 'E', 'I', 'O', 'U')) else 'a'} {name}"
+
+
+def _runs(pid: int, argv: list[str]) -> bool:
+    """Whether process `pid` is alive and still runs `argv` (pids are reused)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's: its command line tells
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self/cmdline").exists():  # Linux
+        try:
+            return cmdline.read_bytes().split(b"\0")[:-1] == [os.fsencode(arg) for arg in argv]
+        except OSError:
+            return False
+    try:  # macOS and other Unixes
+        shown = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return True  # cannot tell: better named than missed
+    return shown == " ".join(argv)
 
 
 def ensure_port_free(port: int, what: str, variable: str) -> None:
@@ -355,7 +470,8 @@ def _demo_key(stack: Stack, env: dict[str, str], role: str) -> str:
 
 
 def prepare_database(stack: Stack, env: dict[str, str]) -> None:
-    for args in (["migrate"], ["catalog", "load", "demo/catalog.json"]):
+    # --if-empty: a run after the first keeps the stock and movements of the runs before
+    for args in (["migrate"], ["catalog", "load", "demo/catalog.json", "--if-empty"]):
         try:
             failed = show(stack, env, args).returncode != 0
         except DemoError as exc:
@@ -390,6 +506,8 @@ def run_cli(
             except subprocess.TimeoutExpired:
                 stdin = None  # already handed over; communicate() refuses it a second time
                 stack.check()  # e.g. `place --wait` would otherwise wait for a dead worker
+                if STOPPING.is_set():  # in a thread of create_demo_keys: the main thread is stopping
+                    raise DemoError(f"`python starter.py {shlex.join(args)}` interrupted") from None
                 if time.monotonic() > deadline:
                     raise DemoError(
                         f"`python starter.py {shlex.join(args)}` took over {CLI_TIMEOUT:.0f}s"
@@ -645,42 +763,149 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+# ---- stopping: signals and output that never fails ----
+
+
+STOPPING = threading.Event()  # set at the first stop signal: later ones must not cut the cleanup short
+_held: list[int] | None = None  # stop signals that arrived while a child was being started and recorded
+
+
+def _on_stop_signal(signum: int, _frame: object) -> None:
+    if STOPPING.is_set():
+        return
+    if _held is not None:
+        _held.append(signum)
+        return
+    STOPPING.set()
+    raise Shutdown(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold stop signals back for a moment, and act on them afterwards."""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        held, _held = _held, None
+        if held:
+            _on_stop_signal(held[0], None)
+
+
+class Output(io.TextIOBase):
+    """stdout or stderr that never raises. Once its reader is gone (`make run | tee log` and tee was
+    stopped first, or the terminal closed) what is printed is dropped, and `lost()` says so."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self._lost = False
+
+    def write(self, text: str) -> int:
+        if not self._lost:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._lost:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._lose()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            return not self._lost and self._stream.isatty()
+        return False
+
+    def lost(self) -> bool:
+        """Written to in vain, or a pipe whose reader has closed it (checked without writing)."""
+        if not self._lost and self._pipe_closed():
+            self._lose()
+        return self._lost
+
+    def _pipe_closed(self) -> bool:
+        try:
+            fd = self._stream.fileno()
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return False
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            return any(events & select.POLLERR for _, events in poller.poll(0))
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            return False
+
+    def _lose(self) -> None:
+        self._lost = True
+        # What the stream still buffers must not fail a later flush (at exit) either.
+        with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+
+OUTPUT = Output(sys.stdout)
+ERRORS = Output(sys.stderr)
+
+
 # ---- main ----
 
 
-def _raise_shutdown(_signum: int, _frame: object) -> None:
-    raise Shutdown
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _raise_shutdown)
+    # Ctrl-C, kill and a closed terminal all stop the children. SIGPIPE stays ignored (Python's default):
+    # a write to a pipe nobody reads fails with EPIPE, which Output swallows.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    sys.stdout, sys.stderr = OUTPUT, ERRORS
     stack = Stack()
     status = 0
     try:
         cfg = DevConfig.from_env()
         env = child_env(cfg)
+        check_leftovers(cfg)  # before the ports: a child left behind is named, not just its port
         ensure_ports_free(cfg)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        stack.pid_path = cfg.data_dir / PID_FILE
+        stack.record()
         start_temporal(stack, cfg, env)
         prepare_database(stack, env)
         start_worker(stack, cfg, env)
         start_api(stack, cfg, env)
         api = Api(cfg.api_url, create_demo_keys(stack, env), cfg.api_wait_timeout)
         try:
-            play_demo(stack, env, api)
+            if cfg.demo:
+                play_demo(stack, env, api)
         except DemoError as exc:  # keep the system up: the UI and logs show what went wrong
             print(f"\nthe demo stopped early: {exc}", file=sys.stderr, flush=True)
         print_running(cfg, api)
         stack.wait_forever()
-    except (KeyboardInterrupt, Shutdown):
-        print("\nshutting down ...", flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a Shutdown: another stop signal, or the output gone
+        STOPPING.set()
+        reason = f" ({exc})" if isinstance(exc, Shutdown) and exc.args and exc.args[0] != "SIGINT" else ""
+        print(f"\nshutting down{reason} ...", flush=True)
     except (StartupError, ChildDied) as exc:
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         status = 1
     finally:
         # A second Ctrl-C must not leave children behind; every stop step is bounded anyway.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        STOPPING.set()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         if stack.stop_all():
             print("stopped.", flush=True)
     return status

@@ -1,6 +1,6 @@
 """The command line for order sources, support staff, carriers and operators.
 
-    python starter.py migrate | catalog load FILE | stock [--sku SKU] [--json]
+    python starter.py migrate | catalog load FILE [--if-empty] | stock [--sku SKU] [--json]
     python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
     python starter.py import FILE|- [--format csv|jsonl] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
@@ -11,11 +11,12 @@
     python starter.py stock write-off SKU WH QTY --reason TEXT
 
     python starter.py purchase-orders [--json]
+    python starter.py reconcile [--json] [--dry-run]
     python starter.py apikey create --role source|support|carrier|warehouse|admin --name N [--json]
     python starter.py apikey revoke NAME | apikey list
 
 
-Exit status: 0 done, 1 refused or unknown order, 2 invalid input.
+Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected), 2 invalid input.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy import func, select
 from tqdm import tqdm
 
 from cli_format import as_json, table
@@ -41,6 +43,7 @@ from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
 from domain.order_import import ImportFileError, ImportFormat, decode_import, format_for
+from models import tables as t
 from models.catalog import CatalogFile
 from models.imports import ImportStatus
 from models.orders import (
@@ -53,7 +56,7 @@ from models.orders import (
     ReturnReceipt,
 )
 from models.stock import StockChange
-from services import imports, orders
+from services import imports, orders, reconcile
 from services import stock as stock_changes
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
@@ -74,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="catalog administration").add_subparsers(
         dest="action", required=True
     )
-    catalog.add_parser("load", help="load or update warehouses, products and stock").add_argument(
-        "file", type=Path
+    load = catalog.add_parser("load", help="load or update warehouses, products and stock")
+    load.add_argument("file", type=Path)
+    load.add_argument(
+        "--if-empty", action="store_true", help="only into a database without products (else skip it)"
     )
     stock = sub.add_parser("stock", help="stock levels per sku and warehouse; check, adjust, receive")
     stock.add_argument("--sku")
@@ -158,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     blocklist.add_argument("action", choices=["add", "remove", "list"])
     blocklist.add_argument("email", nargs="?")
     blocklist.add_argument("--reason")
+    settle = sub.add_parser(
+        "reconcile", help="settle orders whose run was terminated, failed or cancelled (after terminate)"
+    )
+    settle.add_argument("--json", action="store_true")
+    settle.add_argument("--dry-run", action="store_true", help="report what would be settled, change nothing")
     return parser
 
 
@@ -188,6 +198,13 @@ async def cmd_catalog(args: argparse.Namespace, settings: Settings, out: TextIO)
     except ValidationError as exc:
         raise CommandError(f"invalid catalog file: {_first_problem(exc)}", EXIT_INVALID) from None
     with _database(settings) as sessions:
+        if args.if_empty and (products := _product_count(sessions)):
+            print(
+                f"skipped {args.file}: the database already has {products} products "
+                "(--if-empty loads a catalog only into an empty one)",
+                file=out,
+            )
+            return
         try:
             summary = load_catalog(sessions, catalog)
         except CatalogError as exc:
@@ -197,6 +214,11 @@ async def cmd_catalog(args: argparse.Namespace, settings: Settings, out: TextIO)
         f"({summary.stock_adjusted} levels changed)",
         file=out,
     )
+
+
+def _product_count(sessions: SessionFactory) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(t.Product)) or 0
 
 
 async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -331,9 +353,9 @@ STOCK_ACTIONS = {
 
 
 async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    text = sys.stdin.read() if args.file == "-" else _read(args.file)
+    data = _read_stdin_bytes() if args.file == "-" else _read_bytes(args.file)
     try:
-        order = orders.parse_order(text)
+        order = orders.parse_order(data)  # bytes: a file that is not UTF-8 is invalid input, not a crash
     except orders.OrderInputError as exc:
         raise CommandError(str(exc), EXIT_INVALID) from None
     client = await connect(settings)
@@ -345,6 +367,8 @@ async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -
         return
     status, reason = orders.settled_outcome(await orders.wait_until_settled(client, placement.order_id))
     print(f"{placement.order_id} {status.value}" + (f": {reason}" if reason else ""), file=out)
+    if status == OrderStatus.rejected:  # exit 1: scripts can tell a rejected order from a placed one
+        raise CommandError(f"order {placement.order_id} was rejected: {reason or 'see its events'}")
 
 
 async def cmd_import(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -543,6 +567,53 @@ async def cmd_blocklist(args: argparse.Namespace, settings: Settings, out: TextI
     )
 
 
+async def cmd_reconcile(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Settle what closed runs left held (see services/reconcile.py); exit 1 if something could not be."""
+    client = await connect(settings)
+    with _database(settings) as sessions:
+        report = await reconcile.reconcile(client, sessions, dry_run=args.dry_run)
+    print(as_json(report) if args.json else render_reconcile(report), file=out)
+    if report.problems:
+        raise CommandError(f"{report.problems} problem(s) left for a person; see the report")
+
+
+def render_reconcile(report: reconcile.ReconcileReport) -> str:
+    parts = []
+    if report.orders:
+        parts += [
+            f"{len(report.orders)} order(s) whose run can no longer act held money or stock"
+            + (" (dry run: nothing was changed):" if report.dry_run else ":"),
+            table(
+                ["ORDER", "RUN", "SETTLED", "PROBLEMS"],
+                [
+                    (o.order_id, o.run_status, "; ".join(o.settled), "; ".join(o.problems))
+                    for o in report.orders
+                ],
+            ),
+        ]
+    else:
+        parts.append("nothing to settle: no closed run holds money or stock")
+    if report.needs_attention:
+        parts += [
+            "",
+            "running orders marked NeedsAttention (not settled here; see `status ID`):",
+            table(
+                ["ORDER", "STATUS", "CUSTOMER"],
+                [(o.order_id, o.status, o.customer_id) for o in report.needs_attention],
+            ),
+        ]
+    if report.unreadable:
+        parts += [
+            "",
+            "runs whose input could not be decoded (nothing was recorded for them):",
+            table(
+                ["WORKFLOW", "RUN", "PROBLEM"],
+                [(u.workflow_id, u.run_status, u.problem) for u in report.unreadable],
+            ),
+        ]
+    return "\n".join(parts)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "catalog": cmd_catalog,
@@ -561,6 +632,7 @@ COMMANDS = {
     "blocklist": cmd_blocklist,
     "apikey": cmd_apikey,
     "purchase-orders": cmd_purchase_orders,
+    "reconcile": cmd_reconcile,
 }
 
 
@@ -634,10 +706,7 @@ async def _support(call: Awaitable[T]) -> T:
 
 
 async def _view(settings: Settings, order_id: str) -> OrderView:
-    try:
-        return await orders.order_view(await connect(settings), order_id)
-    except orders.UnknownOrder as exc:
-        raise CommandError(str(exc)) from None
+    return await _support(orders.order_view(await connect(settings), order_id))
 
 
 @contextmanager
@@ -647,13 +716,6 @@ def _database(settings: Settings) -> Iterator[SessionFactory]:
         yield make_session_factory(engine)
     finally:
         engine.dispose()
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
 
 
 def _read_bytes(path: str) -> bytes:

@@ -12,7 +12,9 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -63,6 +65,72 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     # fmt: on
 
 
+class ActivityFailureLog(logging.Filter):
+    """Keeps real problems visible in the worker's log. The SDK logs every failed activity attempt as
+    "Completing activity as failed" with the whole traceback (business refusals, being BENIGN, at DEBUG).
+    With this filter on the `temporalio.activity` logger:
+
+    - a business refusal (a BENIGN ApplicationError, see `activities.refuse`) is one INFO line;
+    - a transient failure keeps its traceback on the first attempt and when the retries give up
+      (non-retryable, or the last attempt the retry policy allows); the retries in between are one
+      WARNING line each, with the attempt number;
+    - other records below `level` are dropped (the logger itself must let DEBUG through, or the SDK
+      would not create the refusals' records at all: see `quiet_activity_failures`).
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Completing activity as failed"):
+            err = record.exc_info[1] if record.exc_info else None
+            if isinstance(err, BaseException):
+                _rewrite_failure(record, err)
+        return record.levelno >= self.level
+
+
+def _rewrite_failure(record: logging.LogRecord, err: BaseException) -> None:
+    details = getattr(record, "temporal_activity", None) or {}
+    attempt = int(details.get("attempt") or 1)
+    name = details.get("activity_type", "activity")
+    where = f"workflow {details.get('workflow_id')}, activity {details.get('activity_id')}"
+    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
+    what = f"{kind}: {err.message if isinstance(err, ApplicationError) else err}"
+    record.args = ()
+    if isinstance(err, ApplicationError) and err.category == ApplicationErrorCategory.BENIGN:
+        record.msg = f"{name} refused: {what} ({where})"  # an expected outcome: one line
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+    elif _gives_up(err, attempt, kind):
+        record.msg = f"{name} attempt {attempt} failed, giving up: {what} ({where})"
+        return  # with the whole traceback
+    else:
+        record.msg = f"{name} attempt {attempt} failed, will retry: {what} ({where})"
+        if attempt == 1:
+            return  # with the whole traceback, once
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+
+
+def _gives_up(err: BaseException, attempt: int, kind: str) -> bool:
+    """Whether this failure ends the activity's retries (as far as the worker can tell)."""
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        return True
+    policy = activity.info().retry_policy if activity.in_activity() else None
+    if policy is None:
+        return False
+    return (0 < policy.maximum_attempts <= attempt) or kind in (policy.non_retryable_error_types or ())
+
+
+def quiet_activity_failures(level: int = logging.INFO) -> None:
+    """Install ActivityFailureLog on the `temporalio.activity` logger (once per process)."""
+    logger = logging.getLogger("temporalio.activity")
+    if any(isinstance(f, ActivityFailureLog) for f in logger.filters):
+        return
+    level = min(level, logger.getEffectiveLevel())  # a worker run at DEBUG keeps everything
+    logger.addFilter(ActivityFailureLog(level))
+    logger.setLevel(logging.DEBUG)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
     return SandboxedWorkflowRunner(
@@ -74,6 +142,7 @@ def build_worker(
     client: Client, sessions: SessionFactory, settings: Settings, activities: list[object] | None = None
 ) -> Worker:
     threads = settings.worker_activity_threads
+    quiet_activity_failures()
     return Worker(
         client,
         task_queue=settings.task_queue,

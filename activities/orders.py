@@ -10,10 +10,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from temporalio import activity
 
-from activities import refuse
+from activities import refuse, refuses_bad_data
 from db import SessionFactory
 from models import tables as t
-from models.orders import OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
+from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
 from models.steps import ErrorType, EventRecord, FeedbackRecord, PricedOrder, PriceRequest, ScreenRequest
 
 CENT = Decimal("0.01")
@@ -24,6 +24,7 @@ class OrderActivities:
         self._sessions = sessions
 
     @activity.defn
+    @refuses_bad_data
     def record_order(self, request: PlaceOrder) -> None:
         """Persist the order as received (once), with its customer."""
         order = request.order
@@ -66,6 +67,7 @@ class OrderActivities:
             )
 
     @activity.defn
+    @refuses_bad_data
     def validate_order(self, request: PlaceOrder) -> PricedOrder:
         """Check the order against its schema and the catalog; price it. Refusals are non-retryable."""
         try:  # the same rules the command line applies, for sources that start workflows directly
@@ -77,6 +79,8 @@ class OrderActivities:
         if problems:
             raise refuse(ErrorType.invalid_order, "; ".join(problems))
         total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
+        if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
+            raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
         return PricedOrder(lines=lines, total=total, currency=order.currency)
 
     @activity.defn
@@ -105,6 +109,7 @@ class OrderActivities:
         return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
 
     @activity.defn
+    @refuses_bad_data
     def record_event(self, event: EventRecord) -> None:
         """Append to the order's audit trail and mirror its status on the orders row (idempotent on seq)."""
         with self._sessions.begin() as session:

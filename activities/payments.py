@@ -25,7 +25,9 @@ class PaymentActivities:
             row = self._gateway.authorize(
                 request.idempotency_key, request.order_id, request.amount, request.currency, request.token
             )
-        return _result(row)
+        # the attempt that got the answer: the order's events tell how often the gateway was tried
+        attempt = activity.info().attempt if activity.in_activity() else 1
+        return _result(row).model_copy(update={"attempt": attempt})
 
     @activity.defn
     def capture_payment(self, request: PaymentRequest) -> PaymentResult:
@@ -56,6 +58,7 @@ def _gateway_errors() -> Iterator[None]:
     except PaymentDeclined as exc:
         raise refuse(ErrorType.payment_declined, str(exc)) from exc
     except PaymentRejected as exc:
-        raise refuse(ErrorType.payment_rejected, str(exc)) from exc
+        # a request breaking a ledger invariant is a bug somewhere: logged with its traceback
+        raise refuse(ErrorType.payment_rejected, str(exc), benign=False) from exc
     except GatewayUnavailable as exc:
         raise ApplicationError(str(exc), type="GatewayUnavailable") from exc

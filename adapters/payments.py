@@ -2,16 +2,16 @@
 
 Tokens: tok_visa approves; tok_declined and tok_insufficient_funds decline; tok_flaky fails
 transiently twice per authorization and then approves; tok_flaky_void approves but its void fails
-transiently twice; tok_void_unavailable approves but its void never goes through (an outage). Every request carries an idempotency key: repeating
-a key returns the original outcome and never moves money twice. The ledger enforces
-captured <= authorized, refunded <= captured and no capture after a void.
+transiently twice; tok_void_unavailable approves but its void never goes through (an outage); any other
+token is declined with `unknown_test_token`. The transient failures are counted per request in
+`gateway_attempts`, so a worker restart does not start the count again. Every request carries an
+idempotency key: repeating a key returns the original outcome and never moves money twice. The ledger
+enforces captured <= authorized, refunded <= captured and no capture after a void.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
-from models.tables import Payment
+from models.tables import GatewayAttempt, Payment, utcnow
 
 DECLINES = {"tok_declined": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 # token -> (operation, failures before it goes through; None: never)
@@ -29,11 +29,17 @@ TRANSIENT_FAILURES: dict[str, tuple[str, int | None]] = {
     "tok_flaky_void": ("void", 2),
     "tok_void_unavailable": ("void", None),
 }
+APPROVES = {"tok_visa"}
+TEST_TOKENS = APPROVES | DECLINES.keys() | TRANSIENT_FAILURES.keys()
+UNKNOWN_TOKEN = "unknown_test_token"  # the decline code of a token the sandbox does not know
 
 
 class PaymentDeclined(Exception):
     def __init__(self, code: str) -> None:
-        super().__init__(f"payment declined: {code}")
+        hint = (
+            " (not one of the sandbox gateway's test tokens, e.g. tok_visa)" if code == UNKNOWN_TOKEN else ""
+        )
+        super().__init__(f"payment declined: {code}{hint}")
         self.code = code
 
 
@@ -56,18 +62,20 @@ class LedgerTotals:
 class SandboxGateway:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
-        self._attempts: Counter[str] = Counter()
-        self._lock = threading.Lock()
 
     def authorize(self, key: str, order_id: str, amount: Decimal, currency: str, token: str) -> Payment:
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return _replay(done)
-            self._maybe_fail_transiently(key, token, "authorization")
-            code = DECLINES.get(token)
-            row = _record(session, order_id, "authorization", amount, currency, key, decline_code=code)
+            # a simulated outage is counted in this transaction and raised once that has committed
+            outage = _transient_failure(session, key, token, "authorization")
+            code = DECLINES.get(token) or (None if token in TEST_TOKENS else UNKNOWN_TOKEN)
+            row = None if outage else _record(session, order_id, "authorization", amount, currency, key, code)
+        if outage is not None:
+            raise outage
         if code is not None:
             raise PaymentDeclined(code)
+        assert row is not None
         return row
 
     def capture(self, key: str, order_id: str, amount: Decimal) -> Payment:
@@ -81,13 +89,14 @@ class SandboxGateway:
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return done
-            self._maybe_fail_transiently(key, token, "void")
-            auth = _authorization(session, order_id, lock=True)
-            if auth is None:
-                return None
-            totals = ledger_totals(session, order_id)
-            remaining = totals.authorized - totals.captured if not totals.voided else Decimal("0")
-            return _record(session, order_id, "void", remaining, auth.currency, key)
+            if (outage := _transient_failure(session, key, token, "void")) is None:
+                auth = _authorization(session, order_id, lock=True)
+                if auth is None:
+                    return None
+                totals = ledger_totals(session, order_id)
+                remaining = totals.authorized - totals.captured if not totals.voided else Decimal("0")
+                return _record(session, order_id, "void", remaining, auth.currency, key)
+        raise outage
 
     def _move(self, key: str, order_id: str, kind: str, amount: Decimal, check) -> Payment:  # type: ignore[no-untyped-def]
         with self._sessions.begin() as session:
@@ -98,17 +107,6 @@ class SandboxGateway:
                 raise PaymentRejected(f"{kind} refused: order {order_id} has no approved authorization")
             check(ledger_totals(session, order_id), amount)
             return _record(session, order_id, kind, amount, auth.currency, key)
-
-    def _maybe_fail_transiently(self, key: str, token: str, operation: str) -> None:
-        failing, failures = TRANSIENT_FAILURES.get(token, ("", 0))
-        if failing != operation:
-            return
-        with self._lock:
-            self._attempts[key] += 1
-            if failures is None or self._attempts[key] <= failures:
-                raise GatewayUnavailable(
-                    f"gateway timeout ({operation} attempt {self._attempts[key]} for {key})"
-                )
 
 
 def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
@@ -141,6 +139,27 @@ def _check_refund(totals: LedgerTotals, amount: Decimal) -> None:
         raise PaymentRejected(
             f"refund refused: {totals.refunded} + {amount} would exceed captured {totals.captured}"
         )
+
+
+def _transient_failure(session: Session, key: str, token: str, operation: str) -> GatewayUnavailable | None:
+    """The outage a test token simulates for this request, if any; every failure is counted in the
+    database (in the caller's transaction, which must commit before raising it)."""
+    failing, failures = TRANSIENT_FAILURES.get(token, ("", 0))
+    if failing != operation:
+        return None
+    row = session.get(GatewayAttempt, key, with_for_update=True)
+    if row is not None and failures is not None and row.failures >= failures:
+        return None
+    if row is None:
+        row = GatewayAttempt(idempotency_key=key, operation=operation, failures=0)
+        session.add(row)
+    row.failures += 1
+    row.updated_at = utcnow()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent attempt counted first: this one is retried
+        raise GatewayUnavailable(f"concurrent request for {key}") from exc
+    return GatewayUnavailable(f"gateway timeout ({operation} attempt {row.failures} for {key})")
 
 
 def _by_key(session: Session, key: str) -> Payment | None:

@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from models.countries import ISO_COUNTRIES
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-Quantity = Annotated[int, Field(strict=True, gt=0)]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+# ---- bounds that match storage (models/tables.py): what passes these always fits its column ----
+
+MAX_QUANTITY = 100_000  # units per order line; far below the INTEGER columns' 2,147,483,647
+MAX_MONEY = Decimal("9999999999.99")  # the largest amount a Numeric(12, 2) column holds
+MAX_LINES = 200
+
+# Control characters (C0, DEL, C1), lone surrogates (not encodable, so not storable) and the Unicode
+# line and paragraph separators. PostgreSQL refuses NUL in any text; the others break logs and tables.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _no_control_characters(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if (found := pattern.search(value)) is not None:
+            raise ValueError(
+                f"must not contain control characters{allowed} (found {found.group()!r} at position {found.start()})"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# Refuse control characters: in one line of text, and in prose (reasons, notes, comments, instructions).
+PlainText = _no_control_characters(_CONTROL, "")
+ProseText = _no_control_characters(_CONTROL_BUT_NEWLINES, " other than newlines and tabs")
+
+Money = Annotated[Decimal, Field(ge=0, le=MAX_MONEY, max_digits=12, decimal_places=2)]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_QUANTITY)]
+Text = Annotated[str, Field(min_length=1, max_length=200), PlainText]  # names, address lines (String(200))
+OptionalText = Annotated[str, Field(max_length=200), PlainText]  # may be empty
+Reason = Annotated[str, Field(min_length=1, max_length=500), ProseText]  # why: cancellations, returns, stock
+Instructions = Annotated[str, Field(max_length=500), ProseText]
+Prose = Annotated[str, Field(min_length=1, max_length=2000), ProseText]  # support notes
+Comment = Annotated[str, Field(max_length=2000), ProseText]  # the customer's feedback
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 # Who asked for a change (an API key's name, or cli:<user>): set by the door, written to the event log.
 Actor = Annotated[str | None, Field(default=None, max_length=120)]
@@ -70,14 +103,14 @@ class _Strict(BaseModel):
 class CustomerIn(_Strict):
     id: Identifier
     name: Text
-    email: EmailStr
-    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()./-]{5,30}$")] | None = None
+    email: Annotated[EmailStr, Field(max_length=320)]  # String(320); the syntax allows no control chars
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()./-]{5,30}$")] | None = None  # String(40)
 
 
 class Address(_Strict):
     name: Text
     line1: Text
-    line2: Annotated[str, Field(max_length=200)] | None = None
+    line2: OptionalText | None = None
     city: Text
     postal_code: Annotated[str, Field(min_length=2, max_length=12, pattern=r"^[A-Za-z0-9 -]+$")]
     country: Annotated[str, Field(min_length=2, max_length=2)]
@@ -98,7 +131,7 @@ class LineIn(_Strict):
 
 class PaymentIn(_Strict):
     method: Literal["card"] = "card"
-    token: Annotated[str, Field(min_length=1, max_length=100)]
+    token: Annotated[str, Field(min_length=1, max_length=100), PlainText]
 
 
 class OrderInput(_Strict):
@@ -108,10 +141,22 @@ class OrderInput(_Strict):
     channel: Channel
     customer: CustomerIn
     shipping_address: Address
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=200)]
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     payment: PaymentIn
-    delivery_instructions: Annotated[str, Field(max_length=500)] | None = None
+    delivery_instructions: Instructions | None = None
+
+    @field_validator("lines")
+    @classmethod
+    def _total_fits(cls, lines: list[LineIn]) -> list[LineIn]:
+        """The total of the prices given must fit the money columns (the validate step checks the
+        catalog prices the same way)."""
+        total = sum(
+            (line.quantity * line.unit_price for line in lines if line.unit_price is not None), Decimal(0)
+        )
+        if total > MAX_MONEY:
+            raise ValueError(f"the order total {total} is above the maximum {MAX_MONEY}")
+        return lines
 
 
 class OrderPolicy(_Strict):
@@ -193,7 +238,7 @@ class FeedbackIn(_Strict):
     """The customer's feedback, as a source or support passes it on."""
 
     score: Annotated[int, Field(strict=True, ge=1, le=5)]
-    comment: Annotated[str, Field(max_length=2000)] | None = None
+    comment: Comment | None = None
 
 
 class Feedback(FeedbackIn):
@@ -208,7 +253,7 @@ class Feedback(FeedbackIn):
 
 
 class CancelIn(_Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Reason
 
 
 class CancelRequest(CancelIn):
@@ -220,7 +265,7 @@ class ReleaseRequest(_Strict):
 
 
 class NoteIn(_Strict):
-    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    text: Prose
 
 
 class SupportNote(NoteIn):
@@ -230,7 +275,7 @@ class SupportNote(NoteIn):
 class ReturnIn(_Strict):
     sku: Identifier
     quantity: Quantity
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Reason
     exchange_sku: Identifier | None = None
 
 

@@ -18,6 +18,9 @@ class ErrorType:
     payment_rejected = "PaymentRejected"  # a request that would break a ledger invariant
     out_of_stock = "OutOfStock"
     carrier_refused = "CarrierRefused"
+    # the database refused the data for good (a value out of range, a NUL, a violated constraint): a hole
+    # in the doors' validation, refused rather than retried for ever
+    invalid_data = "InvalidData"
 
 
 class EventRecord(BaseModel):
@@ -49,6 +52,7 @@ class PaymentResult(BaseModel):
     reference: str
     amount: Decimal
     kind: str
+    attempt: int = 1  # the activity attempt that got this answer (older histories: 1)
 
 
 class AllocatedShipment(BaseModel):

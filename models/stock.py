@@ -6,9 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.orders import Identifier
+from models.orders import Identifier, PlainText, Reason
 
-Reason = Annotated[str, Field(min_length=1, max_length=500)]
 Units = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
 WarehouseCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")]
 
@@ -48,4 +47,4 @@ class StockReceiptIn(_In):
     sku: Identifier
     warehouse: WarehouseCode
     quantity: Units
-    purchase_order: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    purchase_order: Annotated[str, Field(min_length=1, max_length=80), PlainText] | None = None  # String(80)

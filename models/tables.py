@@ -352,3 +352,13 @@ class ImportOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # pending, accepted, duplicate, refused
     reason: Mapped[str | None] = mapped_column(Text)
     order_json: Mapped[str | None] = mapped_column(Text)  # the validated order, while it waits to be placed
+
+
+class GatewayAttempt(Base):
+    """The sandbox gateway's count of transient failures per request, so a worker restart keeps it."""
+
+    __tablename__ = "gateway_attempts"
+    idempotency_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(16))  # authorization, void
+    failures: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

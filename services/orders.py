@@ -22,6 +22,7 @@ from temporalio.client import (
     WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -77,17 +78,34 @@ class Refused(RuntimeError):
     """The order is in no state to do what was asked."""
 
 
-def parse_order(text: str) -> OrderInput:
-    """Parse and validate an order document; raises OrderInputError naming the field."""
+def parse_order(text: str | bytes) -> OrderInput:
+    """Parse and validate an order document (bytes must be UTF-8); raises OrderInputError naming the
+    field, and nothing else, whatever the input."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise OrderInputError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise OrderInputError("invalid JSON: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise OrderInputError(f"invalid JSON: not UTF-8 (at byte {exc.start})") from None
+    except (ValueError, TypeError) as exc:
+        if "digits" in str(exc):  # an integer of thousands of digits (as the import says it)
+            raise OrderInputError("invalid JSON: a number is too long") from None
+        raise OrderInputError(f"invalid JSON: {_first_line(exc)}") from None
     try:
         return OrderInput.model_validate(data)
     except ValidationError as exc:
         problems = field_problems(exc)
         raise OrderInputError("invalid order: " + "; ".join(problems)) from None
+    except (RecursionError, ValueError, TypeError) as exc:  # pydantic reports its own; a safety net
+        raise OrderInputError(f"invalid order: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line, at most 200 characters, printable whatever it quotes."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return first.encode("ascii", "backslashreplace").decode()
 
 
 def policy_from(settings: Settings) -> OrderPolicy:
@@ -178,7 +196,12 @@ def _known(order_id: str) -> Iterator[None]:
 
 async def order_view(client: Client, order_id: str) -> OrderView:
     with _known(order_id):
-        return await handle(client, order_id).query(OrderQuery.view, result_type=OrderView)
+        try:
+            return await handle(client, order_id).query(OrderQuery.view, result_type=OrderView)
+        except WorkflowQueryFailedError as exc:  # e.g. a run that could not read its own input
+            raise Refused(
+                f"order {order_id} has no live view: {exc}; `starter.py reconcile` lists it"
+            ) from None
 
 
 async def order_status(client: Client, order_id: str) -> OrderStatus | None:

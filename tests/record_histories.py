@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from domain.catalog import load_catalog
 from models.catalog import CatalogFile
@@ -167,3 +167,20 @@ async def test_record_held_released_by_name_over_the_door(client, settings, sess
     await give_feedback(client, order_id, FeedbackIn(score=5), by="shop-connector")
     await handle(client, order_id).result()
     await _save(client, order_id, "held_released_by_name")
+
+
+async def test_record_cancelled_from_temporal_while_picking(client, sessions, gated_worker):
+    """Since Temporal's own cancellation compensates: cancelled from the Web UI while a pick was in flight;
+    the pick completes, then everything is undone and the run ends Canceled."""
+    settings, gates = await gated_worker("pick_stock")
+    skus = add_products(sessions, {"TEE": 5})
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
+    await wait_status(client, order_id, "picking")
+    await handle(client, order_id).cancel(reason="duplicate order")
+    gates["pick_stock"].set()
+
+    async def run_status() -> WorkflowExecutionStatus | None:
+        return (await handle(client, order_id).describe()).status
+
+    await eventually(run_status, lambda status: status == WorkflowExecutionStatus.CANCELED)
+    await _save(client, order_id, "cancelled_from_temporal_while_picking")

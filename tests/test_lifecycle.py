@@ -20,6 +20,7 @@ from tests.helpers import (
     ledger,
     notifications,
     order_doc,
+    outbox,
     place,
     stock_of,
     wait_status,
@@ -92,7 +93,9 @@ async def test_confirmation_message_has_details_and_expected_delivery(client, se
     assert "Total: 13.50 EUR" in confirmation.body
     assert view.expected_delivery is not None
     assert f"{view.expected_delivery:%d %B %Y}" in confirmation.body
-    shipped = notifications(sessions, order_id)[1]
+    # the status says shipped before the "shipped" message is sent: wait for it
+    await eventually(lambda: outbox(sessions, order_id), lambda kinds: "order_shipped" in kinds)
+    (shipped,) = [n for n in notifications(sessions, order_id) if n.kind == "order_shipped"]
     assert view.shipments[0].tracking_number in shipped.body
 
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from adapters.payments import PaymentDeclined, PaymentRejected, SandboxGateway, ledger_totals
+from adapters.payments import (
+    TEST_TOKENS,
+    GatewayUnavailable,
+    PaymentDeclined,
+    PaymentRejected,
+    SandboxGateway,
+    ledger_totals,
+)
 from config import Settings
 from db import SessionFactory
 from models import tables as t
 from services.orders import handle
 from tests.helpers import (
     add_products,
+    cli,
     events,
     ledger,
     notifications,
@@ -26,6 +37,8 @@ from tests.helpers import (
     unique,
     wait_status,
 )
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def payments(sessions: SessionFactory, order_id: str) -> list[t.Payment]:
@@ -66,6 +79,31 @@ async def test_declined_card_rejects_the_order_without_reserving(
 
 
 @pytest.mark.usefixtures("worker")
+async def test_an_unknown_token_is_declined_not_approved(client: Client, settings: Settings, sessions):
+    skus = add_products(sessions, {"TEE": 5}, price="19.90")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 1)], token="tok_mastercard"))
+
+    result = await rejection(client, order_id)
+
+    assert (result.status, result.payment_status) == ("rejected", "declined")
+    (reason,) = [e.detail for e in events(sessions, order_id) if e.type == "order_rejected"]
+    assert reason.startswith("payment declined: unknown_test_token")
+    assert "test tokens" in reason  # says why, not only the code
+    (payment,) = payments(sessions, order_id)
+    assert (payment.status, payment.decline_code) == ("declined", "unknown_test_token")
+    assert stock_of(sessions, skus["TEE"]) == (5, 0)
+
+
+def test_the_readme_lists_every_test_token():
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `tok_")]
+    listed = {token for row in rows for token in row.split("|")[1].replace("`", "").replace(",", " ").split()}
+    assert listed == TEST_TOKENS
+    assert any(
+        "unknown_test_token" in line for line in README.read_text().splitlines() if line.startswith("|")
+    )
+
+
+@pytest.mark.usefixtures("worker")
 async def test_flaky_gateway_is_retried_until_the_order_ships(
     client: Client, settings: Settings, sessions: SessionFactory
 ):
@@ -93,6 +131,94 @@ async def test_flaky_gateway_is_retried_until_the_order_ships(
         and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
     ]
     assert len(scheduled) == 1 and attempts == [3]  # two transient failures, then approved
+    # the retries show in the order's events
+    (authorized,) = [e.detail for e in events(sessions, order_id) if e.type == "payment_authorized"]
+    assert authorized.endswith("after 3 attempts"), authorized
+    with sessions() as session:
+        counted = session.get(t.GatewayAttempt, f"order-{order_id}:authorize")
+        assert counted is not None and (counted.operation, counted.failures) == ("authorization", 2)
+
+
+# ---- the worker's log: refusals one line, retries one line each after the first ----
+
+
+def activity_records(caplog: pytest.LogCaptureFixture, order_id: str, activity_type: str) -> list:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "temporalio.activity"
+        and getattr(r, "temporal_activity", {}).get("workflow_id") == f"order-{order_id}"
+        and getattr(r, "temporal_activity", {}).get("activity_type") == activity_type
+        and r.levelno >= logging.INFO
+    ]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_declined_card_is_one_log_line_without_a_traceback(
+    client: Client, settings: Settings, sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)  # the root: the worker's own level, as in worker.py
+    skus = add_products(sessions, {"TEE": 5}, price="19.90")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 1)], token="tok_declined"))
+    await rejection(client, order_id)
+
+    (record,) = activity_records(caplog, order_id, "authorize_payment")
+    assert record.levelno == logging.INFO
+    assert record.exc_info is None and record.exc_text is None
+    line = caplog.handler.format(record)
+    assert "\n" not in line and "Traceback" not in line
+    assert "authorize_payment refused: PaymentDeclined: payment declined: card_declined" in line
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_flaky_gateway_logs_the_traceback_once_then_one_line_per_retry(
+    client: Client, settings: Settings, sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    skus = add_products(sessions, {"TEE": 5}, price="19.90")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 1)], token="tok_flaky"))
+    await wait_status(client, order_id, "confirmed", "picking", "packed", "shipped")
+
+    first, second = activity_records(caplog, order_id, "authorize_payment")
+    assert first.levelno == logging.WARNING and first.exc_info is not None  # the whole story, once
+    assert "authorize_payment attempt 1 failed, will retry: GatewayUnavailable" in first.getMessage()
+    assert "Traceback" in caplog.handler.format(first)
+    assert second.levelno == logging.WARNING and second.exc_info is None
+    line = caplog.handler.format(second)
+    assert "\n" not in line
+    assert "authorize_payment attempt 2 failed, will retry: GatewayUnavailable: gateway timeout" in line
+
+
+# ---- place --wait: the exit status tells a rejected order ----
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize(
+    ("token", "status", "outcome"),
+    [("tok_visa", 0, "confirmed"), ("tok_declined", 1, "rejected: payment declined: card_declined")],
+)
+async def test_place_wait_exits_1_when_the_order_is_rejected(
+    settings: Settings,
+    sessions: SessionFactory,
+    tmp_path: Path,
+    capsys,
+    token: str,
+    status: int,
+    outcome: str,
+):
+    skus = add_products(sessions, {"TEE": 5}, price="19.90")
+    doc = order_doc([(skus["TEE"], 1)], token=token)
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(doc))
+
+    code, out = await cli(settings, "place", str(path), "--wait")
+
+    assert (code, out.strip()) == (status, f"{doc['order_id']} {outcome}")
+    err = capsys.readouterr().err
+    if status:
+        assert f"error: order {doc['order_id']} was rejected: payment declined: card_declined" in err
+    else:
+        assert "error" not in err
 
 
 # ---- the gateway's ledger, directly ----
@@ -178,6 +304,41 @@ def test_repeated_declined_key_declines_again_without_a_second_row(gateway, sess
     (row,) = payments(sessions, order_id)
     assert (row.status, row.decline_code) == ("declined", "card_declined")
     assert totals(sessions, order_id) == (0, 0, 0)
+
+
+def test_an_unknown_token_is_declined(gateway, sessions):
+    order_id = unique("PAY")
+    with pytest.raises(PaymentDeclined) as declined:
+        gateway.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_amex")
+    assert declined.value.code == "unknown_test_token"
+    assert [(p.status, p.decline_code) for p in payments(sessions, order_id)] == [
+        ("declined", "unknown_test_token")
+    ]
+
+
+def test_the_flaky_count_survives_a_worker_restart(sessions):
+    """The failures are counted in the database: a new gateway (a restarted worker) goes on counting."""
+    order_id = unique("PAY")
+    key = f"{order_id}:authorize"
+    for _ in range(2):
+        with pytest.raises(GatewayUnavailable):
+            SandboxGateway(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
+        assert payments(sessions, order_id) == []  # an outage writes nothing to the ledger
+    row = SandboxGateway(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
+    assert (row.kind, row.status) == ("authorization", "approved")
+    with sessions() as session:
+        counted = session.get(t.GatewayAttempt, key)
+        assert counted is not None and counted.failures == 2
+    # the void of tok_flaky_void the same way; tok_void_unavailable never goes through
+    for token, outages in (("tok_flaky_void", 2), ("tok_void_unavailable", 4)):
+        order_id = unique("PAY")
+        SandboxGateway(sessions).authorize(f"{order_id}:authorize", order_id, Decimal("5.00"), "EUR", token)
+        for _ in range(outages):
+            with pytest.raises(GatewayUnavailable):
+                SandboxGateway(sessions).void(f"{order_id}:void", order_id, token)
+        if token == "tok_flaky_void":
+            void = SandboxGateway(sessions).void(f"{order_id}:void", order_id, token)
+            assert void is not None and void.amount == Decimal("5.00")
 
 
 def test_no_authorization_nothing_to_void_capture_or_refund(gateway, sessions):

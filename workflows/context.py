@@ -8,7 +8,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
@@ -17,7 +18,13 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.steps import ErrorType, EventRecord, NotificationRequest, PaymentResult
     from models.workflow_names import step_key
-    from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER, STEP_TIMEOUT
+    from workflows.options import (
+        LOCAL_STEP_TIMEOUT,
+        RETRY_FOREVER,
+        STEP_TIMEOUT,
+        first_phase,
+        step_attention_attempts,
+    )
 
 _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
 
@@ -25,9 +32,14 @@ _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.star
 class OrderFailed(Exception):
     """A business refusal or a cancellation: the order ends with `status` after compensation."""
 
-    def __init__(self, status: OrderStatus, reason: str, by: str | None = None) -> None:
+    def __init__(
+        self, status: OrderStatus, reason: str, by: str | None = None, from_temporal: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status, self.reason, self.by = status, reason, by  # by: who asked, for a cancellation
+        # a cancellation requested from Temporal itself (Web UI, `temporal workflow cancel`): parcels
+        # already handed to the carrier are kept rather than undone (see OrderWorkflow._end)
+        self.from_temporal = from_temporal
 
 
 def business_refusal(err: ActivityError) -> str | None:
@@ -55,6 +67,16 @@ class OrderContext:
         self.stop: OrderFailed | None = None  # set by a cancellation or a failed sibling shipment
         self.voided = False
         self._seq = 0
+        # Orders placed since Temporal's own cancellation compensates (the run decides, see
+        # OrderWorkflow.run): a step interrupted by that cancellation runs to its end first, so the
+        # order knows whether it happened. Older runs keep Temporal's default (they replay as recorded).
+        self.cancellation = ActivityCancellationType.TRY_CANCEL
+        # NeedsAttention: steps stuck right now, and whether a compensation gave up (never cleared)
+        self.incident = False
+        self._stuck: list[str] = []
+        self._flagged = False
+        # set by the run: interrupts the order's main flow (when it may be) once it is stopping
+        self.interrupt: Callable[[], None] | None = None
 
     @property
     def order_id(self) -> str:
@@ -72,9 +94,71 @@ class OrderContext:
     async def step(
         self, activity: Callable[..., Any], arg: Any, summary: str, retry: RetryPolicy = RETRY_FOREVER
     ) -> Any:
-        return await workflow.execute_activity_method(
-            activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=retry, summary=summary
+        """Run one activity. With the default policy a step retries for ever, in two phases: after
+        OMS_STEP_ATTENTION_ATTEMPTS failed attempts (a non-business error: business refusals are
+        non-retryable and raise at once) the order is marked NeedsAttention with a `step_stuck` event,
+        and the step goes on retrying; when it succeeds a `step_recovered` event clears the mark.
+
+        Replay: a recorded step that failed `attempts` times can only come from this code (the
+        forever policy never reports a retryable failure), so histories recorded before replay as
+        they were. Compensations pass their own bounded policy and become incidents instead."""
+        if retry is not RETRY_FOREVER:
+            return await self._activity(activity, arg, summary, retry)
+        attempts = step_attention_attempts()
+        try:
+            return await self._activity(activity, arg, summary, first_phase(attempts))
+        except ActivityError as err:
+            if err.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                raise  # a business refusal, or a cancellation
+            error = _error_text(err)
+        self._stuck.append(summary)
+        self._sync_attention()
+        await self.event(
+            "step_stuck", f"{summary}: failed {attempts} attempts, still retrying; last error: {error}"
         )
+        if self.stop is not None and self.stop.from_temporal and self.interrupt is not None:
+            self.interrupt()  # stopped from Temporal meanwhile: do not wait for this step for ever
+        try:
+            result = await self._activity(activity, arg, summary, RETRY_FOREVER)
+        except ActivityError as err:
+            self._unstuck(summary)
+            if (reason := business_refusal(err)) is not None:
+                await self.event("step_recovered", f"{summary}: no longer retried, refused: {reason}")
+            raise
+        except BaseException:
+            self._unstuck(summary)
+            raise
+        self._unstuck(summary)
+        await self.event("step_recovered", f"{summary}: succeeded after being stuck")
+        return result
+
+    async def _activity(
+        self, activity: Callable[..., Any], arg: Any, summary: str, retry: RetryPolicy
+    ) -> Any:
+        return await workflow.execute_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=retry,
+            summary=summary,
+            cancellation_type=self.cancellation,
+        )
+
+    def _unstuck(self, summary: str) -> None:
+        self._stuck.remove(summary)
+        self._sync_attention()
+
+    def _sync_attention(self) -> None:
+        """The NeedsAttention search attribute: set while a step is stuck; cleared when none is,
+        unless a compensation gave up (an incident stays until a person settles it)."""
+        wanted = bool(self._stuck) or self.incident
+        if wanted != self._flagged:
+            self._flagged = wanted
+            workflow.upsert_search_attributes([sa.NEEDS_ATTENTION.value_set(wanted)])
+
+    def mark_incident(self) -> None:
+        """A compensation gave up: the caller sets NeedsAttention (as it always has)."""
+        self.incident = self._flagged = True
 
     async def step_or_fail(
         self, activity: Callable[..., Any], arg: Any, summary: str, status: OrderStatus
@@ -109,6 +193,7 @@ class OrderContext:
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=RETRY_FOREVER,
             summary=event_type,
+            cancellation_type=self.cancellation,
         )
 
     async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
@@ -148,6 +233,8 @@ class OrderContext:
         v = self.view
         total = f"{v.total} {v.currency}" if v.total is not None else "not priced yet"
         lines = [f"**{v.status.value}** · payment {v.payment_status.value} · {total}"]
+        if self._stuck:
+            lines.append("needs attention: stuck at " + ", ".join(self._stuck) + " (still retrying)")
         lines += [
             f"- {s.id} ({s.warehouse}): {s.status.value}"
             + (f", {s.carrier} {s.tracking_number}" if s.tracking_number else "")
@@ -167,6 +254,14 @@ def _payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, v
     if voided:
         return PaymentStatus.voided
     return PaymentStatus.authorized if authorized > 0 else PaymentStatus.pending
+
+
+def _error_text(err: ActivityError) -> str:
+    """The last error of a failed step, as support reads it."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause or err)
 
 
 def by_whom(by: str | None) -> str:

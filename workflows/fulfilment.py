@@ -47,6 +47,7 @@ class Fulfilment:
         saga.push(
             f"put the picked units of {shipment.id} back on the shelf",
             lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment.id}", retry),
+            shipment.id,
         )
         units = await ctx.step(
             InventoryActivities.pick_stock, ref, f"pick {shipment.id} in {shipment.warehouse}"
@@ -64,6 +65,7 @@ class Fulfilment:
             lambda retry: ctx.step(
                 FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
             ),
+            shipment.id,
         )
         ship = ShipRequest(
             order_id=ctx.order_id,
@@ -124,8 +126,11 @@ class Fulfilment:
             currency=ctx.view.currency,
         )
         refund = capture.model_copy(update={"idempotency_key": ctx.key(f"refund:capture:{shipment.id}")})
+        captured = False
 
         async def undo(retry: RetryPolicy) -> None:
+            if not captured:  # the capture never went through (a cancellation stopped it): nothing to refund
+                return
             ctx.book_payment(
                 await ctx.step(
                     PaymentActivities.refund_payment,
@@ -135,7 +140,7 @@ class Fulfilment:
                 )
             )
 
-        saga.push(f"refund the capture for {shipment.id}", undo)
+        saga.push(f"refund the capture for {shipment.id}", undo, shipment.id)
         ctx.book_payment(
             await ctx.step(
                 PaymentActivities.capture_payment,
@@ -143,6 +148,7 @@ class Fulfilment:
                 f"capture {money(capture.amount, capture.currency)}",
             )
         )
+        captured = True
         await ctx.event("payment_captured", f"{money(shipment.amount, capture.currency)} for {shipment.id}")
 
     async def _flag_overdue(self, shipment: ShipmentView) -> None:

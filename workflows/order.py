@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.inventory import InventoryActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
@@ -45,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentRef,
         StockKey,
     )
+    from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment
@@ -63,13 +68,30 @@ CANCELLABLE = frozenset(
 ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
 # Where a placed order comes to rest for its placer: accepted, refused, or waiting for a person or stock.
 SETTLED = frozenset(OrderStatus) - {OrderStatus.received}
+# Parcels with the carrier or the customer: a cancellation from Temporal keeps them (see _end).
+HANDED_OVER = frozenset({ShipmentStatus.shipped, ShipmentStatus.delivered})
+# Orders placed since this patch turn Temporal's own cancellation into a compensated cancellation.
+TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
+STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
+UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
 
 @workflow.defn(name=ORDER_WORKFLOW)
 class OrderWorkflow:
     @workflow.init
-    def __init__(self, request: PlaceOrder) -> None:
-        self._ctx = OrderContext(request)
+    def __init__(self, request: RawValue) -> None:
+        # The input is decoded here, not by the SDK: an input the model refuses (a workflow started
+        # directly, past the doors) then fails the run at once with the problem named, instead of
+        # failing its workflow task for ever. Only the model's refusal does that: any other decoding
+        # error still fails the task, which a fixed deploy can retry.
+        self._unreadable: str | None = None
+        try:
+            placed = workflow.payload_converter().from_payload(request.payload, PlaceOrder)
+        except ValidationError as exc:
+            self._unreadable = "; ".join(field_problems(exc, whole="input"))
+            return
+        self._request: PlaceOrder = placed
+        self._ctx = OrderContext(placed)
         self._saga = Saga(self._ctx)
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
@@ -80,28 +102,91 @@ class OrderWorkflow:
         self._reserved = False
 
         self._ended = False  # the order ended early and everyone concerned has been told
+        # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
+        self._graceful = False  # this run compensates it (placed since TEMPORAL_CANCEL_COMPENSATES)
+        self._interruptible = True  # the main flow may be interrupted (not while it ends or completes)
+        self._cancelled_from_temporal = False  # it stopped the order: the run ends Canceled
+        self._main: asyncio.Task[OrderView] | None = None
 
     # ---- the run ----
 
     @workflow.run
-    async def run(self, request: PlaceOrder) -> OrderView:
-        ctx = self._ctx
-        await ctx.step(OrderActivities.record_order, request, "record the order")
-        lines = len(request.order.lines)
-        await ctx.event(
-            "order_received",
-            f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}",
-        )
+    async def run(self, request: RawValue) -> OrderView:
+        if self._unreadable is not None:
+            raise ApplicationError(
+                f"the order workflow cannot read its input: {self._unreadable}",
+                type=UNREADABLE_INPUT,
+                non_retryable=True,
+            )
+        if not workflow.patched(TEMPORAL_CANCEL_COMPENSATES):
+            return await self._run()  # placed before: Temporal's cancellation ends the run where it is
+        # Temporal's cancellation reaches this task only; the order's main flow runs in its own, so
+        # that the cancellation becomes a stop the order handles like support's `cancel` (checked
+        # between steps, waking every wait), and compensation, once begun, is shielded from it.
+        self._graceful = True
+        self._ctx.cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        self._ctx.interrupt = self._interrupt
+        self._main = asyncio.create_task(self._run())
+        while not self._main.done():
+            try:
+                await workflow.wait([self._main])
+            except asyncio.CancelledError:
+                self._stop_from_temporal()
+        view = self._main.result()
+        if self._cancelled_from_temporal:  # compensated: the run shows what the operator asked for
+            raise CancelledError(STOPPED_FROM_TEMPORAL)
+        return view
+
+    async def _run(self) -> OrderView:
+        ctx, request = self._ctx, self._request
         try:
+            await ctx.step(OrderActivities.record_order, request, "record the order")
+            lines = len(request.order.lines)
+            await ctx.event(
+                "order_received",
+                f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}",
+            )
             await self._accept()
             await self._fulfil()
+            await self._return_window()
         except OrderFailed as failure:
-            await self._end(failure)
-            await workflow.wait_condition(workflow.all_handlers_finished)  # let `cancel` report back
-            return ctx.view
-        await self._return_window()
+            return await self._close(failure)
+        except BaseException as err:
+            if not (self._cancelled_from_temporal and ctx.stop is not None and is_cancelled_exception(err)):
+                raise
+            return await self._close(ctx.stop)  # interrupted by Temporal's cancellation
+        if self._cancelled_from_temporal and ctx.stop is not None:  # it ended the return window early
+            return await self._close(ctx.stop)
+        self._interruptible = False
         await ctx.set_status(OrderStatus.completed, "order_completed", "return window closed")
         return ctx.view
+
+    async def _close(self, failure: OrderFailed) -> OrderView:
+        await self._end(failure)
+        await workflow.wait_condition(workflow.all_handlers_finished)  # let `cancel` report back
+        return self._ctx.view
+
+    def _stop_from_temporal(self) -> None:
+        """Temporal's cancellation arrived. An order still under way stops: the step in flight runs to
+        its end (so its outcome is known), then the order is compensated like a `cancel`, and the run
+        ends Canceled. An order already ending (compensating, completing) ends as it would have."""
+        if not self._interruptible:
+            return
+        reason = workflow.cancellation_reason()
+        ctx = self._ctx
+        ctx.stop = ctx.stop or OrderFailed(
+            OrderStatus.cancelled,
+            STOPPED_FROM_TEMPORAL + (f": {reason}" if reason else ""),
+            from_temporal=True,
+        )
+        self._cancelled_from_temporal = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Wake the main flow wherever it waits (a hold, a backorder, a delivery, the return window, a
+        step retrying for ever); it finds the stop and compensates. Never once it is ending."""
+        if self._interruptible and self._main is not None and not self._main.done():
+            self._main.cancel()
 
     async def _accept(self) -> None:
         """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation."""
@@ -136,6 +221,7 @@ class OrderWorkflow:
                 lambda retry, ref=ref: ctx.step(
                     InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
                 ),
+                shipment.id,
             )
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
         used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
@@ -188,7 +274,9 @@ class OrderWorkflow:
         self._saga.push("void the authorization", undo)
         ctx.book_payment(result)
         await ctx.event(
-            "payment_authorized", f"{money(result.amount, payment.currency)} ({result.reference})"
+            "payment_authorized",
+            f"{money(result.amount, payment.currency)} ({result.reference})"
+            + (f" after {result.attempt} attempts" if result.attempt > 1 else ""),
         )
 
     async def _reserve(self, lines: list[PricedLine]) -> list[AllocatedShipment]:
@@ -301,29 +389,71 @@ class OrderWorkflow:
 
     async def _return_window(self) -> None:
         ctx = self._ctx
-        await workflow.sleep(ctx.policy.return_window, summary="return window")
+        if not self._graceful:
+            await workflow.sleep(ctx.policy.return_window, summary="return window")
+            await workflow.wait_condition(
+                lambda: self._returns.all_settled() and workflow.all_handlers_finished()
+            )
+            return
+        with suppress(TimeoutError):  # the same timer, but a cancellation from Temporal ends the window early
+            await workflow.wait_condition(
+                lambda: ctx.stop is not None,
+                timeout=ctx.policy.return_window,
+                timeout_summary="return window",
+            )
         await workflow.wait_condition(
-            lambda: self._returns.all_settled() and workflow.all_handlers_finished()
+            lambda: ctx.stop is not None or (self._returns.all_settled() and workflow.all_handlers_finished())
         )
 
     async def _end(self, failure: OrderFailed) -> None:
+        """Compensate and tell everyone. Runs to its end: nothing interrupts it once begun.
+
+        A cancellation from Temporal keeps the parcels already handed to the carrier (shipped or
+        delivered): their units are gone from the shelf and their capture stands, because a click in
+        the Web UI cannot bring a parcel back; undoing them would put units on the books that are on
+        a van and refund goods the customer receives. A return (or the carrier's recall) is how they
+        come back. Everything else is undone as for support's `cancel`; the event names what was kept."""
         ctx = self._ctx
-        await self._saga.compensate()
+        self._interruptible = False
+        kept = [s for s in ctx.view.shipments if failure.from_temporal and s.status in HANDED_OVER]
+        await self._saga.compensate(frozenset(s.id for s in kept))
         for shipment in ctx.view.shipments:
             if shipment.status not in (ShipmentStatus.shipped, ShipmentStatus.delivered):
                 shipment.status = ShipmentStatus.cancelled
+        parcels = ", ".join(f"{s.id} ({s.status.value})" for s in kept)
+        if kept and {s.id for s in ctx.view.shipments if s.exchange_for is None} <= {s.id for s in kept}:
+            # every parcel is with the carrier or the customer: nothing of the order is left to cancel
+            open_returns = [r.rma for r in ctx.view.returns if r.status == "requested"]
+            await ctx.event(
+                "run_cancelled",
+                f"{failure.reason}: every parcel was already handed to the carrier ({parcels}), so the "
+                "order stays as it is and nothing was undone; deliveries and returns are support's from here"
+                + (f" (open returns: {', '.join(open_returns)})" if open_returns else ""),
+            )
+            self._ended = True
+            return
+        kept_note = f"; kept {parcels}: already handed to the carrier, so its capture stands" if kept else ""
         await ctx.set_status(
-            failure.status, f"order_{failure.status.value}", failure.reason + by_whom(failure.by)
+            failure.status, f"order_{failure.status.value}", failure.reason + by_whom(failure.by) + kept_note
         )
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
         else:
-            await ctx.notify("order_cancelled", "cancelled", reason=failure.reason, money=self._money_note())
+            await ctx.notify(
+                "order_cancelled", "cancelled", reason=failure.reason, money=self._money_note(kept)
+            )
         self._ended = True
 
-    def _money_note(self) -> str:
+    def _money_note(self, kept: list[ShipmentView] | None = None) -> str:
         """What happened to the customer's money, in words, for the cancellation message."""
         paid, currency = self._ctx.view.payment, self._ctx.view.currency
+        if kept:
+            charged = paid.captured - paid.refunded
+            return (
+                f"You were charged {money(charged, currency)} for the parcels already on their way to you "
+                f"({', '.join(s.id for s in kept)})"
+                + ("; the hold on your card for the rest was released." if self._ctx.voided else ".")
+            )
         if paid.refunded:
             return f"We refunded {money(paid.refunded, currency)}."
         if paid.authorized > paid.captured and not self._ctx.voided:
@@ -334,6 +464,8 @@ class OrderWorkflow:
 
     @workflow.query(name=OrderQuery.view)
     def view(self) -> OrderView:
+        if self._unreadable is not None:
+            raise ApplicationError(f"the order workflow cannot read its input: {self._unreadable}")
         return self._ctx.view
 
     @workflow.update(name=OrderUpdate.wait_settled)

@@ -19,13 +19,15 @@ Undo = Callable[[RetryPolicy], Awaitable[object]]
 class Saga:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
-        self._undos: list[tuple[str, Undo]] = []
+        self._undos: list[tuple[str, Undo, str | None]] = []
 
-    def push(self, what: str, undo: Undo) -> None:
-        self._undos.append((what, undo))
+    def push(self, what: str, undo: Undo, shipment: str | None = None) -> None:
+        """Register the undo of a step that succeeded; `shipment`: the shipment it belongs to."""
+        self._undos.append((what, undo, shipment))
 
-    async def compensate(self) -> None:
-        """Run the undos in reverse. Each retries with backoff; one that still fails is an incident."""
+    async def compensate(self, keep: frozenset[str] = frozenset()) -> None:
+        """Run the undos in reverse, except those of the shipments in `keep` (parcels that stay with the
+        carrier or the customer). Each retries with backoff; one that still fails is an incident."""
         retry = RetryPolicy(
             initial_interval=timedelta(milliseconds=500),
             backoff_coefficient=2.0,
@@ -33,7 +35,9 @@ class Saga:
             maximum_attempts=self._ctx.policy.compensation_attempts,
         )
         while self._undos:
-            what, undo = self._undos.pop()
+            what, undo, shipment = self._undos.pop()
+            if shipment is not None and shipment in keep:
+                continue
             try:
                 await undo(retry)
             except ActivityError as err:
@@ -44,6 +48,7 @@ class Saga:
     async def _incident(self, what: str, err: ActivityError) -> None:
         error = str(err.cause or err)
         await self._ctx.event("compensation_failed", f"{what}: {error}")
+        self._ctx.mark_incident()
         workflow.upsert_search_attributes([sa.NEEDS_ATTENTION.value_set(True)])
         await self._ctx.notify(
             "compensation_failed", f"incident:{what}", to_support=True, what=what, error=error

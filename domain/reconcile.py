@@ -1,0 +1,191 @@
+"""What an order whose workflow can no longer act still holds in the database, and settling it.
+
+A terminated (or failed, timed out, cancelled) run runs no compensation: its reservations stay active
+and its authorization open. `services/reconcile.py` finds such orders and settles them with these
+functions; stock changes only through the stock ledger's `move`, as everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import SessionFactory
+from domain.stock import ENDED_ORDER_STATUSES
+from domain.stock_ledger import move
+from models import tables as t
+from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
+
+
+@dataclass(frozen=True)
+class HeldStock:
+    """The units of one reservation."""
+
+    shipment_id: str
+    sku: str
+    warehouse: str
+    quantity: int
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}@{self.warehouse} ({self.shipment_id})"
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    status: str
+    payment_status: str
+    currency: str
+
+
+def order_row(sessions: SessionFactory, order_id: str) -> OrderRow | None:
+    with sessions() as session:
+        order = session.get(t.Order, order_id)
+        return None if order is None else OrderRow(order.status, order.payment_status, order.currency)
+
+
+def held_stock(sessions: SessionFactory, order_id: str) -> list[HeldStock]:
+    """The order's active reservations: units reserved on the shelf."""
+    with sessions() as session:
+        return [_held(r) for r in _reservations(session, order_id, "active", lock=False)]
+
+
+def picked_not_shipped(sessions: SessionFactory, order_id: str) -> list[HeldStock]:
+    """Units picked off the shelf for a shipment that never left (its run stopped before shipping)."""
+    with sessions() as session:
+        rows = session.scalars(
+            _picked_not_shipped(order_id).order_by(t.Reservation.sku, t.Reservation.warehouse)
+        )
+        return [_held(r) for r in rows]
+
+
+def release_reservations(sessions: SessionFactory, order_id: str) -> list[HeldStock]:
+    """Release every active reservation of the order, as the release step does: the ledger's conditional
+    move, the reservation marked released, its shipment cancelled unless it shipped. Returns what was
+    released (nothing on a repeat)."""
+    released: list[HeldStock] = []
+    with sessions.begin() as session:
+        for r in _reservations(session, order_id, "active", lock=True):
+            if not move(session, r.sku, r.warehouse, "release", reserved=-r.quantity, order_id=order_id):
+                raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+            r.status = "released"
+            released.append(_held(r))
+            shipment = session.get(t.Shipment, r.shipment_id)
+            if shipment is not None and shipment.shipped_at is None:
+                shipment.status = ShipmentStatus.cancelled.value
+    return released
+
+
+def restock_unshipped(sessions: SessionFactory, order_id: str) -> list[HeldStock]:
+    """Put back on the shelf the units picked for shipments that never left, as the restock
+    compensation does: a restock movement, the reservation marked restocked, the shipment cancelled."""
+    restocked: list[HeldStock] = []
+    with sessions.begin() as session:
+        rows = session.scalars(
+            _picked_not_shipped(order_id)
+            .order_by(t.Reservation.sku, t.Reservation.warehouse)
+            .with_for_update()
+        )
+        for r in rows:
+            move(
+                session,
+                r.sku,
+                r.warehouse,
+                "restock",
+                on_hand=r.quantity,
+                order_id=order_id,
+                reason=f"{r.shipment_id} not shipped (reconcile)",
+            )
+            r.status = "restocked"
+            restocked.append(_held(r))
+            shipment = session.get(t.Shipment, r.shipment_id)
+            if shipment is not None and shipment.shipped_at is None:
+                shipment.status = ShipmentStatus.cancelled.value
+    return restocked
+
+
+def close_order(
+    sessions: SessionFactory, order_id: str, detail: str, payment_status: PaymentStatus | None
+) -> str | None:
+    """Mark an order whose workflow can no longer act cancelled (unless it had ended already), set its
+    payment status, and append a `reconciled` event with `detail` to its audit trail. Returns the
+    status it had when it changed, else None."""
+    for attempt in range(3):
+        try:
+            with sessions.begin() as session:
+                order = session.get(t.Order, order_id, with_for_update=True)
+                if order is None:
+                    return None
+                before = order.status
+                changed = before not in ENDED_ORDER_STATUSES
+                if changed:
+                    order.status = OrderStatus.cancelled.value
+                if payment_status is not None:
+                    order.payment_status = payment_status.value
+                seq = session.scalar(
+                    select(func.max(t.OrderEvent.seq)).where(t.OrderEvent.order_id == order_id)
+                )
+                session.add(
+                    t.OrderEvent(
+                        order_id=order_id, seq=(seq or 0) + 1, at=t.utcnow(), type="reconciled", detail=detail
+                    )
+                )
+            return before if changed else None
+        except IntegrityError:  # another reconcile appended an event at the same time: take the next seq
+            if attempt == 2:
+                raise
+    return None
+
+
+def ended_orders_still_holding(sessions: SessionFactory) -> list[str]:
+    """Orders the database says have ended (rejected, cancelled, completed) that still hold an active
+    reservation or an approved authorization neither captured in full nor voided: a compensation
+    that gave up, whatever the state of their run (the caller checks it is closed)."""
+    approved = t.Payment.status == "approved"
+    money = (
+        select(t.Payment.order_id)
+        .where(approved)
+        .group_by(t.Payment.order_id)
+        .having(
+            and_(
+                func.sum(case((t.Payment.kind == "void", 1), else_=0)) == 0,
+                func.sum(case((t.Payment.kind == "authorization", t.Payment.amount), else_=0))
+                > func.sum(case((t.Payment.kind == "capture", t.Payment.amount), else_=0)),
+            )
+        )
+    )
+    stock = select(t.Reservation.order_id).where(t.Reservation.status == "active")
+    query = (
+        select(t.Order.id)
+        .where(t.Order.status.in_(ENDED_ORDER_STATUSES), or_(t.Order.id.in_(money), t.Order.id.in_(stock)))
+        .order_by(t.Order.id)
+    )
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def _picked_not_shipped(order_id: str) -> Select[tuple[t.Reservation]]:
+    return (
+        select(t.Reservation)
+        .join(t.Shipment, t.Shipment.id == t.Reservation.shipment_id)
+        .where(
+            t.Reservation.order_id == order_id,
+            t.Reservation.status == "picked",
+            t.Shipment.shipped_at.is_(None),
+        )
+    )
+
+
+def _reservations(session: Session, order_id: str, status: str, lock: bool) -> list[t.Reservation]:
+    query = (
+        select(t.Reservation)
+        .where(t.Reservation.order_id == order_id, t.Reservation.status == status)
+        .order_by(t.Reservation.sku, t.Reservation.warehouse)  # the ledger's lock order
+    )
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def _held(r: t.Reservation) -> HeldStock:
+    return HeldStock(shipment_id=r.shipment_id, sku=r.sku, warehouse=r.warehouse, quantity=r.quantity)

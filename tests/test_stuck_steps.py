@@ -1,0 +1,170 @@
+"""A step that keeps failing for a reason that is not a business refusal is not left retrying unseen:
+after OMS_STEP_ATTENTION_ATTEMPTS attempts the order is marked NeedsAttention with a `step_stuck`
+event (the step and its last error), and the step goes on retrying; when it succeeds, `step_recovered`
+clears the mark. A stuck order can still be cancelled from Temporal: the stuck step is interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from config import Settings
+from db import SessionFactory
+from models import search_attributes as sa
+from models.orders import OrderView
+from services.orders import handle, order_view
+from tests.helpers import (
+    add_products,
+    assert_ledger_invariants,
+    cli,
+    eventually,
+    ledger,
+    notification_kinds,
+    order_doc,
+    place,
+    stock_of,
+    wait_status,
+)
+from worker import build_activities, build_worker
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+ATTEMPTS = 3  # OMS_STEP_ATTENTION_ATTEMPTS for these tests (the default, 5, only takes longer)
+
+
+@pytest.fixture(autouse=True)
+def few_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers of this process read the setting through workflows.context (passed through the
+    sandbox, so this reaches the workflows too)."""
+    monkeypatch.setattr("workflows.context.step_attention_attempts", lambda: ATTEMPTS)
+
+
+def failing_until(fn: Callable[..., Any], released: threading.Event, error: str) -> Callable[..., Any]:
+    """The activity, failing with a transient (retryable) error until `released` is set."""
+
+    @functools.wraps(fn, updated=())
+    def fail_then_run(arg: Any) -> Any:
+        if not released.is_set():
+            raise RuntimeError(error)
+        return fn(arg)
+
+    return activity.defn(name=fn.__name__)(fail_then_run)
+
+
+@pytest.fixture
+async def flaky_worker(client: Client, sessions: SessionFactory, settings: Settings):
+    """A worker on its own task queue whose named activity fails until the test releases it."""
+    started: list[tuple[Worker, threading.Event]] = []
+
+    async def start(name: str, error: str) -> tuple[Settings, threading.Event]:
+        own = settings.model_copy(
+            update={"task_queue": f"{settings.task_queue}-flaky-{uuid.uuid4().hex[:6]}"}
+        )
+        released = threading.Event()
+        activities = [
+            failing_until(fn, released, error) if fn.__name__ == name else fn
+            for fn in build_activities(sessions, client, own)
+        ]
+        worker = build_worker(client, sessions, own, activities=activities)
+        started.append((worker, released))
+        asyncio.get_running_loop().create_task(worker.run())
+        return own, released
+
+    yield start
+    for worker, released in started:
+        released.set()
+        await worker.shutdown()
+
+
+async def needs_attention(client: Client, order_id: str) -> bool | None:
+    description = await handle(client, order_id).describe()
+    return description.typed_search_attributes.get(sa.NEEDS_ATTENTION)
+
+
+async def event_of(client: Client, order_id: str, event_type: str) -> OrderView:
+    return await eventually(
+        lambda: order_view(client, order_id), lambda v: any(e.type == event_type for e in v.events)
+    )
+
+
+async def test_a_stuck_step_marks_the_order_and_its_recovery_clears_it(client, sessions, flaky_worker):
+    settings, released = await flaky_worker("pack_shipment", "label printer offline")
+    sku = add_products(sessions, {"TEE": 5}, price="15.00")["TEE"]
+    order_id = await place(client, settings, order_doc([(sku, 1)]))
+
+    view = await event_of(client, order_id, "step_stuck")
+    (stuck,) = [e for e in view.events if e.type == "step_stuck"]
+    assert stuck.detail == (
+        f"pack {order_id}-S1: failed {ATTEMPTS} attempts, still retrying; "
+        "last error: RuntimeError: label printer offline"
+    )
+    assert view.status == "picking"
+    assert await needs_attention(client, order_id) is True
+
+    # support finds it: `list --needs-attention`, `status`, and reconcile's report (listed, not settled)
+    async def listed() -> list[str]:
+        status, out = await cli(settings, "list", "--needs-attention", "--json")
+        assert status == 0
+        return [o["order_id"] for o in json.loads(out)]
+
+    await eventually(listed, lambda ids: order_id in ids)
+    status, out = await cli(settings, "status", order_id)
+    assert status == 0 and "step_stuck" in out and "label printer offline" in out
+    status, out = await cli(settings, "reconcile", "--json")
+    report = json.loads(out)
+    assert order_id in [o["order_id"] for o in report["needs_attention"]]
+    assert order_id not in [o["order_id"] for o in report["orders"]]
+    description = await handle(client, order_id).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING  # still retrying
+
+    released.set()
+
+    view = await wait_status(client, order_id, "shipped")
+    (recovered,) = [e for e in view.events if e.type == "step_recovered"]
+    assert recovered.detail == f"pack {order_id}-S1: succeeded after being stuck"
+    assert [e.type for e in view.events].index("step_recovered") > [e.type for e in view.events].index(
+        "step_stuck"
+    )
+    assert await needs_attention(client, order_id) is False
+    await eventually(listed, lambda ids: order_id not in ids)
+    assert view.payment_status == "captured"
+
+
+async def test_a_business_refusal_is_not_a_stuck_step(client, settings, sessions):
+    sku = add_products(sessions, {"TEE": 5})["TEE"]
+    order_id = await place(client, settings, order_doc([(sku, 1)], token="tok_declined"))
+    view = await wait_status(client, order_id, "rejected")
+    assert "step_stuck" not in [e.type for e in view.events]
+    assert await needs_attention(client, order_id) is None
+
+
+async def test_a_stuck_order_can_be_cancelled_from_temporal(client, sessions, flaky_worker):
+    settings, _ = await flaky_worker("pack_shipment", "label printer offline")
+    sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
+    order_id = await place(client, settings, order_doc([(sku, 2)]))
+    await event_of(client, order_id, "step_stuck")
+
+    await handle(client, order_id).cancel()  # the step would retry for ever: it is interrupted
+
+    async def run_status() -> WorkflowExecutionStatus | None:
+        return (await handle(client, order_id).describe()).status
+
+    await eventually(run_status, lambda s: s == WorkflowExecutionStatus.CANCELED)
+    view = await order_view(client, order_id)
+    assert (view.status, view.payment_status) == ("cancelled", "voided")
+    assert stock_of(sessions, sku) == (4, 0)  # picked, then put back
+    assert ledger(sessions, order_id) == {"authorization": Decimal("16.00"), "void": Decimal("16.00")}
+    assert_ledger_invariants(sessions, order_id)
+    assert notification_kinds(sessions, order_id)[-1] == "order_cancelled"
+    assert await needs_attention(client, order_id) is False  # nothing is stuck any more
