@@ -140,7 +140,10 @@ class OrderWorkflow:
     async def _run(self) -> OrderView:
         ctx, request = self._ctx, self._request
         try:
-            await ctx.step(OrderActivities.record_order, request, "record the order")
+            # a refusal here (data the database cannot hold) rejects the order rather than failing the run
+            await ctx.step_or_fail(
+                OrderActivities.record_order, request, "record the order", OrderStatus.rejected
+            )
             lines = len(request.order.lines)
             await ctx.event(
                 "order_received",
