@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker api clean histories bench bench-api
+.PHONY: install run test lint worker api clean histories bench bench-api chaos
 
 install: .venv/.installed
 
@@ -40,6 +40,11 @@ bench: install
 # The HTTP API under open-loop load (python -m bench.api_load --help for options).
 bench-api: install
 	.venv/bin/python -m bench.api_load
+
+# Fault injection: orders through the system while workers, the dev server and (on PostgreSQL, via
+# OMS_TEST_DATABASE_URL) the database fail; exits 1 on any violation (python -m chaos --help).
+chaos: install
+	.venv/bin/python -m chaos
 
 histories: install
 
