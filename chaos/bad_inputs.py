@@ -41,6 +41,7 @@ BAD_INPUTS: dict[str, str] = {
         lines=[{"sku": "KB-MX75-BRN", "quantity": 2_147_483_647, "unit_price": "10.00"}]
     ),
     "NUL in the customer's name (PostgreSQL refuses it)": _order(customer__name="Ada\x00Lovelace"),
+    "JSON nested 100,000 deep (the parser's recursion limit)": "[" * 100_000 + "]" * 100_000,
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from chaos.faults import log
 from chaos.orders import PlannedOrder, Role
 from chaos.stack import Stack
 from config import Settings
@@ -103,7 +104,7 @@ class DriverFigures:
     # its retry is refused ("already cancelled", "not on hold", "closed")
     took_effect_before: int = 0
     cancels_too_late: int = 0  # the order had packed before the cancellation arrived: it ships instead
-    table_ahead: int = 0  # refusals because the orders table ran ahead of the workflow (see _table_ahead)
+    asked_again: int = 0  # refused although the orders table showed the status: asked again (_ask_again)
     errors: list[str] = field(default_factory=list)  # what the system answered that it never should
     placing_seconds: float = 0.0
     drained_at: float = 0.0  # monotonic time the last order ended and its workflow closed
@@ -206,12 +207,15 @@ class Driver:
                     lambda: release_order(self.stack.client, order.order_id, by="chaos"),
                 )
                 return
-            except Refused:
+            except Refused as refused:
                 view = await self._view(order)
-                if view.status != OrderStatus.received:  # released by an attempt we gave up on (or ended)
-                    self.figures.took_effect_before += 1
+                log(f"{order.order_id}: release refused ({refused}); the workflow says {view.status}")
+                if view.status not in (OrderStatus.received, OrderStatus.on_hold):
+                    self.figures.took_effect_before += 1  # released by an attempt we gave up on (or ended)
                     return
-                await self._table_ahead()  # the table said on_hold: the workflow is not durably there yet
+                # Not released yet, although the table said on_hold (asking again after a release that
+                # did go through is harmless: on hold, the workflow accepts it again).
+                await self._ask_again()
 
     async def _confirm_delivery(self, order: PlannedOrder) -> None:
         while True:
@@ -221,25 +225,29 @@ class Driver:
                     lambda: confirm_delivery(self.stack.client, order.order_id, by="chaos-carrier"),
                 )
                 return
-            except Refused:
+            except Refused as refused:
                 view = await self._view(order)
+                log(
+                    f"{order.order_id}: delivery confirmation refused ({refused}); the workflow says {view.status}"
+                )
                 if view.status in ENDED or (
                     view.shipments and all(s.status == ShipmentStatus.delivered for s in view.shipments)
                 ):
                     self.figures.took_effect_before += 1  # confirmed by an attempt we gave up on
                     return
-                await self._table_ahead()  # the table said shipped: the workflow is not durably there yet
+                await self._ask_again()  # not shipped yet for the workflow, although the table said so
 
     async def _view(self, order: PlannedOrder) -> OrderView:
         return await self._call(
             f"view {order.order_id}", lambda: order_view(self.stack.client, order.order_id)
         )
 
-    async def _table_ahead(self) -> None:
-        """The orders table showed a status the workflow has not durably reached: a worker recorded it
-        (a local activity) in a workflow task it did not complete before it died. The task runs again;
-        wait for it, and ask again."""
-        self.figures.table_ahead += 1
+    async def _ask_again(self) -> None:
+        """The workflow refused a call that the orders table said it was ready for (on hold, shipped).
+        Seen around a worker's death: the table is written by the workflow task's local activity, and
+        that task may not have completed (the worker died; it runs again), or the call was validated
+        against the state before the task's news. A second later the workflow is there: ask again."""
+        self.figures.asked_again += 1
         if time.monotonic() > self.deadline:
             raise Stuck("the workflow never reached the status the orders table showed")
         await asyncio.sleep(1.0)

@@ -121,7 +121,7 @@ class Result:
     client_retries: int = 0
     placed_again: int = 0
     took_effect_before: int = 0
-    table_ahead: int = 0
+    asked_again: int = 0
     retry_causes: dict[str, int] = field(default_factory=dict)
     cancels_too_late: int = 0
     violations: list[str] = field(default_factory=list)
@@ -202,7 +202,7 @@ async def run_scenario(
             figures.took_effect_before,
         )
         result.retry_causes = dict(figures.retry_causes.most_common())
-        result.table_ahead = figures.table_ahead
+        result.asked_again = figures.asked_again
         result.worker_kills, result.worker_exits = log.worker_kills, stack.workers.exited
         result.server_restarts, result.outage_seconds = log.server_restarts, log.outage_seconds
         result.fault_events = log.events
@@ -291,7 +291,7 @@ def details(results: list[Result]) -> str:
             f"{r.scenario}: {statuses}; {r.cancels_too_late} cancellations came too late (shipped instead), "
             f"{r.placed_again} placements retried across a fault found their order, {r.took_effect_before} "
             "support or carrier calls given up on had taken effect (their retry was refused), "
-            f"{r.table_ahead} refused because the orders table ran ahead of the workflow, "
+            f"{r.asked_again} refused although the orders table showed the order ready (asked again), "
             f"{r.worker_exits} workers exited by themselves"
         )
         if r.retry_causes:
