@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker api clean histories bench bench-api chaos
+.PHONY: install run test lint worker api clean histories bench bench-api bench-codec chaos
 
 install: .venv/.installed
 
@@ -36,6 +36,10 @@ clean:
 
 bench: install
 	.venv/bin/python -m bench.throughput
+
+# What the payload codec costs per payload and what compression saves (python -m bench.codec --help).
+bench-codec: install
+	.venv/bin/python -m bench.codec
 
 # The HTTP API under open-loop load (python -m bench.api_load --help for options).
 bench-api: install

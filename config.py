@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -73,6 +73,25 @@ class Settings(BaseSettings):
     api_max_import: int = Field(default=20 * 1024 * 1024, ge=1024)  # bytes, for POST /orders/import
     api_wait_timeout: Duration = timedelta(seconds=30)  # ?wait=true answers with `received` after it
     api_key_cache_ttl: Duration = timedelta(seconds=2)  # a revoked key works on for at most this long
+
+    # payload encryption (encryption/): "id:key,id:key", the first encrypts, all decrypt; without it a
+    # key is generated once into codec_key_file. Keys never appear in logs or in `config` output.
+    codec_keys: SecretStr | None = None
+    codec_key_file: Path = DATA_DIR / "codec-keys"
+    # the codec server (POST /codec/decode, /codec/encode) answers browsers from this origin only: the
+    # Temporal Web UI's (a comma-separated list if it is reached under several names)
+    temporal_ui_origin: str = "http://127.0.0.1:8233"
+    codec_max_body: int = Field(default=4 * 1024 * 1024, ge=1024)  # bytes, for /codec/*
+
+    # the console's signed session cookie (sign-in with a support or admin key)
+    session_secret: SecretStr | None = None  # without it, one is generated once into session_secret_file
+    session_secret_file: Path = DATA_DIR / "session-secret"
+    session_ttl: Duration = timedelta(hours=8)
+    session_cookie_secure: bool = False  # true behind HTTPS: the cookie is then never sent in clear
+
+    @property
+    def temporal_ui_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.temporal_ui_origin.split(",") if o.strip()]
 
 
 @lru_cache

@@ -14,6 +14,11 @@ Settings: OMS_* variables pass through to every child (database, policies, OMS_A
 second copy next to another one: OMS_DEV_DATA_DIR (default .data), OMS_DEV_PORT (7233), OMS_DEV_UI_PORT
 (8233) and OMS_API_PORT (8000); the database is DATA_DIR/oms.db unless OMS_DATABASE_URL says otherwise.
 OMS_DEV_DEMO=0 brings the system up without the demo.
+
+The Web UI's codec endpoint is the API's codec server (`/codec`), and the API admits the UI's origin:
+a browser signed in to the console (`/console/sign-in`, the demo support key) that sends its cookie
+("Include cross-origin credentials" in the UI's Codec Server settings) sees the orders decoded; any
+other sees ciphertext. The codec keys and the session secret live in DATA_DIR, like the database.
 """
 
 from __future__ import annotations
@@ -104,6 +109,26 @@ class DevConfig:
         host = "127.0.0.1" if self.api_host in ("", "0.0.0.0", "::") else self.api_host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
 
+    @property
+    def ui_url(self) -> str:
+        """The Web UI (the dev server binds it to 127.0.0.1), under the API's host name where that is a
+        loopback name: the console's session cookie (SameSite=lax) reaches the codec server from the UI
+        only when both are the same site, and 127.0.0.1 and localhost are not."""
+        return f"http://{'localhost' if self.api_host == 'localhost' else '127.0.0.1'}:{self.ui_port}"
+
+    @property
+    def ui_origins(self) -> list[str]:
+        """Every origin the Web UI answers under here, for the codec server to admit (CORS)."""
+        return [f"http://127.0.0.1:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+
+    @property
+    def codec_url(self) -> str:
+        return f"{self.api_url}/codec"
+
+    @property
+    def sign_in_url(self) -> str:
+        return f"{self.api_url}/console/sign-in"
+
     @classmethod
     def from_env(cls) -> DevConfig:
         try:
@@ -136,6 +161,13 @@ def child_env(cfg: DevConfig) -> dict[str, str]:
     env = {**os.environ, "OMS_TEMPORAL_ADDRESS": cfg.address, "PYTHONUNBUFFERED": "1"}
     # the database lives with the rest of the state: a second copy (OMS_DEV_DATA_DIR) gets its own
     env.setdefault("OMS_DATABASE_URL", f"sqlite:///{cfg.data_dir / 'oms.db'}")
+    # ... and so do the codec's keys and the console's session secret (generated on first use)
+    env.setdefault("OMS_CODEC_KEY_FILE", str(cfg.data_dir / "codec-keys"))
+    env.setdefault("OMS_SESSION_SECRET_FILE", str(cfg.data_dir / "session-secret"))
+    # The codec server answers the browser of *our* Web UI (its port may not be the default one); an
+    # origin set in OMS_TEMPORAL_UI_ORIGIN (a proxy in front of the UI, say) is admitted as well.
+    given = [o.strip() for o in env.get("OMS_TEMPORAL_UI_ORIGIN", "").split(",") if o.strip()]
+    env["OMS_TEMPORAL_UI_ORIGIN"] = ",".join(dict.fromkeys([*cfg.ui_origins, *given]))
     return env
 
 
@@ -358,6 +390,9 @@ def start_temporal(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
         str(cfg.port),
         "--ui-port",
         str(cfg.ui_port),
+        # the UI decodes payloads through the API's codec server (for a browser signed in to the console)
+        "--ui-codec-endpoint",
+        cfg.codec_url,
         "--log-level",
         "warn",
         # WAL: writers no longer block readers; measured here it lifts the server's start rate by
@@ -735,9 +770,14 @@ def print_running(cfg: DevConfig, api: Api) -> None:
     print(
         "\n"
         + _bold("The OMS is running.")
-        + f"\n  Temporal Web UI:  http://localhost:{cfg.ui_port}"
+        + f"\n  Temporal Web UI:  {cfg.ui_url}"
         + '\n                    (Workflows list: search e.g.  OrderStatus = "delivered")'
         + f"\n  HTTP API:         {api.url}   (OpenAPI: {api.url}/docs)"
+        + f"\n  Console sign-in:  {cfg.sign_in_url}   (with the demo-support key below)"
+        + "\n  Decoded orders:   the Web UI shows the orders' data as ciphertext. To read it: sign in at the"
+        + "\n                    console, then in the Web UI's Codec Server settings (the codec icon in its"
+        + f'\n                    top bar) choose "Use my browser setting", endpoint {cfg.codec_url},'
+        + '\n                    turn "Include cross-origin credentials" on and Apply.'
         + f"\n{keys}"
         + f"\n  Logs:             {logs}"
         + f"\n  Try:              {address}.venv/bin/python starter.py list --status delivered"

@@ -14,6 +14,7 @@
     python starter.py reconcile [--json] [--dry-run]
     python starter.py apikey create --role source|support|carrier|warehouse|admin --name N [--json]
     python starter.py apikey revoke NAME | apikey list
+    python starter.py codec keys | codec rotate | codec generate | codec audit [--limit N] [--json]
 
 
 Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected), 2 invalid input.
@@ -27,6 +28,7 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -42,7 +44,10 @@ from domain import api_keys, stock
 from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
+from domain.codec_audit import recent_codec_uses
 from domain.order_import import ImportFileError, ImportFormat, decode_import, format_for
+from encryption.keys import CodecKeyError, format_keys, load_key_ring, new_key_ring
+from encryption.keys import rotate as rotate_keys
 from models import tables as t
 from models.catalog import CatalogFile
 from models.imports import ImportStatus
@@ -163,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     blocklist.add_argument("action", choices=["add", "remove", "list"])
     blocklist.add_argument("email", nargs="?")
     blocklist.add_argument("--reason")
+    codec = sub.add_parser("codec", help="the payload encryption keys").add_subparsers(
+        dest="action", required=True
+    )
+    codec.add_parser("keys", help="the key ids in use (never the keys): which one encrypts")
+    codec.add_parser("generate", help="print a new OMS_CODEC_KEYS setting for a fresh deployment")
+    audit = codec.add_parser(
+        "audit", help="the codec server's latest decodes and encodes: who, which workflows"
+    )
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true")
+    codec.add_parser(
+        "rotate",
+        help="put a new key in front: prints the new OMS_CODEC_KEYS setting, or rewrites the local key file",
+    )
     settle = sub.add_parser(
         "reconcile", help="settle orders whose run was terminated, failed or cancelled (after terminate)"
     )
@@ -551,6 +570,58 @@ async def cmd_apikey(args: argparse.Namespace, settings: Settings, out: TextIO) 
         print(table(["NAME", "ROLE", "CREATED", "REVOKED"], rows), file=out)
 
 
+async def cmd_codec(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    if args.action == "audit":
+        with _database(settings) as sessions:
+            uses = recent_codec_uses(sessions, max(1, min(args.limit, 1000)))
+        if args.json:
+            print(as_json([asdict(u) for u in uses]), file=out)
+            return
+        rows = [
+            (
+                f"{u.at:%Y-%m-%d %H:%M:%S}",
+                u.actor,
+                u.via.value,
+                u.operation.value,
+                u.payloads,
+                u.workflow_ids,
+                u.outcome,
+            )
+            for u in uses
+        ]
+        print(table(["AT (UTC)", "WHO", "VIA", "OP", "PAYLOADS", "WORKFLOWS", "OUTCOME"], rows), file=out)
+        return
+    setting = settings.codec_keys.get_secret_value() if settings.codec_keys else None
+    source = "OMS_CODEC_KEYS" if setting else str(settings.codec_key_file)
+    try:
+        if args.action == "keys":
+            ring = load_key_ring(setting, settings.codec_key_file)
+            rows = [
+                (key_id, "encrypts and decrypts" if n == 0 else "decrypts")
+                for n, key_id in enumerate(ring.ids)
+            ]
+            print(table(["KEY ID", "USE"], rows), file=out)
+            print(f"from {source}", file=sys.stderr)
+            return
+        if args.action == "generate":
+            print(f"OMS_CODEC_KEYS={format_keys(new_key_ring())}", file=out)
+            return
+        rotation = rotate_keys(setting, settings.codec_key_file)
+    except CodecKeyError as exc:
+        raise CommandError(str(exc)) from None
+    new_id, old_ids = rotation.ring.current_id, ", ".join(rotation.ring.ids[1:])
+    if rotation.new_setting is None:
+        print(f"{source}: {new_id} encrypts from now on; {old_ids} still decrypt", file=out)
+        print("restart the worker and the API so that they read the new key", file=sys.stderr)
+        return
+    print(
+        f"new key {new_id} in front of {old_ids}. Deploy this setting to every worker and client "
+        "(any order: all of them decrypt with either ring), then keep the old keys until no run uses them:",
+        file=sys.stderr,
+    )
+    print(f"OMS_CODEC_KEYS={rotation.new_setting}", file=out)
+
+
 BLOCKLIST_DONE = {"add": "added", "remove": "removed"}
 
 
@@ -633,6 +704,7 @@ COMMANDS = {
     "apikey": cmd_apikey,
     "purchase-orders": cmd_purchase_orders,
     "reconcile": cmd_reconcile,
+    "codec": cmd_codec,
 }
 
 

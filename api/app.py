@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api import errors
-from api.middleware import AuditLog, BodyLimit
-from api.routes import carrier, health, imports, orders, stock
+from api import console_session, errors
+from api.middleware import AuditLog, BodyLimit, PathCors
+from api.routes import carrier, codec, console, health, imports, orders, stock
 from api.state import AppState, KeyCache
 from config import Settings
 from db import make_engine, make_session_factory
+from encryption.codec import EncryptionCodec
+from encryption.converter import converter_for, key_ring
 
 DESCRIPTION = """
 The order management system's HTTP API: order sources place orders (one at a time or in batches),
@@ -23,6 +24,9 @@ support staff read and act on them, carriers report deliveries, warehouses book 
 
 Every request but the probes needs an API key (`Authorization: Bearer <key>`); each key has one role
 and reaches only its endpoints. Errors are JSON: `{"error", "detail", "problems"}`.
+
+The codec server (`/codec/decode`, `/codec/encode`) lets the Temporal Web UI and CLI read the encrypted
+payloads; it also takes the session of the support console (`/console`), which the Web UI's browser sends.
 """
 
 
@@ -33,7 +37,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         temporal = client or await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=converter_for(settings),
             lazy=True,  # start and answer 503 while Temporal is down, instead of not starting at all
         )
         # on SQLite, reads (keys, stock, progress) get an engine that does not queue behind writers
@@ -48,6 +52,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             sessions=sessions,
             reads=make_session_factory(read_engine) if read_engine is not engine else sessions,
             keys=KeyCache(settings.api_key_cache_ttl.total_seconds()),
+            codec=EncryptionCodec(key_ring(settings)),
         )
         app.state.oms = state
         await imports.resume_imports(state)
@@ -61,10 +66,25 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (orders, imports, carrier, stock, health):
+    for module in (orders, imports, carrier, stock, health, codec, console):
         app.include_router(module.router)
+    # the last added runs first: CORS outermost, so that the Web UI can read even a 413's answer
+    console_session.install(app, settings)
     app.add_middleware(AuditLog)
     app.add_middleware(
-        BodyLimit, limit=settings.api_max_body, per_path={"/orders/import": settings.api_max_import}
+        BodyLimit,
+        limit=settings.api_max_body,
+        per_path={
+            "/orders/import": settings.api_max_import,
+            "/codec/decode": settings.codec_max_body,
+            "/codec/encode": settings.codec_max_body,
+        },
+    )
+    app.add_middleware(
+        PathCors,
+        prefix="/codec/",
+        origins=settings.temporal_ui_origins,
+        methods=["POST"],
+        headers=["content-type", "x-namespace", "authorization"],
     )
     return app

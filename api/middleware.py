@@ -1,12 +1,15 @@
-"""Two plain ASGI middlewares: a request-size limit (413) and the audit line of every mutating request."""
+"""Plain ASGI middlewares: a request-size limit (413), the audit line of every mutating request, and
+the codec server's CORS for the Temporal Web UI (and nothing else's)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 audit_log = logging.getLogger("oms.api.audit")
@@ -58,17 +61,67 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "too_large", "detail": f"the request body is larger than {limit} bytes", "problems": []}
-    ).encode()
+    await _send_error(send, 413, "too_large", f"the request body is larger than {limit} bytes")
+
+
+async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
+    """The API's error shape (api/errors.py), from a middleware, before any route has run."""
+    body = json.dumps({"error": error, "detail": detail, "problems": []}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class PathCors:
+    """CORS on the paths under `prefix` only, for `origins` only, with credentials (the Temporal Web UI
+    fetches the codec server with `credentials: 'include'`, so the console's cookie goes along).
+
+    A request under `prefix` from any other browser origin but the API's own is refused (403) before a
+    route runs: SameSite=lax still sends the session cookie from other ports and sibling subdomains of
+    the same site, so without this such a page could have payloads decoded with a support session."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        prefix: str,
+        origins: Sequence[str],
+        methods: Sequence[str],
+        headers: Sequence[str],
+    ) -> None:
+        self.app, self.prefix, self.origins = app, prefix, frozenset(origins)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=methods,
+            allow_headers=headers,
+            allow_credentials=True,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        origin = Headers(scope=scope).get("origin")
+        if origin is not None and origin not in self.origins and origin != _own_origin(scope):
+            audit_log.warning("refused %s %s from origin %r", scope["method"], scope["path"], origin[:200])
+            allowed = ", ".join(sorted(self.origins)) or "none"
+            detail = (
+                f"origin {origin[:200]!r} may not call {self.prefix}; allowed: {allowed}"
+                " (the Temporal Web UI's: OMS_TEMPORAL_UI_ORIGIN)"
+            )
+            await _send_error(send, 403, "origin_not_allowed", detail)
+            return
+        await self.cors(scope, receive, send)
+
+
+def _own_origin(scope: Scope) -> str:
+    host = Headers(scope=scope).get("host", "")
+    return f"{scope.get('scheme', 'http')}://{host}"
 
 
 class AuditLog:

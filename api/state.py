@@ -13,28 +13,42 @@ from temporalio.client import Client
 from config import Settings
 from db import SessionFactory
 from domain.api_keys import Principal, hash_key
+from encryption.codec import EncryptionCodec
 
 
 class KeyCache:
-    """Keys seen in the last `ttl` seconds and who they belong to. The database lookup is a third of
-    a request's CPU; the price is that a revoked key keeps working for up to `ttl` in a running API."""
+    """Keys seen in the last `ttl` seconds and who they belong to, by the key (its hash: bearer calls)
+    or by its row id (console sessions). The database lookup is a third of a request's CPU; the price
+    is that a revoked key, and the sessions it started, keep working for up to `ttl` in a running API."""
 
     MAX_ENTRIES = 10_000
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._entries: dict[str | int, tuple[float, Principal]] = {}
 
     def get(self, key: str) -> Principal | None:
-        entry = self._entries.get(hash_key(key))
+        return self._get(hash_key(key))
+
+    def put(self, key: str, who: Principal) -> None:
+        self._put(hash_key(key), who)
+
+    def get_by_id(self, key_id: int) -> Principal | None:
+        return self._get(key_id)
+
+    def put_by_id(self, key_id: int, who: Principal) -> None:
+        self._put(key_id, who)
+
+    def _get(self, entry_key: str | int) -> Principal | None:
+        entry = self._entries.get(entry_key)
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
-    def put(self, key: str, who: Principal) -> None:
+    def _put(self, entry_key: str | int, who: Principal) -> None:
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
-        self._entries[hash_key(key)] = (time.monotonic() + self._ttl, who)
+        self._entries[entry_key] = (time.monotonic() + self._ttl, who)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class AppState:
     # reads (keys, stock, imports' progress): on SQLite they need not queue behind the worker's writes
     reads: SessionFactory
     keys: KeyCache
+    codec: EncryptionCodec  # the codec server's: the same keys as every worker and client
     background: set[asyncio.Task[object]] = field(default_factory=set)  # imports in progress
 
     def spawn(self, coro) -> None:  # type: ignore[no-untyped-def]

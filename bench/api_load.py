@@ -65,7 +65,6 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.throughput import OLIST_DIR, bench_database, build_catalog, read_csv, to_order_input
 from config import PROJECT_DIR, Settings
@@ -73,6 +72,7 @@ from connection import ensure_search_attributes, exit_without_finalizing
 from db import make_engine, make_session_factory
 from domain import api_keys
 from domain.catalog import load_catalog
+from encryption.converter import converter_for
 from models.catalog import CatalogFile, StockRow
 from models.orders import OrderInput
 from models.workflow_names import ORDER_WORKFLOW, order_workflow_id
@@ -327,7 +327,7 @@ async def start_temporal(children: Children, data_dir: Path, store: str) -> tupl
     child = children.start("Temporal dev server", argv, dict(os.environ), "temporal.log")
 
     async def connect() -> Client:
-        return await Client.connect(address, data_converter=pydantic_data_converter)
+        return await Client.connect(address, data_converter=converter_for(Settings()))
 
     return await wait_until(children, connect, f"Temporal on {address}"), child
 

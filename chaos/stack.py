@@ -25,6 +25,7 @@ from chaos.proxy import TcpProxy
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
 from domain.catalog import load_catalog
+from encryption.keys import format_keys
 from models.catalog import CatalogFile
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -82,6 +83,7 @@ def worker_env(server: TemporalServer, database_url: str, task_queue: str) -> di
         "OMS_TEMPORAL_ADDRESS": server.address,
         "OMS_DATABASE_URL": database_url,
         "OMS_TASK_QUEUE": task_queue,
+        "OMS_CODEC_KEYS": format_keys(server.codec_keys),
         "OMS_WORKER_ACTIVITY_THREADS": str(WORKER_THREADS),
         "PYTHONUNBUFFERED": "1",
     }

@@ -34,10 +34,12 @@ class ApiKeyError(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name (it goes into the audit log and the order's events) and role."""
+    """Who is calling: the key's name (it goes into the audit log and the order's events) and role.
+    `key_id` is the key's row: a console session remembers it instead of the key itself."""
 
     name: str
     role: Role
+    key_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,18 @@ def authenticate(sessions: SessionFactory, key: str) -> Principal | None:
         row = session.scalar(
             select(t.ApiKey).where(t.ApiKey.key_hash == hash_key(key), t.ApiKey.revoked_at.is_(None))
         )
-        return Principal(name=row.name, role=Role(row.role)) if row is not None else None
+        return _principal(row) if row is not None else None
+
+
+def principal_by_id(sessions: SessionFactory, key_id: int) -> Principal | None:
+    """The principal of the key in use with this row id, or None once it is revoked (or never was)."""
+    with sessions() as session:
+        row = session.get(t.ApiKey, key_id)
+        return _principal(row) if row is not None and row.revoked_at is None else None
+
+
+def _principal(row: t.ApiKey) -> Principal:
+    return Principal(name=row.name, role=Role(row.role), key_id=row.id)
 
 
 def _active(name: str):  # type: ignore[no-untyped-def]

@@ -362,3 +362,25 @@ class GatewayAttempt(Base):
     operation: Mapped[str] = mapped_column(String(16))  # authorization, void
     failures: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CodecAudit(Base):
+    """One use of the codec server (POST /codec/decode or /codec/encode): who read or wrote which
+    workflows' payloads, and whether it was answered. Never the payloads themselves."""
+
+    __tablename__ = "codec_audit"
+    __table_args__ = (
+        CheckConstraint("via IN ('api_key', 'session')", name="via_known"),
+        CheckConstraint("operation IN ('decode', 'encode')", name="operation_known"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # the API key's name
+    role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))  # api_key (bearer), session (the console's cookie)
+    operation: Mapped[str] = mapped_column(String(8))  # decode, encode
+    namespace: Mapped[str] = mapped_column(String(255))  # X-Namespace; empty when not sent
+    workflow_ids: Mapped[str] = mapped_column(String(1000))  # comma-joined, distinct, truncated
+    payloads: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(255))  # the browser's Origin; empty for the CLI
+    outcome: Mapped[str] = mapped_column(String(200))  # "ok", or "refused: <why>"

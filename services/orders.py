@@ -156,7 +156,8 @@ async def place_order(
                     SearchAttributePair(sa.ORDER_CHANNEL, order.channel.value),
                 ]
             ),
-            static_summary=f"{order.channel.value} order {order.order_id} for {order.customer.name}",
+            # seen in clear by anyone with the Web UI or the Temporal database: ids only, never a name
+            static_summary=f"{order.channel.value} order {order.order_id} for customer {order.customer.id}",
         )
     except WorkflowAlreadyStartedError:
         earlier = await placed_order(client, order.order_id)

@@ -16,7 +16,7 @@ import httpx
 
 from config import PROJECT_DIR, Settings
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a loaded 2-core machine (CI next to a benchmark) can take over 30 s
 
 
 def free_port() -> int:

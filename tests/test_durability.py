@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from connection import ensure_search_attributes
 from services.orders import confirm_delivery, order_view
-from tests.conftest import TEMPORAL_BIN
+from tests.conftest import TEMPORAL_BIN, TEST_CONVERTER
 from tests.helpers import add_products, ledger, order_doc, place, stock_of, wait_status
 from worker import build_worker
 
@@ -18,7 +17,7 @@ async def _server(db_file: Path) -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
         dev_server_database_filename=str(db_file),
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         dev_server_log_level="error",
     )
     await ensure_search_attributes(env.client)

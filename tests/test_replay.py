@@ -3,15 +3,18 @@ already running in production fails here (use workflow.patched() for such change
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 
+# `binary/encrypted` as the history JSON writes metadata values: base64
+ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -19,11 +22,19 @@ def test_histories_are_recorded():
     assert len(HISTORIES) >= 3, "run `make histories` to record the replay fixtures"
 
 
+def _encrypted(path: Path) -> bool:
+    return ENCRYPTED in path.read_text()
+
+
+def test_histories_from_before_and_after_the_codec_are_both_kept():
+    """Plain histories prove that runs started before the codec still decode (they pass through);
+    encrypted ones (the suite's test key) prove the codec's own payloads replay."""
+    assert any(_encrypted(p) for p in HISTORIES) and any(not _encrypted(p) for p in HISTORIES)
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path):
-    replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
-    )
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=TEST_CONVERTER, workflow_runner=workflow_runner())
     result = await replayer.replay_workflow(
         WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     )

@@ -215,10 +215,13 @@ async def test_stock_booked_in_without_a_purchase_order_serves_backorders(
 
     assert status == 0
     lines = out.splitlines()
-    assert lines[0] == f"{sku}@W1: on hand 3, reserved 0, available 3"
     # the receipt offers the stock to the order, unless the order's own retry right after becoming
     # backordered already found it (then its reservation may leave the pair low, with the replenishment
-    # still open): either way it is served exactly once
+    # still open, and the level printed may already show it reserved): either way it is served once
+    assert lines[0] in {
+        f"{sku}@W1: on hand 3, reserved 0, available 3",
+        f"{sku}@W1: on hand 3, reserved 3, available 0",
+    }
     served, replenishing = (
         f"backorders now reserved: {order_id}",
         f"replenishment: {replenishment_id(sku, 'W1')}",

@@ -241,8 +241,8 @@ class OrderContext:
             for s in v.shipments
         ]
         lines += [f"- return {r.rma}: {r.status.value}" for r in v.returns]
-        if v.events:
-            lines.append(f"last: {v.events[-1].type} {v.events[-1].detail}")
+        if v.events:  # the type only: a detail may quote the customer (a support note, an address)
+            lines.append(f"last: {v.events[-1].type}")
         return "\n".join(lines)
 
 
