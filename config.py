@@ -6,12 +6,15 @@ import math
 import re
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.shipping import ShortPickPolicy
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DATA_DIR = PROJECT_DIR / ".data"
@@ -43,6 +46,11 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+class SandboxMode(StrEnum):
+    auto = "auto"
+    manual = "manual"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
 
@@ -65,6 +73,20 @@ class Settings(BaseSettings):
     step_attention_attempts: int = Field(default=5, ge=1)
 
     worker_activity_threads: int = 32
+
+    # warehouses and carriers (models/fulfilment.py): the order's policy ...
+    release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses
+    exception_timeout: Duration = timedelta(days=3)  # a lost parcel with no choice by then is refunded
+    short_pick_policy: ShortPickPolicy = ShortPickPolicy.backorder
+    # ... and the sandbox parties of the worker: `auto` plays the party, `manual` leaves it to a person
+    # (the `warehouse` and `carrier-event` commands, the warehouse and carrier endpoints)
+    sandbox_warehouse: SandboxMode = SandboxMode.auto
+    sandbox_pick_time: Duration = timedelta(seconds=3)
+    sandbox_pack_time: Duration = timedelta(seconds=3)
+    sandbox_short_pick_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    sandbox_carrier: SandboxMode = SandboxMode.auto
+    sandbox_transit_time: Duration = timedelta(seconds=20)
+    sandbox_loss_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # the HTTP API (api/)
     api_host: str = "127.0.0.1"

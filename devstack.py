@@ -161,6 +161,8 @@ def child_env(cfg: DevConfig) -> dict[str, str]:
     env = {**os.environ, "OMS_TEMPORAL_ADDRESS": cfg.address, "PYTHONUNBUFFERED": "1"}
     # the database lives with the rest of the state: a second copy (OMS_DEV_DATA_DIR) gets its own
     env.setdefault("OMS_DATABASE_URL", f"sqlite:///{cfg.data_dir / 'oms.db'}")
+    # the demo's orders wait 20 s, not the production 10 minutes, before they go to the warehouses
+    env.setdefault("OMS_RELEASE_DELAY", "20s")
     # ... and so do the codec's keys and the console's session secret (generated on first use)
     env.setdefault("OMS_CODEC_KEY_FILE", str(cfg.data_dir / "codec-keys"))
     env.setdefault("OMS_SESSION_SECRET_FILE", str(cfg.data_dir / "session-secret"))

@@ -4,6 +4,11 @@
     python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
     python starter.py import FILE|- [--format csv|jsonl] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
+    python starter.py warehouse queue WH [--json] | warehouse pick SHIPMENT [--line SKU=QTY ...] [--id REPORT_ID]
+    python starter.py warehouse pack SHIPMENT --parcel WEIGHT_G [--parcel WEIGHT_G ...] [--id REPORT_ID]
+    python starter.py warehouse handover SHIPMENT [--id REPORT_ID]
+    python starter.py carrier-event TRACKING TYPE [--at TIME] [--id ID] [--place TEXT] [--attempt N]
+    python starter.py resolve ORDER_ID SHIPMENT_ID --reship|--refund
     python starter.py cancel ID --reason TEXT | release ID | note ID TEXT
     python starter.py return ID --sku SKU --qty N --reason TEXT [--exchange-sku SKU]
     python starter.py receive-return ID RMA [--condition good|damaged] | blocklist add|remove|list [EMAIL]
@@ -26,13 +31,15 @@ import argparse
 import asyncio
 import getpass
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from tqdm import tqdm
 
@@ -46,10 +53,19 @@ from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
 from domain.codec_audit import recent_codec_uses
 from domain.order_import import ImportFileError, ImportFormat, decode_import, format_for
+from domain.shipments import QueuedShipment
 from encryption.keys import CodecKeyError, format_keys, load_key_ring, new_key_ring
 from encryption.keys import rotate as rotate_keys
 from models import tables as t
 from models.catalog import CatalogFile
+from models.fulfilment import (
+    CarrierEvent,
+    PickedLine,
+    ReportOutcome,
+    ResolveRequest,
+    WarehouseReport,
+    WarehouseStep,
+)
 from models.imports import ImportStatus
 from models.orders import (
     Channel,
@@ -60,12 +76,14 @@ from models.orders import (
     ReturnIn,
     ReturnReceipt,
 )
+from models.shipping import CarrierEventType, Resolution
 from models.stock import StockChange
-from services import imports, orders, reconcile
+from services import fulfilment, imports, orders, reconcile
 from services import stock as stock_changes
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
 CLI_ACTOR = f"cli:{getpass.getuser()}"  # who did it, in the order's event log
+REPORT_ID_HELP = "the sender's own id for this report (e.g. the WMS's)"
 T = TypeVar("T")
 
 
@@ -134,6 +152,81 @@ def build_parser() -> argparse.ArgumentParser:
     deliver = sub.add_parser("deliver", help="the carrier's delivery confirmation")
     deliver.add_argument("order_id")
     deliver.add_argument("--shipment")
+    warehouse = sub.add_parser(
+        "warehouse", help="a warehouse's side: its queue of released shipments, and what it reports"
+    ).add_subparsers(dest="action", required=True)
+    queue = warehouse.add_parser("queue", help="shipments released to a warehouse and waiting, oldest first")
+    queue.add_argument("warehouse")
+    queue.add_argument("--json", action="store_true")
+    pick = warehouse.add_parser(
+        "pick", help="the shipment's lines were picked (a short pick names its lines)"
+    )
+    pick.add_argument("shipment_id")
+    pick.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="SKU=QTY",
+        help="units found of a line (fewer than ordered: a short pick); lines left out were picked in full",
+    )
+    pick.add_argument("--id", dest="report_id", metavar="REPORT_ID", help=REPORT_ID_HELP)
+    pack = warehouse.add_parser("pack", help="the shipment was packed: one weight per parcel")
+    pack.add_argument("shipment_id")
+    pack.add_argument(
+        "--parcel",
+        action="append",
+        required=True,
+        metavar="WEIGHT_G",
+        help="a parcel's weight in grams (once per parcel)",
+    )
+    pack.add_argument("--id", dest="report_id", metavar="REPORT_ID", help=REPORT_ID_HELP)
+    handover = warehouse.add_parser("handover", help="the parcels were handed over to the carrier")
+    handover.add_argument("shipment_id")
+    handover.add_argument("--id", dest="report_id", metavar="REPORT_ID", help=REPORT_ID_HELP)
+    event = sub.add_parser("carrier-event", help="a carrier's tracking event, by tracking number")
+    event.add_argument("tracking_number")
+    event.add_argument(
+        "type",
+        choices=[e.value for e in CarrierEventType],
+        metavar="TYPE",
+        help=f"one of {', '.join(e.value for e in CarrierEventType)}",
+    )
+    event.add_argument(
+        "--at",
+        metavar="TIME",
+        help="when it happened, ISO 8601 (e.g. 2025-03-01T14:05:00Z; no offset: UTC); default now",
+    )
+    event.add_argument(
+        "--id",
+        dest="event_id",
+        metavar="ID",
+        help="the event's id; default a fresh one. Pass the carrier's own id to make a resend harmless "
+        "(the same tracking number and id are recorded once)",
+    )
+    event.add_argument("--place", metavar="TEXT", help="where it happened")
+    event.add_argument(
+        "--attempt", type=int, metavar="N", help="delivery_failed: which delivery attempt (1, 2, ...)"
+    )
+    resolve = sub.add_parser(
+        "resolve", help="support's choice for a parcel that was lost or returned to sender"
+    )
+    resolve.add_argument("order_id")
+    resolve.add_argument("shipment_id")
+    choice = resolve.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--reship",
+        dest="resolution",
+        action="store_const",
+        const=Resolution.reship.value,
+        help="send the parcel's lines again from stock (a claim is lodged with the carrier)",
+    )
+    choice.add_argument(
+        "--refund",
+        dest="resolution",
+        action="store_const",
+        const=Resolution.refund.value,
+        help="refund the parcel's lines",
+    )
     feedback = sub.add_parser("feedback", help="the customer's feedback on a delivered order")
     feedback.add_argument("order_id")
     feedback.add_argument("--score", type=int, required=True)
@@ -500,6 +593,169 @@ async def cmd_deliver(args: argparse.Namespace, settings: Settings, out: TextIO)
     print(f"delivery confirmed for {', '.join(confirmed)}", file=out)
 
 
+# ---- warehouses and carriers (models/fulfilment.py) ----
+
+
+async def cmd_warehouse(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    if args.action == "queue":
+        await cmd_warehouse_queue(args, settings, out)
+        return
+    report = _warehouse_report(args)
+    try:
+        outcome = await fulfilment.submit_warehouse_report(await connect(settings), report)
+    except fulfilment.ReportTooEarly as exc:
+        later = "once the label is printed" if report.step == WarehouseStep.handed_over else "later"
+        raise CommandError(f"too early: {exc}; try again {later}") from None
+    except (orders.UnknownOrder, orders.Refused, fulfilment.UnknownShipment) as exc:
+        raise CommandError(str(exc)) from None
+    print(_outcome(outcome), file=out)
+
+
+async def cmd_warehouse_queue(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    with _database(settings) as sessions:
+        waiting = fulfilment.warehouse_queue(sessions, args.warehouse)
+    if args.json:
+        print(as_json(TypeAdapter(list[QueuedShipment]).dump_python(waiting, mode="json")), file=out)
+        return
+    print(
+        table(
+            ["SHIPMENT", "ORDER", "STATUS", "RELEASED", "LINES", "LABEL"],
+            [
+                (
+                    q.shipment_id,
+                    q.order_id,
+                    q.status,
+                    f"{q.released_at:%Y-%m-%d %H:%M:%S}" if q.released_at else "",
+                    ", ".join(f"{x.quantity} x {x.sku}" for x in q.lines),
+                    q.label_ref,
+                )
+                for q in waiting
+            ],
+        ),
+        file=out,
+    )
+
+
+def _warehouse_report(args: argparse.Namespace) -> WarehouseReport:
+    """The report a `warehouse pick|pack|handover` command line describes; bad input exits 2."""
+    step = WAREHOUSE_STEPS[args.action]
+    fields: dict[str, object] = {}
+    if step == WarehouseStep.picked:
+        fields["lines"] = [_picked_line(text) for text in args.line]
+    elif step == WarehouseStep.packed:
+        fields["parcels_g"] = [_parcel_weight(text) for text in args.parcel]
+    try:
+        return WarehouseReport(
+            shipment_id=args.shipment_id, step=step, report_id=args.report_id, by=CLI_ACTOR, **fields
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid report: {_first_problem(exc)}", EXIT_INVALID) from None
+
+
+WAREHOUSE_STEPS = {
+    "pick": WarehouseStep.picked,
+    "pack": WarehouseStep.packed,
+    "handover": WarehouseStep.handed_over,
+}
+
+
+def _picked_line(text: str) -> PickedLine:
+    """`SKU=QTY`: QTY units of SKU were found (0: none)."""
+    sku, sep, quantity = text.partition("=")
+    if not sep or not sku.strip() or not quantity.strip().isdigit():
+        raise CommandError(
+            f"--line {text!r}: write SKU=QTY, the units found as a whole number (e.g. --line MUG-1=2)",
+            EXIT_INVALID,
+        )
+    try:
+        return PickedLine(sku=sku, quantity=int(quantity))
+    except ValidationError as exc:
+        raise CommandError(f"--line {text!r}: {_first_problem(exc)}", EXIT_INVALID) from None
+
+
+def _parcel_weight(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise CommandError(
+            f"--parcel {text!r}: a parcel's weight in grams, a whole number above 0 (e.g. --parcel 850)",
+            EXIT_INVALID,
+        )
+    return int(text)
+
+
+async def cmd_carrier_event(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    try:
+        event = CarrierEvent(
+            tracking_number=args.tracking_number,
+            type=CarrierEventType(args.type),
+            event_id=args.event_id if args.event_id is not None else f"cli-{uuid.uuid4().hex}",
+            at=_event_time(args.at),
+            place=args.place,
+            attempt=args.attempt,
+            by=CLI_ACTOR,
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid carrier event: {_first_problem(exc)}", EXIT_INVALID) from None
+    with _database(settings) as sessions:
+        try:
+            outcome = await fulfilment.submit_carrier_event(await connect(settings), sessions, event)
+        except fulfilment.ReportTooEarly as exc:
+            raise CommandError(f"too early: {exc}; try again later") from None
+        except orders.Refused as exc:
+            if _is_duplicate(exc):  # the same event again: harmless, nothing changed
+                print(
+                    f"{event.tracking_number} {event.event_id}: already recorded, nothing changed", file=out
+                )
+                return
+            raise CommandError(str(exc)) from None
+        except (orders.UnknownOrder, fulfilment.UnknownTracking, fulfilment.UnknownShipment) as exc:
+            raise CommandError(str(exc)) from None
+    print(_outcome(outcome), file=out)
+
+
+def _outcome(outcome: ReportOutcome) -> str:
+    """What a report did, in the order's words (which name the shipment; else it is named here)."""
+    return (
+        outcome.detail
+        if outcome.shipment_id in outcome.detail
+        else f"{outcome.shipment_id}: {outcome.detail}"
+    )
+
+
+def _is_duplicate(exc: orders.Refused) -> bool:
+    """The order refuses an event it has recorded before with a reason that says `duplicate`."""
+    return "duplicate" in str(exc).lower()
+
+
+def _event_time(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"--at {text!r}: an ISO 8601 time, e.g. 2025-03-01T14:05:00Z or 2025-03-01T15:05:00+01:00",
+            EXIT_INVALID,
+        ) from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+async def cmd_resolve(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    try:
+        request = ResolveRequest(
+            shipment_id=args.shipment_id, resolution=Resolution(args.resolution), by=CLI_ACTOR
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid resolution: {_first_problem(exc)}", EXIT_INVALID) from None
+    try:
+        view = await fulfilment.resolve_shipment(await connect(settings), args.order_id, request)
+    except (orders.UnknownOrder, orders.Refused, fulfilment.UnknownShipment) as exc:
+        raise CommandError(str(exc)) from None
+    shipments = ", ".join(f"{s.id} {s.status.value}" for s in view.shipments)
+    print(
+        f"{args.shipment_id}: {request.resolution.value}; order {view.status.value} ({shipments})", file=out
+    )
+
+
 async def cmd_feedback(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
     try:
         feedback = FeedbackIn(score=args.score, comment=args.comment)
@@ -694,6 +950,9 @@ COMMANDS = {
     "status": cmd_status,
     "list": cmd_list,
     "deliver": cmd_deliver,
+    "warehouse": cmd_warehouse,
+    "carrier-event": cmd_carrier_event,
+    "resolve": cmd_resolve,
     "feedback": cmd_feedback,
     "cancel": cmd_cancel,
     "release": cmd_release,
@@ -718,6 +977,10 @@ def render_view(view: OrderView) -> str:
     ]
     if view.expected_delivery:
         parts.append(f"expected delivery by {view.expected_delivery:%Y-%m-%d}")
+    if view.releases_at and view.status.value in ("confirmed", "on_hold", "backordered"):
+        parts.append(
+            f"goes to the warehouses at {view.releases_at:%Y-%m-%d %H:%M:%S} UTC (cancellable until then)"
+        )
     if view.lines:
         parts += [
             "",
@@ -734,6 +997,17 @@ def render_view(view: OrderView) -> str:
                 [(s.id, s.warehouse, s.status.value, s.carrier, s.tracking_number) for s in view.shipments],
             ),
         ]
+        for s in view.shipments:  # the carrier's tracking timeline, and what is wrong, per parcel
+            if s.tracking or s.trouble:
+                parts.append(
+                    f"{s.id}" + (f"  in trouble: {s.trouble}" if s.trouble and not s.resolution else "")
+                )
+                parts += [
+                    f"  {e.at:%Y-%m-%d %H:%M} {e.type.value}" + (f" at {e.place}" if e.place else "")
+                    for e in s.tracking
+                ]
+                if s.resolution:
+                    parts.append(f"  resolved: {s.resolution.value}")
     if view.returns:
         parts += [
             "",

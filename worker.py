@@ -25,6 +25,8 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
+from activities.sandbox_parties import SandboxPartyActivities
+from adapters import build_parties
 from adapters.carrier import SandboxCarrier
 from adapters.payments import SandboxGateway
 from adapters.supplier import SandboxSupplier
@@ -33,19 +35,23 @@ from connection import connect, ensure_search_attributes, exit_without_finalizin
 from db import SessionFactory, make_engine, make_session_factory
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
+from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
 log = logging.getLogger("oms.worker")
 
-WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
+WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow, SandboxWarehouseWorkflow, SandboxCarrierWorkflow]
 
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
     orders = OrderActivities(sessions)
     payments = PaymentActivities(SandboxGateway(sessions))
     inventory = InventoryActivities(sessions)
-    fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions))
+    # the warehouse and carrier as parties: sandbox workflows (`auto`) or people (`manual`), per settings
+    warehouse, tracking = build_parties(client, settings)
+    fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions), warehouse, tracking)
     notifications = NotificationActivities(sessions)
     returns = ReturnActivities(sessions)
+    parties = SandboxPartyActivities(client, sessions)
     replenishment = ReplenishmentActivities(
         sessions, client, SandboxSupplier(), settings.task_queue, settings.supplier_lead_time
     )
@@ -57,10 +63,15 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,
+        fulfilment.release_shipment, fulfilment.record_pack, fulfilment.book_carrier, fulfilment.record_handover,
+        fulfilment.start_tracking, fulfilment.record_tracking_event, fulfilment.record_claim,
+        inventory.record_pick, inventory.restock_returned,
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
+        parties.send_warehouse_report, parties.send_carrier_event, parties.weigh_parcels,
+        parties.shipment_origin,
     ]
     # fmt: on
 

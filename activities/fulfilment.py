@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -10,17 +13,43 @@ from activities import refuse
 from adapters.carrier import CarrierRefused, CarrierUnavailable, SandboxCarrier
 from db import SessionFactory
 from models import tables as t
+from models.fulfilment import FulfilmentRequest
 from models.orders import ShipmentStatus
-from models.steps import DeliveryRecord, ErrorType, PackResult, ShipmentRef, ShipRequest, ShipResult
+from models.steps import (
+    ClaimRecord,
+    DeliveryRecord,
+    ErrorType,
+    HandoverResult,
+    LabelResult,
+    PackRecord,
+    PackResult,
+    ShipmentRef,
+    ShipRequest,
+    ShipResult,
+    TrackingRecord,
+    TrackingStart,
+)
 from models.workflow_names import order_workflow_id, step_key
+
+if TYPE_CHECKING:
+    from adapters.carrier import CarrierTracking
+    from adapters.warehouse import Warehouse
 
 PACKAGING_WEIGHT_G = 150
 
 
 class FulfilmentActivities:
-    def __init__(self, sessions: SessionFactory, carrier: SandboxCarrier) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        carrier: SandboxCarrier,
+        warehouse: Warehouse | None = None,
+        tracking: CarrierTracking | None = None,
+    ) -> None:
         self._sessions = sessions
         self._carrier = carrier
+        self._warehouse = warehouse
+        self._tracking = tracking
 
     @activity.defn
     def pack_shipment(self, ref: ShipmentRef) -> PackResult:
@@ -39,12 +68,7 @@ class FulfilmentActivities:
                 assert order is not None
                 address = order.shipping_address
                 shipment.weight_g = PACKAGING_WEIGHT_G + sum(qty * weight for qty, weight in rows)
-                shipment.label = (
-                    f"{shipment.id} | from {shipment.warehouse} | {shipment.weight_g} g\n"
-                    f"{address['name']}\n{address['line1']}\n"
-                    + (f"{address['line2']}\n" if address.get("line2") else "")
-                    + f"{address['postal_code']} {address['city']}\n{address['country']}"
-                )
+                shipment.label = _label(shipment, address, parcels=1)
                 shipment.status = ShipmentStatus.packed.value
                 shipment.packed_at = t.utcnow()
             assert shipment.weight_g is not None and shipment.label is not None
@@ -53,13 +77,7 @@ class FulfilmentActivities:
     @activity.defn
     def ship_shipment(self, request: ShipRequest) -> ShipResult:
         """Book the carrier (idempotent per shipment) and record the tracking number."""
-        key = step_key(order_workflow_id(request.order_id), f"ship:{request.shipment_id}")
-        try:
-            booking = self._carrier.book(key, request.weight_g, request.address.postal_code)
-        except CarrierRefused as exc:
-            raise refuse(ErrorType.carrier_refused, str(exc)) from exc
-        except CarrierUnavailable as exc:
-            raise ApplicationError(str(exc), type="CarrierUnavailable") from exc
+        booking = self._book(request)
         with self._sessions.begin() as session:
             shipment = session.get(t.Shipment, request.shipment_id)
             assert shipment is not None
@@ -73,6 +91,124 @@ class FulfilmentActivities:
                 shipped_at=shipment.shipped_at,
             )
 
+    def _book(self, request: ShipRequest):  # type: ignore[no-untyped-def]
+        key = step_key(order_workflow_id(request.order_id), f"ship:{request.shipment_id}")
+        try:
+            return self._carrier.book(key, request.weight_g, request.address.postal_code)
+        except CarrierRefused as exc:
+            raise refuse(ErrorType.carrier_refused, str(exc)) from exc
+        except CarrierUnavailable as exc:
+            raise ApplicationError(str(exc), type="CarrierUnavailable") from exc
+
+    # ---- warehouses and carriers as parties (orders placed since they report) ----
+
+    @activity.defn
+    async def release_shipment(self, request: FulfilmentRequest) -> None:
+        """Send the pick list to the warehouse (idempotent per shipment); the shipment joins its queue."""
+        await asyncio.to_thread(self._mark_released, request)
+        if self._warehouse is not None:
+            await self._warehouse.release(request)
+
+    def _mark_released(self, request: FulfilmentRequest) -> None:
+        with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, request.shipment_id)
+            if shipment is not None and shipment.released_at is None:
+                shipment.status = ShipmentStatus.released.value
+                shipment.released_at = request.released_at
+
+    @activity.defn
+    def record_pack(self, record: PackRecord) -> PackResult:
+        """The warehouse packed the picked units into parcels of these weights."""
+        with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, record.shipment_id)
+            if shipment is None:
+                raise RuntimeError(f"unknown shipment {record.shipment_id}")
+            if shipment.packed_at is None:
+                order = session.get(t.Order, record.order_id)
+                assert order is not None
+                shipment.parcels_g = list(record.parcels_g)
+                shipment.weight_g = sum(record.parcels_g)
+                shipment.label = _label(shipment, order.shipping_address, len(record.parcels_g))
+                shipment.status = ShipmentStatus.packed.value
+                shipment.packed_at = t.utcnow()
+            assert shipment.weight_g is not None and shipment.label is not None
+            return PackResult(weight_g=shipment.weight_g, label=shipment.label)
+
+    @activity.defn
+    def book_carrier(self, request: ShipRequest) -> LabelResult:
+        """Book the carrier for a packed shipment: its label (tracking number) goes on the parcels."""
+        booking = self._book(request)
+        label_ref = getattr(booking, "label_ref", None) or f"LBL-{booking.tracking_number}"
+        with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, request.shipment_id)
+            assert shipment is not None
+            if shipment.tracking_number is None:
+                shipment.carrier, shipment.tracking_number = booking.carrier, booking.tracking_number
+                shipment.label_ref = label_ref
+        return LabelResult(
+            carrier=booking.carrier, tracking_number=booking.tracking_number, label_ref=label_ref
+        )
+
+    @activity.defn
+    def record_handover(self, ref: ShipmentRef) -> HandoverResult:
+        with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, ref.shipment_id)
+            assert shipment is not None
+            if shipment.shipped_at is None:
+                shipment.status = ShipmentStatus.shipped.value
+                shipment.shipped_at = t.utcnow()
+            return HandoverResult(shipped_at=shipment.shipped_at)
+
+    @activity.defn
+    async def start_tracking(self, start: TrackingStart) -> None:
+        if self._tracking is not None:
+            await self._tracking.start_tracking(start.tracking_number, start.order_id, start.shipment_id)
+
+    @activity.defn
+    def record_tracking_event(self, record: TrackingRecord) -> None:
+        """Keep a carrier event once (by tracking number and event id); move the shipment's status."""
+        with self._sessions.begin() as session:
+            seen = session.scalar(
+                select(t.TrackingEvent.id).where(
+                    t.TrackingEvent.tracking_number == record.tracking_number,
+                    t.TrackingEvent.event_id == record.event_id,
+                )
+            )
+            if seen is None:
+                session.add(
+                    t.TrackingEvent(
+                        tracking_number=record.tracking_number,
+                        event_id=record.event_id,
+                        shipment_id=record.shipment_id,
+                        type=record.type,
+                        at=record.at,
+                        place=record.place,
+                    )
+                )
+            shipment = session.get(t.Shipment, record.shipment_id)
+            if shipment is not None and record.shipment_status is not None:
+                shipment.status = record.shipment_status
+                if record.shipment_status == ShipmentStatus.delivered.value and shipment.delivered_at is None:
+                    shipment.delivered_at = record.at
+
+    @activity.defn
+    def record_claim(self, claim: ClaimRecord) -> None:
+        """A claim against the carrier for a parcel it lost or sent back (once per shipment)."""
+        with self._sessions.begin() as session:
+            exists = session.scalar(
+                select(t.CarrierClaim.id).where(t.CarrierClaim.shipment_id == claim.shipment_id)
+            )
+            if exists is None:
+                session.add(
+                    t.CarrierClaim(
+                        order_id=claim.order_id,
+                        shipment_id=claim.shipment_id,
+                        tracking_number=claim.tracking_number,
+                        reason=claim.reason,
+                        amount=claim.amount,
+                    )
+                )
+
     @activity.defn
     def cancel_carrier_booking(self, ref: ShipmentRef) -> bool:
         return self._carrier.cancel(step_key(order_workflow_id(ref.order_id), f"ship:{ref.shipment_id}"))
@@ -84,3 +220,14 @@ class FulfilmentActivities:
             if shipment is not None and shipment.delivered_at is None:
                 shipment.status = ShipmentStatus.delivered.value
                 shipment.delivered_at = delivery.delivered_at
+
+
+def _label(shipment: t.Shipment, address: dict, parcels: int) -> str:  # type: ignore[type-arg]
+    """The address label: shipment, origin, weight (and parcel count), and where it goes."""
+    pieces = f" | {parcels} parcels" if parcels > 1 else ""
+    return (
+        f"{shipment.id} | from {shipment.warehouse} | {shipment.weight_g} g{pieces}\n"
+        f"{address['name']}\n{address['line1']}\n"
+        + (f"{address['line2']}\n" if address.get("line2") else "")
+        + f"{address['postal_code']} {address['city']}\n{address['country']}"
+    )

@@ -16,7 +16,7 @@ from domain.stock import stock_on_order
 from domain.stock_ledger import move
 from models import tables as t
 from models.orders import ShipmentLine, ShipmentStatus
-from models.steps import AllocatedShipment, ErrorType, ReserveRequest, ShipmentRef
+from models.steps import AllocatedShipment, ErrorType, PickOutcome, PickRecord, ReserveRequest, ShipmentRef
 
 RESERVE_ATTEMPTS = 8
 
@@ -90,21 +90,75 @@ class InventoryActivities:
     def restock_picked(self, ref: ShipmentRef) -> int:
         """Undo a pick that will not ship: the units go back on the shelf (a restock movement)."""
         with self._sessions.begin() as session:
-            restocked = 0
-            for r in _reservations(session, ref, "picked"):
-                move(
+            restocked = _restock(session, ref, f"{ref.shipment_id} not shipped")
+            _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
+            return restocked
+
+    @activity.defn
+    def restock_returned(self, ref: ShipmentRef) -> int:
+        """The carrier brought a parcel back to its warehouse: its units are on the shelf again."""
+        with self._sessions.begin() as session:
+            return _restock(session, ref, f"{ref.shipment_id} returned to sender")
+
+    @activity.defn
+    def record_pick(self, record: PickRecord) -> PickOutcome:
+        """Book what the warehouse found: each line's found units picked; units it did not find come off
+        the books as well (`adjust`, naming the pick), since the shelf count that promised them was wrong.
+        A repeat answers the same from what the first booked."""
+        found = {sku: max(0, qty) for sku, qty in record.found.items()}
+        ref = ShipmentRef(order_id=record.order_id, shipment_id=record.shipment_id)
+        with self._sessions.begin() as session:
+            for r in _reservations(session, ref, "active"):
+                picked = min(found.get(r.sku, r.quantity), r.quantity)
+                short = r.quantity - picked
+                if picked and not move(
                     session,
                     r.sku,
                     r.warehouse,
-                    "restock",
-                    on_hand=r.quantity,
+                    "pick",
+                    on_hand=-picked,
+                    reserved=-picked,
                     order_id=r.order_id,
-                    reason=f"{ref.shipment_id} not shipped",
-                )
-                r.status = "restocked"
-                restocked += r.quantity
-            _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
-            return restocked
+                ):
+                    raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+                if short and not move(
+                    session,
+                    r.sku,
+                    r.warehouse,
+                    "adjust",
+                    on_hand=-short,
+                    reserved=-short,
+                    order_id=r.order_id,
+                    reason=f"short pick of {record.shipment_id}: shelf count corrected",
+                ):
+                    raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+                if picked:
+                    r.quantity, r.status = picked, "picked"
+                else:  # nothing found: the row keeps what was reserved, for the record
+                    r.status = "short"
+            shipment = session.get(t.Shipment, record.shipment_id)
+            if shipment is not None and shipment.picked_at is None:
+                shipment.status = ShipmentStatus.picked.value
+                shipment.picked_at = t.utcnow()
+            booked: dict[str, int] = defaultdict(int)
+            for r in _reservations(session, ref, "picked"):
+                booked[r.sku] += r.quantity
+        picked_lines = [ShipmentLine(sku=sku, quantity=qty) for sku, qty in sorted(booked.items())]
+        missing = [
+            ShipmentLine(sku=line.sku, quantity=line.quantity - booked.get(line.sku, 0))
+            for line in record.ordered
+            if line.quantity > booked.get(line.sku, 0)
+        ]
+        return PickOutcome(picked=picked_lines, missing=missing)
+
+
+def _restock(session: Session, ref: ShipmentRef, reason: str) -> int:
+    restocked = 0
+    for r in _reservations(session, ref, "picked"):
+        move(session, r.sku, r.warehouse, "restock", on_hand=r.quantity, order_id=r.order_id, reason=reason)
+        r.status = "restocked"
+        restocked += r.quantity
+    return restocked
 
 
 def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) -> list[AllocatedShipment]:
@@ -136,7 +190,7 @@ def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) 
             raise _LostRace()
     shipments = []
     ordered = [w for w in warehouses if w in plan]
-    for n, warehouse in enumerate(ordered, start=1):
+    for n, warehouse in enumerate(ordered, start=request.numbers_from):
         shipment_id = f"{request.shipment_prefix}{n}"
         session.add(
             t.Shipment(
@@ -174,6 +228,9 @@ def _existing_allocation(session: Session, request: ReserveRequest) -> list[Allo
     ).all()
     grouped: dict[str, AllocatedShipment] = {}
     for r in rows:
+        number = r.shipment_id.removeprefix(request.shipment_prefix)
+        if not number.isdigit() or int(number) < request.numbers_from:
+            continue  # an earlier reservation of the same order: not this request's
         shipment = grouped.setdefault(
             r.shipment_id, AllocatedShipment(id=r.shipment_id, warehouse=r.warehouse, lines=[])
         )

@@ -68,6 +68,27 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Hello $name,\n\nwe received return $rma and sent your replacement $sku with $carrier.\n"
         "Tracking number: $tracking_number\n$money\n",
     ),
+    "lines_cancelled": (
+        "Part of your order $order_id could not be sent",
+        "Hello $name,\n\nwe are sorry: $lines could not be found in our warehouse and will not be sent. "
+        "You will not be charged for them ($money).\n",
+    ),
+    "parcel_lost": (
+        "[support] Order $order_id: parcel $shipment_id $trouble",
+        "Parcel $shipment_id ($carrier $tracking_number) of order $order_id: $trouble.\n"
+        "Choose: starter.py resolve $order_id $shipment_id --reship | --refund. With no choice by "
+        "$deadline the order is refunded for it.\n",
+    ),
+    "parcel_refunded": (
+        "About your parcel $shipment_id (order $order_id)",
+        "Hello $name,\n\nyour parcel $shipment_id did not reach you ($trouble). We have refunded $money "
+        "to your card.\n",
+    ),
+    "parcel_reshipped": (
+        "A new parcel for order $order_id is on its way to the warehouse",
+        "Hello $name,\n\nyour parcel $shipment_id did not reach you ($trouble), so we are sending the same "
+        "items again as $new_shipments. You will not be charged again.\n",
+    ),
     "compensation_failed": (
         "[support] Order $order_id needs attention: compensation failed",
         "Undoing '$what' for order $order_id gave up after repeated failures: $error\n"

@@ -1,21 +1,38 @@
-"""Sandbox carrier: books shipments in its own ledger and hands out unique tracking numbers.
+"""The carrier: booking parcels (the sandbox carrier's own ledger) and tracking them once handed over.
 
 Booking is idempotent per key. A postal code of `REFUSE` makes the carrier refuse the booking
 (a business refusal), so the failure paths can be exercised like a real carrier's.
+
+Tracking: once a parcel is handed over, the order asks the carrier to report on it. The carrier's
+events come back as `carrier_event` updates of the order (services/fulfilment.py), whoever sends
+them: a person (`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier
+(`auto`: a SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from config import SandboxMode, Settings
 from db import SessionFactory
 from models.tables import CarrierBooking
+from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, sandbox_carrier_workflow_id
 
 CARRIER_NAME = "sandbox-post"
 REFUSED_POSTAL_CODE = "REFUSE"
+
+log = logging.getLogger(__name__)
 
 
 class CarrierRefused(Exception):
@@ -26,18 +43,47 @@ class CarrierUnavailable(Exception):
     pass
 
 
+def label_ref_of(tracking_number: str) -> str:
+    """The reference of a booking's shipping label. Derived, not stored: carrier_bookings has no column
+    for it, and one label per tracking number is all the sandbox carrier prints."""
+    return f"LBL-{tracking_number}"
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A carrier booking as the carrier answers it (a copy: no database session is attached)."""
+
+    idempotency_key: str
+    carrier: str
+    tracking_number: str
+    status: str  # booked, cancelled
+    weight_g: int
+    label_ref: str
+
+    @classmethod
+    def of(cls, row: CarrierBooking) -> Booking:
+        return cls(
+            idempotency_key=row.idempotency_key,
+            carrier=row.carrier,
+            tracking_number=row.tracking_number,
+            status=row.status,
+            weight_g=row.weight_g,
+            label_ref=label_ref_of(row.tracking_number),
+        )
+
+
 class SandboxCarrier:
     name = CARRIER_NAME
 
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    def book(self, key: str, weight_g: int, postal_code: str) -> CarrierBooking:
+    def book(self, key: str, weight_g: int, postal_code: str) -> Booking:
         with self._sessions.begin() as session:
             if (
                 done := session.scalar(select(CarrierBooking).where(CarrierBooking.idempotency_key == key))
             ) is not None:
-                return done
+                return Booking.of(done)
             if postal_code.upper() == REFUSED_POSTAL_CODE:
                 raise CarrierRefused(f"carrier {self.name} does not serve postal code {postal_code}")
             booking = CarrierBooking(
@@ -52,7 +98,7 @@ class SandboxCarrier:
                 session.flush()
             except IntegrityError as exc:
                 raise CarrierUnavailable("booking collided; retry") from exc
-            return booking
+            return Booking.of(booking)
 
     def cancel(self, key: str) -> bool:
         """Cancel a booking; False when there was nothing to cancel."""
@@ -62,3 +108,82 @@ class SandboxCarrier:
                 return False
             booking.status = "cancelled"
             return True
+
+
+# ---- tracking ----
+
+
+class CarrierTracking(Protocol):
+    async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
+        """Ask the carrier to report on a parcel handed over to it. Idempotent per tracking number;
+        returns fast (the events come later, as updates of the order)."""
+        ...
+
+
+class ManualCarrierTracking:
+    """Nothing to ask: a person reports the carrier's events (CLI, API)."""
+
+    async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
+        return None
+
+
+class SandboxParcel(BaseModel):
+    """The input of a SandboxCarrierWorkflow: everything it needs, so that it is deterministic."""
+
+    tracking_number: str
+    order_id: str
+    shipment_id: str
+    transit_time: timedelta
+    loss_rate: float
+
+
+class SandboxCarrierTracking:
+    """The sandbox carrier carries the parcel: a SandboxCarrierWorkflow on the worker's task queue."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
+        parcel = SandboxParcel(
+            tracking_number=tracking_number,
+            order_id=order_id,
+            shipment_id=shipment_id,
+            transit_time=self._settings.sandbox_transit_time,
+            loss_rate=self._settings.sandbox_loss_rate,
+        )
+        await start_sandbox_party(
+            self._client,
+            SANDBOX_CARRIER_WORKFLOW,
+            parcel,
+            workflow_id=sandbox_carrier_workflow_id(tracking_number),
+            task_queue=self._settings.task_queue,
+            summary=f"sandbox carrier: parcel {tracking_number} of shipment {shipment_id}",
+        )
+
+
+def tracking_for(settings: Settings, client: Client) -> CarrierTracking:
+    if settings.sandbox_carrier == SandboxMode.auto:
+        return SandboxCarrierTracking(client, settings)
+    return ManualCarrierTracking()
+
+
+async def start_sandbox_party(
+    client: Client, workflow: str, arg: BaseModel, *, workflow_id: str, task_queue: str, summary: str
+) -> None:
+    """Start a sandbox party's workflow (the carrier's here, the warehouse's in adapters/warehouse.py)
+    at most once per id: a repeat (an activity's retry, a second
+    release) starts nothing and raises nothing, whether the first run is still going or has ended.
+    A party that ran once must never run again: it would send its reports a second time."""
+    try:
+        await client.start_workflow(
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # ended: do not run it again
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # running: that one is it
+            static_summary=summary,  # ids only: summaries are stored in clear
+        )
+    except WorkflowAlreadyStartedError:
+        log.debug("%s already ran; not started again", workflow_id)

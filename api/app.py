@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import console_session, errors
 from api.middleware import AuditLog, BodyLimit, PathCors
-from api.routes import carrier, codec, console, health, imports, orders, stock
+from api.routes import carrier, codec, console, health, imports, orders, stock, warehouse
 from api.state import AppState, KeyCache
 from config import Settings
 from db import make_engine, make_session_factory
@@ -20,7 +20,8 @@ from encryption.converter import converter_for, key_ring
 
 DESCRIPTION = """
 The order management system's HTTP API: order sources place orders (one at a time or in batches),
-support staff read and act on them, carriers report deliveries, warehouses book stock.
+support staff read and act on them, warehouses report picks, parcels and handovers and book stock, carriers
+report tracking events.
 
 Every request but the probes needs an API key (`Authorization: Bearer <key>`); each key has one role
 and reaches only its endpoints. Errors are JSON: `{"error", "detail", "problems"}`.
@@ -66,7 +67,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (orders, imports, carrier, stock, health, codec, console):
+    for module in (orders, imports, carrier, warehouse, stock, health, codec, console):
         app.include_router(module.router)
     # the last added runs first: CORS outermost, so that the Web UI can read even a 413's answer
     console_session.install(app, settings)

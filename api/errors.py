@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.stock import StockError
+from services.fulfilment import ReportTooEarly, UnknownShipment, UnknownTracking
 from services.orders import OrderInputError, Refused, UnknownOrder
 
 log = logging.getLogger("oms.api")
@@ -34,6 +35,9 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     OrderInputError: (422, "invalid_request"),
     StockError: (422, "invalid_request"),
     UnknownOrder: (404, "not_found"),
+    UnknownShipment: (404, "not_found"),
+    UnknownTracking: (404, "not_found"),
+    ReportTooEarly: (409, "too_early"),  # the routes add Retry-After (api/routes/warehouse.py)
     Refused: (409, "refused"),
 }
 

@@ -893,6 +893,11 @@ async def run(
         "OMS_API_HOST": "127.0.0.1",
         "OMS_API_PORT": str(api_port),
         "PYTHONUNBUFFERED": "1",
+        # the orders go to the (quick) sandbox warehouse at once; nobody delivers during the run
+        "OMS_RELEASE_DELAY": "0s",
+        "OMS_SANDBOX_PICK_TIME": "0s",
+        "OMS_SANDBOX_PACK_TIME": "0s",
+        "OMS_SANDBOX_CARRIER": "manual",
     }
     base_url = f"http://127.0.0.1:{api_port}"
     api = await start_api(children, env, base_url, args.api_command)

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import asynccontextmanager, contextmanager
     from dataclasses import asdict, dataclass
+    from datetime import timedelta
     from decimal import Decimal
     from pathlib import Path
     from typing import TextIO
@@ -46,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from config import PROJECT_DIR, Settings
+    from config import PROJECT_DIR, SandboxMode, Settings
     from connection import ensure_search_attributes, exit_without_finalizing
     from db import SessionFactory, make_engine, make_session_factory, migrate
     from domain.catalog import load_catalog
@@ -416,6 +417,12 @@ async def benchmark_on(sample: Sample, url: str, sessions: SessionFactory, timeo
             temporal_address=client.service_client.config.target_host,
             database_url=url,
             task_queue=f"oms-bench-{uuid.uuid4().hex[:6]}",
+            # placed -> shipped measures the system, not the parties: released at once, and the sandbox
+            # warehouse reports as soon as it can (its reports are still real updates); no carrier
+            release_delay=timedelta(0),
+            sandbox_pick_time=timedelta(0),
+            sandbox_pack_time=timedelta(0),
+            sandbox_carrier=SandboxMode.manual,
         )
         threads = settings.worker_activity_threads
         log(f"baseline: {count} workflows")

@@ -84,6 +84,10 @@ def worker_env(server: TemporalServer, database_url: str, task_queue: str) -> di
         "OMS_DATABASE_URL": database_url,
         "OMS_TASK_QUEUE": task_queue,
         "OMS_CODEC_KEYS": format_keys(server.codec_keys),
+        # the sandbox warehouse works quickly; deliveries are the harness's to confirm (no sandbox carrier)
+        "OMS_SANDBOX_PICK_TIME": "200ms",
+        "OMS_SANDBOX_PACK_TIME": "200ms",
+        "OMS_SANDBOX_CARRIER": "manual",
         "OMS_WORKER_ACTIVITY_THREADS": str(WORKER_THREADS),
         "PYTHONUNBUFFERED": "1",
     }

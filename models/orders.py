@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from models.countries import ISO_COUNTRIES
+from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
 
 # ---- bounds that match storage (models/tables.py): what passes these always fits its column ----
 
@@ -71,6 +72,7 @@ class OrderStatus(StrEnum):
     packed = "packed"
     shipped = "shipped"
     delivered = "delivered"
+    delivery_exception = "delivery_exception"  # a parcel is in trouble: lost, coming back, or held up
     partially_returned = "partially_returned"
     returned = "returned"
     completed = "completed"
@@ -88,11 +90,16 @@ class PaymentStatus(StrEnum):
 
 
 class ShipmentStatus(StrEnum):
-    allocated = "allocated"
-    picking = "picking"
+    allocated = "allocated"  # stock reserved; not yet sent to the warehouse (the cancellation window)
+    backordered = "backordered"  # units a warehouse could not find, waiting for stock on order
+    released = "released"  # the pick list is with the warehouse
+    picking = "picking"  # (orders placed before warehouses reported: picked by the worker itself)
+    picked = "picked"
     packed = "packed"
-    shipped = "shipped"
+    shipped = "shipped"  # handed over to the carrier
     delivered = "delivered"
+    exception = "exception"  # lost, or on its way back to us: support chooses reship or refund
+    resolved = "resolved"  # an exception settled: reshipped (a new shipment) or refunded
     cancelled = "cancelled"
 
 
@@ -165,6 +172,13 @@ class OrderPolicy(_Strict):
     delivery_sla: timedelta
     return_window: timedelta
     hold_timeout: timedelta = timedelta(days=3)
+    release_delay: timedelta = timedelta(
+        minutes=10
+    )  # confirmed -> sent to the warehouses: the cancellation window
+    exception_timeout: timedelta = timedelta(
+        days=3
+    )  # a lost parcel with no support choice by then is refunded
+    short_pick: ShortPickPolicy = ShortPickPolicy.backorder
     return_receipt_timeout: timedelta = timedelta(days=14)
     backorder_timeout: timedelta = timedelta(days=7)
     review_above: Decimal | None = None
@@ -213,6 +227,16 @@ class ShipmentView(BaseModel):
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
     exchange_for: str | None = None  # the RMA this replacement shipment serves
+    # warehouses and carriers as parties (orders placed since they report; see models/fulfilment.py)
+    replaces: str | None = None  # the shipment whose missing or lost units this one carries
+    released_at: datetime | None = None
+    picked_lines: list[ShipmentLine] = []  # what the warehouse found
+    parcels_g: list[int] = []
+    label_ref: str | None = None
+    tracking: list[TrackingEvent] = []
+    delivery_attempts: int = 0
+    trouble: str | None = None  # why the parcel is in trouble now (an exception event, lost, returned)
+    resolution: Resolution | None = None
 
 
 class EventView(BaseModel):
@@ -349,6 +373,7 @@ class OrderView(BaseModel):
     payment: PaymentTotals = PaymentTotals()
     hold_reason: str | None = None
     return_window_ends: datetime | None = None
+    releases_at: datetime | None = None  # when the shipments go to the warehouses (cancellable until then)
 
 
 # ---- lists (Temporal visibility) ----

@@ -65,6 +65,9 @@ class ReserveRequest(BaseModel):
     order_id: str
     lines: list[ShipmentLine]
     shipment_prefix: str
+    # the first shipment's number: a later reservation for the same order (units a warehouse could not
+    # find, a lost parcel reshipped) continues the order's numbering (-S3, -S4...)
+    numbers_from: int = 1
 
 
 class ShipmentRef(BaseModel):
@@ -183,3 +186,64 @@ class PurchaseOrderView(BaseModel):
     expected_at: datetime
     received_at: datetime | None = None
     received_quantity: int | None = None
+
+
+# ---- warehouses and carriers as parties (orders placed since they report; models/fulfilment.py) ----
+
+
+class PickRecord(BaseModel):
+    """What the warehouse found for a shipment: `found` per SKU (a SKU left out was found in full)."""
+
+    order_id: str
+    shipment_id: str
+    ordered: list[ShipmentLine]
+    found: dict[str, int]
+
+
+class PickOutcome(BaseModel):
+    picked: list[ShipmentLine]  # units now off the shelf, on their way to the packing bench
+    missing: list[ShipmentLine]  # units the shelf did not have: its count was corrected (`adjust`)
+
+
+class PackRecord(BaseModel):
+    order_id: str
+    shipment_id: str
+    parcels_g: list[int]
+
+
+class LabelResult(BaseModel):
+    carrier: str
+    tracking_number: str
+    label_ref: str
+
+
+class HandoverResult(BaseModel):
+    shipped_at: datetime
+
+
+class TrackingStart(BaseModel):
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+    warehouse: str
+
+
+class TrackingRecord(BaseModel):
+    """A carrier event to keep (once per tracking number and event id), and the shipment's status after it."""
+
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+    event_id: str
+    type: str
+    at: datetime
+    place: str | None = None
+    shipment_status: str | None = None
+
+
+class ClaimRecord(BaseModel):
+    order_id: str
+    shipment_id: str
+    tracking_number: str | None
+    reason: str
+    amount: Decimal

@@ -206,6 +206,7 @@ class CarrierBooking(Base):
 
 class Shipment(Base):
     __tablename__ = "shipments"
+    __table_args__ = (Index("ix_shipments_warehouse_status", "warehouse", "status"),)  # a warehouse's queue
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
     warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"))
@@ -219,6 +220,39 @@ class Shipment(Base):
     packed_at: Mapped[datetime | None]
     shipped_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+    # warehouses and carriers as parties (migration 0008)
+    released_at: Mapped[datetime | None]  # sent to the warehouse: its queue is oldest first
+    label_ref: Mapped[str | None] = mapped_column(String(60))
+    parcels_g: Mapped[list[int] | None] = mapped_column(JSON)
+    replaces: Mapped[str | None] = mapped_column(String(80))  # the shipment whose units this one carries
+
+
+class TrackingEvent(Base):
+    """Every carrier event once: (tracking number, event id) is the carrier's idempotency key."""
+
+    __tablename__ = "tracking_events"
+    __table_args__ = (UniqueConstraint("tracking_number", "event_id", name="uq_tracking_events_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_number: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(100))
+    shipment_id: Mapped[str] = mapped_column(String(80))
+    type: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime]
+    place: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CarrierClaim(Base):
+    """A claim against the carrier for a parcel it lost or sent back (one per shipment)."""
+
+    __tablename__ = "carrier_claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    shipment_id: Mapped[str] = mapped_column(String(80), unique=True)
+    tracking_number: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Notification(Base):

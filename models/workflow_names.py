@@ -11,6 +11,9 @@ from enum import StrEnum
 
 ORDER_WORKFLOW = "OrderWorkflow"
 REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
+# the sandbox parties: a warehouse working through one released shipment, a carrier carrying one parcel
+SANDBOX_WAREHOUSE_WORKFLOW = "SandboxWarehouseWorkflow"
+SANDBOX_CARRIER_WORKFLOW = "SandboxCarrierWorkflow"
 _ORDER_PREFIX = "order-"
 
 
@@ -26,6 +29,22 @@ def replenishment_workflow_id(sku: str, warehouse: str) -> str:
     return f"replenish-{sku}-{warehouse}"
 
 
+def sandbox_warehouse_workflow_id(shipment_id: str) -> str:
+    return f"warehouse-sandbox-{shipment_id}"
+
+
+def sandbox_carrier_workflow_id(tracking_number: str) -> str:
+    return f"carrier-sandbox-{tracking_number}"
+
+
+def order_id_of_shipment(shipment_id: str) -> str:
+    """Shipment ids are `<order id>-S<n>` (see the reserve step): the order a report is for."""
+    order_id, sep, number = shipment_id.rpartition("-S")
+    if not sep or not order_id or not number.isdigit():
+        raise ValueError(f"{shipment_id!r} is not a shipment id (ORDER-S<n>)")
+    return order_id
+
+
 def step_key(workflow_id: str, step: str) -> str:
     """Idempotency key of an outside-world request: the workflow id plus the step."""
     return f"{workflow_id}:{step}"
@@ -37,6 +56,10 @@ class OrderUpdate(StrEnum):
     retry_reservation = "retry_reservation"
     request_return = "request_return"
     wait_settled = "wait_settled"
+    # warehouses and carriers report (orders placed since they do; models/fulfilment.py)
+    warehouse_report = "warehouse_report"
+    carrier_event = "carrier_event"
+    resolve_shipment = "resolve_shipment"
 
 
 class OrderSignal(StrEnum):

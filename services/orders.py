@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,6 +113,9 @@ def policy_from(settings: Settings) -> OrderPolicy:
         delivery_sla=settings.delivery_sla,
         return_window=settings.return_window,
         hold_timeout=settings.hold_timeout,
+        release_delay=settings.release_delay,
+        exception_timeout=settings.exception_timeout,
+        short_pick=settings.short_pick_policy,
         return_receipt_timeout=settings.return_receipt_timeout,
         backorder_timeout=settings.backorder_timeout,
         review_above=settings.review_above,
@@ -341,19 +344,21 @@ async def give_feedback(client: Client, order_id: str, feedback: FeedbackIn, by:
 
 async def cancel_order(client: Client, order_id: str, reason: str, by: str | None = None) -> OrderView:
     """Cancel with compensation; refused (Refused) once anything has shipped."""
-    return await _update(client, order_id, OrderUpdate.cancel, OrderView, CancelRequest(reason=reason, by=by))
+    return await update_order(
+        client, order_id, OrderUpdate.cancel, OrderView, CancelRequest(reason=reason, by=by)
+    )
 
 
 async def release_order(client: Client, order_id: str, by: str | None = None) -> OrderView:
     """Release an order held for review."""
-    return await _update(client, order_id, OrderUpdate.release, OrderView, ReleaseRequest(by=by))
+    return await update_order(client, order_id, OrderUpdate.release, OrderView, ReleaseRequest(by=by))
 
 
 async def request_return(
     client: Client, order_id: str, request: ReturnIn, by: str | None = None
 ) -> ReturnView:
     message = ReturnRequest.model_validate({**request.model_dump(), "by": by})
-    return await _update(client, order_id, OrderUpdate.request_return, ReturnView, message)
+    return await update_order(client, order_id, OrderUpdate.request_return, ReturnView, message)
 
 
 async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) -> None:
@@ -385,13 +390,28 @@ async def _running(client: Client, order_id: str) -> None:
         raise Refused(f"order {order_id} is closed")
 
 
-async def _update(client: Client, order_id: str, update: str, result_type: type[T], *args: object) -> T:
-    """Send an update; a validator's refusal becomes Refused with the workflow's own reason."""
+async def update_order(
+    client: Client,
+    order_id: str,
+    update: str,
+    result_type: type[T],
+    *args: object,
+    update_id: str | None = None,
+    refusals: Mapping[str, type[Refused]] | None = None,
+) -> T:
+    """Send an update to a running order; a validator's refusal becomes Refused with the workflow's own
+    reason, or the Refused subclass `refusals` names for the failure's `type`.
+
+    `update_id`: the same id again (a retry whose first attempt got through but whose answer was lost)
+    gets the first attempt's answer instead of running the update a second time."""
     await _running(client, order_id)
     try:
-        return await handle(client, order_id).execute_update(update, *args, result_type=result_type)
+        return await handle(client, order_id).execute_update(
+            update, *args, id=update_id, result_type=result_type
+        )
     except WorkflowUpdateFailedError as exc:
-        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+        refused = (refusals or {}).get(getattr(exc.cause, "type", None) or "", Refused)
+        raise refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
 
 
 def _quote(value: str) -> str:

@@ -44,6 +44,10 @@ def api_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
         "OMS_TASK_QUEUE": settings.task_queue,
         "OMS_DELIVERY_SLA": f"{settings.delivery_sla.total_seconds():.0f}s",
         "OMS_RETURN_WINDOW": f"{settings.return_window.total_seconds():.0f}s",
+        # the order's policy is the placing door's: the API places orders as the suite's worker expects
+        "OMS_RELEASE_DELAY": f"{settings.release_delay.total_seconds():.0f}s",
+        "OMS_EXCEPTION_TIMEOUT": f"{settings.exception_timeout.total_seconds():.0f}s",
+        "OMS_SHORT_PICK_POLICY": settings.short_pick_policy.value,
         "OMS_API_HOST": "127.0.0.1",
         "OMS_API_PORT": str(port),
         "PYTHONUNBUFFERED": "1",

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from config import Settings
+from config import SandboxMode, Settings
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
 from domain.api_keys import Role, create_key
@@ -101,6 +101,12 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
         task_queue=TASK_QUEUE,
         delivery_sla=timedelta(minutes=10),
         return_window=timedelta(minutes=10),
+        # warehouses and carriers: released at once, the sandbox warehouse quick, the carrier a person
+        # (tests confirm deliveries themselves); tests of the parties set their own
+        release_delay=timedelta(0),
+        sandbox_pick_time=timedelta(0),
+        sandbox_pack_time=timedelta(0),
+        sandbox_carrier=SandboxMode.manual,
     )
 
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from config import SandboxMode
 from domain.catalog import load_catalog
 from models.catalog import CatalogFile
+from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
 from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest
+from models.shipping import CarrierEventType, Resolution, ShortPickPolicy
+from services.fulfilment import resolve_shipment, submit_carrier_event, submit_warehouse_report
 from services.orders import (
     add_note,
     cancel_order,
@@ -182,15 +186,74 @@ async def test_record_held_released_by_name_over_the_door(client, settings, sess
 async def test_record_cancelled_from_temporal_while_picking(client, sessions, gated_worker):
     """Since Temporal's own cancellation compensates: cancelled from the Web UI while a pick was in flight;
     the pick completes, then everything is undone and the run ends Canceled."""
-    settings, gates = await gated_worker("pick_stock")
+    settings, gates = await gated_worker("record_pick")
     skus = add_products(sessions, {"TEE": 5})
     order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
     await wait_status(client, order_id, "picking")
     await handle(client, order_id).cancel(reason="duplicate order")
-    gates["pick_stock"].set()
+    gates["record_pick"].set()
 
     async def run_status() -> WorkflowExecutionStatus | None:
         return (await handle(client, order_id).describe()).status
 
     await eventually(run_status, lambda status: status == WorkflowExecutionStatus.CANCELED)
     await _save(client, order_id, "cancelled_from_temporal_while_picking")
+
+
+# ---- warehouses and carriers as parties (workflows/parties.py) ----
+
+
+async def test_record_parties_delivered(client, settings, sessions):
+    """The sandbox warehouse picks, packs and hands over; the carrier's events come in; delivered."""
+    skus = add_products(sessions, {"TEE": 5}, price="12.50")
+    order_id = await place(
+        client, settings, order_doc([(skus["TEE"], 2)]), return_window=timedelta(seconds=3)
+    )
+    view = await wait_status(client, order_id, "shipped")
+    tracking = view.shipments[0].tracking_number
+    assert tracking is not None
+    for kind in (CarrierEventType.in_transit, CarrierEventType.out_for_delivery, CarrierEventType.delivered):
+        await submit_carrier_event(
+            client,
+            sessions,
+            CarrierEvent(
+                tracking_number=tracking, type=kind, event_id=f"rec-{kind.value}", at=datetime.now(UTC)
+            ),
+        )
+    await wait_status(client, order_id, "delivered")
+    await handle(client, order_id).result()
+    await _save(client, order_id, "parties_delivered")
+
+
+async def test_record_parties_short_pick_and_lost_parcel(client, sessions, gated_worker):
+    """A manual warehouse picks short (those lines cancelled); the carrier loses the parcel; support
+    has it refunded."""
+    own, _ = await gated_worker(
+        sandbox_warehouse=SandboxMode.manual, short_pick_policy=ShortPickPolicy.cancel_lines
+    )
+    skus = add_products(sessions, {"PEN": 2, "INK": 5}, price="5.00")
+    order_id = await place(client, own, order_doc([(skus["PEN"], 2), (skus["INK"], 1)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    report = WarehouseReport(
+        shipment_id=shipment.id, step=WarehouseStep.picked, lines=[PickedLine(sku=skus["PEN"], quantity=1)]
+    )
+    await submit_warehouse_report(client, report)
+    packed = WarehouseReport(shipment_id=shipment.id, step=WarehouseStep.packed, parcels_g=[300])
+    await submit_warehouse_report(client, packed)
+    await submit_warehouse_report(
+        client, WarehouseReport(shipment_id=shipment.id, step=WarehouseStep.handed_over)
+    )
+    view = await wait_status(client, order_id, "shipped")
+    lost = CarrierEvent(
+        tracking_number=view.shipments[0].tracking_number or "",
+        type=CarrierEventType.lost,
+        event_id="rec-lost",
+        at=datetime.now(UTC),
+    )
+    await submit_carrier_event(client, sessions, lost)
+    await wait_status(client, order_id, "delivery_exception")
+    await resolve_shipment(
+        client, order_id, ResolveRequest(shipment_id=shipment.id, resolution=Resolution.refund)
+    )
+    await handle(client, order_id).result()
+    await _save(client, order_id, "parties_short_pick_and_lost_parcel")

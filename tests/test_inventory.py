@@ -107,8 +107,8 @@ async def test_split_order_ships_from_two_warehouses_and_is_delivered_in_parts(
     wx, wy = add_warehouse(sessions), add_warehouse(sessions)
     set_stock(sessions, boot, wx, 3)
     set_stock(sessions, scarf, wy, 3)
-    settings, gates = await gated_worker(("ship_shipment", lambda request: request.warehouse == wy))
-    gate = gates["ship_shipment"]
+    settings, gates = await gated_worker(("book_carrier", lambda request: request.warehouse == wy))
+    gate = gates["book_carrier"]
 
     order_id = await place(client, settings, order_doc([(boot, 2), (scarf, 1)]))
 

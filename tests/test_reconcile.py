@@ -62,7 +62,7 @@ def entry(report: dict[str, Any], order_id: str) -> dict[str, Any] | None:
 
 
 async def test_reconcile_settles_a_terminated_order_once(client, sessions, gated_worker):
-    settings, _ = await gated_worker("pick_stock")  # the pick never happens: the stock stays reserved
+    settings, _ = await gated_worker("record_pick")  # the pick never happens: the stock stays reserved
     sku = add_products(sessions, {"TEE": 5}, price="15.00")["TEE"]
     order_id = await place(client, settings, order_doc([(sku, 2)]))
     await wait_status(client, order_id, "picking")
@@ -115,7 +115,7 @@ async def test_reconcile_settles_a_terminated_order_once(client, sessions, gated
 
 
 async def test_reconcile_puts_back_units_picked_for_a_parcel_that_never_left(client, sessions, gated_worker):
-    settings, _ = await gated_worker("pack_shipment")  # picked, never packed
+    settings, _ = await gated_worker("record_pack")  # picked, never packed
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 3)]))
     await eventually(lambda: asyncio.to_thread(stock_of, sessions, sku), lambda level: level == (1, 0))

@@ -99,14 +99,14 @@ async def event_of(client: Client, order_id: str, event_type: str) -> OrderView:
 
 
 async def test_a_stuck_step_marks_the_order_and_its_recovery_clears_it(client, sessions, flaky_worker):
-    settings, released = await flaky_worker("pack_shipment", "label printer offline")
+    settings, released = await flaky_worker("record_pack", "label printer offline")
     sku = add_products(sessions, {"TEE": 5}, price="15.00")["TEE"]
     order_id = await place(client, settings, order_doc([(sku, 1)]))
 
     view = await event_of(client, order_id, "step_stuck")
     (stuck,) = [e for e in view.events if e.type == "step_stuck"]
     assert stuck.detail == (
-        f"pack {order_id}-S1: failed {ATTEMPTS} attempts, still retrying; "
+        f"record the parcels of {order_id}-S1: failed {ATTEMPTS} attempts, still retrying; "
         "last error: RuntimeError: label printer offline"
     )
     assert view.status == "picking"
@@ -132,7 +132,7 @@ async def test_a_stuck_step_marks_the_order_and_its_recovery_clears_it(client, s
 
     view = await wait_status(client, order_id, "shipped")
     (recovered,) = [e for e in view.events if e.type == "step_recovered"]
-    assert recovered.detail == f"pack {order_id}-S1: succeeded after being stuck"
+    assert recovered.detail == f"record the parcels of {order_id}-S1: succeeded after being stuck"
     assert [e.type for e in view.events].index("step_recovered") > [e.type for e in view.events].index(
         "step_stuck"
     )
@@ -150,7 +150,7 @@ async def test_a_business_refusal_is_not_a_stuck_step(client, settings, sessions
 
 
 async def test_a_stuck_order_can_be_cancelled_from_temporal(client, sessions, flaky_worker):
-    settings, _ = await flaky_worker("pack_shipment", "label printer offline")
+    settings, _ = await flaky_worker("record_pack", "label printer offline")
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 2)]))
     await event_of(client, order_id, "step_stuck")

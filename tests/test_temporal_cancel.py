@@ -139,13 +139,13 @@ async def test_a_confirmed_order_finishes_the_step_in_flight_then_releases(clien
 
 
 async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gated_worker):
-    settings, gates = await gated_worker("pick_stock")
+    settings, gates = await gated_worker("record_pick")
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 3)]))
     await wait_status(client, order_id, "picking")
 
     await handle(client, order_id).cancel()
-    gates["pick_stock"].set()  # the pick in flight completes, and is then undone
+    gates["record_pick"].set()  # the pick in flight completes, and is then undone
 
     view = await cancelled_run(client, order_id)
     assert_cancelled_by_operator(view, sessions, order_id)
@@ -171,7 +171,7 @@ async def test_a_parcel_already_with_the_carrier_is_kept_and_the_rest_undone(cli
     wx, wy = add_warehouse(sessions, priority=10), add_warehouse(sessions, priority=20)
     set_stock(sessions, boot, wx, 3)
     set_stock(sessions, scarf, wy, 3)
-    settings, gates = await gated_worker(("pick_stock", lambda ref: ref.shipment_id.endswith("-S2")))
+    settings, gates = await gated_worker(("record_pick", lambda ref: ref.shipment_id.endswith("-S2")))
     order_id = await place(client, settings, order_doc([(boot, 2), (scarf, 1)]))
     await eventually(
         lambda: order_view(client, order_id),
@@ -179,7 +179,7 @@ async def test_a_parcel_already_with_the_carrier_is_kept_and_the_rest_undone(cli
     )
 
     await handle(client, order_id).cancel()
-    gates["pick_stock"].set()
+    gates["record_pick"].set()
 
     view = await cancelled_run(client, order_id)
     assert_cancelled_by_operator(view, sessions, order_id)

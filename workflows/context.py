@@ -271,3 +271,11 @@ def by_whom(by: str | None) -> str:
 
 def money(amount: Decimal, currency: str) -> str:
     return f"{amount:.2f} {currency}"
+
+
+def shortage(err: ActivityError) -> dict:  # type: ignore[type-arg]
+    """What an OutOfStock refusal says is short, and how much of it is on order (its first detail)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:
+        return dict(cause.details[0])
+    return {}

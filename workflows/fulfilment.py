@@ -15,15 +15,27 @@ with workflow.unsafe.imports_passed_through():
     from workflows.context import OrderContext, by_whom, money
     from workflows.saga import Saga
 
-# While fulfilment runs, the order's status follows its least advanced (original) shipment.
+# While fulfilment runs, the order's status follows its least advanced (original) shipment; a parcel
+# in trouble (lost, coming back, held up) makes it `delivery_exception` until that is settled.
 _ORDER_STAGE = {
+    ShipmentStatus.backordered: OrderStatus.backordered,
     ShipmentStatus.allocated: OrderStatus.confirmed,
+    ShipmentStatus.released: OrderStatus.picking,
     ShipmentStatus.picking: OrderStatus.picking,
+    ShipmentStatus.picked: OrderStatus.picking,
     ShipmentStatus.packed: OrderStatus.packed,
     ShipmentStatus.shipped: OrderStatus.shipped,
     ShipmentStatus.delivered: OrderStatus.delivered,
 }
-_STAGES = list(_ORDER_STAGE.values())
+_STAGES = [
+    OrderStatus.backordered,
+    OrderStatus.confirmed,
+    OrderStatus.picking,
+    OrderStatus.packed,
+    OrderStatus.shipped,
+    OrderStatus.delivered,
+]
+_FOLLOWS_SHIPMENTS = frozenset([*_STAGES, OrderStatus.delivery_exception])
 
 
 class Fulfilment:
@@ -41,7 +53,7 @@ class Fulfilment:
         """Pick, pack and ship; raises OrderFailed when the order is stopped or the carrier refuses."""
         ctx, ref = self._ctx, ShipmentRef(order_id=self._ctx.order_id, shipment_id=shipment.id)
         ctx.checkpoint()
-        await self._status(
+        await self.set_status(
             shipment, ShipmentStatus.picking, f"{shipment.id}: picking in {shipment.warehouse}"
         )
         saga.push(
@@ -57,7 +69,9 @@ class Fulfilment:
 
         packed = await ctx.step(FulfilmentActivities.pack_shipment, ref, f"pack {shipment.id}")
         shipment.weight_g = packed.weight_g
-        await self._status(shipment, ShipmentStatus.packed, f"{shipment.id}: {packed.weight_g} g, labelled")
+        await self.set_status(
+            shipment, ShipmentStatus.packed, f"{shipment.id}: {packed.weight_g} g, labelled"
+        )
         ctx.checkpoint()
 
         saga.push(
@@ -87,8 +101,8 @@ class Fulfilment:
             booked.shipped_at,
         )
         if shipment.amount > 0:
-            await self._capture(shipment, saga)
-        await self._status(
+            await self.capture(shipment, saga)
+        await self.set_status(
             shipment,
             ShipmentStatus.shipped,
             f"{shipment.id} with {booked.carrier}, tracking {booked.tracking_number}",
@@ -103,7 +117,7 @@ class Fulfilment:
                 arrived, timeout=ctx.policy.delivery_sla, timeout_summary=f"delivery SLA for {shipment.id}"
             )
         except TimeoutError:
-            await self._flag_overdue(shipment)
+            await self.flag_overdue(shipment)
             await workflow.wait_condition(arrived)
         if shipment.id not in self._delivered:
             return
@@ -111,13 +125,13 @@ class Fulfilment:
         record = DeliveryRecord(order_id=ctx.order_id, shipment_id=shipment.id, delivered_at=delivered_at)
         await ctx.step(FulfilmentActivities.record_delivery, record, f"record delivery of {shipment.id}")
         shipment.delivered_at = delivered_at
-        await self._status(
+        await self.set_status(
             shipment,
             ShipmentStatus.delivered,
             f"{shipment.id} delivered{by_whom(self._delivered[shipment.id])}",
         )
 
-    async def _capture(self, shipment: ShipmentView, saga: Saga) -> None:
+    async def capture(self, shipment: ShipmentView, saga: Saga) -> None:
         ctx = self._ctx
         capture = PaymentRequest(
             order_id=ctx.order_id,
@@ -151,7 +165,7 @@ class Fulfilment:
         captured = True
         await ctx.event("payment_captured", f"{money(shipment.amount, capture.currency)} for {shipment.id}")
 
-    async def _flag_overdue(self, shipment: ShipmentView) -> None:
+    async def flag_overdue(self, shipment: ShipmentView) -> None:
         ctx, sla = self._ctx, self._ctx.policy.delivery_sla
         await ctx.event("delivery_overdue", f"{shipment.id}: no delivery confirmation {sla} after shipping")
         if not ctx.view.overdue:
@@ -166,14 +180,17 @@ class Fulfilment:
             tracking_numbers=shipment.tracking_number or "",
         )
 
-    async def _status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
+    async def set_status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
         shipment.status = status
         ctx = self._ctx
         originals = [s for s in ctx.view.shipments if s.exchange_for is None]
-        if shipment.exchange_for is None and ctx.view.status in _STAGES:
-            stage = min(
-                (_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE), key=_STAGES.index
-            )
+        stages = [_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE]
+        in_trouble = any(
+            s.status == ShipmentStatus.exception or (s.trouble and s.status == ShipmentStatus.shipped)
+            for s in originals
+        )
+        if shipment.exchange_for is None and ctx.view.status in _FOLLOWS_SHIPMENTS and (stages or in_trouble):
+            stage = OrderStatus.delivery_exception if in_trouble else min(stages, key=_STAGES.index)
             await ctx.set_status(stage, f"shipment_{status.value}", detail)
         else:
             await ctx.event(f"shipment_{status.value}", detail)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.replenishment import ReplenishmentActivities
     from models import search_attributes as sa
+    from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
     from models.orders import (
         CancelRequest,
         DeliveryConfirmation,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentView,
         SupportNote,
     )
+    from models.shipping import CarrierEventType
     from models.steps import (
         AllocatedShipment,
         ErrorType,
@@ -53,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment
+    from workflows.parties import PARTIES, Inbox, Legs
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
 
@@ -63,13 +66,16 @@ CANCELLABLE = frozenset(
         OrderStatus.backordered,
         OrderStatus.confirmed,
         OrderStatus.picking,
+        OrderStatus.packed,  # (orders placed since warehouses report: until the carrier has the parcel)
     }
 )
 ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
 # Where a placed order comes to rest for its placer: accepted, refused, or waiting for a person or stock.
 SETTLED = frozenset(OrderStatus) - {OrderStatus.received}
 # Parcels with the carrier or the customer: a cancellation from Temporal keeps them (see _end).
-HANDED_OVER = frozenset({ShipmentStatus.shipped, ShipmentStatus.delivered})
+HANDED_OVER = frozenset(
+    {ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception, ShipmentStatus.resolved}
+)
 # Orders placed since this patch turn Temporal's own cancellation into a compensated cancellation.
 TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
@@ -95,6 +101,10 @@ class OrderWorkflow:
         self._saga = Saga(self._ctx)
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
+        self._inbox = Inbox(self._ctx)  # warehouses' and carriers' reports (orders placed since PARTIES)
+        self._parties = False  # this order's shipments go through warehouses and carriers as parties
+        self._confirmations = 0
+        self._legs: Legs | None = None
         self._released = False
         self._released_by: str | None = None
         self._stock_arrived = False
@@ -151,6 +161,10 @@ class OrderWorkflow:
             )
             await self._accept()
             await self._fulfil()
+            if self._parties and not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
+                self._interruptible = False  # nothing reached the customer: there is nothing to return
+                await ctx.set_status(OrderStatus.completed, "order_completed", "nothing was delivered")
+                return ctx.view
             await self._return_window()
         except OrderFailed as failure:
             return await self._close(failure)
@@ -362,6 +376,9 @@ class OrderWorkflow:
 
     async def _fulfil(self) -> None:
         """One fulfilment unit per shipment, concurrently; a failing one stops its siblings."""
+        if workflow.patched(PARTIES):
+            await self._fulfil_with_parties()
+            return
         ctx = self._ctx
 
         async def one(shipment: ShipmentView) -> None:
@@ -390,6 +407,102 @@ class OrderWorkflow:
             "order_delivered", "delivered", shipment_id=", ".join(s.id for s in ctx.view.shipments)
         )
 
+    async def _fulfil_with_parties(self) -> None:
+        """After the release window, each shipment goes to its warehouse and then its carrier, who
+        report back (workflows/parties.py); shipments made on the way (units re-allocated, backordered
+        or reshipped) join. A failing one stops its siblings. What was authorized and not charged in
+        the end (lines cancelled, parcels refunded before capture) is released."""
+        ctx = self._ctx
+        self._parties = True
+        ctx.view.releases_at = workflow.now() + ctx.policy.release_delay
+        await ctx.event(
+            "release_scheduled",
+            f"to the warehouses at {ctx.view.releases_at:%Y-%m-%d %H:%M:%S} UTC; cancellable until then",
+        )
+        if ctx.policy.release_delay > timedelta(0):
+            with suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: ctx.stop is not None,
+                    timeout=ctx.policy.release_delay,
+                    timeout_summary="release window",
+                )
+        ctx.checkpoint()
+        tasks: list[asyncio.Task[None]] = []
+
+        def reset_stock_arrived() -> None:
+            self._stock_arrived = False
+
+        legs = Legs(
+            ctx,
+            self._inbox,
+            self._saga,
+            lambda shipment: tasks.append(asyncio.create_task(one(shipment))),
+            self._fulfilment.set_status,
+            self._fulfilment.capture,
+            lambda: self._stock_arrived,
+            reset_stock_arrived,
+        )
+
+        self._legs = legs
+
+        async def one(shipment: ShipmentView) -> None:
+            try:
+                if shipment.status == ShipmentStatus.backordered:
+                    await legs.backorder(shipment)
+                    return
+                if not await legs.warehouse(shipment):
+                    return
+            except OrderFailed as failure:
+                ctx.stop = ctx.stop or failure
+                raise
+            await ctx.notify(
+                "order_shipped",
+                f"shipped:{shipment.id}",
+                shipment_id=shipment.id,
+                warehouse=shipment.warehouse,
+                carrier=shipment.carrier or "",
+                tracking_number=shipment.tracking_number or "",
+            )
+            await legs.carrier(shipment, self._fulfilment.flag_overdue)
+
+        for shipment in list(ctx.view.shipments):
+            tasks.append(asyncio.create_task(one(shipment)))
+        failures: list[BaseException] = []
+        done = 0
+        try:
+            while done < len(tasks):  # the list grows while shipments are made on the way
+                try:
+                    await tasks[done]
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as err:  # noqa: BLE001 - every failure is raised below
+                    failures.append(err)
+                done += 1
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        if failures:
+            raise ctx.stop if ctx.stop is not None else failures[0]
+        ctx.checkpoint()
+        payment = ctx.view.payment
+        if payment.authorized > payment.captured and not ctx.voided:
+            void = PaymentRequest(
+                order_id=ctx.order_id,
+                idempotency_key=ctx.key("void"),
+                amount=payment.authorized - payment.captured,
+                currency=ctx.view.currency,
+                token=ctx.request.order.payment.token,
+            )
+            ctx.book_payment(
+                await ctx.step(PaymentActivities.void_payment, void, "release what was not charged")
+            )
+            await ctx.event("authorization_released", f"{money(void.amount, void.currency)} not charged")
+        delivered = [s.id for s in ctx.view.shipments if s.status == ShipmentStatus.delivered]
+        if delivered:
+            ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
+            await ctx.notify("order_delivered", "delivered", shipment_id=", ".join(delivered))
+
     async def _return_window(self) -> None:
         ctx = self._ctx
         if not self._graceful:
@@ -417,6 +530,7 @@ class OrderWorkflow:
         a van and refund goods the customer receives. A return (or the carrier's recall) is how they
         come back. Everything else is undone as for support's `cancel`; the event names what was kept."""
         ctx = self._ctx
+        self._inbox.closed = True  # reports waiting for an answer get one: the order ended
         self._interruptible = False
         kept = [s for s in ctx.view.shipments if failure.from_temporal and s.status in HANDED_OVER]
         await self._saga.compensate(frozenset(s.id for s in kept))
@@ -490,9 +604,9 @@ class OrderWorkflow:
         view = self._ctx.view
         if self._ctx.stop is not None or view.status in ENDED:
             raise ValueError(f"order {view.order_id} is already {view.status.value}")
-        if view.status not in CANCELLABLE or any(
-            s.status.value in ("packed", "shipped", "delivered") for s in view.shipments
-        ):
+        # a packed parcel can still be stopped when a warehouse hands it over, not when the worker did
+        gone = HANDED_OVER if self._parties else {ShipmentStatus.packed, *HANDED_OVER}
+        if view.status not in CANCELLABLE or any(s.status in gone for s in view.shipments):
             raise ValueError(
                 f"order {view.order_id} is {view.status.value} and can no longer be cancelled; "
                 "once it has shipped, request a return instead"
@@ -516,6 +630,12 @@ class OrderWorkflow:
         """Stock arrived: try to reserve now; True when the order got its stock."""
         attempts = self._reserve_attempts
         self._stock_arrived = True
+        if self._legs is not None and self._reserved:  # units a warehouse was short of wait for stock
+            tried = self._legs.backorder_attempts
+            await workflow.wait_condition(
+                lambda: self._legs.backorder_attempts > tried or self._ctx.stop is not None  # type: ignore[union-attr]
+            )
+            return not any(s.status == ShipmentStatus.backordered for s in self._ctx.view.shipments)
         await workflow.wait_condition(
             lambda: self._reserve_attempts > attempts or self._reserved or self._ctx.stop is not None
         )
@@ -524,7 +644,12 @@ class OrderWorkflow:
     @retry_reservation.validator
     def _validate_retry_reservation(self) -> None:
         view = self._ctx.view
-        if view.status != OrderStatus.backordered or self._reserved or self._ctx.stop is not None:
+        short = any(s.status == ShipmentStatus.backordered for s in view.shipments)
+        if (
+            view.status != OrderStatus.backordered
+            or (self._reserved and not short)
+            or self._ctx.stop is not None
+        ):
             raise ValueError(f"order {view.order_id} is {view.status.value} and not waiting for stock")
 
     @workflow.update(name=OrderUpdate.request_return)
@@ -541,7 +666,83 @@ class OrderWorkflow:
 
     @workflow.signal(name=OrderSignal.confirm_delivery)
     def confirm_delivery(self, confirmation: DeliveryConfirmation) -> None:
+        """`deliver`: the shortcut for the carrier's `delivered` event (a delivered event of its own for a
+        shipment that went through a warehouse and a carrier as parties)."""
+        for shipment in self._ctx.view.shipments:
+            if not (self._parties and shipment.released_at and shipment.tracking_number):
+                continue
+            if (
+                confirmation.shipment_id not in (None, shipment.id)
+                or shipment.status != ShipmentStatus.shipped
+            ):
+                continue
+            self._confirmations += 1
+            event = CarrierEvent(
+                tracking_number=shipment.tracking_number,
+                type=CarrierEventType.delivered,
+                event_id=f"confirmed-{self._confirmations}",
+                at=workflow.now(),
+                by=confirmation.by,
+            )
+            try:
+                self._inbox.check_event(event)
+            except ApplicationError:
+                continue  # the carrier's own `delivered` (or another report) got there first
+            self._inbox.accept_event(event)
         self._fulfilment.confirm_delivery(confirmation)
+
+    # ---- warehouses and carriers as parties (workflows/parties.py) ----
+
+    @workflow.update(name=OrderUpdate.warehouse_report)
+    async def warehouse_report(self, report: WarehouseReport) -> ReportOutcome:
+        """A warehouse's report: answers once the order has acted on it (what it did, in words)."""
+        shipment_id, key = self._inbox.accept_report(report)
+        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        return ReportOutcome(
+            order_id=self._ctx.order_id,
+            shipment_id=shipment_id,
+            detail=self._inbox.answer_of(shipment_id, key),
+        )
+
+    @warehouse_report.validator
+    def _validate_warehouse_report(self, report: WarehouseReport) -> None:
+        self._require_parties()
+        self._inbox.check_report(report)
+
+    @workflow.update(name=OrderUpdate.carrier_event)
+    async def carrier_event(self, event: CarrierEvent) -> ReportOutcome:
+        shipment_id, key = self._inbox.accept_event(event)
+        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        return ReportOutcome(
+            order_id=self._ctx.order_id,
+            shipment_id=shipment_id,
+            detail=self._inbox.answer_of(shipment_id, key),
+        )
+
+    @carrier_event.validator
+    def _validate_carrier_event(self, event: CarrierEvent) -> None:
+        self._require_parties()
+        self._inbox.check_event(event)
+
+    @workflow.update(name=OrderUpdate.resolve_shipment)
+    async def resolve_shipment(self, request: ResolveRequest) -> OrderView:
+        shipment_id, key = self._inbox.accept_resolution(request)
+        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        return self._ctx.view
+
+    @resolve_shipment.validator
+    def _validate_resolve_shipment(self, request: ResolveRequest) -> None:
+        self._require_parties()
+        self._inbox.check_resolution(request)
+
+    def _require_parties(self) -> None:
+        if not self._parties:
+            raise ApplicationError(
+                f"order {self._ctx.order_id} is {self._ctx.view.status.value}: its shipments are not with a "
+                "warehouse (not released yet, or placed before warehouses reported)",
+                type="ReportRefused",
+                non_retryable=True,
+            )
 
     @workflow.signal(name=OrderSignal.submit_feedback)
     async def submit_feedback(self, feedback: Feedback) -> None:

@@ -1,0 +1,95 @@
+"""The sandbox warehouse's and carrier's hands: send their reports to the orders, weigh parcels.
+
+Reports go through the client layer (services/fulfilment.py), as a WMS webhook or a person's would.
+The sandbox workflows (workflows/sandbox_parties.py) decide what to report and when; these only send.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from db import SessionFactory
+from domain.shipments import parcel_weights
+from models import tables as t
+from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport
+from models.orders import ShipmentLine
+from services import fulfilment
+from services.orders import Refused
+
+log = logging.getLogger(__name__)
+
+
+class ReportSent(BaseModel):
+    """What became of a report: taken (with the order's words), or refused for good (with the reason):
+    the sandbox party then stops."""
+
+    accepted: bool
+    detail: str
+
+
+class WeighParcels(BaseModel):
+    shipment_id: str
+    picked: list[PickedLine]
+
+
+def _too_early(exc: fulfilment.ReportTooEarly) -> ApplicationError:
+    """The order is not ready for the report yet: a retryable failure, so the activity's retry policy
+    sends it again later (with its backoff). Benign: expected, one log line per attempt."""
+    return ApplicationError(
+        str(exc), type=fulfilment.REPORT_TOO_EARLY, category=ApplicationErrorCategory.BENIGN
+    )
+
+
+class SandboxPartyActivities:
+    def __init__(self, client: Client, sessions: SessionFactory) -> None:
+        self._client = client
+        self._sessions = sessions
+
+    @activity.defn
+    async def send_warehouse_report(self, report: WarehouseReport) -> ReportSent:
+        try:
+            outcome = await fulfilment.submit_warehouse_report(
+                self._client, report, update_id=_update_id(report.report_id)
+            )
+        except fulfilment.ReportTooEarly as exc:
+            raise _too_early(exc) from None
+        except (Refused, fulfilment.UnknownShipment) as exc:
+            return ReportSent(accepted=False, detail=str(exc))
+        return ReportSent(accepted=True, detail=outcome.detail)
+
+    @activity.defn
+    async def send_carrier_event(self, event: CarrierEvent) -> ReportSent:
+        try:
+            outcome = await fulfilment.submit_carrier_event(
+                self._client, self._sessions, event, update_id=_update_id(event.event_id)
+            )
+        except fulfilment.ReportTooEarly as exc:
+            raise _too_early(exc) from None
+        except (Refused, fulfilment.UnknownTracking) as exc:
+            return ReportSent(accepted=False, detail=str(exc))
+        return ReportSent(accepted=True, detail=outcome.detail)
+
+    @activity.defn
+    def weigh_parcels(self, request: WeighParcels) -> list[int]:
+        """The parcels the picked units make (catalog weights, packaging, at most 20 kg each)."""
+        return parcel_weights(
+            self._sessions, [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.picked]
+        )
+
+    @activity.defn
+    def shipment_origin(self, shipment_id: str) -> str | None:
+        """The warehouse a parcel left from (its first sorting centre), None if the shipment is unknown."""
+        with self._sessions() as session:
+            return session.scalar(select(t.Shipment.warehouse).where(t.Shipment.id == shipment_id))
+
+
+def _update_id(report_id: str | None) -> str | None:
+    # The sandbox's report ids are unique per report, so they name the update: an attempt whose answer
+    # was lost (worker restart, timeout) gets that answer when retried, not a "duplicate" refusal.
+    return f"sandbox:{report_id}" if report_id else None

@@ -1,0 +1,90 @@
+"""Warehouses and carriers as parties of their own: what they are sent, and what they report back.
+
+A released shipment is a fulfilment request (a pick list) to its warehouse. The warehouse reports, in
+order: `picked` (per line, possibly short), `packed` (parcels with their weights), `handed_over` (to the
+carrier). The carrier then reports tracking events by tracking number, each with its own event id.
+Reports reach the order's workflow as updates (models/workflow_names.py `OrderUpdate`); a duplicate or
+out-of-order report is refused with the reason and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.orders import Actor, Identifier, OptionalText, ShipmentLine
+from models.shipping import CarrierEventType, Resolution
+
+MAX_PARCELS = 50
+MAX_PARCEL_WEIGHT_G = 1_000_000  # a tonne: beyond any parcel carrier
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class WarehouseStep(StrEnum):
+    picked = "picked"
+    packed = "packed"
+    handed_over = "handed_over"
+
+
+class PickedLine(_Report):
+    sku: Identifier
+    quantity: Annotated[int, Field(ge=0, le=100_000)]  # 0: none found on the shelf
+
+
+class WarehouseReport(_Report):
+    """One step of a released shipment, as the warehouse reports it (WMS webhook, CLI, sandbox)."""
+
+    shipment_id: Identifier
+    step: WarehouseStep
+    # picked: units found per line; lines left out were picked in full. Fewer than ordered = a short pick.
+    lines: list[PickedLine] = []
+    # packed: one weight per parcel, in grams
+    parcels_g: list[Annotated[int, Field(ge=1, le=MAX_PARCEL_WEIGHT_G)]] = Field(
+        default=[], max_length=MAX_PARCELS
+    )
+    report_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # the sender's own id
+    by: Actor = None
+
+
+class FulfilmentRequest(BaseModel):
+    """What a warehouse is sent when a shipment is released: the pick list."""
+
+    order_id: str
+    shipment_id: str
+    warehouse: str
+    lines: list[ShipmentLine]
+    released_at: datetime
+
+
+class CarrierEvent(_Report):
+    """One tracking event. Idempotent by (tracking number, event id)."""
+
+    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]
+    type: CarrierEventType
+    event_id: Annotated[str, Field(min_length=1, max_length=100)]
+    at: datetime
+    place: OptionalText | None = None
+    attempt: Annotated[int, Field(ge=1, le=10)] | None = None  # delivery_failed: which attempt
+    by: Actor = None
+
+
+class ResolveRequest(_Report):
+    """Support's choice for a parcel that was lost or came back."""
+
+    shipment_id: Identifier
+    resolution: Resolution
+    by: Actor = None
+
+
+class ReportOutcome(BaseModel):
+    """The answer to a report: what it changed, in words."""
+
+    order_id: str
+    shipment_id: str
+    detail: str

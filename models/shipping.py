@@ -1,0 +1,46 @@
+"""Words shared by an order's view and the reports of warehouses and carriers (models/fulfilment.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+DELIVERY_ATTEMPTS = 3  # failed delivery attempts after which the carrier sends a parcel back
+
+
+class CarrierEventType(StrEnum):
+    in_transit = "in_transit"
+    out_for_delivery = "out_for_delivery"
+    delivered = "delivered"
+    delivery_failed = "delivery_failed"
+    exception = "exception"  # in trouble (damaged, held at customs, address problem): may recover
+    lost = "lost"
+    returned_to_sender = "returned_to_sender"
+
+
+# Events that end a parcel's journey without a delivery: support chooses reship or refund.
+PARCEL_LOST = frozenset({CarrierEventType.lost, CarrierEventType.returned_to_sender})
+
+
+class TrackingEvent(BaseModel):
+    """A carrier event as the order's view shows it."""
+
+    type: CarrierEventType
+    at: datetime
+    place: str | None = None
+    event_id: str
+    attempt: int | None = None
+
+
+class Resolution(StrEnum):
+    reship = "reship"  # a new shipment from stock; a claim is lodged with the carrier
+    refund = "refund"  # the parcel's lines are refunded
+
+
+class ShortPickPolicy(StrEnum):
+    """What happens to units a warehouse could not find, when no other warehouse has them."""
+
+    backorder = "backorder"  # wait for stock on order (the backorder rules), else cancel those lines
+    cancel_lines = "cancel_lines"  # cancel those lines at once: the customer would rather not wait

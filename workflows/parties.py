@@ -1,0 +1,642 @@
+"""Warehouses and carriers as parties of their own (orders placed since PARTIES; models/fulfilment.py).
+
+A shipment is released to its warehouse, which reports `picked`, `packed` and `handed_over` through
+the order's `warehouse_report` update; the carrier then reports tracking events through
+`carrier_event`. `Inbox` checks each report against the shipment's state (a duplicate or out-of-order
+one is refused with the reason, changing nothing) and keeps it for the leg that waits for it; the
+update answers once that leg has acted on it. `WarehouseLeg` runs release -> handover (short picks:
+re-allocated, backordered or cancelled for those lines), `CarrierLeg` runs tracking -> delivery, or a
+lost parcel -> support's choice (reship or refund).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.fulfilment import FulfilmentActivities
+    from activities.inventory import InventoryActivities
+    from activities.payments import PaymentActivities
+    from models.fulfilment import (
+        CarrierEvent,
+        FulfilmentRequest,
+        ResolveRequest,
+        WarehouseReport,
+        WarehouseStep,
+    )
+    from models.orders import OrderStatus, ShipmentLine, ShipmentStatus, ShipmentView
+    from models.shipping import (
+        DELIVERY_ATTEMPTS,
+        PARCEL_LOST,
+        CarrierEventType,
+        Resolution,
+        ShortPickPolicy,
+        TrackingEvent,
+    )
+    from models.steps import (
+        ClaimRecord,
+        PackRecord,
+        PaymentRequest,
+        PickRecord,
+        ReserveRequest,
+        ShipmentRef,
+        ShipRequest,
+        TrackingRecord,
+        TrackingStart,
+    )
+    from workflows.context import OrderContext, business_refusal, by_whom, money, shortage
+    from workflows.saga import Saga
+
+PARTIES = "warehouse-and-carrier-parties"  # the patch: orders placed since then use this module
+REFUSED, TOO_EARLY = "ReportRefused", "ReportTooEarly"  # update refusals' types (services/fulfilment.py)
+# a warehouse report's place in the order of things
+_AFTER = {
+    WarehouseStep.picked: ShipmentStatus.released,
+    WarehouseStep.packed: ShipmentStatus.picked,
+    WarehouseStep.handed_over: ShipmentStatus.packed,
+}
+_DONE = {
+    WarehouseStep.picked: {ShipmentStatus.picked, ShipmentStatus.packed},
+    WarehouseStep.packed: {ShipmentStatus.packed},
+}
+_ON_ITS_WAY = frozenset({ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception})
+
+
+def _refuse(reason: str) -> ApplicationError:
+    return ApplicationError(reason, type=REFUSED, non_retryable=True)
+
+
+@dataclass
+class ShipmentInbox:
+    """Reports accepted for one shipment and not yet acted on, and the answers of those acted on."""
+
+    reports: dict[WarehouseStep, WarehouseReport] = field(default_factory=dict)
+    events: list[CarrierEvent] = field(default_factory=list)
+    event_ids: set[str] = field(default_factory=set)
+    resolution: ResolveRequest | None = None
+    answers: dict[str, str] = field(default_factory=dict)  # report key -> what it did
+
+
+class Inbox:
+    def __init__(self, ctx: OrderContext) -> None:
+        self._ctx = ctx
+        self._boxes: dict[str, ShipmentInbox] = {}
+        self.closed = False  # the order ended: no leg will act on anything more
+
+    def box(self, shipment_id: str) -> ShipmentInbox:
+        return self._boxes.setdefault(shipment_id, ShipmentInbox())
+
+    def _shipment(self, shipment_id: str) -> ShipmentView:
+        found = next((s for s in self._ctx.view.shipments if s.id == shipment_id), None)
+        if found is None:
+            raise _refuse(f"shipment {shipment_id} is not part of order {self._ctx.order_id}")
+        if self._ctx.stop is not None or self.closed:
+            raise _refuse(f"order {self._ctx.order_id} is {self._ctx.view.status.value}: nothing more to do")
+        return found
+
+    # ---- checks (update validators: no side effects) ----
+
+    def check_report(self, report: WarehouseReport) -> None:
+        shipment = self._shipment(report.shipment_id)
+        box, step = self.box(shipment.id), report.step
+        if step in box.reports or shipment.status in _DONE.get(step, set()) or shipment.status in _ON_ITS_WAY:
+            raise _refuse(f"duplicate: {shipment.id} was already reported {step.value}")
+        if shipment.status in (ShipmentStatus.cancelled, ShipmentStatus.resolved):
+            raise _refuse(f"{shipment.id} is {shipment.status.value}: nothing to {step.value}")
+        if (
+            step == WarehouseStep.picked
+            and shipment.status == ShipmentStatus.allocated
+            and shipment.released_at
+        ):
+            # the release is under way: a quick warehouse can answer before the order has seen it sent
+            raise ApplicationError(f"{shipment.id}: its release is still being recorded", type=TOO_EARLY)
+        if shipment.status != _AFTER[step]:
+            raise _refuse(f"out of order: {shipment.id} is {shipment.status.value}, not {_AFTER[step].value}")
+        if step == WarehouseStep.picked:
+            ordered = {line.sku: line.quantity for line in shipment.lines}
+            for line in report.lines:
+                if line.sku not in ordered:
+                    raise _refuse(f"{line.sku} is not on the pick list of {shipment.id}")
+                if line.quantity > ordered[line.sku]:
+                    raise _refuse(f"{line.sku}: {line.quantity} picked but {ordered[line.sku]} ordered")
+        if step == WarehouseStep.packed and not report.parcels_g:
+            raise _refuse(f"packed {shipment.id} into no parcel: give each parcel's weight in grams")
+        if step == WarehouseStep.handed_over and shipment.label_ref is None:
+            raise ApplicationError(f"{shipment.id}: the label is not printed yet", type=TOO_EARLY)
+
+    def check_event(self, event: CarrierEvent) -> None:
+        shipment = self._by_tracking(event.tracking_number)
+        if event.event_id in self.box(shipment.id).event_ids:
+            raise _refuse(
+                f"duplicate: event {event.event_id} of {event.tracking_number} was already reported"
+            )
+        if shipment.status == ShipmentStatus.delivered:
+            raise _refuse(f"out of order: {event.tracking_number} was already delivered")
+        if shipment.status in (ShipmentStatus.exception, ShipmentStatus.resolved):
+            raise _refuse(
+                f"{event.tracking_number} was reported {shipment.trouble}: its case is with support"
+            )
+        if shipment.status != ShipmentStatus.shipped:
+            raise _refuse(f"out of order: {event.tracking_number} has not been handed over yet")
+
+    def check_resolution(self, request: ResolveRequest) -> None:
+        shipment = self._shipment(request.shipment_id)
+        if shipment.status != ShipmentStatus.exception or self.box(shipment.id).resolution is not None:
+            raise _refuse(f"{shipment.id} is {shipment.status.value}: there is no lost parcel to resolve")
+
+    def _by_tracking(self, tracking_number: str) -> ShipmentView:
+        found = next((s for s in self._ctx.view.shipments if s.tracking_number == tracking_number), None)
+        if found is None:
+            raise _refuse(f"no shipment of order {self._ctx.order_id} has tracking number {tracking_number}")
+        return self._shipment(found.id)
+
+    # ---- accepting (update handlers) ----
+
+    def accept_report(self, report: WarehouseReport) -> tuple[str, str]:
+        self.box(report.shipment_id).reports[report.step] = report
+        return report.shipment_id, f"report:{report.step.value}"
+
+    def accept_event(self, event: CarrierEvent) -> tuple[str, str]:
+        shipment = self._by_tracking(event.tracking_number)
+        box = self.box(shipment.id)
+        box.event_ids.add(event.event_id)
+        box.events.append(event)
+        return shipment.id, f"event:{event.event_id}"
+
+    def accept_resolution(self, request: ResolveRequest) -> tuple[str, str]:
+        self.box(request.shipment_id).resolution = request
+        return request.shipment_id, "resolution"
+
+    def answered(self, shipment_id: str, key: str) -> bool:
+        return key in self.box(shipment_id).answers or self.closed
+
+    def answer_of(self, shipment_id: str, key: str) -> str:
+        return self.box(shipment_id).answers.get(key, f"order {self._ctx.order_id} ended before acting on it")
+
+
+Spawn = Callable[[ShipmentView], None]
+SetStatus = Callable[[ShipmentView, ShipmentStatus, str], Awaitable[None]]
+Capture = Callable[[ShipmentView, Saga], Awaitable[None]]
+
+
+class Legs:
+    """Both legs of a shipment's journey, with what they share: the inbox, the saga, and how a new
+    shipment (re-allocated or reshipped units) joins the order."""
+
+    def __init__(
+        self,
+        ctx: OrderContext,
+        inbox: Inbox,
+        saga: Saga,
+        spawn: Spawn,
+        set_status: SetStatus,
+        capture: Capture,
+        stock_arrived: Callable[[], bool],
+        reset_stock_arrived: Callable[[], None],
+    ) -> None:
+        self._ctx, self._inbox, self._saga, self._spawn = ctx, inbox, saga, spawn
+        self._status, self._capture = set_status, capture
+        self._stock_arrived, self._reset_stock_arrived = stock_arrived, reset_stock_arrived
+        self._backorders = 0
+        self.backorder_attempts = 0  # tries to reserve backordered units (`retry_reservation` waits for one)
+        self._prices: dict[str, Decimal] = {line.sku: line.unit_price for line in ctx.view.lines}
+
+    # ---- the warehouse ----
+
+    async def warehouse(self, shipment: ShipmentView) -> bool:
+        """Release -> picked -> packed (label) -> handed over (capture). False: nothing left to send."""
+        ctx, box = self._ctx, self._inbox.box(shipment.id)
+        ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
+        ctx.checkpoint()
+        shipment.released_at = workflow.now()
+        request = FulfilmentRequest(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            warehouse=shipment.warehouse,
+            lines=shipment.lines,
+            released_at=shipment.released_at,
+        )
+        await ctx.step(
+            FulfilmentActivities.release_shipment, request, f"release {shipment.id} to {shipment.warehouse}"
+        )
+        await self._status(
+            shipment, ShipmentStatus.released, f"{shipment.id}: pick list sent to {shipment.warehouse}"
+        )
+
+        picked = await self._report(box, WarehouseStep.picked)
+        self._saga.push(
+            f"put the picked units of {shipment.id} back on the shelf",
+            lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment.id}", retry),
+            shipment.id,
+        )
+        found = {line.sku: line.quantity for line in picked.report.lines}
+        outcome = await ctx.step(
+            InventoryActivities.record_pick,
+            PickRecord(order_id=ctx.order_id, shipment_id=shipment.id, ordered=shipment.lines, found=found),
+            f"book the pick of {shipment.id}",
+        )
+        shipment.picked_lines = outcome.picked
+        detail = f"{shipment.id}: {_units(outcome.picked)} picked in {shipment.warehouse}{by_whom(picked.report.by)}"
+        if outcome.missing:
+            value = self._value(outcome.missing)
+            shipment.lines, shipment.amount = outcome.picked, shipment.amount - value
+            detail += f"; short: {_lines(outcome.missing)}, " + await self._short(
+                shipment, outcome.missing, value
+            )
+        if not outcome.picked:
+            await self._status(
+                shipment, ShipmentStatus.cancelled, detail + f"; nothing left to send in {shipment.id}"
+            )
+            picked.answer(detail)
+            return False
+        await self._status(shipment, ShipmentStatus.picked, detail)
+        picked.answer(detail)
+
+        packed = await self._report(box, WarehouseStep.packed)
+        pack = await ctx.step(
+            FulfilmentActivities.record_pack,
+            PackRecord(order_id=ctx.order_id, shipment_id=shipment.id, parcels_g=packed.report.parcels_g),
+            f"record the parcels of {shipment.id}",
+        )
+        shipment.weight_g, shipment.parcels_g = pack.weight_g, list(packed.report.parcels_g)
+        parcels = len(shipment.parcels_g)
+        await self._status(
+            shipment,
+            ShipmentStatus.packed,
+            f"{shipment.id}: {parcels} parcel{'s' * (parcels != 1)}, {pack.weight_g} g",
+        )
+        self._saga.push(
+            f"cancel the carrier booking of {shipment.id}",
+            lambda retry: ctx.step(
+                FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
+            ),
+            shipment.id,
+        )
+        ship = ShipRequest(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            warehouse=shipment.warehouse,
+            weight_g=pack.weight_g,
+            address=ctx.request.order.shipping_address,
+        )
+        label = await ctx.step_or_fail(
+            FulfilmentActivities.book_carrier,
+            ship,
+            f"book the carrier for {shipment.id}",
+            OrderStatus.cancelled,
+        )
+        shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
+        shipment.label_ref = label.label_ref
+        await ctx.event(
+            "label_printed", f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})"
+        )
+        packed.answer(f"{shipment.id} packed; label {label.label_ref}, tracking {label.tracking_number}")
+
+        handed = await self._report(box, WarehouseStep.handed_over)
+        handover = await ctx.step(
+            FulfilmentActivities.record_handover, ref, f"hand {shipment.id} to the carrier"
+        )
+        shipment.shipped_at = handover.shipped_at
+        if shipment.amount > 0:
+            await self._capture(shipment, self._saga)
+        detail = (
+            f"{shipment.id} with {label.carrier}, tracking {label.tracking_number}{by_whom(handed.report.by)}"
+        )
+        await self._status(shipment, ShipmentStatus.shipped, detail)
+        handed.answer(detail)
+        start = TrackingStart(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            tracking_number=label.tracking_number,
+            warehouse=shipment.warehouse,
+        )
+        await ctx.step(FulfilmentActivities.start_tracking, start, f"tracking {label.tracking_number}")
+        return True
+
+    async def _report(self, box: ShipmentInbox, step: WarehouseStep) -> _Pending:
+        ctx = self._ctx
+        await workflow.wait_condition(lambda: step in box.reports or ctx.stop is not None)
+        ctx.checkpoint()
+        return _Pending(box, f"report:{step.value}", box.reports[step])
+
+    async def _short(self, shipment: ShipmentView, missing: list[ShipmentLine], value: Decimal) -> str:
+        """Units the warehouse did not find: from another warehouse, else backordered (policy and stock on
+        order permitting), else those lines are cancelled and not charged. Says which."""
+        ctx = self._ctx
+        try:
+            moved = await self._reserve(missing, f"re-allocate what {shipment.id} was short")
+        except _OutOfStock as short:
+            if ctx.policy.short_pick == ShortPickPolicy.backorder and short.on_order:
+                self._backorders += 1
+                placeholder = ShipmentView(
+                    id=f"{ctx.order_id}-B{self._backorders}",
+                    warehouse="",
+                    status=ShipmentStatus.backordered,
+                    lines=missing,
+                    amount=value,
+                    replaces=shipment.id,
+                )
+                ctx.view.shipments.append(placeholder)
+                self._spawn(placeholder)
+                return f"backordered as {placeholder.id} (on order)"
+            await self._cancel_lines(missing, value, f"short pick of {shipment.id}")
+            return "those lines cancelled"
+        for new in moved:
+            new.replaces = shipment.id
+        return "re-allocated to " + ", ".join(f"{s.id} ({s.warehouse})" for s in moved)
+
+    async def backorder(self, placeholder: ShipmentView) -> None:
+        """Wait for stock on order (as a backordered order does), then send what arrived as new shipments;
+        past the backorder timeout those lines are cancelled."""
+        ctx = self._ctx
+        deadline = workflow.now() + ctx.policy.backorder_timeout
+        while True:
+            self._reset_stock_arrived()
+            try:
+                await self._reserve(
+                    placeholder.lines, f"reserve backordered {placeholder.id}", placeholder.id
+                )
+            except _OutOfStock:
+                self.backorder_attempts += 1
+            else:
+                self.backorder_attempts += 1
+                await self._status(placeholder, ShipmentStatus.resolved, f"{placeholder.id}: stock arrived")
+                return
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stock_arrived() or ctx.stop is not None,
+                    timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
+                    timeout_summary=f"backorder timeout of {placeholder.id}",
+                )
+            except TimeoutError:
+                await self._cancel_lines(
+                    placeholder.lines, placeholder.amount, f"still out of stock ({placeholder.id})"
+                )
+                await self._status(
+                    placeholder, ShipmentStatus.cancelled, f"{placeholder.id}: lines cancelled"
+                )
+                return
+            ctx.checkpoint()
+
+    async def _reserve(
+        self, lines: list[ShipmentLine], summary: str, replaces: str | None = None, charge: bool = True
+    ) -> list[ShipmentView]:
+        """Reserve `lines` as new shipments of this order (released at once: no second window). A reship
+        is not charged again (`charge=False`): the customer paid with the parcel that was lost."""
+        ctx = self._ctx
+        numbers = [
+            int(s.id.rpartition("-S")[2]) for s in ctx.view.shipments if s.id.rpartition("-S")[2].isdigit()
+        ]
+        request = ReserveRequest(
+            order_id=ctx.order_id,
+            shipment_prefix=f"{ctx.order_id}-S",
+            lines=lines,
+            numbers_from=max(numbers, default=0) + 1,
+        )
+        try:
+            allocated = await ctx.step(InventoryActivities.reserve_stock, request, summary)
+        except ActivityError as err:
+            if business_refusal(err) is None:
+                raise
+            found = shortage(err)
+            on_order = found.get("on_order", {})
+            raise _OutOfStock(bool(on_order) and set(found.get("short", [])) <= set(on_order)) from None
+        made = []
+        for a in allocated:
+            new = ShipmentView(
+                id=a.id,
+                warehouse=a.warehouse,
+                lines=a.lines,
+                amount=self._value(a.lines) if charge else Decimal("0"),
+                replaces=replaces,
+            )
+            ctx.view.shipments.append(new)
+            ref = ShipmentRef(order_id=ctx.order_id, shipment_id=new.id)
+            self._saga.push(
+                f"release the stock reserved for {new.id}",
+                lambda retry, ref=ref: ctx.step(
+                    InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
+                ),
+                new.id,
+            )
+            made.append(new)
+            self._spawn(new)
+        await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in made))
+        return made
+
+    async def _cancel_lines(self, lines: list[ShipmentLine], value: Decimal, why: str) -> None:
+        ctx = self._ctx
+        await ctx.event(
+            "lines_cancelled", f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged"
+        )
+        await ctx.notify(
+            "lines_cancelled",
+            f"lines_cancelled:{why}",
+            lines=_lines(lines),
+            money=f"{money(value, ctx.view.currency)} released on your card",
+        )
+
+    def _value(self, lines: list[ShipmentLine]) -> Decimal:
+        return sum((self._prices.get(x.sku, Decimal("0")) * x.quantity for x in lines), Decimal("0"))
+
+    # ---- the carrier ----
+
+    async def carrier(
+        self, shipment: ShipmentView, on_overdue: Callable[[ShipmentView], Awaitable[None]]
+    ) -> None:
+        """Tracking events until the parcel is delivered, or lost and settled by support's choice."""
+        ctx, box = self._ctx, self._inbox.box(shipment.id)
+        assert shipment.shipped_at is not None
+        due = shipment.shipped_at + ctx.policy.delivery_sla
+        overdue = False
+        while shipment.status == ShipmentStatus.shipped:
+            if not box.events:
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(box.events) or ctx.stop is not None,
+                        timeout=None if overdue else max(due - workflow.now(), timedelta(seconds=1)),
+                        timeout_summary=f"delivery SLA for {shipment.id}",
+                    )
+                except TimeoutError:
+                    overdue = True
+                    await on_overdue(shipment)
+                    continue
+            if ctx.stop is not None:
+                return
+            event = box.events.pop(0)
+            await self._track(shipment, box, event)
+        if shipment.status == ShipmentStatus.exception:
+            await self._settle_lost(shipment, box)
+
+    async def _track(self, shipment: ShipmentView, box: ShipmentInbox, event: CarrierEvent) -> None:
+        ctx = self._ctx
+        shipment.tracking.append(
+            TrackingEvent(
+                type=event.type,
+                at=event.at,
+                place=event.place,
+                event_id=event.event_id,
+                attempt=event.attempt,
+            )
+        )
+        status, detail = (
+            None,
+            f"{shipment.id}: {event.type.value}" + (f" at {event.place}" if event.place else ""),
+        )
+        if event.type == CarrierEventType.delivered:
+            status = ShipmentStatus.delivered
+            shipment.delivered_at, shipment.trouble = event.at, None
+        elif event.type == CarrierEventType.delivery_failed:
+            shipment.delivery_attempts = max(shipment.delivery_attempts + 1, event.attempt or 0)
+            detail += f" (attempt {shipment.delivery_attempts} of {DELIVERY_ATTEMPTS})"
+            if shipment.delivery_attempts >= DELIVERY_ATTEMPTS:
+                status, shipment.trouble = (
+                    ShipmentStatus.exception,
+                    f"{DELIVERY_ATTEMPTS} failed delivery attempts: coming back",
+                )
+        elif event.type in PARCEL_LOST:
+            status, shipment.trouble = ShipmentStatus.exception, event.type.value.replace("_", " ")
+        elif event.type == CarrierEventType.exception:
+            shipment.trouble = event.place or "held up"
+        else:  # in transit, out for delivery: on its way again
+            shipment.trouble = None
+        record = TrackingRecord(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            tracking_number=event.tracking_number,
+            event_id=event.event_id,
+            type=event.type.value,
+            at=event.at,
+            place=event.place,
+            shipment_status=status.value if status else None,
+        )
+        await ctx.step(
+            FulfilmentActivities.record_tracking_event, record, f"{event.type.value} {event.tracking_number}"
+        )
+        await self._status(shipment, status or shipment.status, detail + by_whom(event.by))
+        box.answers[f"event:{event.event_id}"] = detail
+
+    async def _settle_lost(self, shipment: ShipmentView, box: ShipmentInbox) -> None:
+        """A parcel lost or coming back: support chooses reship or refund; none within the exception
+        timeout is a refund. Either way a claim goes to the carrier."""
+        ctx = self._ctx
+        deadline = workflow.now() + ctx.policy.exception_timeout
+        await ctx.notify(
+            "parcel_lost",
+            f"lost:{shipment.id}",
+            to_support=True,
+            shipment_id=shipment.id,
+            trouble=shipment.trouble or "lost",
+            carrier=shipment.carrier or "",
+            tracking_number=shipment.tracking_number or "",
+            deadline=f"{deadline:%Y-%m-%d %H:%M} UTC",
+        )
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: box.resolution is not None or ctx.stop is not None,
+                timeout=ctx.policy.exception_timeout,
+                timeout_summary=f"support's choice for {shipment.id}",
+            )
+        if ctx.stop is not None and box.resolution is None:
+            return
+        choice, who = (
+            (box.resolution.resolution, box.resolution.by) if box.resolution else (Resolution.refund, None)
+        )
+        reason = (
+            "returned_to_sender"
+            if "coming back" in (shipment.trouble or "") or "returned" in (shipment.trouble or "")
+            else "lost"
+        )
+        claim = ClaimRecord(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            tracking_number=shipment.tracking_number,
+            reason=reason,
+            amount=shipment.amount,
+        )
+        await ctx.step(
+            FulfilmentActivities.record_claim, claim, f"claim {shipment.id} with {shipment.carrier}"
+        )
+        ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
+        if reason == "returned_to_sender":
+            await ctx.step(InventoryActivities.restock_returned, ref, f"restock returned {shipment.id}")
+        detail = ""
+        if choice == Resolution.reship:
+            try:
+                new = await self._reserve(shipment.lines, f"reship {shipment.id}", shipment.id, charge=False)
+                detail = "reshipped as " + ", ".join(s.id for s in new)
+                await ctx.notify(
+                    "parcel_reshipped",
+                    f"reshipped:{shipment.id}",
+                    shipment_id=shipment.id,
+                    trouble=shipment.trouble or "lost",
+                    new_shipments=", ".join(s.id for s in new),
+                )
+            except _OutOfStock:
+                choice, detail = Resolution.refund, "nothing in stock to reship: refunded instead; "
+        if choice == Resolution.refund:
+            detail += await self._refund_parcel(shipment)
+        shipment.resolution = choice
+        chosen = (
+            f"chosen{by_whom(who)}" if box.resolution else f"no choice within {ctx.policy.exception_timeout}"
+        )
+        await self._status(shipment, ShipmentStatus.resolved, f"{shipment.id}: {detail} ({chosen})")
+        box.answers["resolution"] = detail
+
+    async def _refund_parcel(self, shipment: ShipmentView) -> str:
+        ctx = self._ctx
+        if shipment.amount <= 0:
+            return "nothing was charged for it"
+        refund = PaymentRequest(
+            order_id=ctx.order_id,
+            idempotency_key=ctx.key(f"refund:lost:{shipment.id}"),
+            amount=shipment.amount,
+            currency=ctx.view.currency,
+        )
+        ctx.book_payment(
+            await ctx.step(
+                PaymentActivities.refund_payment, refund, f"refund {money(refund.amount, refund.currency)}"
+            )
+        )
+        await ctx.notify(
+            "parcel_refunded",
+            f"refunded:{shipment.id}",
+            shipment_id=shipment.id,
+            trouble=shipment.trouble or "lost",
+            money=money(shipment.amount, ctx.view.currency),
+        )
+        return f"refunded {money(shipment.amount, ctx.view.currency)}"
+
+
+@dataclass
+class _Pending:
+    """A report the leg is acting on; `answer` lets its update return."""
+
+    box: ShipmentInbox
+    key: str
+    report: WarehouseReport
+
+    def answer(self, detail: str) -> None:
+        self.box.answers[self.key] = detail
+
+
+class _OutOfStock(Exception):
+    def __init__(self, on_order: bool) -> None:
+        super().__init__("out of stock")
+        self.on_order = on_order
+
+
+def _units(lines: list[ShipmentLine]) -> str:
+    units = sum(x.quantity for x in lines)
+    return f"{units} unit{'s' * (units != 1)}"
+
+
+def _lines(lines: list[ShipmentLine]) -> str:
+    return ", ".join(f"{x.quantity} x {x.sku}" for x in lines)

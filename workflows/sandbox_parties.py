@@ -1,0 +1,161 @@
+"""The sandbox parties (`OMS_SANDBOX_WAREHOUSE=auto`, `OMS_SANDBOX_CARRIER=auto`): a warehouse working
+through one released shipment and a carrier carrying one parcel, each reporting to the order the way a
+real one would (updates through services/fulfilment.py, by way of activities/sandbox_parties.py).
+
+Their input holds every setting they use (adapters/warehouse.py, adapters/carrier.py) and their chance
+is `workflow.random()`, so a replay decides the same. A report the order refuses for good (the order
+was cancelled, or moved on) ends the party quietly: nobody is waiting for it any more.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sandbox_parties import ReportSent, SandboxPartyActivities, WeighParcels
+    from adapters.carrier import SandboxParcel
+    from adapters.warehouse import SandboxShipment
+    from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport, WarehouseStep
+    from models.orders import ShipmentLine
+    from models.shipping import CarrierEventType
+    from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, SANDBOX_WAREHOUSE_WORKFLOW
+    from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
+
+WAREHOUSE_ACTOR = "sandbox-warehouse"
+CARRIER_ACTOR = "sandbox-carrier"
+
+# Sending a report waits for the order's update handler to finish (it records the report).
+SEND_TIMEOUT = timedelta(minutes=2)
+# A report the order is not ready for yet ("too early": e.g. handed over before the label is printed)
+# is sent again with backoff, for as long as it takes; so is one Temporal could not take just now.
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+async def _pause(duration: timedelta, summary: str) -> None:
+    if duration > timedelta(0):  # a zero timer is no pause; skip it rather than record one
+        await workflow.sleep(duration, summary=summary)
+
+
+@workflow.defn(name=SANDBOX_WAREHOUSE_WORKFLOW)
+class SandboxWarehouseWorkflow:
+    """Pick (possibly short), pack into parcels, hand over to the carrier: three reports, in order."""
+
+    @workflow.run
+    async def run(self, job: SandboxShipment) -> str:
+        shipment = job.request.shipment_id
+        workflow.set_current_details(f"picking {shipment}")
+        await _pause(job.pick_time, f"pick {shipment}")
+        picked = _pick(job.request.lines, job.short_pick_rate)
+        if not await self._report(shipment, WarehouseStep.picked, lines=picked):
+            return "stopped: picked refused"
+        if not any(line.quantity for line in picked):  # nothing on the shelves: nothing to pack
+            workflow.set_current_details(f"{shipment}: nothing found")
+            return "nothing found to pack"
+
+        workflow.set_current_details(f"packing {shipment}")
+        await _pause(job.pack_time, f"pack {shipment}")
+        parcels: list[int] = await workflow.execute_activity_method(
+            SandboxPartyActivities.weigh_parcels,
+            WeighParcels(shipment_id=shipment, picked=picked),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"weigh the parcels of {shipment}",
+        )
+        if not await self._report(shipment, WarehouseStep.packed, parcels_g=parcels):
+            return "stopped: packed refused"
+
+        # The order books the carrier once it knows the parcels; until the label is printed it answers
+        # "too early", and the send retries (SEND_RETRY).
+        workflow.set_current_details(f"{shipment} packed, waiting for the label")
+        if not await self._report(shipment, WarehouseStep.handed_over):
+            return "stopped: handed_over refused"
+        workflow.set_current_details(f"{shipment} handed over")
+        return "handed over"
+
+    async def _report(self, shipment: str, step: WarehouseStep, **fields: object) -> bool:
+        report = WarehouseReport.model_validate(
+            {
+                "shipment_id": shipment,
+                "step": step,
+                "report_id": f"sbx-{shipment}-{step.value}",
+                "by": WAREHOUSE_ACTOR,
+                **fields,
+            }
+        )
+        sent: ReportSent = await workflow.execute_activity_method(
+            SandboxPartyActivities.send_warehouse_report,
+            report,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary=f"{shipment}: {step.value}",
+        )
+        if not sent.accepted:
+            workflow.logger.info("sandbox warehouse stops at %s of %s: %s", step.value, shipment, sent.detail)
+            workflow.set_current_details(f"{shipment}: {step.value} refused, stopped")
+        return sent.accepted
+
+
+def _pick(lines: list[ShipmentLine], short_pick_rate: float) -> list[PickedLine]:
+    """Every line in full, except, with probability `short_pick_rate`, one line short by at least one
+    unit (possibly all of them)."""
+    found = [line.quantity for line in lines]
+    chance = workflow.random()
+    if lines and chance.random() < short_pick_rate:
+        short = chance.randrange(len(lines))
+        found[short] -= chance.randint(1, max(found[short], 1))
+    return [PickedLine(sku=line.sku, quantity=max(n, 0)) for line, n in zip(lines, found, strict=True)]
+
+
+@workflow.defn(name=SANDBOX_CARRIER_WORKFLOW)
+class SandboxCarrierWorkflow:
+    """Carry a parcel over `transit_time`: in transit, out for delivery, delivered (or lost)."""
+
+    @workflow.run
+    async def run(self, parcel: SandboxParcel) -> str:
+        tracking = parcel.tracking_number
+        lost = workflow.random().random() < parcel.loss_rate
+        origin: str | None = await workflow.execute_activity_method(
+            SandboxPartyActivities.shipment_origin,
+            parcel.shipment_id,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"where {parcel.shipment_id} comes from",
+        )
+        journey = [
+            (CarrierEventType.in_transit, f"sorting centre {origin}" if origin else "sorting centre"),
+            (CarrierEventType.out_for_delivery, None),
+            (CarrierEventType.lost if lost else CarrierEventType.delivered, None),
+        ]
+        leg = parcel.transit_time / len(journey)  # the journey's time, spread over its events
+        for n, (kind, place) in enumerate(journey, start=1):
+            await _pause(leg, f"{tracking}: until {kind.value}")
+            event = CarrierEvent(
+                tracking_number=tracking,
+                type=kind,
+                event_id=f"sbx-{tracking}-{n}",
+                at=workflow.now(),
+                place=place,
+                by=CARRIER_ACTOR,
+            )
+            sent: ReportSent = await workflow.execute_activity_method(
+                SandboxPartyActivities.send_carrier_event,
+                event,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY,
+                summary=f"{tracking}: {kind.value}",
+            )
+            if not sent.accepted:
+                workflow.logger.info(
+                    "sandbox carrier stops at %s of %s: %s", kind.value, tracking, sent.detail
+                )
+                workflow.set_current_details(f"{tracking}: {kind.value} refused, stopped")
+                return f"stopped: {kind.value} refused"
+            workflow.set_current_details(f"{tracking}: {kind.value}")
+        return journey[-1][0].value
