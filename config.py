@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     session_cookie_secure: bool = False  # true behind HTTPS: the cookie is then never sent in clear
 
     @property
+    def sandbox_task_queue(self) -> str:
+        """Where the sandbox warehouse and carrier work (worker.py): a queue of their own."""
+        return f"{self.task_queue}-sandbox-parties"
+
+    @property
     def temporal_ui_origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.temporal_ui_origin.split(",") if o.strip()]
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from temporalio import activity
@@ -39,7 +40,14 @@ from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWo
 
 log = logging.getLogger("oms.worker")
 
-WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow, SandboxWarehouseWorkflow, SandboxCarrierWorkflow]
+ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
+# The sandbox parties poll a task queue of their own (Settings.sandbox_task_queue): they stand for
+# outside parties, and their activities wait for the order to act on their reports. Sharing the
+# order worker's activity slots, a hundred of them waiting would leave no slot for the steps they
+# wait for (seen in `make bench`: orders crawled for minutes).
+PARTY_WORKFLOWS = [SandboxWarehouseWorkflow, SandboxCarrierWorkflow]
+WORKFLOWS = ORDER_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the replayer
+PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer: no thread each
 
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
@@ -149,21 +157,59 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+class Workers:
+    """The order worker and the sandbox parties' worker, run and stopped together (like a Worker:
+    `async with`, or `run()` and `shutdown()`)."""
+
+    def __init__(self, orders: Worker, parties: Worker) -> None:
+        self.orders, self.parties = orders, parties
+        self.task_queue = orders.task_queue
+
+    async def run(self) -> None:
+        await asyncio.gather(self.orders.run(), self.parties.run())
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(self.orders.shutdown(), self.parties.shutdown())
+
+    async def __aenter__(self) -> Workers:
+        self._stack = AsyncExitStack()
+        await self._stack.enter_async_context(self.orders)
+        await self._stack.enter_async_context(self.parties)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+
 def build_worker(
     client: Client, sessions: SessionFactory, settings: Settings, activities: list[object] | None = None
-) -> Worker:
+) -> Workers:
     threads = settings.worker_activity_threads
     quiet_activity_failures()
-    return Worker(
+    activities = activities if activities is not None else build_activities(sessions, client, settings)
+    common = {"graceful_shutdown_timeout": timedelta(seconds=10), "workflow_runner": workflow_runner()}
+    orders = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=activities if activities is not None else build_activities(sessions, client, settings),
+        workflows=ORDER_WORKFLOWS,
+        activities=activities,
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
         max_concurrent_activities=threads,
-        graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=workflow_runner(),
+        **common,
     )
+    parties = Worker(
+        client,
+        task_queue=settings.sandbox_task_queue,
+        workflows=PARTY_WORKFLOWS,
+        activities=activities,
+        # threads start as needed: the sends are async, only the sandbox weighing and lookups use one
+        activity_executor=ThreadPoolExecutor(
+            max_workers=PARTY_ACTIVITY_SLOTS, thread_name_prefix="oms-sandbox"
+        ),
+        max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
+        **common,
+    )
+    return Workers(orders, parties)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

@@ -157,7 +157,7 @@ class SandboxCarrierTracking:
             SANDBOX_CARRIER_WORKFLOW,
             parcel,
             workflow_id=sandbox_carrier_workflow_id(tracking_number),
-            task_queue=self._settings.task_queue,
+            task_queue=self._settings.sandbox_task_queue,
             summary=f"sandbox carrier: parcel {tracking_number} of shipment {shipment_id}",
         )
 

@@ -64,7 +64,7 @@ class SandboxWarehouse:
             SANDBOX_WAREHOUSE_WORKFLOW,
             job,
             workflow_id=sandbox_warehouse_workflow_id(request.shipment_id),
-            task_queue=self._settings.task_queue,
+            task_queue=self._settings.sandbox_task_queue,
             summary=f"sandbox warehouse {request.warehouse}: shipment {request.shipment_id}",
         )
 

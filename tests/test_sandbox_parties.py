@@ -136,18 +136,23 @@ async def queue(client: Client, sessions: SessionFactory) -> AsyncIterator[str]:
     """A worker of the sandbox parties and the stand-in on a task queue of its own."""
     name = f"sandbox-parties-{uuid.uuid4().hex[:6]}"
     parties = SandboxPartyActivities(client, sessions)
-    async with Worker(
-        client,
-        task_queue=name,
-        workflows=[SandboxWarehouseWorkflow, SandboxCarrierWorkflow, StandInOrder],
-        activities=[
-            parties.send_warehouse_report,
-            parties.send_carrier_event,
-            parties.weigh_parcels,
-            parties.shipment_origin,
-        ],
-        activity_executor=ThreadPoolExecutor(max_workers=8),
-        workflow_runner=workflow_runner(),
+    activities = [
+        parties.send_warehouse_report,
+        parties.send_carrier_event,
+        parties.weigh_parcels,
+        parties.shipment_origin,
+    ]
+    # the stand-in order on `name`; the parties where the adapters start them (Settings.sandbox_task_queue)
+    async with (
+        Worker(client, task_queue=name, workflows=[StandInOrder], workflow_runner=workflow_runner()),
+        Worker(
+            client,
+            task_queue=Settings(task_queue=name).sandbox_task_queue,
+            workflows=[SandboxWarehouseWorkflow, SandboxCarrierWorkflow],
+            activities=activities,
+            activity_executor=ThreadPoolExecutor(max_workers=8),
+            workflow_runner=workflow_runner(),
+        ),
     ):
         yield name
 
