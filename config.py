@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     session_secret_file: Path = DATA_DIR / "session-secret"
     session_ttl: Duration = timedelta(hours=8)
     session_cookie_secure: bool = False  # true behind HTTPS: the cookie is then never sent in clear
+    # where customers reach this API (the tracking links in their messages: <public_url>/track/<token>)
+    public_url: str = "http://127.0.0.1:8000"
 
     @property
     def sandbox_task_queue(self) -> str:

@@ -739,6 +739,15 @@ def play_demo(stack: Stack, env: dict[str, str], api: Api) -> None:
     )
     wait_for_order(stack, env, showcase, lambda v: v["feedback"] is not None, "showing the feedback")
     show(stack, env, ["status", showcase])
+
+    _section("Orders left for the console: one held for review, one on its way")
+    # a customer on the blocklist is held for a person to look at; the second order travels alone
+    # (the sandbox warehouse and carrier), so the console's order page can be watched moving
+    held_email = json.loads((PROJECT_DIR / "demo/orders/web.json").read_text())["customer"]["email"]
+    show(stack, env, ["blocklist", "add", held_email, "--reason", "demo: a person checks this customer"])
+    place_demo_order(stack, env, "web", f"{suffix}-HOLD")
+    show(stack, env, ["blocklist", "remove", held_email])
+    place_demo_order(stack, env, "store", f"{suffix}-LIVE")
     show(stack, env, ["list"])
     show(stack, env, ["stock"])
 
@@ -775,9 +784,10 @@ def print_running(cfg: DevConfig, api: Api) -> None:
         + f"\n  Temporal Web UI:  {cfg.ui_url}"
         + '\n                    (Workflows list: search e.g.  OrderStatus = "delivered")'
         + f"\n  HTTP API:         {api.url}   (OpenAPI: {api.url}/docs)"
-        + f"\n  Console sign-in:  {cfg.sign_in_url}   (with the demo-support key below)"
-        + "\n  Decoded orders:   the Web UI shows the orders' data as ciphertext. To read it: sign in at the"
-        + "\n                    console, then in the Web UI's Codec Server settings (the codec icon in its"
+        + f"\n  Console:          {cfg.api_url}/console   (sign in with the demo-support key below; the"
+        + "\n                    dashboard, every order's story and actions, customers, stock)"
+        + "\n  Decoded orders:   the Web UI shows the orders' data as ciphertext. To read it: sign in at"
+        + f"\n                    {cfg.sign_in_url}, then in the Web UI's Codec Server settings (the codec icon in its"
         + f'\n                    top bar) choose "Use my browser setting", endpoint {cfg.codec_url},'
         + '\n                    turn "Include cross-origin credentials" on and Apply.'
         + f"\n{keys}"

@@ -57,7 +57,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     # the warehouse and carrier as parties: sandbox workflows (`auto`) or people (`manual`), per settings
     warehouse, tracking = build_parties(client, settings)
     fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions), warehouse, tracking)
-    notifications = NotificationActivities(sessions)
+    notifications = NotificationActivities(sessions, settings)
     returns = ReturnActivities(sessions)
     parties = SandboxPartyActivities(client, sessions)
     replenishment = ReplenishmentActivities(

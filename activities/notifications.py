@@ -7,7 +7,9 @@ from string import Template
 from sqlalchemy import select
 from temporalio import activity
 
+from config import Settings
 from db import SessionFactory
+from domain.tracking_links import TrackingLinks
 from models import tables as t
 from models.steps import NotificationRequest
 
@@ -18,7 +20,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "order_confirmed": (
         "Your order $order_id is confirmed",
         "Hello $name,\n\nthank you for your order $order_id.\n$lines\nTotal: $total $currency\n"
-        "Expected delivery: $expected_delivery\n",
+        "Expected delivery: $expected_delivery\n$tracking_line",
     ),
     "order_rejected": (
         "We could not accept your order $order_id",
@@ -103,8 +105,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 
 
 class NotificationActivities:
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, settings: Settings | None = None) -> None:
+        """With `settings`, the confirmation carries the customer's tracking link (OMS_PUBLIC_URL and
+        the session secret, read here, once, when the worker is built)."""
         self._sessions = sessions
+        self._links = TrackingLinks.from_settings(settings) if settings is not None else None
 
     @activity.defn
     def send_notification(self, request: NotificationRequest) -> int:
@@ -122,6 +127,9 @@ class NotificationActivities:
             ).one()
             subject, body = TEMPLATES[request.kind]
             values = {"order_id": request.order_id, "name": name, **request.context}
+            if request.kind == "order_confirmed":
+                link = self._links.url(request.order_id) if self._links is not None else None
+                values["tracking_line"] = f"Track your order: {link}\n" if link else ""
             row = t.Notification(
                 order_id=request.order_id,
                 kind=request.kind,

@@ -11,7 +11,19 @@ from temporalio.client import Client
 
 from api import console_session, errors
 from api.middleware import AuditLog, BodyLimit, PathCors
-from api.routes import carrier, codec, console, health, imports, orders, stock, warehouse
+from api.routes import (
+    carrier,
+    codec,
+    console,
+    console_dashboard,
+    console_stock,
+    health,
+    imports,
+    orders,
+    stock,
+    tracking,
+    warehouse,
+)
 from api.state import AppState, KeyCache
 from config import Settings
 from db import make_engine, make_session_factory
@@ -67,7 +79,20 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (orders, imports, carrier, warehouse, stock, health, codec, console):
+    routers = (
+        orders,
+        imports,
+        carrier,
+        warehouse,
+        stock,
+        health,
+        codec,
+        console,
+        console_dashboard,
+        console_stock,
+        tracking,
+    )
+    for module in routers:
         app.include_router(module.router)
     # the last added runs first: CORS outermost, so that the Web UI can read even a 413's answer
     console_session.install(app, settings)

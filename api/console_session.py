@@ -18,7 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from api.state import AppState
 from config import Settings
 from domain.api_keys import Principal, Role, principal_by_id
-from encryption.keys import read_or_create_secret
+from domain.tracking_links import server_secret
 
 COOKIE = "oms_session"
 CONSOLE_ROLES = frozenset({Role.support, Role.admin})
@@ -37,17 +37,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 
 def session_secret(settings: Settings) -> str:
-    """The setting, else a secret generated once into a local owner-only file (so sessions survive
-    a restart and every API process of the host signs alike)."""
-    if settings.session_secret is not None:
-        return settings.session_secret.get_secret_value()
-    try:
-        return read_or_create_secret(settings.session_secret_file, lambda: secrets.token_urlsafe(48))
-    except OSError as exc:  # e.g. a container whose app directory is read-only
-        raise RuntimeError(
-            f"cannot read or create the console's session secret {settings.session_secret_file}"
-            f" ({exc.strerror}): set OMS_SESSION_SECRET, or OMS_SESSION_SECRET_FILE to a writable path"
-        ) from None
+    return server_secret(settings)
 
 
 def csrf_token(request: Request) -> str:

@@ -14,7 +14,7 @@ from db import SessionFactory
 from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
 from models.steps import PurchaseOrderView, StockKey
-from models.stock import StockLevel
+from models.stock import StockLevel, StockMovementView
 
 ENDED_ORDER_STATUSES = ("rejected", "cancelled", "completed")
 
@@ -45,6 +45,40 @@ def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[Stock
                 available=s.on_hand - s.reserved,
             )
             for s in session.scalars(query)
+        ]
+
+
+def reorder_points(sessions: SessionFactory, sku: str | None = None) -> dict[tuple[str, str], int | None]:
+    """The reorder point of each (sku, warehouse) stock row (None: no replenishment rule)."""
+    query = select(t.Stock.sku, t.Stock.warehouse, t.Stock.reorder_point)
+    if sku:
+        query = query.where(t.Stock.sku == sku)
+    with sessions() as session:
+        return {(s, w): p for s, w, p in session.execute(query)}
+
+
+def stock_movements(sessions: SessionFactory, sku: str, limit: int) -> list[StockMovementView]:
+    """A SKU's latest ledger lines, newest first."""
+    with sessions() as session:
+        rows = session.scalars(
+            select(t.StockMovement)
+            .where(t.StockMovement.sku == sku)
+            .order_by(t.StockMovement.created_at.desc(), t.StockMovement.id.desc())
+            .limit(limit)
+        )
+        return [
+            StockMovementView(
+                id=m.id,
+                warehouse=m.warehouse,
+                kind=m.kind,
+                on_hand_delta=m.on_hand_delta,
+                reserved_delta=m.reserved_delta,
+                order_id=m.order_id,
+                purchase_order_id=m.purchase_order_id,
+                reason=m.reason,
+                created_at=m.created_at,
+            )
+            for m in rows
         ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,20 @@ class StockLevel(BaseModel):
     on_hand: int
     reserved: int
     available: int
+
+
+class StockMovementView(BaseModel):
+    """One line of the stock ledger, as the console shows a SKU's history."""
+
+    id: int
+    warehouse: str
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+    order_id: str | None
+    purchase_order_id: str | None
+    reason: str | None
+    created_at: datetime
 
 
 class StockChange(BaseModel):

@@ -66,3 +66,15 @@ async def new_context(browser: Browser, **options: Any) -> BrowserContext:
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     context.set_default_navigation_timeout(ACTION_TIMEOUT_MS)
     return context
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "images"
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a test's screenshot goes: the test's tmp dir, or with OMS_UPDATE_SCREENSHOTS=1 the
+    README's docs/images/ (a normal run does not rewrite them: they show run ids and times)."""
+    if os.environ.get("OMS_UPDATE_SCREENSHOTS", "").strip() in ("1", "true", "yes"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS / name
+    return tmp_path / name

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import subprocess
 import time
@@ -32,7 +31,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
-from config import PROJECT_DIR, Settings
+from config import Settings
 from connection import ensure_search_attributes
 from db import SessionFactory
 from domain.api_keys import Role, create_key
@@ -42,7 +41,7 @@ from models.orders import OrderInput
 from models.workflow_names import order_workflow_id
 from services.orders import place_order
 from tests.api_server import ApiServer, free_port, running_api
-from tests.browser import chromium, chromium_or_skip, new_context
+from tests.browser import chromium, chromium_or_skip, new_context, screenshot_path
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import order_doc, unique
 
@@ -50,7 +49,6 @@ SERVER_START_TIMEOUT = 60.0  # seconds for the dev server's gRPC port and Web UI
 STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL
 PAGE_TIMEOUT_MS = 30_000  # the workflow page to show the order's input (encrypted or not)
 DECODE_TIMEOUT_MS = 45_000  # the decoded input to appear after the codec setting changed
-SCREENSHOTS = PROJECT_DIR / "docs" / "images"
 ENCRYPTED_SHOT = "web-ui-encrypted-order.png"
 DECODED_SHOT = "web-ui-decoded-order.png"
 
@@ -157,13 +155,6 @@ async def diagnosed(page: Page, api: ApiServer, server: WebUiServer, tmp_path: P
             f"{exc}\n--- the page: {shot or 'no screenshot'}\n--- API log (last lines) ---\n{api_log}"
             f"\n--- dev server log ---\n{server.log()}"
         ) from exc
-
-
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    if os.environ.get("OMS_UPDATE_SCREENSHOTS", "").strip() in ("1", "true", "yes"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        return SCREENSHOTS / name
-    return tmp_path / name
 
 
 async def open_workflow(page: Page, url: str) -> Response:

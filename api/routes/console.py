@@ -1,32 +1,58 @@
-"""The support console: server-rendered pages (Jinja2, no script). For now, signing in with a support or
-admin API key, which starts the session the Temporal Web UI's codec calls ride on, and how to point the
-Web UI at the codec server. Its pages extend `api/templates/base.html`.
+"""The support console: server-rendered pages (Jinja2). Signing in with a support or admin API key,
+which starts the session the Temporal Web UI's codec calls ride on, and how to point the Web UI at the
+codec server; finding orders (Temporal visibility), an order's page, and support's actions on it through
+the same client-layer functions as the HTTP API and the CLI. Its pages extend `api/templates/base.html`.
 
-Forms carry the session's CSRF token; pages are never cached, framed or given a Referer.
+Forms carry the session's CSRF token; pages are never cached, framed or given a Referer. The only script
+is the order page's own inline one (allowed by a per-response CSP nonce): every 2 s it fetches the
+page's live part (`/console/orders/{id}/live`) and swaps it in, so the page follows the order.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import base64
+import binascii
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import console_session
 from api.console_session import CONSOLE_ROLES
 from api.state import AppState, app_state
 from domain.api_keys import Principal, authenticate
+from domain.customers import UnknownCustomer, customer_profile, customers_by_email
+from models.fulfilment import ResolveRequest
+from models.orders import (
+    CancelIn,
+    Channel,
+    NoteIn,
+    OrderStatus,
+    OrderView,
+    ReceiptIn,
+    ReturnIn,
+    ReturnReceipt,
+    ShipmentStatus,
+)
+from models.workflow_names import order_workflow_id
+from services import fulfilment, orders
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 State = Annotated[AppState, Depends(app_state)]
 
 HOME, SIGN_IN = "/console", "/console/sign-in"
-_NO_CSRF = "this form has expired or did not come from this page: reload it and try again"
+NO_CSRF = "this form has expired or did not come from this page: reload it and try again"
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -41,7 +67,7 @@ _HEADERS = {
 @router.get("/sign-in")
 async def sign_in_form(request: Request, state: State) -> Response:
     if await console_session.signed_in(request, state) is not None:
-        return _redirect(HOME)
+        return see_other(HOME)
     return _sign_in_page(request, state)
 
 
@@ -53,7 +79,7 @@ async def sign_in(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     if not console_session.csrf_matches(request, csrf):
-        return _sign_in_page(request, state, _NO_CSRF, 403)
+        return _sign_in_page(request, state, NO_CSRF, 403)
     who = await run_in_threadpool(authenticate, state.reads, api_key.strip())
     if who is None:
         return _sign_in_page(request, state, "unknown or revoked API key", 401)
@@ -62,14 +88,14 @@ async def sign_in(
         message = f"a {who.role.value} key cannot use the console: sign in with a support or admin key"
         return _sign_in_page(request, state, message, 403)
     console_session.start(request, who)
-    return _redirect(HOME)
+    return see_other(HOME)
 
 
 @router.get("")
 async def home(request: Request, state: State) -> Response:
     who = await console_session.signed_in(request, state)
     if who is None:
-        return _redirect(SIGN_IN)
+        return see_other(SIGN_IN)
     return _home_page(request, state, who)
 
 
@@ -77,16 +103,16 @@ async def home(request: Request, state: State) -> Response:
 async def sign_out(request: Request, state: State, csrf: Annotated[str, Form()] = "") -> Response:
     who = await console_session.signed_in(request, state)
     if who is None:  # signed out already (or the session has ended): nothing to do
-        return _redirect(SIGN_IN)
+        return see_other(SIGN_IN)
     if not console_session.csrf_matches(request, csrf):
-        return _home_page(request, state, who, _NO_CSRF, 403)
+        return _home_page(request, state, who, NO_CSRF, 403)
     console_session.end(request)
-    return _redirect(SIGN_IN)
+    return see_other(SIGN_IN)
 
 
 def _sign_in_page(request: Request, state: AppState, message: str = "", status: int = 200) -> Response:
     ttl = _in_words(state.settings.session_ttl)
-    return _page(request, "sign_in.html", {"message": message, "session_ttl": ttl}, status)
+    return render_page(request, "sign_in.html", {"message": message, "session_ttl": ttl}, status)
 
 
 def _home_page(
@@ -100,15 +126,15 @@ def _home_page(
         "ui_origins": origins,
         "codec_url": f"{str(request.base_url).rstrip('/')}/codec",
     }
-    return _page(request, "console.html", context, status)
+    return render_page(request, "console.html", context, status)
 
 
-def _page(request: Request, template: str, context: dict[str, Any], status: int) -> Response:
+def render_page(request: Request, template: str, context: dict[str, Any], status: int) -> Response:
     context = {"csrf": console_session.csrf_token(request), **context}
     return templates.TemplateResponse(request, template, context, status_code=status, headers=_HEADERS)
 
 
-def _redirect(path: str) -> Response:
+def see_other(path: str) -> Response:
     return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -119,3 +145,381 @@ def _in_words(span: timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
+
+
+# ---- orders: search, the order page, its live part, and support's actions ----
+
+PAGE_SIZE = 25
+LIVE_EVERY_MS = 2000
+_TERMINAL = {OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed}
+_CANCELLABLE = {
+    OrderStatus.received,
+    OrderStatus.backordered,
+    OrderStatus.on_hold,
+    OrderStatus.confirmed,
+    OrderStatus.picking,
+}
+_NOT_YET_PACKED = {
+    ShipmentStatus.allocated,
+    ShipmentStatus.backordered,
+    ShipmentStatus.released,
+    ShipmentStatus.picking,
+    ShipmentStatus.picked,
+    ShipmentStatus.cancelled,
+}
+
+
+@router.get("/orders")
+async def orders_page(
+    request: Request,
+    state: State,
+    order_id: str = "",
+    customer: str = "",
+    email: str = "",
+    status: str = "",
+    channel: str = "",
+    overdue: str = "",
+    needs_attention: str = "",
+    page_token: str = "",
+) -> Response:
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return see_other(SIGN_IN)
+    if order_id.strip():
+        return see_other(f"/console/orders/{quote(order_id.strip(), safe='')}")
+    if email.strip():
+        return await _email_search(request, state, who, email.strip())
+    form = {
+        "customer": customer.strip(),
+        "status": status,
+        "channel": channel,
+        "overdue": overdue,
+        "needs_attention": needs_attention,
+    }
+    context: dict[str, Any] = {
+        "who": who,
+        "form": form,
+        "statuses": [s.value for s in OrderStatus],
+        "channels": [c.value for c in Channel],
+        "orders": [],
+        "next_url": None,
+    }
+    problems = []
+    if len(form["customer"]) > 64:
+        problems.append("customer id: at most 64 characters")
+    if status and status not in OrderStatus.__members__:
+        problems.append(f"status: unknown status {status!r}")
+    if channel and channel not in Channel.__members__:
+        problems.append(f"channel: unknown channel {channel!r}")
+    flags = {"": None, "yes": True, "no": False}
+    if overdue not in flags or needs_attention not in flags:
+        problems.append("overdue / needs attention: yes, no or any")
+    token = _page_token(page_token)
+    if page_token and token is None:
+        problems.append("this page link is not one the console made: search again")
+    if problems:
+        return render_page(request, "console/orders.html", {**context, "message": "; ".join(problems)}, 422)
+    filters = orders.OrderFilter(
+        status=OrderStatus(status) if status else None,
+        customer=form["customer"] or None,
+        channel=Channel(channel) if channel else None,
+        overdue=flags[overdue],
+        needs_attention=flags[needs_attention],
+    )
+    try:
+        page = await orders.list_orders_page(state.client, filters, PAGE_SIZE, token)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT and token:
+            message = "this page link is not one the console made: search again"
+            return render_page(request, "console/orders.html", {**context, "message": message}, 422)
+        raise
+    context["orders"] = page.orders
+    if page.next_page_token:
+        more = {k: v for k, v in form.items() if v}
+        more["page_token"] = base64.urlsafe_b64encode(page.next_page_token).decode()
+        context["next_url"] = f"/console/orders?{urlencode(more)}"
+    return render_page(request, "console/orders.html", context, 200)
+
+
+@router.get("/orders/{order_id}")
+async def order_page(request: Request, state: State, order_id: str) -> Response:
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return see_other(SIGN_IN)
+    return await _order_page(request, state, who, order_id)
+
+
+@router.get("/orders/{order_id}/live")
+async def order_live(request: Request, state: State, order_id: str) -> Response:
+    """The part of the order page that changes as the order moves: the page's script swaps it in."""
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return Response("signed out", status_code=401, headers={"Cache-Control": "no-store"})
+    try:
+        view = await orders.order_view(state.client, order_id)
+    except orders.UnknownOrder:
+        return Response("unknown order", status_code=404, headers={"Cache-Control": "no-store"})
+    except orders.Refused as exc:
+        return Response(str(exc), status_code=409, headers={"Cache-Control": "no-store"})
+    context = {"csrf": console_session.csrf_token(request), **_live_context(view)}
+    return templates.TemplateResponse(request, "console/_live.html", context, headers=_HEADERS)
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        body = CancelIn(reason=reason)
+        await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/release")
+async def release_action(
+    request: Request, state: State, order_id: str, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    async def act(who: Principal) -> None:
+        await orders.release_order(state.client, order_id, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/notes")
+async def note_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        body = NoteIn(text=text)
+        await orders.add_note(state.client, order_id, body.text, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/returns")
+async def return_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    sku: Annotated[str, Form()] = "",
+    quantity: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    exchange_sku: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        try:
+            count = int(quantity.strip())
+        except ValueError:
+            raise _Invalid(f"quantity: {quantity!r} is not a whole number") from None
+        body = ReturnIn(sku=sku, quantity=count, reason=reason, exchange_sku=exchange_sku.strip() or None)
+        await orders.request_return(state.client, order_id, body, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/returns/{rma}/receipt")
+async def receipt_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    rma: str,
+    csrf: Annotated[str, Form()] = "",
+    condition: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        body = ReceiptIn.model_validate({"condition": condition})
+        receipt = ReturnReceipt(rma=rma, condition=body.condition, by=who.name)
+        await orders.receive_return(state.client, order_id, receipt)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/shipments/{shipment_id}/resolve")
+async def resolve_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    shipment_id: str,
+    csrf: Annotated[str, Form()] = "",
+    resolution: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        body = ResolveRequest.model_validate(
+            {"shipment_id": shipment_id, "resolution": resolution, "by": who.name}
+        )
+        await fulfilment.resolve_shipment(state.client, order_id, body)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+class _Invalid(ValueError):
+    """A form field the console itself refuses (before any model sees it)."""
+
+
+async def _act(
+    request: Request,
+    state: AppState,
+    order_id: str,
+    csrf: str,
+    act: Callable[[Principal], Awaitable[None]],
+) -> Response:
+    """Check the session and its CSRF token, do the action, and go back to the order page (303); a
+    refusal shows the order page again with the reason, and nothing was done."""
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return see_other(SIGN_IN)
+    if not console_session.csrf_matches(request, csrf):
+        return await _order_page(request, state, who, order_id, NO_CSRF, 403)
+    try:
+        await act(who)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors()
+        )
+        return await _order_page(request, state, who, order_id, f"Not done: {problems}", 422)
+    except _Invalid as exc:
+        return await _order_page(request, state, who, order_id, f"Not done: {exc}", 422)
+    except orders.UnknownOrder:
+        return await _order_page(request, state, who, order_id)
+    except orders.Refused as exc:
+        return await _order_page(request, state, who, order_id, f"Refused: {exc}", 409)
+    return see_other(f"/console/orders/{quote(order_id, safe='')}")
+
+
+async def _order_page(
+    request: Request,
+    state: AppState,
+    who: Principal,
+    order_id: str,
+    message: str = "",
+    status: int = 200,
+) -> Response:
+    try:
+        view, placed = await asyncio.gather(
+            orders.order_view(state.client, order_id), orders.placed_order(state.client, order_id)
+        )
+    except orders.UnknownOrder:
+        context = {"who": who, "order_id": order_id, "message": f"unknown order {order_id}"}
+        return render_page(request, "console/unknown.html", context, 404)
+    except orders.Refused as exc:
+        context = {"who": who, "order_id": order_id, "message": str(exc)}
+        return render_page(request, "console/unknown.html", context, 409)
+    origins = state.settings.temporal_ui_origins
+    web_ui = (
+        f"{origins[0].rstrip('/')}/namespaces/{quote(state.settings.temporal_namespace, safe='')}"
+        f"/workflows/{quote(order_workflow_id(order_id), safe='')}"
+        if origins
+        else None
+    )
+    nonce = secrets.token_urlsafe(16)
+    context = {
+        "who": who,
+        "message": message,
+        "placed": placed,
+        "web_ui": web_ui,
+        "nonce": nonce,
+        "live_url": f"/console/orders/{quote(order_id, safe='')}/live",
+        "live_every_ms": LIVE_EVERY_MS,
+        **_live_context(view),
+    }
+    headers = {
+        **_HEADERS,
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self';"
+            " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        ),
+    }
+    context = {"csrf": console_session.csrf_token(request), **context}
+    return templates.TemplateResponse(
+        request, "console/order.html", context, status_code=status, headers=headers
+    )
+
+
+def _live_context(view: OrderView) -> dict[str, Any]:
+    """What the live part of the order page shows, and which actions the order's state allows."""
+    now = datetime.now(UTC)
+    shipments_open = all(s.status in _NOT_YET_PACKED for s in view.shipments)
+    returnable = (
+        any(s.status == ShipmentStatus.delivered for s in view.shipments)
+        and view.return_window_ends is not None
+        and view.return_window_ends > now
+    )
+    delivered_skus = sorted({line.sku for s in view.shipments if s.status == "delivered" for line in s.lines})
+    return {
+        "view": view,
+        "order_url": f"/console/orders/{quote(view.order_id, safe='')}",
+        "notes": [e for e in view.events if e.type == "support_note"],
+        "can_cancel": view.status in _CANCELLABLE and shipments_open,
+        "can_release": view.status == OrderStatus.on_hold,
+        "can_note": view.status not in _TERMINAL,
+        "can_return": returnable,
+        "delivered_skus": delivered_skus,
+        "waiting_release": view.releases_at is not None and view.releases_at > now,
+    }
+
+
+def _page_token(token: str) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# ---- customers: the CRM view, and finding a customer by e-mail ----
+
+MAX_EMAIL = 320
+
+
+async def _email_search(request: Request, state: AppState, who: Principal, email: str) -> Response:
+    """The customers with that e-mail (exact, case-insensitive): one goes to their page, several are
+    listed with links to theirs."""
+    context: dict[str, Any] = {
+        "who": who,
+        "form": {
+            "customer": "",
+            "status": "",
+            "channel": "",
+            "overdue": "",
+            "needs_attention": "",
+            "email": email,
+        },
+        "statuses": [s.value for s in OrderStatus],
+        "channels": [c.value for c in Channel],
+        "orders": [],
+        "next_url": None,
+    }
+    if len(email) > MAX_EMAIL:
+        message = f"e-mail: at most {MAX_EMAIL} characters"
+        return render_page(request, "console/orders.html", {**context, "message": message}, 422)
+    found = await run_in_threadpool(customers_by_email, state.reads, email)
+    if len(found) == 1:
+        return see_other(f"/console/customers/{quote(found[0], safe='')}")
+    context["email_customers"] = found
+    if not found:
+        context["message"] = f"no customer has the e-mail {email}"
+    return render_page(request, "console/orders.html", context, 200)
+
+
+@router.get("/customers/{customer_id}")
+async def customer_page(request: Request, state: State, customer_id: str) -> Response:
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return see_other(SIGN_IN)
+    try:
+        profile = await run_in_threadpool(customer_profile, state.reads, customer_id)
+    except UnknownCustomer:
+        context = {"who": who, "customer_id": customer_id, "message": f"unknown customer {customer_id}"}
+        return render_page(request, "console/customer.html", context, 404)
+    return render_page(request, "console/customer.html", {"who": who, "profile": profile}, 200)

@@ -1,0 +1,135 @@
+"""The console's dashboard, `GET /console/dashboard`: what the operation looks like now, for a signed-in
+support or admin session (`api/console_session.py`). The figures are `domain/dashboard.py`'s; the
+charts are SVG drawn here and in `api/templates/dashboard.html`, no script. The page reloads itself
+every `REFRESH_SECONDS` (the `Refresh` header).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api import console_session
+from api.state import AppState, app_state
+from domain.dashboard import Dashboard, dashboard
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+State = Annotated[AppState, Depends(app_state)]
+
+SIGN_IN = "/console/sign-in"
+REFRESH_SECONDS = 30
+SERIES = (("placed", "#4269d0"), ("shipped", "#efb118"), ("delivered", "#3ca951"))
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none';"
+        " base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Refresh": str(REFRESH_SECONDS),
+}
+
+
+@router.get("/dashboard")
+async def dashboard_page(request: Request, state: State) -> Response:
+    who = await console_session.signed_in(request, state)
+    if who is None:
+        return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    figures = await run_in_threadpool(dashboard, state.reads)
+    context = {
+        "who": who,
+        "message": "",
+        "csrf": console_session.csrf_token(request),
+        "d": figures,
+        "status_chart": status_chart(figures),
+        "hour_chart": hour_chart(figures),
+        "series": SERIES,
+        "refresh_seconds": REFRESH_SECONDS,
+        "ago": lambda at: _ago(figures.at, at),
+    }
+    return templates.TemplateResponse(request, "dashboard.html", context, headers=_HEADERS)
+
+
+def status_chart(d: Dashboard, width: int = 640, bar: int = 22, label: int = 150) -> dict[str, Any]:
+    """Horizontal bars, one per status, longest first."""
+    top = max(d.by_status.values(), default=0) or 1
+    room = width - label - 60
+    bars = [
+        {
+            "label": status.replace("_", " "),
+            "count": n,
+            "y": i * (bar + 6),
+            "w": max(1, round(room * n / top)),
+        }
+        for i, (status, n) in enumerate(d.by_status.items())
+    ]
+    return {"width": width, "height": max(len(bars), 1) * (bar + 6), "bar": bar, "label": label, "bars": bars}
+
+
+def hour_chart(d: Dashboard, width: int = 760, height: int = 200) -> dict[str, Any]:
+    """Grouped vertical bars: placed, shipped and delivered in each UTC hour of today."""
+    left, bottom, top_pad = 36, 22, 10
+    plot_h = height - bottom - top_pad
+    slot = (width - left) / 24
+    bar_w = max(2.0, (slot - 4) / len(SERIES))
+    peak = max((max(h.placed, h.shipped, h.delivered) for h in d.today), default=0)
+    scale = _nice(peak)
+    bars = []
+    for h in d.today:
+        for k, (name, colour) in enumerate(SERIES):
+            n = getattr(h, name)
+            if not n:
+                continue
+            bar_h = plot_h * n / scale
+            bars.append(
+                {
+                    "x": round(left + h.hour * slot + 2 + k * bar_w, 1),
+                    "y": round(top_pad + plot_h - bar_h, 1),
+                    "w": round(bar_w, 1),
+                    "h": round(bar_h, 1),
+                    "colour": colour,
+                    "title": f"{h.hour:02d}:00-{h.hour:02d}:59 UTC: {n} {name}",
+                }
+            )
+    ticks = [{"y": round(top_pad + plot_h - plot_h * v / scale, 1), "value": v} for v in _ticks(scale)]
+    hours = [
+        {"x": round(left + hour * slot + slot / 2, 1), "label": f"{hour:02d}"} for hour in range(0, 24, 3)
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "base": top_pad + plot_h,
+        "bars": bars,
+        "ticks": ticks,
+        "hours": hours,
+        "now_x": round(left + (d.at.hour + d.at.minute / 60) * slot, 1),
+    }
+
+
+def _nice(peak: int) -> int:
+    """A round top for the axis, at or above the peak."""
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
+        if peak <= step * 4:
+            return step * 4
+    return peak
+
+
+def _ticks(scale: int) -> list[int]:
+    return [scale * i // 4 for i in range(5)]
+
+
+def _ago(now: datetime, at: datetime) -> str:
+    seconds = max(0, int((now - at).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
