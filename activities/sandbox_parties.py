@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from db import SessionFactory
 from domain.shipments import parcel_weights
 from models import tables as t
-from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport
+from models.fulfilment import CarrierEvent, PickedLine, ReportRefusal, WarehouseReport
 from models.orders import ShipmentLine
 from services import fulfilment
 from services.orders import Refused
@@ -41,9 +41,7 @@ class WeighParcels(BaseModel):
 def _too_early(exc: fulfilment.ReportTooEarly) -> ApplicationError:
     """The order is not ready for the report yet: a retryable failure, so the activity's retry policy
     sends it again later (with its backoff). Benign: expected, one log line per attempt."""
-    return ApplicationError(
-        str(exc), type=fulfilment.REPORT_TOO_EARLY, category=ApplicationErrorCategory.BENIGN
-    )
+    return ApplicationError(str(exc), type=ReportRefusal.too_early, category=ApplicationErrorCategory.BENIGN)
 
 
 class SandboxPartyActivities:

@@ -22,6 +22,13 @@ MAX_PARCELS = 50
 MAX_PARCEL_WEIGHT_G = 1_000_000  # a tonne: beyond any parcel carrier
 
 
+class ReportRefusal(StrEnum):
+    """`type` of the errors the order's update validators refuse a report with."""
+
+    refused = "ReportRefused"  # duplicate, out of order, or the order is past it: for good
+    too_early = "ReportTooEarly"  # a fine report the order is not ready for yet: retry later
+
+
 class _Report(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 

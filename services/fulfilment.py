@@ -16,14 +16,12 @@ from temporalio.client import Client
 from db import SessionFactory
 from domain.shipments import QueuedShipment, shipment_by_tracking
 from domain.shipments import warehouse_queue as _warehouse_queue
-from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
+from models.fulfilment import CarrierEvent, ReportOutcome, ReportRefusal, ResolveRequest, WarehouseReport
 from models.orders import OrderView
 from models.workflow_names import OrderUpdate, order_id_of_shipment
 from services.orders import Refused, UnknownOrder, update_order
 
 # `type` of the ApplicationErrors the order's update validators refuse reports with
-REPORT_REFUSED = "ReportRefused"  # duplicate, out of order, or the order is past it: for good
-REPORT_TOO_EARLY = "ReportTooEarly"  # a fine report the order is not ready for yet: retry later
 
 
 class ReportTooEarly(Refused):
@@ -40,7 +38,7 @@ class UnknownTracking(LookupError):
         super().__init__(f"unknown tracking number {tracking_number}")
 
 
-_REFUSALS: dict[str, type[Refused]] = {REPORT_TOO_EARLY: ReportTooEarly}
+_REFUSALS: dict[str, type[Refused]] = {ReportRefusal.too_early: ReportTooEarly}
 
 
 async def submit_warehouse_report(

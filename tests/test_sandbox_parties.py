@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         CarrierEvent,
         FulfilmentRequest,
         ReportOutcome,
+        ReportRefusal,
         WarehouseReport,
         WarehouseStep,
     )
@@ -102,14 +103,16 @@ class StandInOrder:
         # validators change nothing: a refused update leaves no trace in the history
         steps = self._steps()
         if report.step in steps:
-            raise ApplicationError(f"duplicate: {report.step.value} already reported", type="ReportRefused")
+            raise ApplicationError(
+                f"duplicate: {report.step.value} already reported", type=ReportRefusal.refused
+            )
         if report.step in self._rules.refuse_steps:
-            raise ApplicationError("order cancelled: nothing more to do", type="ReportRefused")
+            raise ApplicationError("order cancelled: nothing more to do", type=ReportRefusal.refused)
         expected = list(WarehouseStep)[len(steps)] if len(steps) < len(WarehouseStep) else None
         if report.step != expected:
-            raise ApplicationError(f"out of order: {report.step.value}", type="ReportRefused")
+            raise ApplicationError(f"out of order: {report.step.value}", type=ReportRefusal.refused)
         if report.step == WarehouseStep.handed_over and not self._label_printed:
-            raise ApplicationError("the label is not printed yet", type="ReportTooEarly")
+            raise ApplicationError("the label is not printed yet", type=ReportRefusal.too_early)
 
     @workflow.update(name=OrderUpdate.carrier_event)
     def carrier_event(self, event: CarrierEvent) -> ReportOutcome:
@@ -119,9 +122,9 @@ class StandInOrder:
     @carrier_event.validator
     def _check_event(self, event: CarrierEvent) -> None:
         if any(r.event and r.event.event_id == event.event_id for r in self._received):
-            raise ApplicationError(f"duplicate: event {event.event_id}", type="ReportRefused")
+            raise ApplicationError(f"duplicate: event {event.event_id}", type=ReportRefusal.refused)
         if event.type in self._rules.refuse_events:
-            raise ApplicationError(f"{event.type.value} refused", type="ReportRefused")
+            raise ApplicationError(f"{event.type.value} refused", type=ReportRefusal.refused)
 
     @workflow.query
     def received(self) -> list[Received]:

@@ -143,6 +143,7 @@ async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gate
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 3)]))
     await wait_status(client, order_id, "picking")
+    await eventually(lambda: pending_activities(client, order_id), lambda names: "record_pick" in names)
 
     await handle(client, order_id).cancel()
     gates["record_pick"].set()  # the pick in flight completes, and is then undone
@@ -161,6 +162,11 @@ async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gate
     await assert_stock_check_clean(settings, sku)
 
 
+async def pending_activities(client, order_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    description = await handle(client, order_id).describe()
+    return [a.activity_type.name for a in description.raw_description.pending_activities]
+
+
 def shipment_in(view: OrderView, warehouse: str) -> Any:
     return next(s for s in view.shipments if s.warehouse == warehouse)
 
@@ -177,6 +183,8 @@ async def test_a_parcel_already_with_the_carrier_is_kept_and_the_rest_undone(cli
         lambda: order_view(client, order_id),
         lambda v: len(v.shipments) == 2 and shipment_in(v, wx).status == "shipped",
     )
+    # the S2 pick is in flight (held by its gate), not still awaiting the warehouse's report
+    await eventually(lambda: pending_activities(client, order_id), lambda names: "record_pick" in names)
 
     await handle(client, order_id).cancel()
     gates["record_pick"].set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -38,6 +41,50 @@ _STAGES = [
 _FOLLOWS_SHIPMENTS = frozenset([*_STAGES, OrderStatus.delivery_exception])
 
 
+def undo_reservation(saga: Saga, ctx: OrderContext, shipment_id: str, tagged: bool = True) -> None:
+    """On compensation, release the stock reserved for a shipment (`tagged`: the undo belongs to the
+    shipment, so a parcel kept with the carrier keeps it too)."""
+    ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment_id)
+    saga.push(
+        f"release the stock reserved for {shipment_id}",
+        lambda retry: ctx.step(InventoryActivities.release_stock, ref, f"release {shipment_id}", retry),
+        *((shipment_id,) if tagged else ()),
+    )
+
+
+def undo_pick(saga: Saga, ctx: OrderContext, shipment_id: str) -> None:
+    """On compensation, put a shipment's picked units back on the shelf."""
+    ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment_id)
+    saga.push(
+        f"put the picked units of {shipment_id} back on the shelf",
+        lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment_id}", retry),
+        shipment_id,
+    )
+
+
+async def book_carrier(
+    ctx: OrderContext, saga: Saga, shipment: ShipmentView, weight_g: int, booking: Callable[..., Any]
+) -> Any:
+    """Book the carrier with the `booking` activity (the old path books and ships at once, the new one
+    prints the label), its cancellation registered first; a carrier's refusal cancels the order."""
+    ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
+    saga.push(
+        f"cancel the carrier booking of {shipment.id}",
+        lambda retry: ctx.step(
+            FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
+        ),
+        shipment.id,
+    )
+    ship = ShipRequest(
+        order_id=ctx.order_id,
+        shipment_id=shipment.id,
+        warehouse=shipment.warehouse,
+        weight_g=weight_g,
+        address=ctx.request.order.shipping_address,
+    )
+    return await ctx.step_or_fail(booking, ship, f"book the carrier for {shipment.id}", OrderStatus.cancelled)
+
+
 class Fulfilment:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
@@ -56,11 +103,7 @@ class Fulfilment:
         await self.set_status(
             shipment, ShipmentStatus.picking, f"{shipment.id}: picking in {shipment.warehouse}"
         )
-        saga.push(
-            f"put the picked units of {shipment.id} back on the shelf",
-            lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment.id}", retry),
-            shipment.id,
-        )
+        undo_pick(saga, ctx, shipment.id)
         units = await ctx.step(
             InventoryActivities.pick_stock, ref, f"pick {shipment.id} in {shipment.warehouse}"
         )
@@ -74,26 +117,7 @@ class Fulfilment:
         )
         ctx.checkpoint()
 
-        saga.push(
-            f"cancel the carrier booking of {shipment.id}",
-            lambda retry: ctx.step(
-                FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
-            ),
-            shipment.id,
-        )
-        ship = ShipRequest(
-            order_id=ctx.order_id,
-            shipment_id=shipment.id,
-            warehouse=shipment.warehouse,
-            weight_g=packed.weight_g,
-            address=ctx.request.order.shipping_address,
-        )
-        booked = await ctx.step_or_fail(
-            FulfilmentActivities.ship_shipment,
-            ship,
-            f"book the carrier for {shipment.id}",
-            OrderStatus.cancelled,
-        )
+        booked = await book_carrier(ctx, saga, shipment, packed.weight_g, FulfilmentActivities.ship_shipment)
 
         shipment.carrier, shipment.tracking_number, shipment.shipped_at = (
             booked.carrier,

@@ -48,14 +48,13 @@ with workflow.unsafe.imports_passed_through():
         PaymentRequest,
         ReserveRequest,
         ScreenRequest,
-        ShipmentRef,
         StockKey,
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
-    from workflows.fulfilment import Fulfilment
-    from workflows.parties import PARTIES, Inbox, Legs
+    from workflows.fulfilment import Fulfilment, undo_reservation
+    from workflows.parties import PARTIES, Inbox, Legs, refuse_report
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
 
@@ -232,14 +231,7 @@ class OrderWorkflow:
             for a in allocated
         ]
         for shipment in ctx.view.shipments:
-            ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
-            self._saga.push(
-                f"release the stock reserved for {shipment.id}",
-                lambda retry, ref=ref: ctx.step(
-                    InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
-                ),
-                shipment.id,
-            )
+            undo_reservation(self._saga, ctx, shipment.id)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
         used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
         await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
@@ -696,13 +688,7 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.warehouse_report)
     async def warehouse_report(self, report: WarehouseReport) -> ReportOutcome:
         """A warehouse's report: answers once the order has acted on it (what it did, in words)."""
-        shipment_id, key = self._inbox.accept_report(report)
-        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
-        return ReportOutcome(
-            order_id=self._ctx.order_id,
-            shipment_id=shipment_id,
-            detail=self._inbox.answer_of(shipment_id, key),
-        )
+        return await self._answer(*self._inbox.accept_report(report))
 
     @warehouse_report.validator
     def _validate_warehouse_report(self, report: WarehouseReport) -> None:
@@ -711,13 +697,7 @@ class OrderWorkflow:
 
     @workflow.update(name=OrderUpdate.carrier_event)
     async def carrier_event(self, event: CarrierEvent) -> ReportOutcome:
-        shipment_id, key = self._inbox.accept_event(event)
-        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
-        return ReportOutcome(
-            order_id=self._ctx.order_id,
-            shipment_id=shipment_id,
-            detail=self._inbox.answer_of(shipment_id, key),
-        )
+        return await self._answer(*self._inbox.accept_event(event))
 
     @carrier_event.validator
     def _validate_carrier_event(self, event: CarrierEvent) -> None:
@@ -726,8 +706,7 @@ class OrderWorkflow:
 
     @workflow.update(name=OrderUpdate.resolve_shipment)
     async def resolve_shipment(self, request: ResolveRequest) -> OrderView:
-        shipment_id, key = self._inbox.accept_resolution(request)
-        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        await self._answer(*self._inbox.accept_resolution(request))
         return self._ctx.view
 
     @resolve_shipment.validator
@@ -735,13 +714,17 @@ class OrderWorkflow:
         self._require_parties()
         self._inbox.check_resolution(request)
 
+    async def _answer(self, shipment_id: str, key: str) -> ReportOutcome:
+        """Once the shipment's leg has acted on an accepted report: what it did, in words."""
+        await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        detail = self._inbox.answer_of(shipment_id, key)
+        return ReportOutcome(order_id=self._ctx.order_id, shipment_id=shipment_id, detail=detail)
+
     def _require_parties(self) -> None:
         if not self._parties:
-            raise ApplicationError(
+            raise refuse_report(
                 f"order {self._ctx.order_id} is {self._ctx.view.status.value}: its shipments are not with a "
-                "warehouse (not released yet, or placed before warehouses reported)",
-                type="ReportRefused",
-                non_retryable=True,
+                "warehouse (not released yet, or placed before warehouses reported)"
             )
 
     @workflow.signal(name=OrderSignal.submit_feedback)

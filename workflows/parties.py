@@ -27,11 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from models.fulfilment import (
         CarrierEvent,
         FulfilmentRequest,
+        ReportRefusal,
         ResolveRequest,
         WarehouseReport,
         WarehouseStep,
     )
-    from models.orders import OrderStatus, ShipmentLine, ShipmentStatus, ShipmentView
+    from models.orders import ShipmentLine, ShipmentStatus, ShipmentView
     from models.shipping import (
         DELIVERY_ATTEMPTS,
         PARCEL_LOST,
@@ -47,15 +48,14 @@ with workflow.unsafe.imports_passed_through():
         PickRecord,
         ReserveRequest,
         ShipmentRef,
-        ShipRequest,
         TrackingRecord,
         TrackingStart,
     )
     from workflows.context import OrderContext, business_refusal, by_whom, money, shortage
+    from workflows.fulfilment import book_carrier, undo_pick, undo_reservation
     from workflows.saga import Saga
 
 PARTIES = "warehouse-and-carrier-parties"  # the patch: orders placed since then use this module
-REFUSED, TOO_EARLY = "ReportRefused", "ReportTooEarly"  # update refusals' types (services/fulfilment.py)
 # a warehouse report's place in the order of things
 _AFTER = {
     WarehouseStep.picked: ShipmentStatus.released,
@@ -69,8 +69,9 @@ _DONE = {
 _ON_ITS_WAY = frozenset({ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception})
 
 
-def _refuse(reason: str) -> ApplicationError:
-    return ApplicationError(reason, type=REFUSED, non_retryable=True)
+def refuse_report(reason: str) -> ApplicationError:
+    """A report refused for good (duplicate, out of order, or the order is past it)."""
+    return ApplicationError(reason, type=ReportRefusal.refused, non_retryable=True)
 
 
 @dataclass
@@ -96,9 +97,11 @@ class Inbox:
     def _shipment(self, shipment_id: str) -> ShipmentView:
         found = next((s for s in self._ctx.view.shipments if s.id == shipment_id), None)
         if found is None:
-            raise _refuse(f"shipment {shipment_id} is not part of order {self._ctx.order_id}")
+            raise refuse_report(f"shipment {shipment_id} is not part of order {self._ctx.order_id}")
         if self._ctx.stop is not None or self.closed:
-            raise _refuse(f"order {self._ctx.order_id} is {self._ctx.view.status.value}: nothing more to do")
+            raise refuse_report(
+                f"order {self._ctx.order_id} is {self._ctx.view.status.value}: nothing more to do"
+            )
         return found
 
     # ---- checks (update validators: no side effects) ----
@@ -107,54 +110,64 @@ class Inbox:
         shipment = self._shipment(report.shipment_id)
         box, step = self.box(shipment.id), report.step
         if step in box.reports or shipment.status in _DONE.get(step, set()) or shipment.status in _ON_ITS_WAY:
-            raise _refuse(f"duplicate: {shipment.id} was already reported {step.value}")
+            raise refuse_report(f"duplicate: {shipment.id} was already reported {step.value}")
         if shipment.status in (ShipmentStatus.cancelled, ShipmentStatus.resolved):
-            raise _refuse(f"{shipment.id} is {shipment.status.value}: nothing to {step.value}")
+            raise refuse_report(f"{shipment.id} is {shipment.status.value}: nothing to {step.value}")
         if (
             step == WarehouseStep.picked
             and shipment.status == ShipmentStatus.allocated
             and shipment.released_at
         ):
             # the release is under way: a quick warehouse can answer before the order has seen it sent
-            raise ApplicationError(f"{shipment.id}: its release is still being recorded", type=TOO_EARLY)
+            raise ApplicationError(
+                f"{shipment.id}: its release is still being recorded", type=ReportRefusal.too_early
+            )
         if shipment.status != _AFTER[step]:
-            raise _refuse(f"out of order: {shipment.id} is {shipment.status.value}, not {_AFTER[step].value}")
+            raise refuse_report(
+                f"out of order: {shipment.id} is {shipment.status.value}, not {_AFTER[step].value}"
+            )
         if step == WarehouseStep.picked:
             ordered = {line.sku: line.quantity for line in shipment.lines}
             for line in report.lines:
                 if line.sku not in ordered:
-                    raise _refuse(f"{line.sku} is not on the pick list of {shipment.id}")
+                    raise refuse_report(f"{line.sku} is not on the pick list of {shipment.id}")
                 if line.quantity > ordered[line.sku]:
-                    raise _refuse(f"{line.sku}: {line.quantity} picked but {ordered[line.sku]} ordered")
+                    raise refuse_report(f"{line.sku}: {line.quantity} picked but {ordered[line.sku]} ordered")
         if step == WarehouseStep.packed and not report.parcels_g:
-            raise _refuse(f"packed {shipment.id} into no parcel: give each parcel's weight in grams")
+            raise refuse_report(f"packed {shipment.id} into no parcel: give each parcel's weight in grams")
         if step == WarehouseStep.handed_over and shipment.label_ref is None:
-            raise ApplicationError(f"{shipment.id}: the label is not printed yet", type=TOO_EARLY)
+            raise ApplicationError(
+                f"{shipment.id}: the label is not printed yet", type=ReportRefusal.too_early
+            )
 
     def check_event(self, event: CarrierEvent) -> None:
         shipment = self._by_tracking(event.tracking_number)
         if event.event_id in self.box(shipment.id).event_ids:
-            raise _refuse(
+            raise refuse_report(
                 f"duplicate: event {event.event_id} of {event.tracking_number} was already reported"
             )
         if shipment.status == ShipmentStatus.delivered:
-            raise _refuse(f"out of order: {event.tracking_number} was already delivered")
+            raise refuse_report(f"out of order: {event.tracking_number} was already delivered")
         if shipment.status in (ShipmentStatus.exception, ShipmentStatus.resolved):
-            raise _refuse(
+            raise refuse_report(
                 f"{event.tracking_number} was reported {shipment.trouble}: its case is with support"
             )
         if shipment.status != ShipmentStatus.shipped:
-            raise _refuse(f"out of order: {event.tracking_number} has not been handed over yet")
+            raise refuse_report(f"out of order: {event.tracking_number} has not been handed over yet")
 
     def check_resolution(self, request: ResolveRequest) -> None:
         shipment = self._shipment(request.shipment_id)
         if shipment.status != ShipmentStatus.exception or self.box(shipment.id).resolution is not None:
-            raise _refuse(f"{shipment.id} is {shipment.status.value}: there is no lost parcel to resolve")
+            raise refuse_report(
+                f"{shipment.id} is {shipment.status.value}: there is no lost parcel to resolve"
+            )
 
     def _by_tracking(self, tracking_number: str) -> ShipmentView:
         found = next((s for s in self._ctx.view.shipments if s.tracking_number == tracking_number), None)
         if found is None:
-            raise _refuse(f"no shipment of order {self._ctx.order_id} has tracking number {tracking_number}")
+            raise refuse_report(
+                f"no shipment of order {self._ctx.order_id} has tracking number {tracking_number}"
+            )
         return self._shipment(found.id)
 
     # ---- accepting (update handlers) ----
@@ -231,11 +244,7 @@ class Legs:
         )
 
         picked = await self._report(box, WarehouseStep.picked)
-        self._saga.push(
-            f"put the picked units of {shipment.id} back on the shelf",
-            lambda retry: ctx.step(InventoryActivities.restock_picked, ref, f"restock {shipment.id}", retry),
-            shipment.id,
-        )
+        undo_pick(self._saga, ctx, shipment.id)
         found = {line.sku: line.quantity for line in picked.report.lines}
         outcome = await ctx.step(
             InventoryActivities.record_pick,
@@ -272,25 +281,8 @@ class Legs:
             ShipmentStatus.packed,
             f"{shipment.id}: {parcels} parcel{'s' * (parcels != 1)}, {pack.weight_g} g",
         )
-        self._saga.push(
-            f"cancel the carrier booking of {shipment.id}",
-            lambda retry: ctx.step(
-                FulfilmentActivities.cancel_carrier_booking, ref, f"cancel booking {shipment.id}", retry
-            ),
-            shipment.id,
-        )
-        ship = ShipRequest(
-            order_id=ctx.order_id,
-            shipment_id=shipment.id,
-            warehouse=shipment.warehouse,
-            weight_g=pack.weight_g,
-            address=ctx.request.order.shipping_address,
-        )
-        label = await ctx.step_or_fail(
-            FulfilmentActivities.book_carrier,
-            ship,
-            f"book the carrier for {shipment.id}",
-            OrderStatus.cancelled,
+        label = await book_carrier(
+            ctx, self._saga, shipment, pack.weight_g, FulfilmentActivities.book_carrier
         )
         shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
         shipment.label_ref = label.label_ref
@@ -418,14 +410,7 @@ class Legs:
                 replaces=replaces,
             )
             ctx.view.shipments.append(new)
-            ref = ShipmentRef(order_id=ctx.order_id, shipment_id=new.id)
-            self._saga.push(
-                f"release the stock reserved for {new.id}",
-                lambda retry, ref=ref: ctx.step(
-                    InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
-                ),
-                new.id,
-            )
+            undo_reservation(self._saga, ctx, new.id)
             made.append(new)
             self._spawn(new)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in made))

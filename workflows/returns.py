@@ -34,10 +34,9 @@ with workflow.unsafe.imports_passed_through():
         ReserveRequest,
         ReturnOutcome,
         ReturnRecord,
-        ShipmentRef,
     )
     from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
-    from workflows.fulfilment import Fulfilment
+    from workflows.fulfilment import Fulfilment, undo_reservation
     from workflows.saga import Saga
 
 RETURNABLE_STATUSES = (OrderStatus.delivered, OrderStatus.partially_returned, OrderStatus.returned)
@@ -274,13 +273,7 @@ class ReturnDesk:
         ]
         ctx.view.shipments.extend(shipments)
         for shipment in shipments:
-            ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
-            saga.push(
-                f"release the stock reserved for {shipment.id}",
-                lambda retry, ref=ref: ctx.step(
-                    InventoryActivities.release_stock, ref, f"release {ref.shipment_id}", retry
-                ),
-            )
+            undo_reservation(saga, ctx, shipment.id, tagged=False)
         await ctx.event(
             "exchange_reserved",
             f"{ret.rma}: {quantity} x {ret.exchange_sku} from " + ", ".join(s.warehouse for s in shipments),
