@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -54,21 +56,33 @@ class FulfilmentActivities:
     @activity.defn
     def pack_shipment(self, ref: ShipmentRef) -> PackResult:
         """Weigh the parcel from the picked lines and print its label (same result on a repeat)."""
+
+        def weigh(session: Session) -> list[int]:
+            rows = session.execute(
+                select(t.Reservation.quantity, t.Product.weight_g)
+                .join(t.Product, t.Product.sku == t.Reservation.sku)
+                .where(t.Reservation.shipment_id == ref.shipment_id, t.Reservation.status == "picked")
+            ).all()
+            return [PACKAGING_WEIGHT_G + sum(qty * weight for qty, weight in rows)]
+
+        return self._pack(ref.order_id, ref.shipment_id, weigh, keep_parcels=False)
+
+    def _pack(
+        self, order_id: str, shipment_id: str, weigh: Callable[[Session], list[int]], keep_parcels: bool
+    ) -> PackResult:
+        """Pack once: the parcels' weights (from `weigh`), the label; a repeat answers the same."""
         with self._sessions.begin() as session:
-            shipment = session.get(t.Shipment, ref.shipment_id)
+            shipment = session.get(t.Shipment, shipment_id)
             if shipment is None:
-                raise RuntimeError(f"unknown shipment {ref.shipment_id}")
+                raise RuntimeError(f"unknown shipment {shipment_id}")
             if shipment.packed_at is None:
-                rows = session.execute(
-                    select(t.Reservation.quantity, t.Product.weight_g)
-                    .join(t.Product, t.Product.sku == t.Reservation.sku)
-                    .where(t.Reservation.shipment_id == ref.shipment_id, t.Reservation.status == "picked")
-                ).all()
-                order = session.get(t.Order, ref.order_id)
+                order = session.get(t.Order, order_id)
                 assert order is not None
-                address = order.shipping_address
-                shipment.weight_g = PACKAGING_WEIGHT_G + sum(qty * weight for qty, weight in rows)
-                shipment.label = _label(shipment, address, parcels=1)
+                parcels = weigh(session)
+                if keep_parcels:
+                    shipment.parcels_g = parcels
+                shipment.weight_g = sum(parcels)
+                shipment.label = _label(shipment, order.shipping_address, len(parcels))
                 shipment.status = ShipmentStatus.packed.value
                 shipment.packed_at = t.utcnow()
             assert shipment.weight_g is not None and shipment.label is not None
@@ -83,8 +97,7 @@ class FulfilmentActivities:
             assert shipment is not None
             if shipment.shipped_at is None:
                 shipment.carrier, shipment.tracking_number = booking.carrier, booking.tracking_number
-                shipment.status = ShipmentStatus.shipped.value
-                shipment.shipped_at = t.utcnow()
+                _ship(shipment)
             return ShipResult(
                 carrier=booking.carrier,
                 tracking_number=booking.tracking_number,
@@ -119,20 +132,9 @@ class FulfilmentActivities:
     @activity.defn
     def record_pack(self, record: PackRecord) -> PackResult:
         """The warehouse packed the picked units into parcels of these weights."""
-        with self._sessions.begin() as session:
-            shipment = session.get(t.Shipment, record.shipment_id)
-            if shipment is None:
-                raise RuntimeError(f"unknown shipment {record.shipment_id}")
-            if shipment.packed_at is None:
-                order = session.get(t.Order, record.order_id)
-                assert order is not None
-                shipment.parcels_g = list(record.parcels_g)
-                shipment.weight_g = sum(record.parcels_g)
-                shipment.label = _label(shipment, order.shipping_address, len(record.parcels_g))
-                shipment.status = ShipmentStatus.packed.value
-                shipment.packed_at = t.utcnow()
-            assert shipment.weight_g is not None and shipment.label is not None
-            return PackResult(weight_g=shipment.weight_g, label=shipment.label)
+        return self._pack(
+            record.order_id, record.shipment_id, lambda _: list(record.parcels_g), keep_parcels=True
+        )
 
     @activity.defn
     def book_carrier(self, request: ShipRequest) -> LabelResult:
@@ -155,8 +157,7 @@ class FulfilmentActivities:
             shipment = session.get(t.Shipment, ref.shipment_id)
             assert shipment is not None
             if shipment.shipped_at is None:
-                shipment.status = ShipmentStatus.shipped.value
-                shipment.shipped_at = t.utcnow()
+                _ship(shipment)
             return HandoverResult(shipped_at=shipment.shipped_at)
 
     @activity.defn
@@ -220,6 +221,11 @@ class FulfilmentActivities:
             if shipment is not None and shipment.delivered_at is None:
                 shipment.status = ShipmentStatus.delivered.value
                 shipment.delivered_at = delivery.delivered_at
+
+
+def _ship(shipment: t.Shipment) -> None:
+    shipment.status = ShipmentStatus.shipped.value
+    shipment.shipped_at = t.utcnow()
 
 
 def _label(shipment: t.Shipment, address: dict, parcels: int) -> str:  # type: ignore[type-arg]
