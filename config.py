@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.shipping import ShortPickPolicy
@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     step_attention_attempts: int = Field(default=5, ge=1)
 
     worker_activity_threads: int = 32
+    # how often the worker's outbox dispatcher looks for messages to send (services/outbox.py)
+    outbox_poll: Duration = timedelta(seconds=1)
 
     # warehouses and carriers (models/fulfilment.py): the order's policy ...
     release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses
@@ -87,6 +89,23 @@ class Settings(BaseSettings):
     sandbox_carrier: SandboxMode = SandboxMode.auto
     sandbox_transit_time: Duration = timedelta(seconds=20)
     sandbox_loss_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    # demand forecast and reorder points (domain/forecast.py, ForecastWorkflow): the share of lead times
+    # the reorder point should cover without running out (0.5 < level < 1), the days one reorder
+    # should last, the days of shipped demand the forecast reads, how often the schedule refreshes the
+    # recommendations, and whether it also writes them to the stock rows (else `forecast --apply` does)
+    service_level: float = 0.95
+    forecast_review_days: int = Field(default=14, ge=1, le=365)
+    forecast_history_days: int = Field(default=730, ge=28, le=3650)
+    forecast_every: Duration = timedelta(days=1)
+    auto_apply_forecast: bool = False
+
+    @field_validator("service_level")
+    @classmethod
+    def _service_level_in_range(cls, value: float) -> float:
+        if not 0.5 < value < 1:  # z would be <= 0 (no safety stock) or infinite
+            raise ValueError(f"OMS_SERVICE_LEVEL must be between 0.5 and 1 (e.g. 0.95), not {value}")
+        return value
 
     # the HTTP API (api/)
     api_host: str = "127.0.0.1"

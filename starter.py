@@ -3,6 +3,7 @@
     python starter.py migrate | catalog load FILE [--if-empty] | stock [--sku SKU] [--json]
     python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
     python starter.py import FILE|- [--format csv|jsonl] [--json]
+    python starter.py import-history FILE|DIR --format olist|online-retail [--warehouse CODE] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
     python starter.py warehouse queue WH [--json] | warehouse pick SHIPMENT [--line SKU=QTY ...] [--id REPORT_ID]
     python starter.py warehouse pack SHIPMENT --parcel WEIGHT_G [--parcel WEIGHT_G ...] [--id REPORT_ID]
@@ -17,9 +18,12 @@
 
     python starter.py purchase-orders [--json]
     python starter.py reconcile [--json] [--dry-run]
+    python starter.py forecast [--sku SKU] [--as-of YYYY-MM-DD] [--apply] [--json]
     python starter.py apikey create --role source|support|carrier|warehouse|admin --name N [--json]
     python starter.py apikey revoke NAME | apikey list
     python starter.py codec keys | codec rotate | codec generate | codec audit [--limit N] [--json]
+    python starter.py report [--since DATE] [--until DATE] [--html FILE] [--json]
+    python starter.py export journal --since DATE --until DATE FILE.csv
 
 
 Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected), 2 invalid input.
@@ -35,7 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -52,12 +56,25 @@ from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from domain.catalog import CatalogError, load_catalog
 from domain.codec_audit import recent_codec_uses
+from domain.history_import import HistoryFormat, HistoryImportError, HistoryImportSummary, import_history
+from domain.journal import JournalMismatch, journal, write_csv
 from domain.order_import import ImportFileError, ImportFormat, decode_import, format_for
+from domain.reorder_policy import ForecastError
+from domain.reports import (
+    STAGE_LABELS,
+    Period,
+    Rate,
+    Report,
+    ReportError,
+    build_report,
+    parse_period,
+)
 from domain.shipments import QueuedShipment
 from encryption.keys import CodecKeyError, format_keys, load_key_ring, new_key_ring
 from encryption.keys import rotate as rotate_keys
 from models import tables as t
 from models.catalog import CatalogFile
+from models.forecast import ApplyResult, ForecastView
 from models.fulfilment import (
     CarrierEvent,
     PickedLine,
@@ -78,6 +95,7 @@ from models.orders import (
 )
 from models.shipping import CarrierEventType, Resolution
 from models.stock import StockChange
+from services import forecast as forecasting
 from services import fulfilment, imports, orders, reconcile
 from services import stock as stock_changes
 
@@ -139,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=[f.value for f in ImportFormat], help="default: from the extension"
     )
     batch.add_argument("--json", action="store_true")
+    history = sub.add_parser(
+        "import-history", help="load past sales as closed, historical orders (no workflows, no money moved)"
+    )
+    history.add_argument("file", help="online-retail: the CSV (.gz read directly); olist: its folder")
+    history.add_argument("--format", required=True, choices=[f.value for f in HistoryFormat])
+    history.add_argument(
+        "--warehouse", help="the warehouse the units left from (default: the preferred one; HIST if none)"
+    )
+    history.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="an order's live view")
     status.add_argument("order_id")
     status.add_argument("--json", action="store_true")
@@ -280,7 +307,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settle.add_argument("--json", action="store_true")
     settle.add_argument("--dry-run", action="store_true", help="report what would be settled, change nothing")
+    _add_report_commands(sub)
+    _add_forecast_command(sub)
     return parser
+
+
+def _add_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`report` and `export journal` (domain/reports.py, domain/journal.py)."""
+    report = sub.add_parser("report", help="the business report: funnel, cycle times, money, returns, stock")
+    report.add_argument("--since", help="first UTC day of the orders placed (YYYY-MM-DD)")
+    report.add_argument("--until", help="last UTC day, inclusive (YYYY-MM-DD)")
+    report.add_argument("--html", type=Path, help="also write the report with its charts to this HTML file")
+    report.add_argument("--json", action="store_true")
+    export = sub.add_parser("export", help="exports for other systems").add_subparsers(
+        dest="action", required=True
+    )
+    journal = export.add_parser("journal", help="the payment ledger's movements as CSV, for the ERP")
+    journal.add_argument("--since", required=True, help="first UTC day (YYYY-MM-DD)")
+    journal.add_argument("--until", required=True, help="last UTC day, inclusive (YYYY-MM-DD)")
+    journal.add_argument("file", type=Path, help="the CSV file to write")
+
+
+def _add_forecast_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`forecast` (domain/forecast.py, services/forecast.py)."""
+    forecast = sub.add_parser(
+        "forecast", help="demand forecast and reorder point recommendations per sku and warehouse"
+    )
+    forecast.add_argument("--sku", help="only this SKU (with it: the forecast of every day is shown)")
+    forecast.add_argument("--as-of", help="the last day of demand to read (YYYY-MM-DD; default: yesterday)")
+    forecast.add_argument(
+        "--apply", action="store_true", help="write the recommendations to the stock rows (audited)"
+    )
+    forecast.add_argument("--json", action="store_true")
 
 
 async def dispatch(argv: list[str], settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -344,8 +402,11 @@ async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -
         return
     print(
         table(
-            ["SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE"],
-            [(s.sku, s.warehouse, s.on_hand, s.reserved, s.available) for s in levels],
+            ["SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE", "REORDER AT", "REORDER QTY"],
+            [
+                (s.sku, s.warehouse, s.on_hand, s.reserved, s.available, s.reorder_point, s.reorder_qty)
+                for s in levels
+            ],
         ),
         file=out,
     )
@@ -471,13 +532,15 @@ async def cmd_place(args: argparse.Namespace, settings: Settings, out: TextIO) -
     except orders.OrderInputError as exc:
         raise CommandError(str(exc), EXIT_INVALID) from None
     client = await connect(settings)
-    placement = await orders.place_order(client, settings, order, by=CLI_ACTOR)
+    wait = orders.PLACE_WAIT_TIMEOUT if args.wait else None
+    placement = await orders.place_order(client, settings, order, by=CLI_ACTOR, wait=wait)
     if not placement.created:
         print(f"order {placement.order_id} was already placed; nothing new was started", file=sys.stderr)
     if not args.wait:
         print(placement.order_id, file=out)
         return
-    status, reason = orders.settled_outcome(await orders.wait_until_settled(client, placement.order_id))
+    view = placement.settled or await orders.wait_until_settled(client, placement.order_id)
+    status, reason = orders.settled_outcome(view)
     print(f"{placement.order_id} {status.value}" + (f": {reason}" if reason else ""), file=out)
     if status == OrderStatus.rejected:  # exit 1: scripts can tell a rejected order from a placed one
         raise CommandError(f"order {placement.order_id} was rejected: {reason or 'see its events'}")
@@ -529,6 +592,41 @@ async def cmd_import(args: argparse.Namespace, settings: Settings, out: TextIO) 
             f"{status.refused} of {status.total} orders were refused; fix their rows and import the file "
             "again (orders already placed are not placed twice)"
         )
+
+
+async def cmd_import_history(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Load past sales as closed, historical orders (no workflows, no money moved); a bad file exits 2
+    with its line number and imports nothing."""
+    fmt = HistoryFormat(args.format)
+    with (
+        _database(settings) as sessions,
+        tqdm(
+            desc=f"import-history {fmt.value}", unit="order", file=sys.stderr, disable=None, leave=False
+        ) as bar,
+    ):
+        try:
+            summary = await asyncio.to_thread(
+                import_history, sessions, Path(args.file), fmt, args.warehouse, bar.update
+            )
+        except HistoryImportError as exc:
+            raise CommandError(str(exc), EXIT_INVALID) from None
+    print(as_json(summary) if args.json else render_history_import(summary), file=out)
+
+
+def render_history_import(summary: HistoryImportSummary) -> str:
+    rows: list[tuple[str, object]] = [
+        ("orders imported", summary.orders_imported),
+        ("  of which cancelled", summary.cancelled_orders),
+        ("orders already present", summary.orders_already_present),
+        ("order lines", summary.lines),
+        ("units shipped", summary.units),
+        ("products created", summary.products_created),
+        ("customers created", summary.customers_created),
+        ("warehouse", summary.warehouse),
+    ]
+    rows += [(f"skipped: {reason}", n) for reason, n in summary.skipped.items()]
+    rows.append(("seconds", f"{summary.elapsed_seconds:.1f}"))
+    return f"import-history ({summary.format.value})\n" + table(["", "count"], rows)
 
 
 def render_import(status: ImportStatus) -> str:
@@ -878,6 +976,131 @@ async def cmd_codec(args: argparse.Namespace, settings: Settings, out: TextIO) -
     print(f"OMS_CODEC_KEYS={rotation.new_setting}", file=out)
 
 
+async def cmd_forecast(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Refresh the recommendations and show them; with --apply, write them to the stock rows."""
+    as_of = _day(args.as_of, "--as-of") if args.as_of else None
+    with _database(settings) as sessions:
+        try:
+            views = await asyncio.to_thread(forecasting.refresh, sessions, settings, args.sku, as_of)
+            applied = (
+                await forecasting.apply(await connect(settings), sessions, settings, args.sku)
+                if args.apply
+                else None
+            )
+        except ForecastError as exc:
+            raise CommandError(str(exc), EXIT_INVALID) from None
+    if args.json:
+        print(
+            as_json(
+                {
+                    "forecasts": [v.model_dump(mode="json") for v in views],
+                    "applied": applied and applied.model_dump(mode="json"),
+                }
+            ),
+            file=out,
+        )
+        return
+    print(render_forecast(views, settings, detail=args.sku is not None), file=out)
+    if applied is not None:
+        print(render_applied(applied), file=out)
+
+
+def render_forecast(views: list[ForecastView], settings: Settings, detail: bool) -> str:
+    if not views:
+        return f"no shipped demand in the last {settings.forecast_history_days} days: nothing to forecast"
+    first = views[0].recommendation
+    parts = [
+        f"forecast as of {first.as_of:%Y-%m-%d}: {len(views)} sku/warehouse pair(s); lead time "
+        f"{first.lead_time_days} d, review period {settings.forecast_review_days} d, service level "
+        f"{first.service_level:.0%}",
+        table(
+            [
+                "SKU",
+                "WH",
+                "DAYS",
+                "UNITS",
+                "MEAN/DAY",
+                "LAST 28D",
+                "MODEL",
+                "MAE",
+                "NAIVE MAE",
+                "MA28 MAE",
+                "FORECAST/DAY",
+                "REORDER POINT",
+                "REORDER QTY",
+            ],
+            [
+                (
+                    v.forecast.sku,
+                    v.forecast.warehouse,
+                    v.forecast.history.days,
+                    v.forecast.history.total_units,
+                    f"{v.forecast.history.mean_per_day:.2f}",
+                    v.forecast.history.last_28_days,
+                    v.forecast.model.value,
+                    _mae(v.forecast.mae),
+                    _mae(v.forecast.naive_mae),
+                    _mae(v.forecast.moving_average_mae),
+                    f"{v.recommendation.mean_daily_demand:.2f}",
+                    f"{_or_dash(v.current_reorder_point)} -> {v.recommendation.reorder_point}",
+                    f"{_or_dash(v.current_reorder_qty)} -> {v.recommendation.reorder_qty}",
+                )
+                for v in views
+            ],
+        ),
+    ]
+    tested = [v.forecast for v in views if v.forecast.mae is not None]
+    if tested:
+        parts.append(
+            f"back-test (last 56 days held out, one origin) over {len(tested)} pair(s), MAE summed: "
+            "chosen model (the best of six on these days) "
+            f"{sum(f.mae or 0 for f in tested):.1f}, naive last value {sum(f.naive_mae or 0 for f in tested):.1f}, "
+            f"moving average 28 d {sum(f.moving_average_mae or 0 for f in tested):.1f}"
+        )
+    if detail:
+        for v in views:
+            start = v.forecast.as_of
+            parts.append(
+                f"{v.forecast.sku}@{v.forecast.warehouse} forecast per day: "
+                + ", ".join(
+                    f"{start + timedelta(days=i + 1):%m-%d} {y:.1f}"
+                    for i, y in enumerate(v.forecast.forecast)
+                )
+            )
+    return "\n".join(parts)
+
+
+def render_applied(result: ApplyResult) -> str:
+    lines = [
+        f"applied {len(result.applied)} recommendation(s) ({result.unchanged} already in place, "
+        f"{len(result.skipped)} skipped)"
+    ]
+    lines += [
+        f"  {a.sku}@{a.warehouse}: reorder point {_or_dash(a.reorder_point_before)} -> {a.reorder_point}, "
+        f"qty {_or_dash(a.reorder_qty_before)} -> {a.reorder_qty}"
+        for a in result.applied
+    ]
+    lines += [f"  skipped {why}" for why in result.skipped]
+    if result.replenishing:
+        lines.append(f"replenishment: {', '.join(result.replenishing)}")
+    return "\n".join(lines)
+
+
+def _mae(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} must be a day written YYYY-MM-DD, not {text!r}", EXIT_INVALID) from None
+
+
 BLOCKLIST_DONE = {"add": "added", "remove": "removed"}
 
 
@@ -941,12 +1164,123 @@ def render_reconcile(report: reconcile.ReconcileReport) -> str:
     return "\n".join(parts)
 
 
+# ---- reports and exports ----
+
+
+async def cmd_report(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    period = _period(args.since, args.until)
+    if args.html is not None and not args.html.resolve().parent.is_dir():
+        raise CommandError(f"--html {args.html}: no such folder", EXIT_INVALID)
+    with _database(settings) as sessions:
+        report = build_report(sessions, period, settings.delivery_sla)
+    if args.html is not None:
+        from domain.report_html import render_html  # matplotlib: loaded only when a chart is drawn
+
+        args.html.write_text(render_html(report), encoding="utf-8")
+    print(as_json(asdict(report)) if args.json else render_report(report), file=out)
+    if args.html is not None:
+        print(f"wrote {args.html}", file=sys.stderr if args.json else out)
+
+
+async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    period = _period(args.since, args.until)
+    if not args.file.resolve().parent.is_dir():
+        raise CommandError(f"{args.file}: no such folder", EXIT_INVALID)
+    with _database(settings) as sessions:
+        entries = journal(sessions, period)
+    try:
+        write_csv(entries, args.file)
+    except JournalMismatch as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {len(entries.rows)} movements ({period.describe()}) to {args.file}", file=out)
+    rows = [(x.kind.value, x.currency, x.rows, x.amount) for x in entries.totals]
+    print(table(["KIND", "CURRENCY", "ROWS", "AMOUNT"], rows), file=out)
+    print("the totals equal the payment ledger's (approved movements)", file=out)
+
+
+def _period(since: str | None, until: str | None) -> Period:
+    try:
+        return parse_period(since, until)
+    except ReportError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+
+
+def render_report(r: Report) -> str:
+    """The report's text summary; every figure is in `--json`, the charts in `--html`."""
+
+    def pct(x: Rate) -> str:
+        return "-" if x.value is None else f"{x.value * 100:.1f} % ({x.part} of {x.whole})"
+
+    f = r.funnel
+    steps = ["placed", "rejected", "held", "backordered", "cancelled", "shipped", "delivered", "returned"]
+    parts = [
+        f"Orders placed {r.period.describe()} (UTC): {r.orders} ({r.historical_orders} historical)",
+        "",
+        table(["STEP", "ORDERS"], [(s, getattr(f, s)) for s in steps]),
+    ]
+    for title, reasons in (("REJECTED BY", f.rejected_by_reason), ("CANCELLED BY", f.cancelled_by_reason)):
+        if reasons:
+            parts += ["", table([title, "ORDERS"], [(c.label, c.count) for c in reasons])]
+    cycles = [
+        (STAGE_LABELS[c.stage], c.group, c.times.count)
+        + (c.times.p50_hours, c.times.p90_hours, c.times.p99_hours)
+        for c in r.cycle_times
+    ]
+    if cycles:
+        parts += ["", table(["CYCLE TIME (HOURS)", "GROUP", "N", "P50", "P90", "P99"], cycles)]
+    ful, ret, fb = r.fulfilment, r.returns, r.feedback
+    fill = f"{ful.time_to_fill.p50_hours} h" if ful.time_to_fill else "-"
+    parts += [
+        "",
+        f"on time: {pct(r.delivery.on_time)}; overdue now: {len(r.delivery.overdue_now)}",
+        f"fill rate: {pct(ful.fill_rate)}; split shipments: {pct(ful.split_shipments)}",
+        f"backorders: {pct(ful.backorders)}; time to fill p50: {fill}; still waiting: {ful.still_waiting}",
+        f"orders with returns: {pct(ret.orders_returning)}; refunds: {ret.refunds}"
+        + "".join(f" ({amount} {cur})" for cur, amount in ret.refunded.items())
+        + f"; exchanges: {ret.exchanges}; not back yet: {ret.open}",
+    ]
+    if ret.by_reason:
+        reasons = [(x.reason, x.returns, x.units) for x in ret.by_reason]
+        parts += ["", table(["RETURN REASON", "RETURNS", "UNITS"], reasons)]
+    money = [
+        (m.key, m.currency, m.authorized, m.captured, m.refunded, m.voided, m.net)
+        for m in r.revenue.totals + r.revenue.per_channel
+    ]
+    parts += [
+        "",
+        table(["LEDGER", "CURRENCY", "AUTHORIZED", "CAPTURED", "REFUNDED", "VOIDED", "NET"], money)
+        if money
+        else "ledger: no money moved in this period",
+    ]
+    parts += [
+        f"historical sales value (not in the ledger): {h.value} {h.currency} in {h.orders} {h.source} orders"
+        for h in r.revenue.historical
+    ]
+    scores = ", ".join(f"{score}: {n}" for score, n in fb.distribution.items())
+    parts += [
+        "",
+        f"feedback: {fb.count} scores, average {fb.average if fb.average is not None else '-'} ({scores})",
+        f"stock: {len(r.stock.stock_outs)} stock-outs, {len(r.stock.slow_movers)} slow movers; "
+        f"fewest days of cover (demand over {r.stock.days} days):",
+        table(
+            ["SKU", "WAREHOUSE", "AVAILABLE", "PER DAY", "DAYS OF COVER"],
+            [
+                (c.sku, c.warehouse, c.available, c.per_day, c.days_of_cover)
+                for c in r.stock.cover
+                if c.days_of_cover is not None
+            ][:10],
+        ),
+    ]
+    return "\n".join(parts)
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "catalog": cmd_catalog,
     "stock": cmd_stock,
     "place": cmd_place,
     "import": cmd_import,
+    "import-history": cmd_import_history,
     "status": cmd_status,
     "list": cmd_list,
     "deliver": cmd_deliver,
@@ -963,7 +1297,10 @@ COMMANDS = {
     "apikey": cmd_apikey,
     "purchase-orders": cmd_purchase_orders,
     "reconcile": cmd_reconcile,
+    "forecast": cmd_forecast,
     "codec": cmd_codec,
+    "report": cmd_report,
+    "export": cmd_export,
 }
 
 

@@ -19,9 +19,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.forecast import ForecastActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
-from activities.notifications import NotificationActivities
+from activities.notifications import NotificationActivities, Outbox
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
@@ -29,18 +30,22 @@ from activities.returns import ReturnActivities
 from activities.sandbox_parties import SandboxPartyActivities
 from adapters import build_parties
 from adapters.carrier import SandboxCarrier
+from adapters.mailer import SandboxMailer
 from adapters.payments import SandboxGateway
 from adapters.supplier import SandboxSupplier
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
+from services.forecast import ensure_schedule as ensure_forecast_schedule
+from services.outbox import OutboxDispatcher
+from workflows.forecast import ForecastWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
 log = logging.getLogger("oms.worker")
 
-ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
+ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow, ForecastWorkflow]
 # The sandbox parties poll a task queue of their own (Settings.sandbox_task_queue): they stand for
 # outside parties, and their activities wait for the order to act on their reports. Sharing the
 # order worker's activity slots, a hundred of them waiting would leave no slot for the steps they
@@ -51,7 +56,7 @@ PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer:
 
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
-    orders = OrderActivities(sessions)
+    orders = OrderActivities(sessions, Outbox(settings))
     payments = PaymentActivities(SandboxGateway(sessions))
     inventory = InventoryActivities(sessions)
     # the warehouse and carrier as parties: sandbox workflows (`auto`) or people (`manual`), per settings
@@ -63,10 +68,11 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     replenishment = ReplenishmentActivities(
         sessions, client, SandboxSupplier(), settings.task_queue, settings.supplier_lead_time
     )
+    forecast = ForecastActivities(sessions, client, settings)
     # fmt: off
     return [
         orders.record_order, orders.validate_order, orders.screen_order, orders.price_sku,
-        orders.record_event, orders.record_feedback,
+        orders.record_event, orders.record_events, orders.record_feedback,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
@@ -78,6 +84,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         returns.record_return, returns.receive_return, returns.close_return,
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
+        forecast.refresh_recommendations, forecast.apply_recommendations,
         parties.send_warehouse_report, parties.send_carrier_event, parties.weigh_parcels,
         parties.shipment_origin,
     ]
@@ -161,20 +168,28 @@ class Workers:
     """The order worker and the sandbox parties' worker, run and stopped together (like a Worker:
     `async with`, or `run()` and `shutdown()`)."""
 
-    def __init__(self, orders: Worker, parties: Worker) -> None:
-        self.orders, self.parties = orders, parties
+    def __init__(self, orders: Worker, parties: Worker, outbox: OutboxDispatcher) -> None:
+        self.orders, self.parties, self.outbox = orders, parties, outbox
         self.task_queue = orders.task_queue
 
     async def run(self) -> None:
-        await asyncio.gather(self.orders.run(), self.parties.run())
+        await asyncio.gather(self.orders.run(), self.parties.run(), self.outbox.run())
 
     async def shutdown(self) -> None:
+        self.outbox.stop()
         await asyncio.gather(self.orders.shutdown(), self.parties.shutdown())
 
     async def __aenter__(self) -> Workers:
         self._stack = AsyncExitStack()
         await self._stack.enter_async_context(self.orders)
         await self._stack.enter_async_context(self.parties)
+        dispatching = asyncio.create_task(self.outbox.run())
+
+        async def stop_dispatching() -> None:
+            self.outbox.stop()
+            await dispatching
+
+        self._stack.push_async_callback(stop_dispatching)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -209,7 +224,8 @@ def build_worker(
         max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
         **common,
     )
-    return Workers(orders, parties)
+    outbox = OutboxDispatcher(sessions, SandboxMailer(), settings.outbox_poll.total_seconds())
+    return Workers(orders, parties, outbox)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -217,6 +233,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     added = await ensure_search_attributes(client)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
+    await ensure_forecast_schedule(client, settings)  # `forecast-daily`: created, or updated to the settings
     engine = make_engine(settings.database_url)
     worker = build_worker(client, make_session_factory(engine), settings)
 

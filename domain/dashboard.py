@@ -128,7 +128,11 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
 
 
 def orders_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(t.Order.status, func.count()).group_by(t.Order.status)).all()
+    rows = session.execute(
+        select(t.Order.status, func.count())
+        .where(t.Order.imported_from.is_(None))  # live orders: imported past sales would swamp the counts
+        .group_by(t.Order.status)
+    ).all()
     return dict(sorted(((status, int(n)) for status, n in rows), key=lambda r: (-r[1], r[0])))
 
 

@@ -159,7 +159,11 @@ def ended_orders_still_holding(sessions: SessionFactory) -> list[str]:
     stock = select(t.Reservation.order_id).where(t.Reservation.status == "active")
     query = (
         select(t.Order.id)
-        .where(t.Order.status.in_(ENDED_ORDER_STATUSES), or_(t.Order.id.in_(money), t.Order.id.in_(stock)))
+        .where(
+            t.Order.status.in_(ENDED_ORDER_STATUSES),
+            t.Order.imported_from.is_(None),  # historical orders have no run to settle and hold nothing
+            or_(t.Order.id.in_(money), t.Order.id.in_(stock)),
+        )
         .order_by(t.Order.id)
     )
     with sessions() as session:

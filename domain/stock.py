@@ -43,18 +43,11 @@ def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[Stock
                 on_hand=s.on_hand,
                 reserved=s.reserved,
                 available=s.on_hand - s.reserved,
+                reorder_point=s.reorder_point,
+                reorder_qty=s.reorder_qty,
             )
             for s in session.scalars(query)
         ]
-
-
-def reorder_points(sessions: SessionFactory, sku: str | None = None) -> dict[tuple[str, str], int | None]:
-    """The reorder point of each (sku, warehouse) stock row (None: no replenishment rule)."""
-    query = select(t.Stock.sku, t.Stock.warehouse, t.Stock.reorder_point)
-    if sku:
-        query = query.where(t.Stock.sku == sku)
-    with sessions() as session:
-        return {(s, w): p for s, w, p in session.execute(query)}
 
 
 def stock_movements(sessions: SessionFactory, sku: str, limit: int) -> list[StockMovementView]:

@@ -19,6 +19,8 @@ class StockLevel(BaseModel):
     on_hand: int
     reserved: int
     available: int
+    reorder_point: int | None = None  # replenish at or below this many available (None: no rule)
+    reorder_qty: int | None = None
 
 
 class StockMovementView(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +10,9 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -134,6 +136,7 @@ class Order(Base):
     payment_method: Mapped[str] = mapped_column(String(16))
     placed_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    imported_from: Mapped[str | None] = mapped_column(String(24))  # NULL: live (has a workflow); else source
 
 
 class OrderLine(Base):
@@ -418,3 +421,29 @@ class CodecAudit(Base):
     payloads: Mapped[int] = mapped_column(Integer)
     origin: Mapped[str] = mapped_column(String(255))  # the browser's Origin; empty for the CLI
     outcome: Mapped[str] = mapped_column(String(200))  # "ok", or "refused: <why>"
+
+
+class ReorderRecommendation(Base):
+    """The demand forecast's reorder point and quantity for a pair (domain/forecast.py), refreshed by
+    `forecast` and ForecastWorkflow; `applied_at` says when they were last written to the stock row."""
+
+    __tablename__ = "reorder_recommendations"
+    __table_args__ = (
+        CheckConstraint("reorder_point >= 0", name="point_not_negative"),
+        CheckConstraint("reorder_qty >= 0", name="qty_not_negative"),
+    )
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    warehouse: Mapped[str] = mapped_column(String(16), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    as_of: Mapped[date] = mapped_column(Date)  # the last day of demand the forecast saw
+    model: Mapped[str] = mapped_column(String(32))  # domain.forecast.ForecastModel
+    mae: Mapped[float | None] = mapped_column(Float)  # back-test MAE (units/day); None: too short to test
+    naive_mae: Mapped[float | None] = mapped_column(Float)
+    moving_average_mae: Mapped[float | None] = mapped_column(Float)
+    mean_daily_demand: Mapped[float] = mapped_column(Float)
+    demand_std: Mapped[float] = mapped_column(Float)  # sigma of daily demand around the forecast
+    lead_time_days: Mapped[int] = mapped_column(Integer)
+    service_level: Mapped[float] = mapped_column(Float)
+    reorder_point: Mapped[int] = mapped_column(Integer)
+    reorder_qty: Mapped[int] = mapped_column(Integer)
+    applied_at: Mapped[datetime | None]

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import io
+import os
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 from temporalio import activity
 from temporalio.client import Client
 
 from config import Settings
-from db import SessionFactory
+from db import SessionFactory, make_engine, make_session_factory, migrate
 from domain.catalog import load_catalog
 from models import tables as t
 from models.catalog import CatalogFile
@@ -175,11 +180,24 @@ def gate_activities(
 
 
 def _gated(fn: Callable[..., Any], gate: threading.Event, hold: Callable[[Any], bool]) -> Callable[..., Any]:
-    @functools.wraps(fn, updated=())  # not __dict__: it holds the original activity definition
-    def wait_then_run(arg: Any) -> Any:
+    def wait(arg: Any) -> None:
         while hold(arg) and not gate.wait(timeout=0.5):
             if not activity.info().is_local:  # local activities cannot heartbeat
                 activity.heartbeat()
+
+    if inspect.iscoroutinefunction(fn):  # an async activity (a call to a party) waits off the event loop
+
+        @functools.wraps(fn, updated=())
+        async def wait_then_await(arg: Any) -> Any:
+            while hold(arg) and not await asyncio.to_thread(gate.wait, 0.5):
+                activity.heartbeat()
+            return await fn(arg)
+
+        return activity.defn(name=fn.__name__)(wait_then_await)
+
+    @functools.wraps(fn, updated=())  # not __dict__: it holds the original activity definition
+    def wait_then_run(arg: Any) -> Any:
+        wait(arg)
         return fn(arg)
 
     return activity.defn(name=fn.__name__)(wait_then_run)
@@ -285,3 +303,29 @@ async def assert_stock_check_clean(settings: Settings, *skus: str) -> None:
     assert [line for line in out.splitlines() if any(sku in line for sku in skus)] == []
     if status == 0:
         assert "stock ledger check passed" in out
+
+
+@contextmanager
+def fresh_database(folder: Path, prefix: str) -> Iterator[tuple[str, SessionFactory]]:
+    """A freshly migrated, empty database of the suite's kind (a PostgreSQL database of its own next to
+    OMS_TEST_DATABASE_URL, else a SQLite file in `folder`), dropped afterwards: its url and sessions."""
+    base = os.environ.get("OMS_TEST_DATABASE_URL")
+    admin, name = None, f"oms_test_{prefix}_{uuid.uuid4().hex[:10]}"
+    if base:
+        admin_url = make_url(base)
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = admin_url.set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{folder / f'{prefix}.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        yield url, make_session_factory(engine)
+    finally:
+        engine.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()

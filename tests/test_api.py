@@ -417,7 +417,17 @@ async def test_warehouses_adjust_and_receive_stock_and_everyone_reads_it(http, a
     sku = skus["NAIL"]
     warehouse = as_(api_keys, Role.warehouse)
     levels = (await http.get("/stock", params={"sku": sku}, headers=as_(api_keys, Role.support))).json()
-    assert levels == [{"sku": sku, "warehouse": "W1", "on_hand": 10, "reserved": 0, "available": 10}]
+    assert levels == [
+        {
+            "sku": sku,
+            "warehouse": "W1",
+            "on_hand": 10,
+            "reserved": 0,
+            "available": 10,
+            "reorder_point": None,
+            "reorder_qty": None,
+        }
+    ]
 
     adjusted = await http.post(
         "/stock/adjustments",

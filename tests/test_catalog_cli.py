@@ -4,46 +4,24 @@ so that a second run keeps the stock and the stock movements of the first."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from config import Settings
-from db import SessionFactory, make_engine, make_session_factory, migrate
+from db import SessionFactory
 from models import tables as t
-from tests.helpers import add_products, cli, stock_of, unique
+from tests.helpers import add_products, cli, fresh_database, stock_of, unique
 
 
 @pytest.fixture
 def empty_database(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, SessionFactory]]:
     """Settings for a freshly migrated database without products (of the suite's kind), and its sessions."""
-    base = os.environ.get("OMS_TEST_DATABASE_URL")
-    admin = None
-    if base:
-        admin_url = make_url(base)
-        name = f"oms_test_catalog_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        yield settings.model_copy(update={"database_url": url}), make_session_factory(engine)
-    finally:
-        engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    with fresh_database(tmp_path, "catalog") as (url, sessions):
+        yield settings.model_copy(update={"database_url": url}), sessions
 
 
 def catalog(sku: str, on_hand: int) -> dict[str, Any]:

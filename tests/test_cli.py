@@ -147,12 +147,22 @@ async def test_stock_shows_on_hand_reserved_and_available(settings, sessions):
     )
 
     levels = await run_json(settings, "stock", "--sku", skus["LAMP"])
-    assert levels == [{"sku": skus["LAMP"], "warehouse": "W1", "on_hand": 10, "reserved": 3, "available": 7}]
+    assert levels == [
+        {
+            "sku": skus["LAMP"],
+            "warehouse": "W1",
+            "on_hand": 10,
+            "reserved": 3,
+            "available": 7,
+            "reorder_point": None,
+            "reorder_qty": None,
+        }
+    ]
 
     status, out = await cli(settings, "stock", "--sku", skus["LAMP"])
     header, _, row = out.splitlines()
     assert status == 0
-    assert header.split() == ["SKU", "WAREHOUSE", "ON", "HAND", "RESERVED", "AVAILABLE"]
+    assert header.split() == "SKU WAREHOUSE ON HAND RESERVED AVAILABLE REORDER AT REORDER QTY".split()
     assert row.split() == [skus["LAMP"], "W1", "10", "3", "7"]
 
 

@@ -124,6 +124,12 @@ async def test_the_page_shows_the_figures_to_support_and_sends_others_to_sign_in
             )
             assert await page.locator('svg[aria-labelledby="per-hour"] rect').count() >= 3
             await expect(page.locator('svg[aria-labelledby="by-status"]')).to_contain_text("on hold")
+            # the report's figures of the last 30 days (domain/reports.py), and its download
+            assert int(await page.locator("#report-placed .n").inner_text()) >= 2
+            await expect(page.locator("#report-on-time")).to_contain_text("delivered on time")
+            await expect(page.locator("#report-download")).to_have_attribute(
+                "href", re.compile(r"^/console/reports\?since=\d{4}-\d{2}-\d{2}&until=\d{4}-\d{2}-\d{2}$")
+            )
             await page.screenshot(path=screenshot_path(tmp_path, DASHBOARD_SHOT), full_page=True)
         except Exception as exc:
             shot = tmp_path / "failure.png"

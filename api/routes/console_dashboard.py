@@ -1,23 +1,26 @@
 """The console's dashboard, `GET /console/dashboard`: what the operation looks like now, for a signed-in
 support or admin session (`api/console_session.py`). The figures are `domain/dashboard.py`'s; the
 charts are SVG drawn here and in `api/templates/dashboard.html`, no script. The page reloads itself
-every `REFRESH_SECONDS` (the `Refresh` header).
+every `REFRESH_SECONDS` (the `Refresh` header). It also shows the headline figures of the business
+report for the last `REPORT_DAYS` days (`domain/reports.py`, the same code as `starter.py report`), and
+`GET /console/reports?since=&until=` downloads the whole report as one HTML file (`domain/report_html.py`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api import console_session
 from api.state import AppState, app_state
 from domain.dashboard import Dashboard, dashboard
+from domain.reports import Period, Report, ReportError, Stage, build_report, parse_period
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -25,6 +28,7 @@ State = Annotated[AppState, Depends(app_state)]
 
 SIGN_IN = "/console/sign-in"
 REFRESH_SECONDS = 30
+REPORT_DAYS = 30  # the dashboard's report figures: orders placed in the last 30 UTC days, today included
 SERIES = (("placed", "#4269d0"), ("shipped", "#efb118"), ("delivered", "#3ca951"))
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -44,7 +48,14 @@ async def dashboard_page(request: Request, state: State) -> Response:
     if who is None:
         return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
     figures = await run_in_threadpool(dashboard, state.reads)
+    today = figures.at.date()
+    period = Period(today - timedelta(days=REPORT_DAYS - 1), today)
+    report = await run_in_threadpool(
+        build_report, state.reads, period, state.settings.delivery_sla, figures.at
+    )
     context = {
+        "report": report,
+        "to_delivery": report.cycle(Stage.placed_to_delivered),
         "who": who,
         "message": "",
         "csrf": console_session.csrf_token(request),
@@ -56,6 +67,35 @@ async def dashboard_page(request: Request, state: State) -> Response:
         "ago": lambda at: _ago(figures.at, at),
     }
     return templates.TemplateResponse(request, "dashboard.html", context, headers=_HEADERS)
+
+
+@router.get("/reports")
+async def report_download(
+    request: Request, state: State, since: str | None = None, until: str | None = None
+) -> Response:
+    """The business report as a self-contained HTML file, for the orders placed between `since` and
+    `until` (UTC days, YYYY-MM-DD; both optional)."""
+    if await console_session.signed_in(request, state) is None:
+        return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    try:
+        period = parse_period(since or None, until or None, ("since", "until"))
+    except ReportError as exc:
+        return Response(str(exc), status_code=400, media_type="text/plain", headers=_REPORT_HEADERS)
+    report = await run_in_threadpool(build_report, state.reads, period, state.settings.delivery_sla)
+    html = await run_in_threadpool(_render, report)
+    name = f"oms-report-{period.since or 'start'}-{period.until or report.generated_at.date()}.html"
+    return HTMLResponse(
+        html, headers={**_REPORT_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+_REPORT_HEADERS = {k: v for k, v in _HEADERS.items() if k != "Refresh"}
+
+
+def _render(report: Report) -> str:
+    from domain.report_html import render_html  # matplotlib: loaded when the first report is drawn
+
+    return render_html(report)
 
 
 def status_chart(d: Dashboard, width: int = 640, bar: int = 22, label: int = 150) -> dict[str, Any]:

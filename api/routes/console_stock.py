@@ -210,19 +210,13 @@ async def _sku_page(
 
 
 def _levels(sessions: SessionFactory, sku: str | None) -> list[LevelRow]:
-    levels = stock.stock_levels(sessions, sku)
-    points = stock.reorder_points(sessions, sku)
-    rows = []
-    for level in levels:
-        point = points.get((level.sku, level.warehouse))
-        rows.append(
-            LevelRow(
-                **level.model_dump(),
-                reorder_point=point,
-                low=point is not None and level.available <= point,
-            )
+    return [
+        LevelRow(
+            **level.model_dump(),
+            low=level.reorder_point is not None and level.available <= level.reorder_point,
         )
-    return rows
+        for level in stock.stock_levels(sessions, sku)
+    ]
 
 
 def _sku_facts(
