@@ -5,6 +5,7 @@ from __future__ import annotations
 from string import Template
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio import activity
 
 from config import Settings
@@ -104,40 +105,53 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
-class NotificationActivities:
-    def __init__(self, sessions: SessionFactory, settings: Settings | None = None) -> None:
+class Outbox:
+    """Renders a message into the notification outbox (once per idempotency key), inside the caller's
+    transaction: the row is written with the step that causes it."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
         """With `settings`, the confirmation carries the customer's tracking link (OMS_PUBLIC_URL and
         the session secret, read here, once, when the worker is built)."""
-        self._sessions = sessions
         self._links = TrackingLinks.from_settings(settings) if settings is not None else None
+
+    def put(self, session: Session, request: NotificationRequest) -> int:
+        """The outbox row id (the same id on a repeat)."""
+        existing = session.scalar(
+            select(t.Notification.id).where(t.Notification.idempotency_key == request.idempotency_key)
+        )
+        if existing is not None:
+            return existing
+        name, email = session.execute(
+            select(t.Customer.name, t.Customer.email)
+            .join(t.Order, t.Order.customer_id == t.Customer.id)
+            .where(t.Order.id == request.order_id)
+        ).one()
+        subject, body = TEMPLATES[request.kind]
+        values = {"order_id": request.order_id, "name": name, **request.context}
+        if request.kind == "order_confirmed":
+            link = self._links.url(request.order_id) if self._links is not None else None
+            values["tracking_line"] = f"Track your order: {link}\n" if link else ""
+        row = t.Notification(
+            order_id=request.order_id,
+            kind=request.kind,
+            recipient=SUPPORT_ADDRESS if request.to_support else email,
+            subject=Template(subject).safe_substitute(values),
+            body=Template(body).safe_substitute(values),
+            idempotency_key=request.idempotency_key,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+class NotificationActivities:
+    def __init__(self, sessions: SessionFactory, settings: Settings | None = None) -> None:
+        self._sessions = sessions
+        self._outbox = Outbox(settings)
 
     @activity.defn
     def send_notification(self, request: NotificationRequest) -> int:
-        """Render the message and put it in the outbox; returns the outbox row id (same id on a repeat)."""
+        """Render the message and put it in the outbox (orders placed before the outbox was written
+        with their events; see OrderActivities.record_events)."""
         with self._sessions.begin() as session:
-            existing = session.scalar(
-                select(t.Notification.id).where(t.Notification.idempotency_key == request.idempotency_key)
-            )
-            if existing is not None:
-                return existing
-            name, email = session.execute(
-                select(t.Customer.name, t.Customer.email)
-                .join(t.Order, t.Order.customer_id == t.Customer.id)
-                .where(t.Order.id == request.order_id)
-            ).one()
-            subject, body = TEMPLATES[request.kind]
-            values = {"order_id": request.order_id, "name": name, **request.context}
-            if request.kind == "order_confirmed":
-                link = self._links.url(request.order_id) if self._links is not None else None
-                values["tracking_line"] = f"Track your order: {link}\n" if link else ""
-            row = t.Notification(
-                order_id=request.order_id,
-                kind=request.kind,
-                recipient=SUPPORT_ADDRESS if request.to_support else email,
-                subject=Template(subject).safe_substitute(values),
-                body=Template(body).safe_substitute(values),
-                idempotency_key=request.idempotency_key,
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+            return self._outbox.put(session, request)

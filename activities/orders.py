@@ -11,17 +11,27 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities import refuse, refuses_bad_data
+from activities.notifications import Outbox
 from db import SessionFactory
 from models import tables as t
 from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
-from models.steps import ErrorType, EventRecord, FeedbackRecord, PricedOrder, PriceRequest, ScreenRequest
+from models.steps import (
+    ErrorType,
+    EventBatch,
+    EventRecord,
+    FeedbackRecord,
+    PricedOrder,
+    PriceRequest,
+    ScreenRequest,
+)
 
 CENT = Decimal("0.01")
 
 
 class OrderActivities:
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, outbox: Outbox | None = None) -> None:
         self._sessions = sessions
+        self._outbox = outbox or Outbox()
 
     @activity.defn
     @refuses_bad_data
@@ -113,19 +123,17 @@ class OrderActivities:
     def record_event(self, event: EventRecord) -> None:
         """Append to the order's audit trail and mirror its status on the orders row (idempotent on seq)."""
         with self._sessions.begin() as session:
-            insert = _insert_ignore(session)
-            session.execute(
-                insert(t.OrderEvent)
-                .values(
-                    order_id=event.order_id, seq=event.seq, at=event.at, type=event.type, detail=event.detail
-                )
-                .on_conflict_do_nothing(index_elements=["order_id", "seq"])
-            )
-            order = session.get(t.Order, event.order_id, with_for_update=True)
-            if order is not None:
-                order.status, order.payment_status = event.status, event.payment_status
-                if event.total is not None:
-                    order.total = event.total
+            _write_events(session, [event])
+
+    @activity.defn
+    @refuses_bad_data
+    def record_events(self, batch: EventBatch) -> None:
+        """One workflow task's events and the messages they cause, in one transaction (idempotent: events
+        by seq, messages by idempotency key). The orders row mirrors the last event."""
+        with self._sessions.begin() as session:
+            _write_events(session, batch.events)
+            for request in batch.notifications:
+                self._outbox.put(session, request)
 
     @activity.defn
     def record_feedback(self, feedback: FeedbackRecord) -> None:
@@ -137,6 +145,28 @@ class OrderActivities:
                 )
             else:  # the customer changed their mind: keep the latest
                 row.score, row.comment = feedback.score, feedback.comment
+
+
+def _write_events(session: Session, events: list[EventRecord]) -> None:
+    if not events:
+        return
+    insert = _insert_ignore(session)
+    session.execute(
+        insert(t.OrderEvent)
+        .values(
+            [
+                {"order_id": e.order_id, "seq": e.seq, "at": e.at, "type": e.type, "detail": e.detail}
+                for e in events
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["order_id", "seq"])
+    )
+    last = events[-1]
+    order = session.get(t.Order, last.order_id, with_for_update=True)
+    if order is not None:
+        order.status, order.payment_status = last.status, last.payment_status
+        if last.total is not None:
+            order.total = last.total
 
 
 def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine], list[str]]:

@@ -108,6 +108,14 @@ class NotificationRequest(BaseModel):
     to_support: bool = False
 
 
+class EventBatch(BaseModel):
+    """What one workflow task of an order recorded, written in one transaction: its events (the last
+    one's status mirrored on the orders row) and the messages they cause (the notification outbox)."""
+
+    events: list[EventRecord] = []
+    notifications: list[NotificationRequest] = []
+
+
 class FeedbackRecord(BaseModel):
     order_id: str
     score: int

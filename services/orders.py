@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -26,7 +27,12 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -128,6 +134,7 @@ class Placement:
     order_id: str
     created: bool  # False: the order id was placed before; nothing new was started
     same_order: bool = True  # False: that earlier order had a different content (a conflict)
+    settled: OrderView | None = None  # placed with `wait`: its view once it settled (None: not yet)
 
 
 async def place_order(
@@ -136,36 +143,56 @@ async def place_order(
     order: OrderInput,
     policy: OrderPolicy | None = None,
     by: str | None = None,
+    wait: float | None = None,
 ) -> Placement:
     """Start the order's workflow. The order id is the idempotency key: placing it again starts
-    nothing and reports whether the earlier order had the same content."""
+    nothing and reports whether the earlier order had the same content.
+
+    With `wait` (seconds): also wait until the order has settled, in the same request that starts it
+    (update-with-start: no polling, no second round trip); `Placement.settled` is its view then."""
     if order.order_id is None:
         order = order.model_copy(update={"order_id": f"O-{uuid.uuid4().hex[:12].upper()}"})
     assert order.order_id is not None
     request = PlaceOrder(
         order=order, policy=policy or policy_from(settings), placed_at=datetime.now(UTC), placed_by=by
     )
+    start = {
+        "id": order_workflow_id(order.order_id),
+        "task_queue": settings.task_queue,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.ORDER_STATUS, OrderStatus.received.value),
+                SearchAttributePair(sa.CUSTOMER_ID, order.customer.id),
+                SearchAttributePair(sa.ORDER_CHANNEL, order.channel.value),
+            ]
+        ),
+        # seen in clear by anyone with the Web UI or the Temporal database: ids only, never a name
+        "static_summary": f"{order.channel.value} order {order.order_id} for customer {order.customer.id}",
+    }
     try:
-        await client.start_workflow(
-            ORDER_WORKFLOW,
-            request,
-            id=order_workflow_id(order.order_id),
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.ORDER_STATUS, OrderStatus.received.value),
-                    SearchAttributePair(sa.CUSTOMER_ID, order.customer.id),
-                    SearchAttributePair(sa.ORDER_CHANNEL, order.channel.value),
-                ]
-            ),
-            # seen in clear by anyone with the Web UI or the Temporal database: ids only, never a name
-            static_summary=f"{order.channel.value} order {order.order_id} for customer {order.customer.id}",
+        if wait is None:
+            await client.start_workflow(ORDER_WORKFLOW, request, **start)
+            return Placement(order.order_id, created=True)
+        operation = WithStartWorkflowOperation(
+            ORDER_WORKFLOW, request, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **start
         )
+        try:
+            settled = await asyncio.wait_for(
+                client.execute_update_with_start_workflow(
+                    OrderUpdate.wait_settled, start_workflow_operation=operation, result_type=OrderView
+                ),
+                wait,
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
+            # not settled in time, or the run ended first: started all the same (UnknownOrder if the
+            # start itself did not get through); the caller follows it (`wait_until_settled`)
+            await _is_running(client, order.order_id)
+            return Placement(order.order_id, created=True)
+        return Placement(order.order_id, created=True, settled=settled)
     except WorkflowAlreadyStartedError:
         earlier = await placed_order(client, order.order_id)
         return Placement(order.order_id, created=False, same_order=earlier == order)
-    return Placement(order.order_id, created=True)
 
 
 async def placed_order(client: Client, order_id: str) -> OrderInput | None:
@@ -216,7 +243,10 @@ async def order_status(client: Client, order_id: str) -> OrderStatus | None:
     return OrderStatus(value) if value in OrderStatus.__members__ else None
 
 
-async def wait_until_settled(client: Client, order_id: str, timeout: float = 120.0) -> OrderView:
+PLACE_WAIT_TIMEOUT = 120.0  # seconds `place --wait` waits for an order to settle
+
+
+async def wait_until_settled(client: Client, order_id: str, timeout: float = PLACE_WAIT_TIMEOUT) -> OrderView:
     """The order's view once it has settled (confirmed, rejected, on hold, backordered, or beyond).
 
     No polling: the `wait_settled` update answers when the workflow gets there. A closed run takes no

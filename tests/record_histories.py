@@ -111,7 +111,8 @@ async def test_record_carrier_refusal_compensated(client, settings, sessions):
     await _save(client, order_id, "carrier_refused_compensated")
 
 
-async def test_record_returns_and_exchange(client, settings, sessions):
+@pytest.mark.parametrize("name", ["returns_and_exchange", "lean_returns_and_exchange"])
+async def test_record_returns_and_exchange(client, settings, sessions, name):
     skus = add_products(sessions, {"TEE": 5, "MUG": 5}, price="12.50")
     order_id = await place(
         client, settings, order_doc([(skus["TEE"], 2)]), return_window=timedelta(seconds=8)
@@ -135,7 +136,7 @@ async def test_record_returns_and_exchange(client, settings, sessions):
     )
     await confirm_delivery(client, order_id, next(s.id for s in view.shipments if s.exchange_for))
     await handle(client, order_id).result()
-    await _save(client, order_id, "returns_and_exchange")
+    await _save(client, order_id, name)
 
 
 async def test_record_backordered_then_served(client, sessions, gated_worker):
@@ -183,7 +184,10 @@ async def test_record_held_released_by_name_over_the_door(client, settings, sess
     await _save(client, order_id, "held_released_by_name")
 
 
-async def test_record_cancelled_from_temporal_while_picking(client, sessions, gated_worker):
+@pytest.mark.parametrize(
+    "name", ["cancelled_from_temporal_while_picking", "lean_cancelled_from_temporal_while_picking"]
+)
+async def test_record_cancelled_from_temporal_while_picking(client, sessions, gated_worker, name):
     """Since Temporal's own cancellation compensates: cancelled from the Web UI while a pick was in flight;
     the pick completes, then everything is undone and the run ends Canceled."""
     settings, gates = await gated_worker("record_pick")
@@ -197,13 +201,14 @@ async def test_record_cancelled_from_temporal_while_picking(client, sessions, ga
         return (await handle(client, order_id).describe()).status
 
     await eventually(run_status, lambda status: status == WorkflowExecutionStatus.CANCELED)
-    await _save(client, order_id, "cancelled_from_temporal_while_picking")
+    await _save(client, order_id, name)
 
 
 # ---- warehouses and carriers as parties (workflows/parties.py) ----
 
 
-async def test_record_parties_delivered(client, settings, sessions):
+@pytest.mark.parametrize("name", ["parties_delivered", "lean_delivered"])
+async def test_record_parties_delivered(client, settings, sessions, name):
     """The sandbox warehouse picks, packs and hands over; the carrier's events come in; delivered."""
     skus = add_products(sessions, {"TEE": 5}, price="12.50")
     order_id = await place(
@@ -222,10 +227,11 @@ async def test_record_parties_delivered(client, settings, sessions):
         )
     await wait_status(client, order_id, "delivered")
     await handle(client, order_id).result()
-    await _save(client, order_id, "parties_delivered")
+    await _save(client, order_id, name)
 
 
-async def test_record_parties_short_pick_and_lost_parcel(client, sessions, gated_worker):
+@pytest.mark.parametrize("name", ["parties_short_pick_and_lost_parcel", "lean_short_pick_and_lost_parcel"])
+async def test_record_parties_short_pick_and_lost_parcel(client, sessions, gated_worker, name):
     """A manual warehouse picks short (those lines cancelled); the carrier loses the parcel; support
     has it refunded."""
     own, _ = await gated_worker(
@@ -256,4 +262,4 @@ async def test_record_parties_short_pick_and_lost_parcel(client, sessions, gated
         client, order_id, ResolveRequest(shipment_id=shipment.id, resolution=Resolution.refund)
     )
     await handle(client, order_id).result()
-    await _save(client, order_id, "parties_short_pick_and_lost_parcel")
+    await _save(client, order_id, name)

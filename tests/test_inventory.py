@@ -197,8 +197,8 @@ async def test_a_pick_takes_units_off_the_shelf_and_a_release_only_unreserves(
     moves = [(m.kind, m.on_hand_delta, m.reserved_delta) for m in stock_movements(sessions, shipped)]
     assert moves == [("reserve", 0, 2), ("pick", -2, -2)]
 
-    # an order held just after confirmation (its confirmation e-mail waits), then cancelled
-    held, gates = await gated_worker("send_notification")
+    # an order held just after confirmation (its pick list on its way to the warehouse), then cancelled
+    held, gates = await gated_worker("release_shipment")
     cancelled = await place(client, held, order_doc([(cap, 2)]))
     await wait_status(client, cancelled, "confirmed")
     assert stock_of(sessions, cap) == (5, 2)
@@ -208,7 +208,7 @@ async def test_a_pick_takes_units_off_the_shelf_and_a_release_only_unreserves(
         wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         result_type=OrderView,
     )
-    gates["send_notification"].set()
+    gates["release_shipment"].set()
     view = await update_handle.result()
     assert view.status == "cancelled"
     assert stock_of(sessions, cap) == (5, 0)  # on hand untouched
@@ -247,7 +247,7 @@ async def test_stock_check_names_a_level_that_disagrees_with_its_movements(setti
 
 
 async def test_stock_check_finds_a_reservation_left_behind(client, sessions, gated_worker):
-    settings, gates = await gated_worker("send_notification")  # the order rests at confirmed
+    settings, gates = await gated_worker("release_shipment")  # the order rests at confirmed
     sku = add_products(sessions, {"JUG": 3})["JUG"]
     order_id = await place(client, settings, order_doc([(sku, 1)]))
     await wait_status(client, order_id, "confirmed")
@@ -277,7 +277,7 @@ async def test_stock_check_finds_a_reservation_left_behind(client, sessions, gat
     )
     assert expected in out.splitlines()
 
-    gates["send_notification"].set()
+    gates["release_shipment"].set()
     await wait_status(client, order_id, "shipped")
     await assert_stock_check_clean(settings, sku)
 
@@ -303,7 +303,7 @@ async def test_stock_adjust_is_a_cycle_count_correction(settings, sessions):
 
 
 async def test_stock_adjust_below_the_reserved_units_is_refused(client, sessions, gated_worker, capsys):
-    settings, gates = await gated_worker("send_notification")  # the order rests at confirmed, reserved
+    settings, gates = await gated_worker("release_shipment")  # the order rests at confirmed, reserved
     sku = add_products(sessions, {"PLATE": 7})["PLATE"]
     order_id = await place(client, settings, order_doc([(sku, 5)]))
     await wait_status(client, order_id, "confirmed")
@@ -315,7 +315,7 @@ async def test_stock_adjust_below_the_reserved_units_is_refused(client, sessions
     assert f"{sku} in W1: on hand 7 -3 would fall below the 5 units reserved" in capsys.readouterr().err
     assert stock_of(sessions, sku) == (7, 5)
     assert len(movements_of(sessions, sku)) == before
-    gates["send_notification"].set()
+    gates["release_shipment"].set()
     await wait_status(client, order_id, "shipped")
     assert stock_of(sessions, sku) == (2, 0)
 
@@ -352,7 +352,17 @@ async def test_stock_receive_books_goods_in(settings, sessions, capsys):
         None,
     )
     status, out = await cli(settings, "stock", "--sku", sku, "--json")
-    assert json.loads(out) == [{"sku": sku, "warehouse": "W1", "on_hand": 17, "reserved": 0, "available": 17}]
+    assert json.loads(out) == [
+        {
+            "sku": sku,
+            "warehouse": "W1",
+            "on_hand": 17,
+            "reserved": 0,
+            "available": 17,
+            "reorder_point": None,
+            "reorder_qty": None,
+        }
+    ]
 
     assert await cli(settings, "stock", "receive", sku, "W1", "0") == (2, "")
     assert "positive quantity" in capsys.readouterr().err

@@ -4,6 +4,7 @@ already running in production fails here (use workflow.patched() for such change
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
+from workflows.context import LEAN_STEPS
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
 ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
@@ -30,6 +32,23 @@ def test_histories_from_before_and_after_the_codec_are_both_kept():
     """Plain histories prove that runs started before the codec still decode (they pass through);
     encrypted ones (the suite's test key) prove the codec's own payloads replay."""
     assert any(_encrypted(p) for p in HISTORIES) and any(not _encrypted(p) for p in HISTORIES)
+
+
+def test_histories_of_lean_orders_are_kept():
+    """Orders placed since `lean-steps` (local steps, batched writes) have their own recorded runs."""
+    lean = [p for p in HISTORIES if p.stem.startswith("lean_")]
+    assert len(lean) >= 4 and all(LEAN_STEPS in _patches(p) for p in lean)
+
+
+def _patches(path: Path) -> set[str]:
+    """The patch ids a recorded history's version markers carry."""
+    ids = set()
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker["markerName"] == "core_patch":
+            for payload in marker["details"]["patch-data"]["payloads"]:
+                ids.add(json.loads(base64.b64decode(payload["data"]))["id"])
+    return ids
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

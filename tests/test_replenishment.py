@@ -17,7 +17,7 @@ from config import Settings
 from db import SessionFactory
 from domain import stock
 from models import tables as t
-from models.steps import EventRecord, PurchaseOrderView
+from models.steps import EventBatch, PurchaseOrderView
 from models.workflow_names import replenishment_workflow_id as replenishment_id
 from services.orders import handle, order_view
 from tests.helpers import (
@@ -301,13 +301,13 @@ async def test_cancelling_a_backordered_order(client, sessions, gated_worker):
 async def test_stock_arriving_while_an_order_backorders_is_not_missed(client, sessions, gated_worker):
     reached = threading.Event()  # the order's reservation failed and it is recording `backordered`
 
-    def becoming_backordered(event: EventRecord) -> bool:
-        if event.type != "order_backordered":
+    def becoming_backordered(batch: EventBatch) -> bool:
+        if not any(e.type == "order_backordered" for e in batch.events):
             return False
         reached.set()
         return True
 
-    settings, gates = await gated_worker(("record_event", becoming_backordered), supplier_lead_time=LONG)
+    settings, gates = await gated_worker(("record_events", becoming_backordered), supplier_lead_time=LONG)
     sku = add_products(sessions, {"SAW": 2})["SAW"]
     set_stock(sessions, sku, "W1", 2, reorder_point=10, reorder_qty=5)
     po = await open_purchase_order(settings, sessions, sku)  # 1 left
@@ -316,6 +316,6 @@ async def test_stock_arriving_while_an_order_backorders_is_not_missed(client, se
     await eventually(lambda: asyncio.to_thread(reached.wait, 0.1), bool)
     assert (await cli(settings, "stock", "receive", sku, "W1", "5", "--po", po.id))[0] == 0  # 6 on hand
     await wait_purchase_orders(sessions, sku, 2)  # still below the reorder point: ordered again
-    gates["record_event"].set()
+    gates["record_events"].set()
 
     await wait_status(client, order_id, "confirmed", "picking", "packed", "shipped", timeout=5)

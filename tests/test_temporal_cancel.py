@@ -6,6 +6,7 @@ then ends Canceled, after the compensation, in the history for everyone to see."
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -115,14 +116,14 @@ async def test_a_backordered_order(client, sessions, gated_worker):
 
 
 async def test_a_confirmed_order_finishes_the_step_in_flight_then_releases(client, sessions, gated_worker):
-    settings, gates = await gated_worker(("send_notification", lambda req: req.kind == "order_confirmed"))
+    settings, gates = await gated_worker("release_shipment")
     sku = add_products(sessions, {"TEE": 5}, price="15.00")["TEE"]
     order_id = await place(client, settings, order_doc([(sku, 2)]))
     await wait_status(client, order_id, "confirmed")
     assert stock_of(sessions, sku) == (5, 2)
 
     await handle(client, order_id).cancel()
-    gates["send_notification"].set()  # the confirmation goes out; the order stops after it
+    gates["release_shipment"].set()  # the pick list goes out; the order stops after it
 
     view = await cancelled_run(client, order_id)
     assert_cancelled_by_operator(view, sessions, order_id)
@@ -139,11 +140,12 @@ async def test_a_confirmed_order_finishes_the_step_in_flight_then_releases(clien
 
 
 async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gated_worker):
-    settings, gates = await gated_worker("record_pick")
+    picking = threading.Event()  # the warehouse reported the pick, and the order is booking it
+    settings, gates = await gated_worker(("record_pick", lambda _: picking.set() or True))
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 3)]))
     await wait_status(client, order_id, "picking")
-    await eventually(lambda: pending_activities(client, order_id), lambda names: "record_pick" in names)
+    await eventually(lambda: asyncio.to_thread(picking.wait, 0.1), bool)
 
     await handle(client, order_id).cancel()
     gates["record_pick"].set()  # the pick in flight completes, and is then undone
@@ -162,11 +164,6 @@ async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gate
     await assert_stock_check_clean(settings, sku)
 
 
-async def pending_activities(client, order_id: str) -> list[str]:  # type: ignore[no-untyped-def]
-    description = await handle(client, order_id).describe()
-    return [a.activity_type.name for a in description.raw_description.pending_activities]
-
-
 def shipment_in(view: OrderView, warehouse: str) -> Any:
     return next(s for s in view.shipments if s.warehouse == warehouse)
 
@@ -177,17 +174,25 @@ async def test_a_parcel_already_with_the_carrier_is_kept_and_the_rest_undone(cli
     wx, wy = add_warehouse(sessions, priority=10), add_warehouse(sessions, priority=20)
     set_stock(sessions, boot, wx, 3)
     set_stock(sessions, scarf, wy, 3)
-    settings, gates = await gated_worker(("record_pick", lambda ref: ref.shipment_id.endswith("-S2")))
+    sending = threading.Event()  # S2's pick list is on its way to its warehouse
+
+    def s2(request: Any) -> bool:
+        if request.shipment_id.endswith("-S2"):
+            sending.set()
+            return True
+        return False
+
+    # S2 waits in a call to its warehouse (a party: a regular activity, so S1 goes on meanwhile)
+    settings, gates = await gated_worker(("release_shipment", s2))
     order_id = await place(client, settings, order_doc([(boot, 2), (scarf, 1)]))
     await eventually(
         lambda: order_view(client, order_id),
         lambda v: len(v.shipments) == 2 and shipment_in(v, wx).status == "shipped",
     )
-    # the S2 pick is in flight (held by its gate), not still awaiting the warehouse's report
-    await eventually(lambda: pending_activities(client, order_id), lambda names: "record_pick" in names)
+    await eventually(lambda: asyncio.to_thread(sending.wait, 0.1), bool)
 
     await handle(client, order_id).cancel()
-    gates["record_pick"].set()
+    gates["release_shipment"].set()
 
     view = await cancelled_run(client, order_id)
     assert_cancelled_by_operator(view, sessions, order_id)
@@ -202,12 +207,11 @@ async def test_a_parcel_already_with_the_carrier_is_kept_and_the_rest_undone(cli
         "capture": Decimal("80.00"),
         "void": Decimal("15.50"),
     }
-    # stock: the shipped boots are gone, the scarf was picked and put back
+    # stock: the shipped boots are gone, the scarf's reservation released
     assert stock_of(sessions, boot, wx) == (1, 0)
     assert stock_of(sessions, scarf, wy) == (3, 0)
     compensated = [e.detail for e in view.events if e.type == "compensated"]
     assert compensated == [
-        f"put the picked units of {undone.id} back on the shelf",
         f"release the stock reserved for {undone.id}",
         "void the authorization",
     ]

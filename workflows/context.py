@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError, RetryState
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.fulfilment import FulfilmentActivities
     from activities.notifications import NotificationActivities
     from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
     from models import search_attributes as sa
     from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder
-    from models.steps import ErrorType, EventRecord, NotificationRequest, PaymentResult
+    from models.steps import ErrorType, EventBatch, EventRecord, NotificationRequest, PaymentResult
     from models.workflow_names import step_key
     from workflows.options import (
         LOCAL_STEP_TIMEOUT,
@@ -27,6 +30,26 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
+
+# Orders placed since this patch (see OrderContext.lean) run their database-only steps as local
+# activities and write each workflow task's events, status mirror and messages in one transaction.
+LEAN_STEPS = "lean-steps"
+# Calls to outside parties stay regular activities, with their own task queue slots, timeouts and
+# retries, in every order: the payment gateway, the warehouse and the carrier.
+OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
+    {
+        PaymentActivities.authorize_payment,
+        PaymentActivities.capture_payment,
+        PaymentActivities.void_payment,
+        PaymentActivities.refund_payment,
+        FulfilmentActivities.release_shipment,
+        FulfilmentActivities.book_carrier,
+        FulfilmentActivities.start_tracking,
+        FulfilmentActivities.cancel_carrier_booking,
+        FulfilmentActivities.ship_shipment,
+        NotificationActivities.send_notification,
+    }
+)
 
 
 class OrderFailed(Exception):
@@ -77,6 +100,14 @@ class OrderContext:
         self._flagged = False
         # set by the run: interrupts the order's main flow (when it may be) once it is stopping
         self.interrupt: Callable[[], None] | None = None
+        # Orders placed since LEAN_STEPS (the run decides): database-only steps are local activities,
+        # and events, messages and search attributes wait for the flow to pause, then go in one write
+        # (one local activity) and one upsert: a workflow task costs one marker, not one per event.
+        self.lean = False
+        self._pending = EventBatch()
+        self._pending_attributes: dict[str, Any] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._local_steps = 0  # local steps in flight: the writer waits for a run of them to end
 
     @property
     def order_id(self) -> str:
@@ -135,6 +166,23 @@ class OrderContext:
     async def _activity(
         self, activity: Callable[..., Any], arg: Any, summary: str, retry: RetryPolicy
     ) -> Any:
+        if self.lean and activity not in OUTSIDE_PARTY_STEPS:
+            self._local_steps += 1
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity,
+                    arg,
+                    start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                    retry_policy=retry,
+                    summary=summary,
+                    cancellation_type=self.cancellation,
+                )
+            except (CancelledError, ActivityError):
+                raise
+            except FailureError as exc:
+                raise _as_activity_error(exc, activity) from exc
+            finally:
+                self._local_steps -= 1
         return await workflow.execute_activity_method(
             activity,
             arg,
@@ -154,7 +202,7 @@ class OrderContext:
         wanted = bool(self._stuck) or self.incident
         if wanted != self._flagged:
             self._flagged = wanted
-            workflow.upsert_search_attributes([sa.NEEDS_ATTENTION.value_set(wanted)])
+            self.upsert(sa.NEEDS_ATTENTION.value_set(wanted))
 
     def mark_incident(self) -> None:
         """A compensation gave up: the caller sets NeedsAttention (as it always has)."""
@@ -187,6 +235,10 @@ class OrderContext:
             payment_status=self.view.payment_status,
             total=self.view.total,
         )
+        if self.lean:
+            self._pending.events.append(record)
+            self._write_soon()
+            return
         await workflow.execute_local_activity_method(
             OrderActivities.record_event,
             record,
@@ -199,8 +251,48 @@ class OrderContext:
     async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
         if status != self.view.status:
             self.view.status = status
-            workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+            self.upsert(sa.ORDER_STATUS.value_set(status.value))
         await self.event(event_type, detail)
+
+    def upsert(self, update: Any) -> None:
+        """Set a search attribute: at once (orders placed before LEAN_STEPS), or with this workflow
+        task's other changes in one upsert (the last value of each attribute wins)."""
+        if not self.lean:
+            workflow.upsert_search_attributes([update])
+            return
+        self._pending_attributes[update.key.name] = update
+        self._write_soon()
+
+    def _write_soon(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Once the flow pauses (it awaits a step, a report, a timer), write what it recorded meanwhile:
+        one upsert and one local activity. Runs in its own task, so nothing that interrupts the flow
+        (a cancellation) stops a write; writes never overlap, so the orders row ends on the last status."""
+        await asyncio.sleep(0)  # a bare yield, no timer: the flow runs on to its next wait first
+        # and past a run of local steps (their events join this write), unless one is stuck retrying
+        await workflow.wait_condition(lambda: self._local_steps == 0 or bool(self._stuck))
+        while self._pending_attributes or self._pending.events or self._pending.notifications:
+            if self._pending_attributes:
+                workflow.upsert_search_attributes(list(self._pending_attributes.values()))
+                self._pending_attributes = {}
+            if not (self._pending.events or self._pending.notifications):
+                continue
+            batch, self._pending = self._pending, EventBatch()
+            await workflow.execute_local_activity_method(
+                OrderActivities.record_events,
+                batch,
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=", ".join(e.type for e in batch.events) or "messages",
+            )
+
+    async def written(self) -> None:
+        """Until everything recorded so far is in the database (an answer, the end of the run)."""
+        if self.lean:
+            await workflow.wait_condition(lambda: self._writer is None or self._writer.done())
 
     async def notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
         request = NotificationRequest(
@@ -210,6 +302,10 @@ class OrderContext:
             context=context,
             to_support=to_support,
         )
+        if self.lean:  # the outbox row is written with the events that cause it
+            self._pending.notifications.append(request)
+            self._write_soon()
+            return
         await self.step(NotificationActivities.send_notification, request, f"notify: {kind}")
 
     def book_payment(self, result: PaymentResult | None) -> None:
@@ -254,6 +350,25 @@ def _payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, v
     if voided:
         return PaymentStatus.voided
     return PaymentStatus.authorized if authorized > 0 else PaymentStatus.pending
+
+
+def _as_activity_error(exc: FailureError, activity: Callable[..., Any]) -> ActivityError:
+    """A local activity's failure reaches the workflow as the activity's own error; the order's steps
+    read every failure as a regular activity's (ActivityError, its cause and why retrying stopped)."""
+    retry_state = (
+        RetryState.NON_RETRYABLE_FAILURE
+        if isinstance(exc, ApplicationError) and exc.non_retryable
+        else RetryState.MAXIMUM_ATTEMPTS_REACHED
+    )
+    return ActivityError(
+        f"local activity {activity.__name__} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity.__name__,
+        activity_id="",
+        retry_state=retry_state,
+    )
 
 
 def _error_text(err: ActivityError) -> str:

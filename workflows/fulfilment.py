@@ -194,7 +194,7 @@ class Fulfilment:
         await ctx.event("delivery_overdue", f"{shipment.id}: no delivery confirmation {sla} after shipping")
         if not ctx.view.overdue:
             ctx.view.overdue = True
-            workflow.upsert_search_attributes([sa.DELIVERY_OVERDUE.value_set(True)])
+            ctx.upsert(sa.DELIVERY_OVERDUE.value_set(True))
         await ctx.notify(
             "delivery_overdue",
             f"overdue:{shipment.id}",

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
-    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
+    from workflows.context import LEAN_STEPS, OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment, undo_reservation
     from workflows.parties import PARTIES, Inbox, Legs, refuse_report
     from workflows.returns import ReturnDesk
@@ -127,7 +127,10 @@ class OrderWorkflow:
                 type=UNREADABLE_INPUT,
                 non_retryable=True,
             )
-        if not workflow.patched(TEMPORAL_CANCEL_COMPENSATES):
+        if workflow.patched(LEAN_STEPS):
+            # placed since: every patch below applies (no marker each), and steps are lean (context.py)
+            self._ctx.lean = True
+        elif not workflow.patched(TEMPORAL_CANCEL_COMPENSATES):
             return await self._run()  # placed before: Temporal's cancellation ends the run where it is
         # Temporal's cancellation reaches this task only; the order's main flow runs in its own, so
         # that the cancellation becomes a stop the order handles like support's `cancel` (checked
@@ -142,6 +145,9 @@ class OrderWorkflow:
             except asyncio.CancelledError:
                 self._stop_from_temporal()
         view = self._main.result()
+        if self._ctx.lean:  # the last events are written and the reports that ended it answered
+            await self._ctx.written()
+            await workflow.wait_condition(workflow.all_handlers_finished)
         if self._cancelled_from_temporal:  # compensated: the run shows what the operator asked for
             raise CancelledError(STOPPED_FROM_TEMPORAL)
         return view
@@ -211,7 +217,7 @@ class OrderWorkflow:
             OrderActivities.validate_order, ctx.request, "validate against the catalog", OrderStatus.rejected
         )
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
-        workflow.upsert_search_attributes([sa.ORDER_TOTAL.value_set(float(priced.total))])
+        ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)))
         await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
         ctx.checkpoint()
 
@@ -324,6 +330,9 @@ class OrderWorkflow:
                     f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
                 )
                 await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
+                # the orders row says backordered before the retry (lean orders write it later): stock
+                # received from then on is offered to this order, stock received before is found now
+                await ctx.written()
                 continue  # stock received while we became backordered was offered to nobody: try again now
             try:
                 await workflow.wait_condition(
@@ -368,7 +377,7 @@ class OrderWorkflow:
 
     async def _fulfil(self) -> None:
         """One fulfilment unit per shipment, concurrently; a failing one stops its siblings."""
-        if workflow.patched(PARTIES):
+        if self._ctx.lean or workflow.patched(PARTIES):
             await self._fulfil_with_parties()
             return
         ctx = self._ctx

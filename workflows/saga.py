@@ -49,7 +49,7 @@ class Saga:
         error = str(err.cause or err)
         await self._ctx.event("compensation_failed", f"{what}: {error}")
         self._ctx.mark_incident()
-        workflow.upsert_search_attributes([sa.NEEDS_ATTENTION.value_set(True)])
+        self._ctx.upsert(sa.NEEDS_ATTENTION.value_set(True))
         await self._ctx.notify(
             "compensation_failed", f"incident:{what}", to_support=True, what=what, error=error
         )

@@ -87,7 +87,10 @@ async def place_order(
     nothing. With `?wait=true` the answer comes once the order is confirmed, rejected, on hold or
     backordered (no polling: the workflow answers an update when it gets there)."""
     order = _with_idempotency_key(order, idempotency_key)
-    placement = await orders.place_order(state.client, state.settings, order, by=who.name)
+    timeout = state.settings.api_wait_timeout.total_seconds()
+    placement = await orders.place_order(
+        state.client, state.settings, order, by=who.name, wait=timeout if wait else None
+    )
     if not placement.same_order:
         raise ApiError(
             409,
@@ -101,9 +104,10 @@ async def place_order(
     if not placement.created:
         response.status_code = status.HTTP_200_OK
     if wait:
-        timeout = state.settings.api_wait_timeout.total_seconds()
         try:
-            view = await orders.wait_until_settled(state.client, placement.order_id, timeout)
+            view = placement.settled or await orders.wait_until_settled(
+                state.client, placement.order_id, timeout
+            )
         except TimeoutError:  # the order exists and goes on; the caller follows it at its url
             status_now = await orders.order_status(state.client, placement.order_id)
             note = f"not settled within {timeout:.0f} s; follow it at {url}"

@@ -1,0 +1,28 @@
+"""Where the notification outbox's messages go: an interface a real e-mail service implements, and
+the sandbox that accepts every message (what `make run` and the tests use)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    id: int  # the outbox row: a provider that deduplicates takes it (or the key) as the message id
+    idempotency_key: str
+    recipient: str
+    subject: str
+    body: str
+
+
+class Mailer(Protocol):
+    def send(self, message: OutgoingMessage) -> None:
+        """Hand the message over; raise to leave it in the outbox for the next round."""
+
+
+class SandboxMailer:
+    """Accepts every message and keeps nothing: the outbox row (with its `sent_at`) is the record."""
+
+    def send(self, message: OutgoingMessage) -> None:
+        return None

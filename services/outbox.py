@@ -1,0 +1,35 @@
+"""The outbox dispatcher as the worker runs it: every poll interval, send what the outbox holds
+(domain/outbox.py), in a thread so the worker's event loop never waits on the database or mailer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from adapters.mailer import Mailer
+from db import SessionFactory
+from domain.outbox import dispatch_pending
+
+log = logging.getLogger("oms.outbox")
+
+
+class OutboxDispatcher:
+    def __init__(self, sessions: SessionFactory, mailer: Mailer, poll: float) -> None:
+        self._sessions, self._mailer, self._poll = sessions, mailer, poll
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = await asyncio.to_thread(dispatch_pending, self._sessions, self._mailer)
+            except Exception:  # noqa: BLE001 - the database is away: the messages wait in the outbox
+                log.warning("outbox dispatch failed; retrying in %.1f s", self._poll, exc_info=True)
+                sent = 0
+            if sent:
+                continue  # more may be waiting: no pause while there is a backlog
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._poll)
+
+    def stop(self) -> None:
+        self._stop.set()
