@@ -106,6 +106,7 @@ class OrderContext:
         self.lean = False
         self._pending = EventBatch()
         self._pending_attributes: dict[str, Any] = {}
+        self._upsert_due = False  # a pending attribute that must not wait (a status, a flag)
         self._writer: asyncio.Task[None] | None = None
         self._local_steps = 0  # local steps in flight: the writer waits for a run of them to end
 
@@ -254,14 +255,17 @@ class OrderContext:
             self.upsert(sa.ORDER_STATUS.value_set(status.value))
         await self.event(event_type, detail)
 
-    def upsert(self, update: Any) -> None:
+    def upsert(self, update: Any, with_next_status: bool = False) -> None:
         """Set a search attribute: at once (orders placed before LEAN_STEPS), or with this workflow
-        task's other changes in one upsert (the last value of each attribute wins)."""
+        task's other changes in one upsert (the last value of each attribute wins). `with_next_status`:
+        a figure that may wait to go along with the next status change (one upsert, one action less)."""
         if not self.lean:
             workflow.upsert_search_attributes([update])
             return
         self._pending_attributes[update.key.name] = update
-        self._write_soon()
+        if not with_next_status:
+            self._upsert_due = True
+            self._write_soon()
 
     def _write_soon(self) -> None:
         if self._writer is None or self._writer.done():
@@ -274,10 +278,10 @@ class OrderContext:
         await asyncio.sleep(0)  # a bare yield, no timer: the flow runs on to its next wait first
         # and past a run of local steps (their events join this write), unless one is stuck retrying
         await workflow.wait_condition(lambda: self._local_steps == 0 or bool(self._stuck))
-        while self._pending_attributes or self._pending.events or self._pending.notifications:
-            if self._pending_attributes:
+        while self._upsert_due or self._pending.events or self._pending.notifications:
+            if self._upsert_due:
                 workflow.upsert_search_attributes(list(self._pending_attributes.values()))
-                self._pending_attributes = {}
+                self._pending_attributes, self._upsert_due = {}, False
             if not (self._pending.events or self._pending.notifications):
                 continue
             batch, self._pending = self._pending, EventBatch()

@@ -217,7 +217,7 @@ class OrderWorkflow:
             OrderActivities.validate_order, ctx.request, "validate against the catalog", OrderStatus.rejected
         )
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
-        ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)))
+        ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)), with_next_status=True)
         await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
         ctx.checkpoint()
 
