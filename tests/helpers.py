@@ -31,6 +31,10 @@ from services.orders import handle, order_view, place_order, policy_from
 
 T = TypeVar("T")
 
+# The real order data beside the project (../shared/data, read-only; see its README)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RETAIL_YEAR = SHARED_DATA / "online-retail" / "online_retail_top300.csv.gz"
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"

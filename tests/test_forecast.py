@@ -30,6 +30,7 @@ from models.forecast import FORECAST_SCHEDULE_ID, FORECAST_WORKFLOW, ForecastReq
 from models.workflow_names import replenishment_workflow_id
 from services.forecast import ensure_schedule
 from tests.helpers import (
+    RETAIL_YEAR,
     add_products,
     add_warehouse,
     assert_stock_check_clean,
@@ -40,8 +41,6 @@ from tests.helpers import (
     unique,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RETAIL_YEAR = DATA / "online-retail" / "online_retail_top300.csv.gz"
 RETAIL_LAST_DAY = date(2011, 12, 9)
 AS_OF = date(2026, 10, 31)  # a past day: the suite's live orders (shipped today) are not in its demand
 

@@ -25,27 +25,17 @@ from db import SessionFactory
 from domain.dashboard import orders_by_status
 from domain.history_import import (
     NON_PRODUCT_CODES,
+    RETAIL_COLUMNS,
     HistoryFormat,
     HistoryImportError,
     import_history,
 )
 from domain.reconcile import ended_orders_still_holding
 from models import tables as t
-from tests.helpers import cli, fresh_database
+from tests.helpers import RETAIL_YEAR, SHARED_DATA, cli, fresh_database
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RETAIL_YEAR = DATA / "online-retail" / "online_retail_top300.csv.gz"
-OLIST = DATA / "olist"
-RETAIL_HEADER = [
-    "Invoice",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "Price",
-    "Customer ID",
-    "Country",
-]
+OLIST = SHARED_DATA / "olist"
+RETAIL_HEADER = list(RETAIL_COLUMNS)
 ROW_TABLES = (
     t.Order,
     t.OrderLine,
