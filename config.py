@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     step_attention_attempts: int = Field(default=5, ge=1)
 
     worker_activity_threads: int = 32
+    # database connections a worker keeps (as many again when busy): at least its activity threads,
+    # which run the steps, local or not, plus the outbox dispatcher
+    database_pool_size: int = Field(default=20, ge=1)
     # how often the worker's outbox dispatcher looks for messages to send (services/outbox.py)
     outbox_poll: Duration = timedelta(seconds=1)
 

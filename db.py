@@ -19,15 +19,17 @@ warnings.filterwarnings("ignore", category=sa_exc.SAWarning, message=r".*does \*
 SessionFactory = sessionmaker[Session]
 
 
-def make_engine(url: str, read_only: bool = False) -> Engine:
+def make_engine(url: str, read_only: bool = False, pool_size: int = 20) -> Engine:
     """The engine of the database at `url`. `read_only` (for SQLite) skips taking the write lock up
-    front, so reads proceed next to writers (WAL) instead of queueing behind them."""
+    front, so reads proceed next to writers (WAL) instead of queueing behind them. `pool_size`: the
+    connections a process keeps (PostgreSQL), as many again when busy; a worker's is
+    OMS_DATABASE_POOL_SIZE, sized to its activity threads (see README, scaling)."""
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         _serialize_sqlite_writers(engine, take_write_lock=not read_only)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -234,7 +234,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     await ensure_forecast_schedule(client, settings)  # `forecast-daily`: created, or updated to the settings
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     worker = build_worker(client, make_session_factory(engine), settings)
 
     async with worker:
