@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker api clean histories bench bench-api bench-codec chaos
+.PHONY: install run test lint worker api clean histories bench bench-quick bench-api bench-codec chaos
 
 install: .venv/.installed
 
@@ -34,8 +34,13 @@ lint: install
 clean:
 	rm -rf .venv .tools .data .pytest_cache .ruff_cache
 
+# Issue 12's figures: baselines, OMS placed -> shipped, latency, hot SKU, two workers, scale (python -m
+# bench.throughput --help); bench-quick is the same in a couple of minutes (20 orders, scale 500).
 bench: install
 	.venv/bin/python -m bench.throughput
+
+bench-quick: install
+	.venv/bin/python -m bench.throughput --quick
 
 # What the payload codec costs per payload and what compression saves (python -m bench.codec --help).
 bench-codec: install

@@ -1,7 +1,7 @@
 """The command line for order sources, support staff, carriers and operators.
 
     python starter.py migrate | catalog load FILE [--if-empty] | stock [--sku SKU] [--json]
-    python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--json]
+    python starter.py place FILE|- [--wait] | status ID [--json] | list [--status S] [--customer C] [--limit N] [--page T | --all] [--json]
     python starter.py import FILE|- [--format csv|jsonl] [--json]
     python starter.py import-history FILE|DIR --format olist|online-retail [--warehouse CODE] [--json]
     python starter.py deliver ID [--shipment ID] | feedback ID --score 1-5 [--comment TEXT]
@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--overdue", action="store_true", help="only orders whose delivery is overdue")
     listing.add_argument("--needs-attention", action="store_true", help="only orders support must act on")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--limit", type=_page_size, default=50, help="orders per page, newest first (1-500, default 50)"
+    )
+    paging = listing.add_mutually_exclusive_group()
+    paging.add_argument("--page", metavar="TOKEN", help="the page after the one that printed this token")
+    paging.add_argument("--all", action="store_true", help="every page (slow with many orders)")
     deliver = sub.add_parser("deliver", help="the carrier's delivery confirmation")
     deliver.add_argument("order_id")
     deliver.add_argument("--shipment")
@@ -659,7 +665,17 @@ async def cmd_list(args: argparse.Namespace, settings: Settings, out: TextIO) ->
         overdue=True if args.overdue else None,
         needs_attention=True if args.needs_attention else None,
     )
-    found = await orders.list_orders(await connect(settings), wanted)
+    client = await connect(settings)
+    if args.all:
+        found, more = await orders.list_orders(client, wanted), None
+    else:
+        try:
+            page = await orders.list_orders_page(client, wanted, args.limit, args.page)
+        except orders.BadPageToken as exc:
+            raise CommandError(str(exc), EXIT_INVALID) from None
+        found, more = page.orders, page.next_page_token
+    if more:  # on stderr: stdout stays the list (and valid JSON)
+        print(f"more orders: list again with --page {more}", file=sys.stderr)
     if args.json:
         print(as_json(found), file=out)
         return
@@ -1411,6 +1427,13 @@ def _read_bytes(path: str) -> bytes:
 def _read_stdin_bytes() -> bytes:
     buffer = getattr(sys.stdin, "buffer", None)  # a text-only stdin (as in tests) is read as text
     return buffer.read() if buffer is not None else sys.stdin.read().encode()
+
+
+def _page_size(text: str) -> int:
+    size = int(text)
+    if not 1 <= size <= 500:
+        raise argparse.ArgumentTypeError(f"{size} is not between 1 and 500")
+    return size
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -395,4 +395,4 @@ class OrderSummary(BaseModel):
 
 class OrderPage(BaseModel):
     orders: list[OrderSummary]
-    next_page_token: bytes | None = None  # pass back for the next page; None on the last one
+    next_page_token: str | None = None  # pass back for the next page; None on the last one

@@ -7,6 +7,8 @@ call these functions, and name workflows, updates and signals through models.wor
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -313,16 +315,38 @@ class OrderFilter:
         return " AND ".join(terms)
 
 
+class BadPageToken(ValueError):
+    """A page token this system did not hand out (mangled, or from another query)."""
+
+    def __init__(self) -> None:
+        super().__init__("the page token is not one this system handed out: list again from the first page")
+
+
 async def list_orders_page(
-    client: Client, filters: OrderFilter, page_size: int = 50, page_token: bytes | None = None
+    client: Client, filters: OrderFilter, page_size: int = 50, page_token: str | None = None
 ) -> OrderPage:
-    """One page of orders from Temporal visibility, newest first; `next_page_token` None on the last."""
-    pages = client.list_workflows(filters.query(), page_size=page_size, next_page_token=page_token)
-    await pages.fetch_next_page()
+    """One page of orders from Temporal visibility, newest first; `next_page_token` (URL-safe text,
+    for every door: API, console, command line) is None on the last page. Raises BadPageToken."""
+    raw = _decode_page_token(page_token) if page_token else None
+    pages = client.list_workflows(filters.query(), page_size=page_size, next_page_token=raw)
+    try:
+        await pages.fetch_next_page()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT and page_token:
+            raise BadPageToken() from None
+        raise
+    token = pages.next_page_token
     return OrderPage(
         orders=[_summary(execution) for execution in pages.current_page or []],
-        next_page_token=pages.next_page_token or None,
+        next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
     )
+
+
+def _decode_page_token(token: str) -> bytes:
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise BadPageToken() from None
 
 
 async def list_orders(client: Client, filters: OrderFilter | None = None) -> list[OrderSummary]:

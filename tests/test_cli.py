@@ -90,7 +90,7 @@ async def test_status_of_an_unknown_order(settings, capsys):
 # ---- list (Temporal visibility: eventually consistent) ----
 
 
-async def test_list_by_customer_and_status(client, settings, sessions):
+async def test_list_by_customer_and_status(client, settings, sessions, capsys):
     skus = add_products(sessions, {"CAP": 10})
     customer = unique("CUST")
     doc = order_doc([(skus["CAP"], 1)])
@@ -124,6 +124,18 @@ async def test_list_by_customer_and_status(client, settings, sessions):
 
     status, out = await cli(settings, "list", "--customer", customer)
     assert status == 0 and mine[0] in out and mine[1] in out and "delivered" in out
+
+    # a page at a time: the newest first, then the page its token names
+    capsys.readouterr()
+    first = await run_json(settings, "list", "--customer", customer, "--limit", "1")
+    more = capsys.readouterr().err
+    assert [r["order_id"] for r in first] == [mine[1]] and "more orders: list again with --page " in more
+    token = more.rsplit("--page ", 1)[1].strip()
+    second = await run_json(settings, "list", "--customer", customer, "--limit", "1", "--page", token)
+    assert [r["order_id"] for r in second] == [mine[0]]
+    capsys.readouterr()  # (visibility may offer one more, empty, page after a full one)
+    assert await cli(settings, "list", "--page", "not-a-token") == (2, "")
+    assert "not one this system handed out" in capsys.readouterr().err
 
 
 # ---- stock ----
