@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     step_attention_attempts: int = Field(default=5, ge=1)
 
     worker_activity_threads: int = 32
+    # polls a worker keeps open for workflow and for activity tasks (the SDK's default is 5 each;
+    # chosen by `make bench`, see README Performance)
+    worker_workflow_polls: int = Field(default=5, ge=2)
+    worker_activity_polls: int = Field(default=5, ge=1)
     # database connections a worker keeps (as many again when busy): at least its activity threads,
     # which run the steps, local or not, plus the outbox dispatcher
     database_pool_size: int = Field(default=20, ge=1)

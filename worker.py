@@ -16,7 +16,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.forecast import ForecastActivities
@@ -210,6 +210,8 @@ def build_worker(
         activities=activities,
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
         max_concurrent_activities=threads,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_polls),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_polls),
         **common,
     )
     parties = Worker(

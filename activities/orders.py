@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from temporalio import activity
@@ -162,11 +162,11 @@ def _write_events(session: Session, events: list[EventRecord]) -> None:
         .on_conflict_do_nothing(index_elements=["order_id", "seq"])
     )
     last = events[-1]
-    order = session.get(t.Order, last.order_id, with_for_update=True)
-    if order is not None:
-        order.status, order.payment_status = last.status, last.payment_status
-        if last.total is not None:
-            order.total = last.total
+    mirror = {"status": last.status, "payment_status": last.payment_status, "updated_at": t.utcnow()}
+    if last.total is not None:
+        mirror["total"] = last.total
+    # one UPDATE, no ORM load: this runs once per workflow task of every order
+    session.execute(update(t.Order).where(t.Order.id == last.order_id).values(**mirror))
 
 
 def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine], list[str]]:
