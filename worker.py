@@ -71,7 +71,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     forecast = ForecastActivities(sessions, client, settings)
     # fmt: off
     return [
-        orders.record_order, orders.validate_order, orders.screen_order, orders.price_sku,
+        orders.record_order, orders.validate_order, orders.screen_order, orders.admit_order, orders.price_sku,
         orders.record_event, orders.record_events, orders.record_feedback,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,

@@ -129,6 +129,13 @@ class ScreenRequest(BaseModel):
     review_above: Decimal | None
 
 
+class Admission(BaseModel):
+    """A lean order's first step: recorded, priced, and why it must be held for review (or None)."""
+
+    priced: PricedOrder
+    hold_reason: str | None
+
+
 class PriceRequest(BaseModel):
     sku: str
     currency: str

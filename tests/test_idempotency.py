@@ -130,6 +130,8 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
     ref = ShipmentRef(order_id=order_id, shipment_id=f"{order_id}-S1")
 
     twice(orders.record_order, request)
+    admitted = twice(orders.admit_order, request)  # lean orders: record, validate, screen at once
+    assert (admitted.priced.total, admitted.hold_reason) == (Decimal("24.00"), None)
     twice(
         orders.record_event,
         EventRecord(

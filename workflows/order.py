@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.shipping import CarrierEventType
     from models.steps import (
+        Admission,
         AllocatedShipment,
         ErrorType,
         FeedbackRecord,
@@ -154,17 +155,24 @@ class OrderWorkflow:
 
     async def _run(self) -> OrderView:
         ctx, request = self._ctx, self._request
+        lines = len(request.order.lines)
+        received = f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}"
         try:
-            # a refusal here (data the database cannot hold) rejects the order rather than failing the run
-            await ctx.step_or_fail(
-                OrderActivities.record_order, request, "record the order", OrderStatus.rejected
-            )
-            lines = len(request.order.lines)
-            await ctx.event(
-                "order_received",
-                f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}",
-            )
-            await self._accept()
+            admission = None
+            if ctx.lean:  # recorded, validated and screened in one step; a refusal rejects the order
+                try:
+                    admission = await ctx.step_or_fail(
+                        OrderActivities.admit_order, request, "record, validate, screen", OrderStatus.rejected
+                    )
+                finally:
+                    await ctx.event("order_received", received)
+            else:
+                # a refusal here (data the database cannot hold) rejects the order rather than failing the run
+                await ctx.step_or_fail(
+                    OrderActivities.record_order, request, "record the order", OrderStatus.rejected
+                )
+                await ctx.event("order_received", received)
+            await self._accept(admission)
             await self._fulfil()
             if self._parties and not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
                 self._interruptible = False  # nothing reached the customer: there is nothing to return
@@ -210,11 +218,20 @@ class OrderWorkflow:
         if self._interruptible and self._main is not None and not self._main.done():
             self._main.cancel()
 
-    async def _accept(self) -> None:
-        """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation."""
+    async def _accept(self, admission: Admission | None) -> None:
+        """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation.
+        A lean order was validated and screened on admission (the hold, if any, still follows the
+        authorization)."""
         ctx = self._ctx
-        priced = await ctx.step_or_fail(
-            OrderActivities.validate_order, ctx.request, "validate against the catalog", OrderStatus.rejected
+        priced = (
+            admission.priced
+            if admission is not None
+            else await ctx.step_or_fail(
+                OrderActivities.validate_order,
+                ctx.request,
+                "validate against the catalog",
+                OrderStatus.rejected,
+            )
         )
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
         ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)), with_next_status=True)
@@ -223,7 +240,7 @@ class OrderWorkflow:
 
         await self._authorize(priced.total)
         ctx.checkpoint()
-        await self._screen(priced.total)
+        await self._screen(priced.total, admission)
 
         allocated = await self._reserve(priced.lines)
         prices = {line.sku: line.unit_price for line in priced.lines}
@@ -347,16 +364,19 @@ class OrderWorkflow:
                 ) from None
             ctx.checkpoint()
 
-    async def _screen(self, total: Decimal) -> None:
+    async def _screen(self, total: Decimal, admission: Admission | None) -> None:
         """The review rule: hold the order for a person; release continues it, the hold timeout cancels it."""
         ctx = self._ctx
-        screen = ScreenRequest(
-            order_id=ctx.order_id,
-            email=str(ctx.request.order.customer.email),
-            total=total,
-            review_above=ctx.policy.review_above,
-        )
-        reason = await ctx.step(OrderActivities.screen_order, screen, "screen for review")
+        if admission is not None:
+            reason = admission.hold_reason
+        else:
+            screen = ScreenRequest(
+                order_id=ctx.order_id,
+                email=str(ctx.request.order.customer.email),
+                total=total,
+                review_above=ctx.policy.review_above,
+            )
+            reason = await ctx.step(OrderActivities.screen_order, screen, "screen for review")
         if reason is None:
             return
         ctx.view.hold_reason = reason
