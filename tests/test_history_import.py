@@ -25,6 +25,7 @@ from db import SessionFactory
 from domain.dashboard import orders_by_status
 from domain.history_import import (
     NON_PRODUCT_CODES,
+    OLIST_COLUMNS,
     RETAIL_COLUMNS,
     HistoryFormat,
     HistoryImportError,
@@ -368,16 +369,7 @@ def olist_folder(folder: Path, p: str, review_score: str = "5") -> Path:
     o1, o2, o3 = f"{p}a", f"{p}b", f"{p}c"
     write_csv(
         folder / "olist_orders_dataset.csv",
-        [
-            "order_id",
-            "customer_id",
-            "order_status",
-            "order_purchase_timestamp",
-            "order_approved_at",
-            "order_delivered_carrier_date",
-            "order_delivered_customer_date",
-            "order_estimated_delivery_date",
-        ],
+        list(OLIST_COLUMNS["orders"]),
         [
             [o1, f"c{p}1", "delivered", "2018-01-02 10:00:00", "2018-01-02 11:00:00", "2018-01-03 09:00:00", "2018-01-09 15:30:00", "2018-01-20 00:00:00"],
             [o2, f"c{p}2", "canceled", "2018-02-01 08:00:00", "", "", "", "2018-02-20 00:00:00"],
