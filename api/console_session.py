@@ -13,6 +13,7 @@ import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from api.state import AppState
@@ -21,11 +22,17 @@ from domain.api_keys import Principal, Role, principal_by_id
 from domain.tracking_links import server_secret
 
 COOKIE = "oms_session"
+SIGN_IN = "/console/sign-in"
 CONSOLE_ROLES = frozenset({Role.support, Role.admin})
 _KEY_ID, _CSRF = "key_id", "csrf"
 
 
+class SignInRequired(Exception):
+    """A console page asked for without a session: the browser is sent to sign in."""
+
+
 def install(app: FastAPI, settings: Settings) -> None:
+    app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
@@ -34,6 +41,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         same_site="lax",  # sent by the Web UI's fetch (same site), not by other sites' forms
         https_only=settings.session_cookie_secure,
     )
+
+
+async def _to_sign_in(_: Request, __: Exception) -> Response:
+    return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def session_secret(settings: Settings) -> str:
@@ -80,4 +91,13 @@ async def signed_in(request: Request, state: AppState) -> Principal | None:
             return None
         state.keys.put_by_id(key_id, who)
     request.state.principal = who  # for the audit line
+    return who
+
+
+async def viewer(request: Request, state: AppState) -> Principal:
+    """The signed-in support or admin person of a console page; else SignInRequired, which sends the
+    browser to the sign-in form."""
+    who = await signed_in(request, state)
+    if who is None:
+        raise SignInRequired
     return who

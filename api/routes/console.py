@@ -48,9 +48,9 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 State = Annotated[AppState, Depends(app_state)]
 
-HOME, SIGN_IN = "/console", "/console/sign-in"
+HOME, SIGN_IN = "/console", console_session.SIGN_IN
 NO_CSRF = "this form has expired or did not come from this page: reload it and try again"
-_HEADERS = {
+PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none';"
@@ -90,9 +90,7 @@ async def sign_in(
 
 @router.get("")
 async def home(request: Request, state: State) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     return _home_page(request, state, who)
 
 
@@ -128,7 +126,7 @@ def _home_page(
 
 def render_page(request: Request, template: str, context: dict[str, Any], status: int) -> Response:
     context = {"csrf": console_session.csrf_token(request), **context}
-    return templates.TemplateResponse(request, template, context, status_code=status, headers=_HEADERS)
+    return templates.TemplateResponse(request, template, context, status_code=status, headers=PAGE_HEADERS)
 
 
 def see_other(path: str) -> Response:
@@ -179,9 +177,7 @@ async def orders_page(
     needs_attention: str = "",
     page_token: str = "",
 ) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     if order_id.strip():
         return see_other(f"/console/orders/{quote(order_id.strip(), safe='')}")
     if email.strip():
@@ -235,9 +231,7 @@ async def orders_page(
 
 @router.get("/orders/{order_id}")
 async def order_page(request: Request, state: State, order_id: str) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     return await _order_page(request, state, who, order_id)
 
 
@@ -254,7 +248,7 @@ async def order_live(request: Request, state: State, order_id: str) -> Response:
     except orders.Refused as exc:
         return Response(str(exc), status_code=409, headers={"Cache-Control": "no-store"})
     context = {"csrf": console_session.csrf_token(request), **_live_context(view)}
-    return templates.TemplateResponse(request, "console/_live.html", context, headers=_HEADERS)
+    return templates.TemplateResponse(request, "console/_live.html", context, headers=PAGE_HEADERS)
 
 
 @router.post("/orders/{order_id}/cancel")
@@ -367,9 +361,7 @@ async def _act(
 ) -> Response:
     """Check the session and its CSRF token, do the action, and go back to the order page (303); a
     refusal shows the order page again with the reason, and nothing was done."""
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     if not console_session.csrf_matches(request, csrf):
         return await _order_page(request, state, who, order_id, NO_CSRF, 403)
     try:
@@ -425,7 +417,7 @@ async def _order_page(
         **_live_context(view),
     }
     headers = {
-        **_HEADERS,
+        **PAGE_HEADERS,
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self';"
             " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -497,9 +489,7 @@ async def _email_search(request: Request, state: AppState, who: Principal, email
 
 @router.get("/customers/{customer_id}")
 async def customer_page(request: Request, state: State, customer_id: str) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     try:
         profile = await run_in_threadpool(customer_profile, state.reads, customer_id)
     except UnknownCustomer:

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api import console_session
+from api.routes.console import PAGE_HEADERS
 from api.state import AppState, app_state
 from domain.dashboard import Dashboard, dashboard
 from domain.reports import Period, Report, ReportError, Stage, build_report, parse_period
@@ -26,27 +27,15 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 State = Annotated[AppState, Depends(app_state)]
 
-SIGN_IN = "/console/sign-in"
 REFRESH_SECONDS = 30
 REPORT_DAYS = 30  # the dashboard's report figures: orders placed in the last 30 UTC days, today included
 SERIES = (("placed", "#4269d0"), ("shipped", "#efb118"), ("delivered", "#3ca951"))
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none';"
-        " base-uri 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Refresh": str(REFRESH_SECONDS),
-}
+_HEADERS = {**PAGE_HEADERS, "Refresh": str(REFRESH_SECONDS)}  # the console's, and it reloads itself
 
 
 @router.get("/dashboard")
 async def dashboard_page(request: Request, state: State) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    who = await console_session.viewer(request, state)
     figures = await run_in_threadpool(dashboard, state.reads)
     today = figures.at.date()
     period = Period(today - timedelta(days=REPORT_DAYS - 1), today)
@@ -75,21 +64,17 @@ async def report_download(
 ) -> Response:
     """The business report as a self-contained HTML file, for the orders placed between `since` and
     `until` (UTC days, YYYY-MM-DD; both optional)."""
-    if await console_session.signed_in(request, state) is None:
-        return RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    await console_session.viewer(request, state)
     try:
         period = parse_period(since or None, until or None, ("since", "until"))
     except ReportError as exc:
-        return Response(str(exc), status_code=400, media_type="text/plain", headers=_REPORT_HEADERS)
+        return Response(str(exc), status_code=400, media_type="text/plain", headers=PAGE_HEADERS)
     report = await run_in_threadpool(build_report, state.reads, period, state.settings.delivery_sla)
     html = await run_in_threadpool(_render, report)
     name = f"oms-report-{period.since or 'start'}-{period.until or report.generated_at.date()}.html"
     return HTMLResponse(
-        html, headers={**_REPORT_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+        html, headers={**PAGE_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
     )
-
-
-_REPORT_HEADERS = {k: v for k, v in _HEADERS.items() if k != "Refresh"}
 
 
 def _render(report: Report) -> str:

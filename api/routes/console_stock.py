@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from api import console_session
-from api.routes.console import NO_CSRF, SIGN_IN, State, render_page, see_other
+from api.routes.console import NO_CSRF, State, render_page, see_other
 from api.state import AppState
 from db import SessionFactory
 from domain import stock
@@ -52,9 +52,7 @@ class _Invalid(ValueError):
 
 @router.get("")
 async def stock_page(request: Request, state: State, sku: str = "") -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     wanted = sku.strip()
     context: dict[str, Any] = {"who": who, "sku": wanted, "levels": [], "more": False}
     if len(wanted) > 64:
@@ -70,9 +68,7 @@ async def stock_page(request: Request, state: State, sku: str = "") -> Response:
 
 @router.get("/{sku}")
 async def sku_page(request: Request, state: State, sku: str) -> Response:
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     return await _sku_page(request, state, who, sku)
 
 
@@ -153,9 +149,7 @@ async def _act(
 ) -> Response:
     """Session, admin role, CSRF token; then the change and 303 back to the SKU page. A refusal shows
     the SKU page again with the reason (and the form as sent); nothing was changed."""
-    who = await console_session.signed_in(request, state)
-    if who is None:
-        return see_other(SIGN_IN)
+    who = await console_session.viewer(request, state)
     if who.role != Role.admin:
         return await _sku_page(request, state, who, sku, _ADMIN_ONLY, 403)
     if not console_session.csrf_matches(request, csrf):
