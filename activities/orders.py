@@ -114,13 +114,9 @@ class OrderActivities:
         order passes before the gateway is asked, without a round trip to the workflow between them."""
         self.record_order(request)
         priced = self.validate_order(request)
-        screen = ScreenRequest(
-            order_id=request.order_id,
-            email=str(request.order.customer.email),
-            total=priced.total,
-            review_above=request.policy.review_above,
+        return Admission(
+            priced=priced, hold_reason=self.screen_order(ScreenRequest.of(request, priced.total))
         )
-        return Admission(priced=priced, hold_reason=self.screen_order(screen))
 
     @activity.defn
     def price_sku(self, request: PriceRequest) -> PricedLine:

@@ -7,7 +7,15 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from models.orders import Address, PricedLine, ReturnCondition, ReturnLineView, ReturnStatus, ShipmentLine
+from models.orders import (
+    Address,
+    PlaceOrder,
+    PricedLine,
+    ReturnCondition,
+    ReturnLineView,
+    ReturnStatus,
+    ShipmentLine,
+)
 
 
 class ErrorType:
@@ -127,6 +135,16 @@ class ScreenRequest(BaseModel):
     email: str
     total: Decimal
     review_above: Decimal | None
+
+    @classmethod
+    def of(cls, request: PlaceOrder, total: Decimal) -> ScreenRequest:
+        """What the review rule looks at in a placed order priced at `total`."""
+        return cls(
+            order_id=request.order_id,
+            email=str(request.order.customer.email),
+            total=total,
+            review_above=request.policy.review_above,
+        )
 
 
 class Admission(BaseModel):

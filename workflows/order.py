@@ -370,12 +370,7 @@ class OrderWorkflow:
         if admission is not None:
             reason = admission.hold_reason
         else:
-            screen = ScreenRequest(
-                order_id=ctx.order_id,
-                email=str(ctx.request.order.customer.email),
-                total=total,
-                review_above=ctx.policy.review_above,
-            )
+            screen = ScreenRequest.of(ctx.request, total)
             reason = await ctx.step(OrderActivities.screen_order, screen, "screen for review")
         if reason is None:
             return

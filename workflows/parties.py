@@ -296,12 +296,6 @@ class Legs:
             FulfilmentActivities.record_handover, ref, f"hand {shipment.id} to the carrier"
         )
         shipment.shipped_at = handover.shipped_at
-        start = TrackingStart(
-            order_id=ctx.order_id,
-            shipment_id=shipment.id,
-            tracking_number=label.tracking_number,
-            warehouse=shipment.warehouse,
-        )
         if shipment.amount > 0:
             await self._capture(shipment, self._saga)
         detail = (
@@ -309,6 +303,12 @@ class Legs:
         )
         await self._status(shipment, ShipmentStatus.shipped, detail)
         handed.answer(detail)
+        start = TrackingStart(
+            order_id=ctx.order_id,
+            shipment_id=shipment.id,
+            tracking_number=label.tracking_number,
+            warehouse=shipment.warehouse,
+        )
         await ctx.step(FulfilmentActivities.start_tracking, start, f"tracking {label.tracking_number}")
         return True
 
