@@ -22,8 +22,6 @@ from temporalio.client import (
 from config import Settings
 from db import SessionFactory
 from domain import reorder_policy
-from domain.demand import daily_demand
-from domain.forecast import as_of_default, forecast_series, lead_time_days, recommend
 from models.forecast import (
     FORECAST_SCHEDULE_ID,
     FORECAST_WORKFLOW,
@@ -41,6 +39,10 @@ def refresh(
 ) -> list[ForecastView]:
     """Forecast every pair with shipped demand (or one SKU's) and store the recommendations.
     Raises reorder_policy.ForecastError for an unknown SKU (nothing stored)."""
+    # pandas (1.5 s to import) loads when a forecast runs, not with every command and worker start
+    from domain.demand import daily_demand
+    from domain.forecast import as_of_default, forecast_series, lead_time_days, recommend
+
     reorder_policy.require_sku(sessions, sku)
     as_of = as_of or as_of_default(datetime.now(UTC).date())
     demand = daily_demand(sessions, as_of, settings.forecast_history_days, sku)
