@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from adapters.mailer import Mailer, OutgoingMessage
 from db import SessionFactory
@@ -43,8 +43,3 @@ def dispatch_pending(sessions: SessionFactory, mailer: Mailer, limit: int = BATC
             row.sent_at = datetime.now(UTC)
             sent += 1
         return sent
-
-
-def unsent(sessions: SessionFactory) -> int:
-    with sessions() as session:
-        return session.scalar(select(func.count()).where(t.Notification.sent_at.is_(None))) or 0

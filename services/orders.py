@@ -146,15 +146,12 @@ async def place_order(
     policy: OrderPolicy | None = None,
     by: str | None = None,
     wait: float | None = None,
-    eager: bool = False,
 ) -> Placement:
     """Start the order's workflow. The order id is the idempotency key: placing it again starts
     nothing and reports whether the earlier order had the same content.
 
     With `wait` (seconds): also wait until the order has settled, in the same request that starts it
-    (update-with-start: no polling, no second round trip); `Placement.settled` is its view then.
-    `eager`: the caller runs a worker on the task queue with this client (the benchmark, a colocated
-    source), so the start hands the first workflow task straight to it (eager start, one poll less)."""
+    (update-with-start: no polling, no second round trip); `Placement.settled` is its view then."""
     if order.order_id is None:
         order = order.model_copy(update={"order_id": f"O-{uuid.uuid4().hex[:12].upper()}"})
     assert order.order_id is not None
@@ -177,7 +174,7 @@ async def place_order(
     }
     try:
         if wait is None:
-            await client.start_workflow(ORDER_WORKFLOW, request, request_eager_start=eager, **start)
+            await client.start_workflow(ORDER_WORKFLOW, request, **start)
             return Placement(order.order_id, created=True)
         operation = WithStartWorkflowOperation(
             ORDER_WORKFLOW, request, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **start
