@@ -7,11 +7,13 @@ running activities get time to finish, workflows simply continue on another work
 from __future__ import annotations
 
 import asyncio
+import compileall
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
@@ -157,7 +159,20 @@ def quiet_activity_failures(level: int = logging.INFO) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+WORKFLOW_MODULES = Path(__file__).resolve().parent / "workflows"
+
+
+def cache_workflow_bytecode() -> None:
+    """Write the workflow modules' bytecode cache. The sandbox imports a workflow's module afresh for
+    every run it starts; with no cache (PYTHONDONTWRITEBYTECODE, set on our machines and in the image)
+    each new order compiled workflows/order.py from source: a third of its first workflow task
+    (`make bench`: 5.5 -> 6.9 orders/s with the cache). Cheap when the cache is current; where the
+    tree is read-only nothing is written (the image compiles it at build, see Dockerfile)."""
+    compileall.compile_dir(WORKFLOW_MODULES, maxlevels=0, quiet=2)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
+    cache_workflow_bytecode()
     # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator")
