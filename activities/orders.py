@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from temporalio import activity
@@ -174,11 +174,17 @@ def _write_events(session: Session, events: list[EventRecord]) -> None:
         .on_conflict_do_nothing(index_elements=["order_id", "seq"])
     )
     last = events[-1]
-    order = session.get(t.Order, last.order_id, with_for_update=True)
-    if order is not None:  # unchanged values write nothing (a repeat leaves `updated_at` as it was)
-        order.status, order.payment_status = last.status, last.payment_status
-        if last.total is not None:
-            order.total = last.total
+    changes: dict[str, object] = {"status": last.status, "payment_status": last.payment_status}
+    if last.total is not None:
+        changes["total"] = last.total
+    # One UPDATE, no read first; a row already showing these values is not touched, so a repeated
+    # batch leaves `updated_at` as it was.
+    session.execute(
+        update(t.Order)
+        .where(t.Order.id == last.order_id)
+        .where(or_(*(getattr(t.Order, name).is_distinct_from(value) for name, value in changes.items())))
+        .values(changes)
+    )
 
 
 def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine], list[str]]:

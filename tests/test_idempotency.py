@@ -23,6 +23,7 @@ from models import tables as t
 from models.orders import LineIn, OrderInput, OrderPolicy, PlaceOrder, ShipmentLine
 from models.steps import (
     DeliveryRecord,
+    EventBatch,
     EventRecord,
     FeedbackRecord,
     NotificationRequest,
@@ -144,6 +145,26 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
             payment_status="pending",
         ),
     )
+    twice(  # a lean order's write: its events and the orders row, one UPDATE that a repeat skips
+        orders.record_events,
+        EventBatch(
+            events=[
+                EventRecord(
+                    order_id=order_id,
+                    seq=2,
+                    at=datetime.now(UTC),
+                    type="order_confirmed",
+                    detail="",
+                    status="confirmed",
+                    payment_status="pending",
+                    total=Decimal("24.00"),
+                )
+            ]
+        ),
+    )
+    assert [(r["status"], r["total"]) for r in snapshot(sessions, order_id, [])["orders"]] == [
+        ("confirmed", Decimal("24.00"))
+    ]
     auth = twice(payments.authorize_payment, payment(order_id, "authorize", "24.00", "tok_visa"))
     assert (auth.kind, auth.amount) == ("authorization", Decimal("24.00"))
 
@@ -183,7 +204,8 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
     assert levels(sessions, order_id, skus["A"], skus["B"]) == [(8, 0), (3, 0)]
     rows = snapshot(sessions, order_id, list(skus.values()))
     assert ledger(sessions, order_id) == {"authorization": Decimal("24.00"), "capture": Decimal("24.00")}
-    assert len(rows["carrier_bookings"]) == len(rows["notifications"]) == len(rows["order_events"]) == 1
+    assert len(rows["carrier_bookings"]) == len(rows["notifications"]) == 1
+    assert len(rows["order_events"]) == 2
 
 
 def reserved_order(sessions: SessionFactory) -> tuple[PlaceOrder, ShipmentRef, int]:
