@@ -212,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WEIGHT_G",
         help="a parcel's weight in grams (once per parcel)",
     )
+    pack.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="SKU=QTY",
+        help="straight after the release (no pick reported): units found of a line, as for `pick`",
+    )
     pack.add_argument("--id", dest="report_id", metavar="REPORT_ID", help=REPORT_ID_HELP)
     handover = warehouse.add_parser("handover", help="the parcels were handed over to the carrier")
     handover.add_argument("shipment_id")
@@ -758,6 +765,7 @@ def _warehouse_report(args: argparse.Namespace) -> WarehouseReport:
         fields["lines"] = [_picked_line(text) for text in args.line]
     elif step == WarehouseStep.packed:
         fields["parcels_g"] = [_parcel_weight(text) for text in args.parcel]
+        fields["lines"] = [_picked_line(text) for text in args.line]
     try:
         return WarehouseReport(
             shipment_id=args.shipment_id, step=step, report_id=args.report_id, by=CLI_ACTOR, **fields

@@ -87,8 +87,8 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
         forecast.refresh_recommendations, forecast.apply_recommendations,
-        parties.send_warehouse_report, parties.send_carrier_event, parties.weigh_parcels,
-        parties.shipment_origin,
+        parties.send_warehouse_report, parties.pack_and_report, parties.send_carrier_event,
+        parties.weigh_parcels, parties.shipment_origin,
     ]
     # fmt: on
 

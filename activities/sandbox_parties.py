@@ -6,6 +6,7 @@ The sandbox workflows (workflows/sandbox_parties.py) decide what to report and w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from pydantic import BaseModel
@@ -60,6 +61,17 @@ class SandboxPartyActivities:
         except (Refused, fulfilment.UnknownShipment) as exc:
             return ReportSent(accepted=False, detail=str(exc))
         return ReportSent(accepted=True, detail=outcome.detail)
+
+    @activity.defn
+    async def pack_and_report(self, report: WarehouseReport) -> ReportSent:
+        """Weigh the parcels the picked units make, then send `packed` with them and the picked lines
+        (it confirms the pick too). Repeatable: the same lines weigh the same, the send is idempotent."""
+        parcels = await asyncio.to_thread(
+            parcel_weights,
+            self._sessions,
+            [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in report.lines],
+        )
+        return await self.send_warehouse_report(report.model_copy(update={"parcels_g": parcels}))
 
     @activity.defn
     async def send_carrier_event(self, event: CarrierEvent) -> ReportSent:

@@ -50,6 +50,7 @@ class WarehouseReport(_Report):
     shipment_id: Identifier
     step: WarehouseStep
     # picked: units found per line; lines left out were picked in full. Fewer than ordered = a short pick.
+    # packed straight after the release confirms the pick too, with these lines (one WMS confirmation).
     lines: list[PickedLine] = []
     # packed: one weight per parcel, in grams
     parcels_g: list[Annotated[int, Field(ge=1, le=MAX_PARCEL_WEIGHT_G)]] = Field(

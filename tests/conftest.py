@@ -16,6 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+# Imported now, not by its pytest plugin at the end of the session: there CPython 3.11's parser can
+# meet garbage collection finalizing a stopped worker's workflow coroutines and fail with "AST
+# constructor recursion depth mismatch" (CPython gh-106905), seen running one test file alone.
+import hypothesis  # noqa: F401
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url

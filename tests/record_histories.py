@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from config import SandboxMode
 from domain.catalog import load_catalog
@@ -25,6 +25,7 @@ from models.catalog import CatalogFile
 from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
 from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest
 from models.shipping import CarrierEventType, Resolution, ShortPickPolicy
+from models.workflow_names import sandbox_warehouse_workflow_id
 from services.fulfilment import resolve_shipment, submit_carrier_event, submit_warehouse_report
 from services.orders import (
     add_note,
@@ -48,10 +49,14 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 async def _save(client: Client, order_id: str, name: str) -> None:
+    await _save_run(handle(client, order_id), name)
+
+
+async def _save_run(run: WorkflowHandle, name: str) -> None:
     path = HISTORIES / f"{name}.json"
     if path.exists() and not os.environ.get("OMS_RERECORD"):
         pytest.skip(f"{path.name} is recorded already (OMS_RERECORD=1 records it again)")
-    history = await handle(client, order_id).fetch_history()
+    history = await run.fetch_history()
     path.write_text(json.dumps(json.loads(history.to_json()), indent=1))
 
 
@@ -207,7 +212,14 @@ async def test_record_cancelled_from_temporal_while_picking(client, sessions, ga
 # ---- warehouses and carriers as parties (workflows/parties.py) ----
 
 
-@pytest.mark.parametrize("name", ["parties_delivered", "lean_delivered"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "parties_delivered",
+        "lean_delivered",
+        "lean_pack_confirms_pick_delivered",  # since the sandbox's `sandbox-pack-confirms-pick`
+    ],
+)
 async def test_record_parties_delivered(client, settings, sessions, name):
     """The sandbox warehouse picks, packs and hands over; the carrier's events come in; delivered."""
     skus = add_products(sessions, {"TEE": 5}, price="12.50")
@@ -228,6 +240,23 @@ async def test_record_parties_delivered(client, settings, sessions, name):
     await wait_status(client, order_id, "delivered")
     await handle(client, order_id).result()
     await _save(client, order_id, name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sandbox_warehouse_reports_each_step",  # recorded before `sandbox-pack-confirms-pick`
+        "sandbox_warehouse_pack_confirms_pick",
+    ],
+)
+async def test_record_sandbox_warehouse(client, settings, sessions, name):
+    """The sandbox warehouse's own run, from release to handover."""
+    skus = add_products(sessions, {"TEE": 5}, price="12.50")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
+    view = await wait_status(client, order_id, "shipped")
+    sandbox = client.get_workflow_handle(sandbox_warehouse_workflow_id(view.shipments[0].id))
+    assert await sandbox.result() == "handed over"
+    await _save_run(sandbox, name)
 
 
 @pytest.mark.parametrize("name", ["parties_short_pick_and_lost_parcel", "lean_short_pick_and_lost_parcel"])

@@ -375,6 +375,11 @@ async def test_a_warehouse_and_a_carrier_on_the_command_line(client, sessions, b
 
     status, _ = await cli(own, "warehouse", "handover", shipment.id)  # out of order
     assert status == 1 and "out of order" in capsys.readouterr().err
+    # a pack straight after the release confirms the pick: its lines are checked as a pick's
+    status, _ = await cli(
+        own, "warehouse", "pack", shipment.id, "--parcel", "500", "--line", f"{skus['MUG']}=3"
+    )
+    assert status == 1 and "3 picked but 2 ordered" in capsys.readouterr().err
     status, out = await cli(own, "warehouse", "pick", shipment.id, "--id", "wms-pick-1")
     assert status == 0 and out.startswith(f"{shipment.id}: 3 units picked in {code} (by cli:"), out
     status, _ = await cli(own, "warehouse", "pick", shipment.id)
@@ -420,9 +425,15 @@ async def test_a_warehouse_and_a_carrier_over_http(http, api_keys, client, sessi
 
     queued = await http.get(f"/warehouses/{code}/queue", headers=support)
     assert [q["shipment_id"] for q in queued.json()] == [shipment.id]
-    early = await http.post(f"{url}/packed", json={"parcels_g": [900]}, headers=warehouse)
+    early = await http.post(f"{url}/handed-over", headers=warehouse)
     assert early.status_code == 409 and early.json()["error"] == "refused"
     assert "out of order" in early.json()["detail"]
+    stranger = await http.post(  # a pack confirming the pick (no `picked` yet) of a SKU not on the list
+        f"{url}/packed",
+        json={"parcels_g": [900], "lines": [{"sku": "NOPE", "quantity": 1}]},
+        headers=warehouse,
+    )
+    assert stranger.status_code == 409 and "not on the pick list" in stranger.json()["detail"]
     picked = await http.post(
         f"{url}/picked",
         json={"lines": [{"sku": skus["LAMP"], "quantity": 1}], "report_id": "wms-7"},

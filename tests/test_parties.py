@@ -150,6 +150,67 @@ async def test_a_cancel_after_packing_puts_the_units_back_and_cancels_the_bookin
     assert_ledgers_exact(sessions)
 
 
+# ---- one confirmation of pick and pack ----
+
+
+async def test_a_pack_reported_straight_after_release_confirms_the_pick_in_one_report(
+    client, sessions, gated_worker
+):
+    settings = await manual_worker(gated_worker)
+    skus = add_products(sessions, {"LAMP": 5, "BULB": 5}, price="30.00")
+    order_id = await place(client, settings, order_doc([(skus["LAMP"], 2), (skus["BULB"], 1)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+
+    with pytest.raises(Refused, match="3 picked but 2 ordered"):
+        await submit_warehouse_report(
+            client,
+            report(
+                shipment.id,
+                WarehouseStep.packed,
+                parcels_g=[900],
+                lines=[PickedLine(sku=skus["LAMP"], quantity=3)],
+            ),
+        )
+    # the WMS confirms once: one lamp found of two (the bulb in full), packed into one parcel
+    done = await submit_warehouse_report(
+        client,
+        report(
+            shipment.id,
+            WarehouseStep.packed,
+            parcels_g=[850],
+            lines=[PickedLine(sku=skus["LAMP"], quantity=1)],
+        ),
+    )
+
+    assert "2 units picked" in done.detail and "short: 1 x " + skus["LAMP"] in done.detail
+    assert "packed; label" in done.detail
+    view = await order_view(client, order_id)
+    assert view.status == "picking"  # the lamp not found went to a new shipment
+    s1, s2 = view.shipments
+    assert s1.status == "packed" and s1.parcels_g == [850]
+    assert {(x.sku, x.quantity) for x in s1.lines} == {(skus["LAMP"], 1), (skus["BULB"], 1)}
+    assert (s2.status, s2.replaces, [(x.sku, x.quantity) for x in s2.lines]) == (
+        "released",
+        s1.id,
+        [(skus["LAMP"], 1)],
+    )
+    types = [e.type for e in view.events]
+    assert types.count("shipment_picked") == 1 and types.count("shipment_packed") == 1
+    for step in (WarehouseStep.picked, WarehouseStep.packed):  # both were reported, once
+        with pytest.raises(Refused, match=f"duplicate: .* already reported {step.value}"):
+            await submit_warehouse_report(client, report(s1.id, step, parcels_g=[850]))
+
+    in_full = await submit_warehouse_report(client, report(s2.id, WarehouseStep.packed, parcels_g=[400]))
+    assert "1 unit picked" in in_full.detail and "short" not in in_full.detail
+    for shipment in (s1, s2):
+        await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
+    await wait_status(client, order_id, "shipped")
+    lamp = [m.kind for m in stock_movements(sessions, order_id) if m.sku == skus["LAMP"]]
+    assert lamp.count("pick") == 2
+    assert ledger(sessions, order_id)["capture"] == Decimal("90.00")  # every unit, once
+    assert_ledgers_exact(sessions)
+
+
 # ---- reports in order, and refused out of it ----
 
 
@@ -161,8 +222,15 @@ async def test_duplicate_and_out_of_order_reports_are_refused_and_change_nothing
     order_id = await place(client, settings, order_doc([(sku, 2)]))
     (shipment,) = (await wait_status(client, order_id, "picking")).shipments
 
-    with pytest.raises(Refused, match="out of order: .* is released, not picked"):
-        await submit_warehouse_report(client, report(shipment.id, WarehouseStep.packed, parcels_g=[100]))
+    with pytest.raises(Refused, match="out of order: .* is released, not packed"):
+        await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
+    with pytest.raises(Refused, match="picked nothing"):  # a pack that confirms the pick: of something
+        await submit_warehouse_report(
+            client,
+            report(
+                shipment.id, WarehouseStep.packed, parcels_g=[100], lines=[PickedLine(sku=sku, quantity=0)]
+            ),
+        )
     with pytest.raises(Refused, match="3 picked but 2 ordered"):
         await submit_warehouse_report(
             client, report(shipment.id, WarehouseStep.picked, lines=[PickedLine(sku=sku, quantity=3)])

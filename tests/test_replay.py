@@ -14,6 +14,7 @@ from temporalio.worker import Replayer
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import LEAN_STEPS
+from workflows.sandbox_parties import PACK_CONFIRMS_PICK
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
 ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
@@ -38,6 +39,14 @@ def test_histories_of_lean_orders_are_kept():
     """Orders placed since `lean-steps` (local steps, batched writes) have their own recorded runs."""
     lean = [p for p in HISTORIES if p.stem.startswith("lean_")]
     assert len(lean) >= 4 and all(LEAN_STEPS in _patches(p) for p in lean)
+
+
+def test_histories_of_the_sandbox_warehouse_before_and_after_one_report_are_kept():
+    """Its runs from before `sandbox-pack-confirms-pick` (picked, weighing, packed) and since (one
+    report of pick and pack) both replay: sandbox warehouses may be mid-run when a worker upgrades."""
+    runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("sandbox_warehouse_")}
+    assert runs.get("sandbox_warehouse_reports_each_step") == set()
+    assert runs.get("sandbox_warehouse_pack_confirms_pick") == {PACK_CONFIRMS_PICK}
 
 
 def _patches(path: Path) -> set[str]:

@@ -89,7 +89,13 @@ class StandInOrder:
         await workflow.wait_condition(lambda: False)  # the test terminates it
 
     def _steps(self) -> list[WarehouseStep]:
-        return [r.report.step for r in self._received if r.report]
+        steps = []
+        for r in self._received:
+            if r.report and _confirms_pick(r.report):
+                steps.append(WarehouseStep.picked)
+            if r.report:
+                steps.append(r.report.step)
+        return steps
 
     @workflow.update(name=OrderUpdate.warehouse_report)
     def warehouse_report(self, report: WarehouseReport) -> ReportOutcome:
@@ -109,6 +115,8 @@ class StandInOrder:
         if report.step in self._rules.refuse_steps:
             raise ApplicationError("order cancelled: nothing more to do", type=ReportRefusal.refused)
         expected = list(WarehouseStep)[len(steps)] if len(steps) < len(WarehouseStep) else None
+        if expected == WarehouseStep.picked and _confirms_pick(report):
+            expected = WarehouseStep.packed  # as the real order takes it: the pick and the pack at once
         if report.step != expected:
             raise ApplicationError(f"out of order: {report.step.value}", type=ReportRefusal.refused)
         if report.step == WarehouseStep.handed_over and not self._label_printed:
@@ -131,6 +139,10 @@ class StandInOrder:
         return self._received
 
 
+def _confirms_pick(report: WarehouseReport) -> bool:
+    return report.step == WarehouseStep.packed and bool(report.lines)
+
+
 # ---- fixtures ----
 
 
@@ -141,6 +153,7 @@ async def queue(client: Client, sessions: SessionFactory) -> AsyncIterator[str]:
     parties = SandboxPartyActivities(client, sessions)
     activities = [
         parties.send_warehouse_report,
+        parties.pack_and_report,
         parties.send_carrier_event,
         parties.weigh_parcels,
         parties.shipment_origin,
@@ -277,7 +290,7 @@ def add_shipment(
 # ---- the warehouse ----
 
 
-async def test_warehouse_reports_picked_packed_handed_over_in_order_after_its_times(
+async def test_warehouse_confirms_pick_and_pack_in_one_report_then_hands_over_after_its_times(
     client: Client, sessions: SessionFactory, settings: Settings, queue: str
 ) -> None:
     skus = add_products(sessions, {"mug": 10}, weight_g=250) | add_products(
@@ -293,24 +306,25 @@ async def test_warehouse_reports_picked_packed_handed_over_in_order_after_its_ti
         sandbox = client.get_workflow_handle(sandbox_warehouse_workflow_id(order.shipment_id))
         assert await sandbox.result() == "handed over"
         started = (await sandbox.describe()).start_time
-        picked, packed, handed = await order.wait_for(3)
+        packed, handed = await order.wait_for(2)
 
-    assert [r.report.step for r in (picked, packed, handed) if r.report] == list(WarehouseStep)
-    assert picked.report and packed.report and handed.report
-    # nothing short at a rate of 0: every line in full
-    assert {(x.sku, x.quantity) for x in picked.report.lines} == {(skus["mug"], 2), (skus["anvil"], 3)}
+    assert [r.report.step for r in (packed, handed) if r.report] == [
+        WarehouseStep.packed,
+        WarehouseStep.handed_over,
+    ]
+    assert packed.report and handed.report
+    # one report for the pick and the pack (as many WMSs confirm); nothing short at a rate of 0
+    assert {(x.sku, x.quantity) for x in packed.report.lines} == {(skus["mug"], 2), (skus["anvil"], 3)}
     # 3 anvils of 9 kg and 2 mugs: two anvils fill one parcel (20 kg at most), the third and the mugs another
     assert packed.report.parcels_g == [18_000 + PACKAGING_WEIGHT_G, 9_000 + 500 + PACKAGING_WEIGHT_G]
-    assert [r.report_id for r in (picked.report, packed.report, handed.report)] == [
-        f"sbx-{order.shipment_id}-picked",
+    assert [r.report_id for r in (packed.report, handed.report)] == [
         f"sbx-{order.shipment_id}-packed",
         f"sbx-{order.shipment_id}-handed_over",
     ]
-    assert {r.by for r in (picked.report, packed.report, handed.report)} == {"sandbox-warehouse"}
-    # the configured times passed before each report (timers: workflow time, no sleeping in the test)
+    assert {r.by for r in (packed.report, handed.report)} == {"sandbox-warehouse"}
+    # the configured times passed before the report: picking, then packing (timers: workflow time)
     assert started is not None
-    assert picked.at - started >= timedelta(seconds=1)
-    assert packed.at - picked.at >= timedelta(seconds=1.5)
+    assert packed.at - started >= timedelta(seconds=1 + 1.5)
     # the first handover came before the label: refused as too early, retried, then taken
     assert handed.at - packed.at >= Rules().label_delay
     attempt, failure = await attempts_of_last_send(client, sandbox_warehouse_workflow_id(order.shipment_id))
@@ -334,15 +348,14 @@ async def test_a_short_pick_reports_fewer_units_of_one_line(
         outcome = await client.get_workflow_handle(sandbox_warehouse_workflow_id(order.shipment_id)).result()
         received = await order.received()
 
-    picked = received[0].report
-    assert picked is not None and picked.step == WarehouseStep.picked
-    found = {x.sku: x.quantity for x in picked.lines}
+    packed = received[0].report  # the pick and the pack in one report
+    assert packed is not None and packed.step == WarehouseStep.packed
+    found = {x.sku: x.quantity for x in packed.lines}
     short = [sku for sku, qty in ordered.items() if found[sku] < qty]
     assert len(short) == 1  # one line short, by at least one unit
     assert all(found[sku] == qty for sku, qty in ordered.items() if sku not in short)
     assert outcome == "handed over"  # the rest was packed and handed over
-    packed = received[1].report
-    assert packed is not None and packed.parcels_g == [sum(found.values()) * 250 + PACKAGING_WEIGHT_G]
+    assert packed.parcels_g == [sum(found.values()) * 250 + PACKAGING_WEIGHT_G]
 
 
 async def test_nothing_found_nothing_packed(
@@ -377,7 +390,7 @@ async def test_a_report_refused_for_good_stops_the_warehouse_quietly(
         sandbox = client.get_workflow_handle(sandbox_warehouse_workflow_id(order.shipment_id))
         assert await sandbox.result() == "stopped: packed refused"  # completed, not failed
         received = await order.received()
-    assert [r.report.step for r in received if r.report] == [WarehouseStep.picked]
+    assert received == []  # its one report of pick and pack was refused
     attempt, _ = await attempts_of_last_send(client, sandbox.id)
     assert attempt == 1  # a refusal for good is not retried
 
@@ -399,7 +412,10 @@ async def test_the_same_release_twice_starts_one_sandbox_warehouse(
         await warehouse.release(request)  # after it ended: nothing again, no error
         assert (await sandbox.describe()).run_id == first_run
         received = await order.received()
-    assert [r.report.step for r in received if r.report] == list(WarehouseStep)  # each report once
+    assert [r.report.step for r in received if r.report] == [  # each report once
+        WarehouseStep.packed,
+        WarehouseStep.handed_over,
+    ]
 
 
 async def test_manual_parties_start_nothing(client: Client, settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """Warehouses and carriers as parties of their own (orders placed since PARTIES; models/fulfilment.py).
 
 A shipment is released to its warehouse, which reports `picked`, `packed` and `handed_over` through
-the order's `warehouse_report` update; the carrier then reports tracking events through
+the order's `warehouse_report` update (or `packed` straight after the release, with the lines as for
+`picked`: one confirmation of pick and pack, as many WMSs send it); the carrier then reports tracking events through
 `carrier_event`. `Inbox` checks each report against the shipment's state (a duplicate or out-of-order
 one is refused with the reason, changing nothing) and keeps it for the leg that waits for it; the
 update answers once that leg has acted on it. `WarehouseLeg` runs release -> handover (short picks:
@@ -66,7 +67,15 @@ _DONE = {
     WarehouseStep.picked: {ShipmentStatus.picked, ShipmentStatus.packed},
     WarehouseStep.packed: {ShipmentStatus.packed},
 }
+_BEFORE_PICK = frozenset({ShipmentStatus.allocated, ShipmentStatus.released})
 _ON_ITS_WAY = frozenset({ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception})
+
+
+def _picks(report: WarehouseReport, shipment: ShipmentView) -> bool:
+    """Whether the report confirms the pick: `picked`, or `packed` before any pick was reported."""
+    return report.step == WarehouseStep.picked or (
+        report.step == WarehouseStep.packed and shipment.status in _BEFORE_PICK
+    )
 
 
 def refuse_report(reason: str) -> ApplicationError:
@@ -113,26 +122,25 @@ class Inbox:
             raise refuse_report(f"duplicate: {shipment.id} was already reported {step.value}")
         if shipment.status in (ShipmentStatus.cancelled, ShipmentStatus.resolved):
             raise refuse_report(f"{shipment.id} is {shipment.status.value}: nothing to {step.value}")
-        if (
-            step == WarehouseStep.picked
-            and shipment.status == ShipmentStatus.allocated
-            and shipment.released_at
-        ):
+        picks = _picks(report, shipment)
+        if picks and shipment.status == ShipmentStatus.allocated and shipment.released_at:
             # the release is under way: a quick warehouse can answer before the order has seen it sent
             raise ApplicationError(
                 f"{shipment.id}: its release is still being recorded", type=ReportRefusal.too_early
             )
-        if shipment.status != _AFTER[step]:
-            raise refuse_report(
-                f"out of order: {shipment.id} is {shipment.status.value}, not {_AFTER[step].value}"
-            )
-        if step == WarehouseStep.picked:
+        after = ShipmentStatus.released if picks else _AFTER[step]
+        if shipment.status != after:
+            raise refuse_report(f"out of order: {shipment.id} is {shipment.status.value}, not {after.value}")
+        if picks:
             ordered = {line.sku: line.quantity for line in shipment.lines}
             for line in report.lines:
                 if line.sku not in ordered:
                     raise refuse_report(f"{line.sku} is not on the pick list of {shipment.id}")
                 if line.quantity > ordered[line.sku]:
                     raise refuse_report(f"{line.sku}: {line.quantity} picked but {ordered[line.sku]} ordered")
+            found = ordered | {line.sku: line.quantity for line in report.lines}
+            if step == WarehouseStep.packed and not any(found.values()):
+                raise refuse_report(f"packed {shipment.id} but picked nothing: report `picked` with no units")
         if step == WarehouseStep.packed and not report.parcels_g:
             raise refuse_report(f"packed {shipment.id} into no parcel: give each parcel's weight in grams")
         if step == WarehouseStep.handed_over and shipment.label_ref is None:
@@ -173,7 +181,10 @@ class Inbox:
     # ---- accepting (update handlers) ----
 
     def accept_report(self, report: WarehouseReport) -> tuple[str, str]:
-        self.box(report.shipment_id).reports[report.step] = report
+        box = self.box(report.shipment_id)
+        if _picks(report, self._shipment(report.shipment_id)):
+            box.reports[WarehouseStep.picked] = report  # a pack straight after release: the pick too
+        box.reports[report.step] = report
         return report.shipment_id, f"report:{report.step.value}"
 
     def accept_event(self, event: CarrierEvent) -> tuple[str, str]:
@@ -259,11 +270,14 @@ class Legs:
             detail += f"; short: {_lines(outcome.missing)}, " + await self._short(
                 shipment, outcome.missing, value
             )
+        # a pack that confirmed the pick too answers once, for both (its update waits for `packed`)
+        packed_too = box.reports.get(WarehouseStep.packed) is picked.report
         if not outcome.picked:
-            await self._status(
-                shipment, ShipmentStatus.cancelled, detail + f"; nothing left to send in {shipment.id}"
-            )
+            detail += f"; nothing left to send in {shipment.id}"
+            await self._status(shipment, ShipmentStatus.cancelled, detail)
             picked.answer(detail)
+            if packed_too:
+                _Pending(box, f"report:{WarehouseStep.packed.value}", picked.report).answer(detail)
             return False
         await self._status(shipment, ShipmentStatus.picked, detail)
         picked.answer(detail)
@@ -289,7 +303,10 @@ class Legs:
         await ctx.event(
             "label_printed", f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})"
         )
-        packed.answer(f"{shipment.id} packed; label {label.label_ref}, tracking {label.tracking_number}")
+        packed.answer(
+            (f"{detail}; " if packed_too else "")
+            + f"{shipment.id} packed; label {label.label_ref}, tracking {label.tracking_number}"
+        )
 
         handed = await self._report(box, WarehouseStep.handed_over)
         handover = await ctx.step(

@@ -9,6 +9,7 @@ was cancelled, or moved on) ends the party quietly: nobody is waiting for it any
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -24,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, SANDBOX_WAREHOUSE_WORKFLOW
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 
+# The patch: runs since report `packed` with the picked lines (one report) instead of `picked`, then
+# weighing, then `packed`; a pick that found nothing still reports `picked` alone.
+PACK_CONFIRMS_PICK = "sandbox-pack-confirms-pick"
 WAREHOUSE_ACTOR = "sandbox-warehouse"
 CARRIER_ACTOR = "sandbox-carrier"
 
@@ -53,44 +57,53 @@ class SandboxWarehouseWorkflow:
         workflow.set_current_details(f"picking {shipment}")
         await _pause(job.pick_time, f"pick {shipment}")
         picked = _pick(job.request.lines, job.short_pick_rate)
-        if not await self._report(shipment, WarehouseStep.picked, lines=picked):
-            return "stopped: picked refused"
-        if not any(line.quantity for line in picked):  # nothing on the shelves: nothing to pack
-            workflow.set_current_details(f"{shipment}: nothing found")
-            return "nothing found to pack"
+        found = any(line.quantity for line in picked)
+        if found and workflow.patched(PACK_CONFIRMS_PICK):
+            # one confirmation of pick and pack, as many WMSs send: one report, one update of the order
+            workflow.set_current_details(f"packing {shipment}")
+            await _pause(job.pack_time, f"pack {shipment}")
+            packed = _report(shipment, WarehouseStep.packed, lines=picked)
+            if not await self._send(SandboxPartyActivities.pack_and_report, packed):
+                return "stopped: packed refused"
+        else:
+            if not await self._send(
+                SandboxPartyActivities.send_warehouse_report,
+                _report(shipment, WarehouseStep.picked, lines=picked),
+            ):
+                return "stopped: picked refused"
+            if not found:  # nothing on the shelves: nothing to pack
+                workflow.set_current_details(f"{shipment}: nothing found")
+                return "nothing found to pack"
 
-        workflow.set_current_details(f"packing {shipment}")
-        await _pause(job.pack_time, f"pack {shipment}")
-        parcels: list[int] = await workflow.execute_activity_method(
-            SandboxPartyActivities.weigh_parcels,
-            WeighParcels(shipment_id=shipment, picked=picked),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=f"weigh the parcels of {shipment}",
-        )
-        if not await self._report(shipment, WarehouseStep.packed, parcels_g=parcels):
-            return "stopped: packed refused"
+            workflow.set_current_details(f"packing {shipment}")
+            await _pause(job.pack_time, f"pack {shipment}")
+            parcels: list[int] = await workflow.execute_activity_method(
+                SandboxPartyActivities.weigh_parcels,
+                WeighParcels(shipment_id=shipment, picked=picked),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=f"weigh the parcels of {shipment}",
+            )
+            if not await self._send(
+                SandboxPartyActivities.send_warehouse_report,
+                _report(shipment, WarehouseStep.packed, parcels_g=parcels),
+            ):
+                return "stopped: packed refused"
 
         # The order books the carrier once it knows the parcels; until the label is printed it answers
         # "too early", and the send retries (SEND_RETRY).
         workflow.set_current_details(f"{shipment} packed, waiting for the label")
-        if not await self._report(shipment, WarehouseStep.handed_over):
+        if not await self._send(
+            SandboxPartyActivities.send_warehouse_report, _report(shipment, WarehouseStep.handed_over)
+        ):
             return "stopped: handed_over refused"
         workflow.set_current_details(f"{shipment} handed over")
         return "handed over"
 
-    async def _report(self, shipment: str, step: WarehouseStep, **fields: object) -> bool:
-        report = WarehouseReport.model_validate(
-            {
-                "shipment_id": shipment,
-                "step": step,
-                "report_id": f"sbx-{shipment}-{step.value}",
-                "by": WAREHOUSE_ACTOR,
-                **fields,
-            }
-        )
+    async def _send(self, send: Callable[..., Awaitable[ReportSent]], report: WarehouseReport) -> bool:
+        shipment, step = report.shipment_id, report.step
         sent: ReportSent = await workflow.execute_activity_method(
-            SandboxPartyActivities.send_warehouse_report,
+            send,
             report,
             start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=SEND_RETRY,
@@ -100,6 +113,18 @@ class SandboxWarehouseWorkflow:
             workflow.logger.info("sandbox warehouse stops at %s of %s: %s", step.value, shipment, sent.detail)
             workflow.set_current_details(f"{shipment}: {step.value} refused, stopped")
         return sent.accepted
+
+
+def _report(shipment: str, step: WarehouseStep, **fields: object) -> WarehouseReport:
+    return WarehouseReport.model_validate(
+        {
+            "shipment_id": shipment,
+            "step": step,
+            "report_id": f"sbx-{shipment}-{step.value}",
+            "by": WAREHOUSE_ACTOR,
+            **fields,
+        }
+    )
 
 
 def _pick(lines: list[ShipmentLine], short_pick_rate: float) -> list[PickedLine]:

@@ -60,6 +60,8 @@ class PackedIn(_Body):
     parcels_g: list[Annotated[int, Field(ge=1, le=MAX_PARCEL_WEIGHT_G)]] = Field(
         min_length=1, max_length=MAX_PARCELS
     )
+    # only when no pick was reported: this report confirms the pick too (lines as for `picked`)
+    lines: list[PickedLine] = Field(default=[], max_length=200)
     report_id: ReportId = None
 
 
@@ -99,11 +101,13 @@ async def picked(shipment_id: ShipmentId, body: PickedIn, who: Warehouse, state:
     summary="The warehouse packed a shipment",
 )
 async def packed(shipment_id: ShipmentId, body: PackedIn, who: Warehouse, state: State) -> ReportOutcome:
-    """One weight in grams per parcel; the carrier booking (and its label) follows."""
+    """One weight in grams per parcel; the carrier booking (and its label) follows. Straight after the
+    release (no `picked` reported) it confirms the pick too: `lines` as for `picked`."""
     report = WarehouseReport(
         shipment_id=shipment_id,
         step=Step.packed,
         parcels_g=body.parcels_g,
+        lines=body.lines,
         report_id=body.report_id,
         by=who.name,
     )
