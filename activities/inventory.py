@@ -12,11 +12,19 @@ from temporalio.exceptions import ApplicationError
 from activities import refuse
 from db import SessionFactory
 from domain.allocation import plan_allocation
-from domain.stock import stock_on_order
+from domain.stock import low_stock_in, stock_on_order
 from domain.stock_ledger import move
 from models import tables as t
 from models.orders import ShipmentLine, ShipmentStatus
-from models.steps import AllocatedShipment, ErrorType, PickOutcome, PickRecord, ReserveRequest, ShipmentRef
+from models.steps import (
+    AllocatedShipment,
+    ErrorType,
+    PickOutcome,
+    PickRecord,
+    ReserveRequest,
+    ShipmentRef,
+    StockKey,
+)
 
 RESERVE_ATTEMPTS = 8
 
@@ -213,6 +221,18 @@ def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) 
             for line in lines
         )
         shipments.append(AllocatedShipment(id=shipment_id, warehouse=warehouse, lines=lines))
+    return _with_low_stock(session, shipments)
+
+
+def _with_low_stock(session: Session, shipments: list[AllocatedShipment]) -> list[AllocatedShipment]:
+    """Each shipment with its pairs now at or below their reorder point: read after the reservation, in
+    its transaction (rows it updated are locked), so the last order to take stock sees it low."""
+    keys = [StockKey(sku=line.sku, warehouse=s.warehouse) for s in shipments for line in s.lines]
+    low = {(x.sku, x.warehouse) for x in low_stock_in(session, keys)}
+    for s in shipments:
+        s.low_stock = [
+            StockKey(sku=x.sku, warehouse=s.warehouse) for x in s.lines if (x.sku, s.warehouse) in low
+        ]
     return shipments
 
 
@@ -235,7 +255,7 @@ def _existing_allocation(session: Session, request: ReserveRequest) -> list[Allo
             r.shipment_id, AllocatedShipment(id=r.shipment_id, warehouse=r.warehouse, lines=[])
         )
         shipment.lines.append(ShipmentLine(sku=r.sku, quantity=r.quantity))
-    return list(grouped.values())
+    return _with_low_stock(session, list(grouped.values()))
 
 
 def _reservations(session: Session, ref: ShipmentRef, status: str) -> list[t.Reservation]:

@@ -126,29 +126,38 @@ def low_stock(sessions: SessionFactory, keys: list[StockKey]) -> list[LowStock]:
     """The given sku/warehouse pairs whose available stock is at or below their reorder point."""
     if not keys:
         return []
-    wanted = {(k.sku, k.warehouse) for k in keys}
     with sessions() as session:
-        rows = session.scalars(
-            select(t.Stock).where(
-                t.Stock.sku.in_({k.sku for k in keys}),
-                t.Stock.reorder_point.is_not(None),
-                t.Stock.reorder_qty.is_not(None),
-            )
+        return low_stock_in(session, keys)
+
+
+def low_stock_in(session: Session, keys: list[StockKey]) -> list[LowStock]:
+    """low_stock, in the caller's transaction (a reservation sees its own change)."""
+    if not keys:
+        return []
+    wanted = {(k.sku, k.warehouse) for k in keys}
+    rows = session.scalars(
+        select(t.Stock)
+        .where(
+            t.Stock.sku.in_({k.sku for k in keys}),
+            t.Stock.reorder_point.is_not(None),
+            t.Stock.reorder_qty.is_not(None),
         )
-        return [
-            LowStock(
-                sku=s.sku,
-                warehouse=s.warehouse,
-                available=s.on_hand - s.reserved,
-                reorder_point=s.reorder_point,
-                reorder_qty=s.reorder_qty,
-            )
-            for s in rows
-            if (s.sku, s.warehouse) in wanted
-            and s.reorder_point is not None
-            and s.reorder_qty is not None
-            and s.on_hand - s.reserved <= s.reorder_point
-        ]
+        .execution_options(populate_existing=True)  # the levels now, not rows the session loaded before
+    )
+    return [
+        LowStock(
+            sku=s.sku,
+            warehouse=s.warehouse,
+            available=s.on_hand - s.reserved,
+            reorder_point=s.reorder_point,
+            reorder_qty=s.reorder_qty,
+        )
+        for s in rows
+        if (s.sku, s.warehouse) in wanted
+        and s.reorder_point is not None
+        and s.reorder_qty is not None
+        and s.on_hand - s.reserved <= s.reorder_point
+    ]
 
 
 def stock_on_order(session: Session, skus: Iterable[str]) -> dict[str, int]:

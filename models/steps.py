@@ -63,10 +63,18 @@ class PaymentResult(BaseModel):
     attempt: int = 1  # the activity attempt that got this answer (older histories: 1)
 
 
+class StockKey(BaseModel):
+    sku: str
+    warehouse: str
+
+
 class AllocatedShipment(BaseModel):
     id: str
     warehouse: str
     lines: list[ShipmentLine]
+    # its sku/warehouse pairs at or below their reorder point once reserved (recorded results from
+    # before this field read as none: those orders check every pair, see OrderWorkflow._accept)
+    low_stock: list[StockKey] = []
 
 
 class ReserveRequest(BaseModel):
@@ -180,11 +188,6 @@ class ReturnOutcome(BaseModel):
     rma: str
     status: ReturnStatus
     refund_amount: Decimal
-
-
-class StockKey(BaseModel):
-    sku: str
-    warehouse: str
 
 
 class ReplenishRequest(BaseModel):

@@ -41,7 +41,7 @@ from services.orders import (
     request_return,
     wait_until_settled,
 )
-from tests.helpers import add_products, eventually, order_doc, place, wait_status
+from tests.helpers import add_products, eventually, order_doc, place, set_stock, wait_status
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -240,6 +240,17 @@ async def test_record_parties_delivered(client, settings, sessions, name):
     await wait_status(client, order_id, "delivered")
     await handle(client, order_id).result()
     await _save(client, order_id, name)
+
+
+async def test_record_lean_low_stock_replenished(client, settings, sessions):
+    """Since `reserve-finds-low-stock`: the reservation takes the stock to its reorder point, so the
+    order starts its replenishment (a run of its own) before it is confirmed."""
+    skus = add_products(sessions, {"BOLT": 6}, price="3.00")
+    set_stock(sessions, skus["BOLT"], "W1", 6, reorder_point=5, reorder_qty=20)
+    order_id = await place(client, settings, order_doc([(skus["BOLT"], 2)]))
+    view = await wait_status(client, order_id, "shipped")
+    assert any(e.type == "order_confirmed" for e in view.events)
+    await _save(client, order_id, "lean_low_stock_replenished")
 
 
 @pytest.mark.parametrize(

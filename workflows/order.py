@@ -78,6 +78,10 @@ HANDED_OVER = frozenset(
 )
 # Orders placed since this patch turn Temporal's own cancellation into a compensated cancellation.
 TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
+# Orders placed since: lean (LEAN_STEPS, whose marker they do not carry), and the reservation says
+# which of its stock is now at or below the reorder point, so the replenishment step runs only for
+# those (usually none: one local activity less before `confirmed`).
+RESERVE_FINDS_LOW_STOCK = "reserve-finds-low-stock"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
@@ -114,6 +118,7 @@ class OrderWorkflow:
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
         self._graceful = False  # this run compensates it (placed since TEMPORAL_CANCEL_COMPENSATES)
+        self._low_from_reserve = False  # placed since RESERVE_FINDS_LOW_STOCK
         self._interruptible = True  # the main flow may be interrupted (not while it ends or completes)
         self._cancelled_from_temporal = False  # it stopped the order: the run ends Canceled
         self._main: asyncio.Task[OrderView] | None = None
@@ -128,7 +133,9 @@ class OrderWorkflow:
                 type=UNREADABLE_INPUT,
                 non_retryable=True,
             )
-        if workflow.patched(LEAN_STEPS):
+        if workflow.patched(RESERVE_FINDS_LOW_STOCK):
+            self._ctx.lean = self._low_from_reserve = True
+        elif workflow.patched(LEAN_STEPS):
             # placed since: every patch below applies (no marker each), and steps are lean (context.py)
             self._ctx.lean = True
         elif not workflow.patched(TEMPORAL_CANCEL_COMPENSATES):
@@ -256,8 +263,11 @@ class OrderWorkflow:
         for shipment in ctx.view.shipments:
             undo_reservation(self._saga, ctx, shipment.id)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
-        used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
-        await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
+        if not self._low_from_reserve:
+            used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
+            await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
+        elif low := [key for a in allocated for key in a.low_stock]:
+            await ctx.step(ReplenishmentActivities.replenish_if_low, low, "replenish what runs low")
         ctx.checkpoint()
 
         ctx.view.expected_delivery = workflow.now() + ctx.policy.delivery_sla
