@@ -15,10 +15,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from config import SandboxMode
 from db import SessionFactory
 from models import search_attributes as sa
 from models import tables as t
+from models.fulfilment import WarehouseReport, WarehouseStep
 from models.orders import OrderView
+from services.fulfilment import submit_warehouse_report
 from services.orders import cancel_order, handle, order_view
 from tests.helpers import (
     add_products,
@@ -141,16 +144,22 @@ async def test_a_confirmed_order_finishes_the_step_in_flight_then_releases(clien
 
 async def test_a_picking_order_puts_the_picked_units_back(client, sessions, gated_worker):
     picking = threading.Event()  # the warehouse reported the pick, and the order is booking it
-    settings, gates = await gated_worker(("record_pick", lambda _: picking.set() or True))
+    # a warehouse that reports the pick on its own (the sandbox's one report would bring the pack too)
+    settings, gates = await gated_worker(
+        ("record_pick", lambda _: picking.set() or True), sandbox_warehouse=SandboxMode.manual
+    )
     sku = add_products(sessions, {"MUG": 4}, price="8.00")["MUG"]
     order_id = await place(client, settings, order_doc([(sku, 3)]))
-    await wait_status(client, order_id, "picking")
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    picked = WarehouseReport(shipment_id=shipment.id, step=WarehouseStep.picked, by="wh-test")
+    report = asyncio.create_task(submit_warehouse_report(client, picked))  # answers once acted on
     await eventually(lambda: asyncio.to_thread(picking.wait, 0.1), bool)
 
     await handle(client, order_id).cancel()
     gates["record_pick"].set()  # the pick in flight completes, and is then undone
 
     view = await cancelled_run(client, order_id)
+    assert "picked" in (await report).detail
     assert_cancelled_by_operator(view, sessions, order_id)
     assert view.payment_status == "voided"
     assert stock_of(sessions, sku) == (4, 0)
