@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import refuse, refuses_bad_data
 from activities.notifications import Outbox
@@ -38,85 +39,40 @@ class OrderActivities:
     @refuses_bad_data
     def record_order(self, request: PlaceOrder) -> None:
         """Persist the order as received (once), with its customer."""
-        order = request.order
         with self._sessions.begin() as session:
-            if session.get(t.Order, request.order_id) is not None:
-                return
-            customer = session.get(t.Customer, order.customer.id)
-            if customer is None:
-                customer = t.Customer(id=order.customer.id)
-                session.add(customer)
-            customer.name, customer.email, customer.phone = (
-                order.customer.name,
-                str(order.customer.email),
-                order.customer.phone,
-            )
-            session.add(
-                t.Order(
-                    id=request.order_id,
-                    channel=order.channel.value,
-                    customer_id=order.customer.id,
-                    status=OrderStatus.received.value,
-                    payment_status=PaymentStatus.pending.value,
-                    currency=order.currency,
-                    shipping_address=order.shipping_address.model_dump(mode="json"),
-                    delivery_instructions=order.delivery_instructions,
-                    payment_method=order.payment.method,
-                    placed_at=request.placed_at,
-                )
-            )
-            session.flush()
-            session.add_all(
-                t.OrderLine(
-                    order_id=request.order_id,
-                    line_no=n,
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                )
-                for n, line in enumerate(order.lines, start=1)
-            )
+            _record(session, request)
 
     @activity.defn
     @refuses_bad_data
     def validate_order(self, request: PlaceOrder) -> PricedOrder:
         """Check the order against its schema and the catalog; price it. Refusals are non-retryable."""
-        try:  # the same rules the command line applies, for sources that start workflows directly
-            order = OrderInput.model_validate(request.order.model_dump())
-        except ValidationError as exc:
-            raise refuse(ErrorType.invalid_order, f"invalid order: {exc.errors()[0]['msg']}") from exc
         with self._sessions() as session:
-            lines, problems = _price_lines(session, order)
-        if problems:
-            raise refuse(ErrorType.invalid_order, "; ".join(problems))
-        total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
-        if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
-            raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
-        return PricedOrder(lines=lines, total=total, currency=order.currency)
+            return _priced(session, request)
 
     @activity.defn
     def screen_order(self, request: ScreenRequest) -> str | None:
         """The review rule: why the order must be held for a person to look at, or None."""
         with self._sessions() as session:
-            blocked = session.get(t.BlockedEmail, request.email.lower())
-        if blocked is not None:
-            return f"customer e-mail {request.email} is on the blocklist" + (
-                f" ({blocked.reason})" if blocked.reason else ""
-            )
-        if request.review_above is not None and request.total > request.review_above:
-            return f"order total {request.total} is above the review limit {request.review_above}"
-        return None
+            return _hold_reason(session, request)
 
     @activity.defn
     @refuses_bad_data
     def admit_order(self, request: PlaceOrder) -> Admission:
-        """Record, validate and screen in one step (orders placed since `lean-steps`): the checks an
-        order passes before the gateway is asked, without a round trip to the workflow between them."""
-        self.record_order(request)
-        priced = self.validate_order(request)
-        return Admission(
-            priced=priced, hold_reason=self.screen_order(ScreenRequest.of(request, priced.total))
-        )
+        """Record, validate and screen in one step and one transaction (orders placed since `lean-steps`):
+        the checks an order passes before the gateway is asked. A refused order stays recorded: the
+        refusal is raised once the record is committed."""
+        refusal: ApplicationError | None = None
+        with self._sessions.begin() as session:
+            _record(session, request)
+            try:
+                priced = _priced(session, request)
+            except ApplicationError as exc:
+                refusal = exc
+            else:
+                hold = _hold_reason(session, ScreenRequest.of(request, priced.total))
+        if refusal is not None:
+            raise refusal
+        return Admission(priced=priced, hold_reason=hold)
 
     @activity.defn
     def price_sku(self, request: PriceRequest) -> PricedLine:
@@ -157,6 +113,71 @@ class OrderActivities:
                 )
             else:  # the customer changed their mind: keep the latest
                 row.score, row.comment = feedback.score, feedback.comment
+
+
+def _record(session: Session, request: PlaceOrder) -> None:
+    order = request.order
+    if session.get(t.Order, request.order_id) is not None:
+        return
+    customer = session.get(t.Customer, order.customer.id)
+    if customer is None:
+        customer = t.Customer(id=order.customer.id)
+        session.add(customer)
+    customer.name, customer.email, customer.phone = (
+        order.customer.name,
+        str(order.customer.email),
+        order.customer.phone,
+    )
+    session.add(
+        t.Order(
+            id=request.order_id,
+            channel=order.channel.value,
+            customer_id=order.customer.id,
+            status=OrderStatus.received.value,
+            payment_status=PaymentStatus.pending.value,
+            currency=order.currency,
+            shipping_address=order.shipping_address.model_dump(mode="json"),
+            delivery_instructions=order.delivery_instructions,
+            payment_method=order.payment.method,
+            placed_at=request.placed_at,
+        )
+    )
+    session.flush()
+    session.add_all(
+        t.OrderLine(
+            order_id=request.order_id,
+            line_no=n,
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+        )
+        for n, line in enumerate(order.lines, start=1)
+    )
+
+
+def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
+    try:  # the same rules the command line applies, for sources that start workflows directly
+        order = OrderInput.model_validate(request.order.model_dump())
+    except ValidationError as exc:
+        raise refuse(ErrorType.invalid_order, f"invalid order: {exc.errors()[0]['msg']}") from exc
+    lines, problems = _price_lines(session, order)
+    if problems:
+        raise refuse(ErrorType.invalid_order, "; ".join(problems))
+    total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
+    if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
+        raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
+    return PricedOrder(lines=lines, total=total, currency=order.currency)
+
+
+def _hold_reason(session: Session, request: ScreenRequest) -> str | None:
+    blocked = session.get(t.BlockedEmail, request.email.lower())
+    if blocked is not None:
+        return f"customer e-mail {request.email} is on the blocklist" + (
+            f" ({blocked.reason})" if blocked.reason else ""
+        )
+    if request.review_above is not None and request.total > request.review_above:
+        return f"order total {request.total} is above the review limit {request.review_above}"
+    return None
 
 
 def _write_events(session: Session, events: list[EventRecord]) -> None:
