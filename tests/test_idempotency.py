@@ -133,34 +133,23 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
     twice(orders.record_order, request)
     admitted = twice(orders.admit_order, request)  # lean orders: record, validate, screen at once
     assert (admitted.priced.total, admitted.hold_reason) == (Decimal("24.00"), None)
-    twice(
-        orders.record_event,
-        EventRecord(
+
+    def event(seq: int, kind: str, status: str, total: Decimal | None = None) -> EventRecord:
+        return EventRecord(
             order_id=order_id,
-            seq=1,
+            seq=seq,
             at=datetime.now(UTC),
-            type="order_received",
-            detail="2 lines via web",
-            status="received",
+            type=kind,
+            detail="",
+            status=status,
             payment_status="pending",
-        ),
-    )
-    twice(  # a lean order's write: its events and the orders row, one UPDATE that a repeat skips
-        orders.record_events,
-        EventBatch(
-            events=[
-                EventRecord(
-                    order_id=order_id,
-                    seq=2,
-                    at=datetime.now(UTC),
-                    type="order_confirmed",
-                    detail="",
-                    status="confirmed",
-                    payment_status="pending",
-                    total=Decimal("24.00"),
-                )
-            ]
-        ),
+            total=total,
+        )
+
+    twice(orders.record_event, event(1, "order_received", "received"))
+    # a lean order's write: its events and the orders row, one UPDATE that a repeat skips
+    twice(
+        orders.record_events, EventBatch(events=[event(2, "order_confirmed", "confirmed", Decimal("24.00"))])
     )
     assert [(r["status"], r["total"]) for r in snapshot(sessions, order_id, [])["orders"]] == [
         ("confirmed", Decimal("24.00"))

@@ -161,26 +161,14 @@ async def test_a_pack_reported_straight_after_release_confirms_the_pick_in_one_r
     order_id = await place(client, settings, order_doc([(skus["LAMP"], 2), (skus["BULB"], 1)]))
     (shipment,) = (await wait_status(client, order_id, "picking")).shipments
 
+    def pack_and_pick(grams: int, lamps: int) -> WarehouseReport:  # the bulb in full, lamps as found
+        lines = [PickedLine(sku=skus["LAMP"], quantity=lamps)]
+        return report(shipment.id, WarehouseStep.packed, parcels_g=[grams], lines=lines)
+
     with pytest.raises(Refused, match="3 picked but 2 ordered"):
-        await submit_warehouse_report(
-            client,
-            report(
-                shipment.id,
-                WarehouseStep.packed,
-                parcels_g=[900],
-                lines=[PickedLine(sku=skus["LAMP"], quantity=3)],
-            ),
-        )
+        await submit_warehouse_report(client, pack_and_pick(900, lamps=3))
     # the WMS confirms once: one lamp found of two (the bulb in full), packed into one parcel
-    done = await submit_warehouse_report(
-        client,
-        report(
-            shipment.id,
-            WarehouseStep.packed,
-            parcels_g=[850],
-            lines=[PickedLine(sku=skus["LAMP"], quantity=1)],
-        ),
-    )
+    done = await submit_warehouse_report(client, pack_and_pick(850, lamps=1))
 
     assert "2 units picked" in done.detail and "short: 1 x " + skus["LAMP"] in done.detail
     assert "packed; label" in done.detail
