@@ -14,7 +14,7 @@ from temporalio.worker import Replayer
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import LEAN_STEPS
-from workflows.order import RESERVE_FINDS_LOW_STOCK
+from workflows.order import LEANER_STEPS
 from workflows.sandbox_parties import PACK_CONFIRMS_PICK
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
@@ -38,10 +38,10 @@ def test_histories_from_before_and_after_the_codec_are_both_kept():
 
 def test_histories_of_lean_orders_are_kept():
     """Orders placed since `lean-steps` (local steps, batched writes) have their own recorded runs, and
-    so do those since `reserve-finds-low-stock` (lean too, without the older marker)."""
+    so do those since `leaner-steps` (lean too, without the older marker)."""
     lean = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("lean_")}
     older = [name for name, patches in lean.items() if LEAN_STEPS in patches]
-    newer = [name for name, patches in lean.items() if RESERVE_FINDS_LOW_STOCK in patches]
+    newer = [name for name, patches in lean.items() if LEANER_STEPS in patches]
     assert len(older) >= 4 and len(newer) >= 2 and len(older) + len(newer) == len(lean)
 
 

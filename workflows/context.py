@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -109,6 +110,7 @@ class OrderContext:
         self._upsert_due = False  # a pending attribute that must not wait (a status, a flag)
         self._writer: asyncio.Task[None] | None = None
         self._local_steps = 0  # local steps in flight: the writer waits for a run of them to end
+        self._held = False  # writes_held(): the writer waits for the block to end
 
     @property
     def order_id(self) -> str:
@@ -276,8 +278,11 @@ class OrderContext:
         one upsert and one local activity. Runs in its own task, so nothing that interrupts the flow
         (a cancellation) stops a write; writes never overlap, so the orders row ends on the last status."""
         await asyncio.sleep(0)  # a bare yield, no timer: the flow runs on to its next wait first
-        # and past a run of local steps (their events join this write), unless one is stuck retrying
-        await workflow.wait_condition(lambda: self._local_steps == 0 or bool(self._stuck))
+        # and past a run of local steps (their events join this write) and a held block, unless a step
+        # is stuck retrying
+        await workflow.wait_condition(
+            lambda: (self._local_steps == 0 and not self._held) or bool(self._stuck)
+        )
         while self._upsert_due or self._pending.events or self._pending.notifications:
             if self._upsert_due:
                 workflow.upsert_search_attributes(list(self._pending_attributes.values()))
@@ -292,6 +297,15 @@ class OrderContext:
                 retry_policy=RETRY_FOREVER,
                 summary=", ".join(e.type for e in batch.events) or "messages",
             )
+
+    @contextlib.contextmanager
+    def writes_held(self) -> Iterator[None]:
+        """What is recorded before and during the block is written once it ends, with what follows."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
 
     async def written(self) -> None:
         """Until everything recorded so far is in the database (an answer, the end of the run)."""

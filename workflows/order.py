@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import suppress
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -78,10 +79,12 @@ HANDED_OVER = frozenset(
 )
 # Orders placed since this patch turn Temporal's own cancellation into a compensated cancellation.
 TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
-# Orders placed since: lean (LEAN_STEPS, whose marker they do not carry), and the reservation says
-# which of its stock is now at or below the reorder point, so the replenishment step runs only for
-# those (usually none: one local activity less before `confirmed`).
-RESERVE_FINDS_LOW_STOCK = "reserve-finds-low-stock"
+# Orders placed since: lean (LEAN_STEPS, whose marker they do not carry), and
+# - the reservation says which of its stock is now at or below the reorder point, so the
+#   replenishment step runs only for those (usually none: one local activity less before `confirmed`);
+# - what the order records on admission is written with the authorization's outcome: the first
+#   workflow task ends without a write of its own, so the gateway is asked sooner (see _accept).
+LEANER_STEPS = "leaner-steps"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
@@ -118,7 +121,7 @@ class OrderWorkflow:
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
         self._graceful = False  # this run compensates it (placed since TEMPORAL_CANCEL_COMPENSATES)
-        self._low_from_reserve = False  # placed since RESERVE_FINDS_LOW_STOCK
+        self._leaner = False  # placed since LEANER_STEPS
         self._interruptible = True  # the main flow may be interrupted (not while it ends or completes)
         self._cancelled_from_temporal = False  # it stopped the order: the run ends Canceled
         self._main: asyncio.Task[OrderView] | None = None
@@ -133,8 +136,8 @@ class OrderWorkflow:
                 type=UNREADABLE_INPUT,
                 non_retryable=True,
             )
-        if workflow.patched(RESERVE_FINDS_LOW_STOCK):
-            self._ctx.lean = self._low_from_reserve = True
+        if workflow.patched(LEANER_STEPS):
+            self._ctx.lean = self._leaner = True
         elif workflow.patched(LEAN_STEPS):
             # placed since: every patch below applies (no marker each), and steps are lean (context.py)
             self._ctx.lean = True
@@ -245,7 +248,11 @@ class OrderWorkflow:
         await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
         ctx.checkpoint()
 
-        await self._authorize(priced.total)
+        # a local write here would hold this workflow task open, and the gateway's call with it: what
+        # was recorded so far waits for the authorization's outcome and goes in its write (a step stuck
+        # meanwhile still writes at once)
+        with ctx.writes_held() if self._leaner else contextlib.nullcontext():
+            await self._authorize(priced.total)
         ctx.checkpoint()
         await self._screen(priced.total, admission)
 
@@ -263,7 +270,7 @@ class OrderWorkflow:
         for shipment in ctx.view.shipments:
             undo_reservation(self._saga, ctx, shipment.id)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
-        if not self._low_from_reserve:
+        if not self._leaner:
             used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
             await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
         elif low := [key for a in allocated for key in a.low_stock]:
