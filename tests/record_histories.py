@@ -243,7 +243,7 @@ async def test_record_parties_delivered(client, settings, sessions, name):
 
 
 async def test_record_lean_low_stock_replenished(client, settings, sessions):
-    """Since `reserve-finds-low-stock`: the reservation takes the stock to its reorder point, so the
+    """Since `leaner-steps`: the reservation takes the stock to its reorder point, so the
     order starts its replenishment (a run of its own) before it is confirmed."""
     skus = add_products(sessions, {"BOLT": 6}, price="3.00")
     set_stock(sessions, skus["BOLT"], "W1", 6, reorder_point=5, reorder_qty=20)
