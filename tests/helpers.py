@@ -11,13 +11,14 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.client import Client
 
@@ -258,6 +259,41 @@ def add_warehouse(sessions: SessionFactory, priority: int = 100, prefix: str = "
         ),
     )
     return code
+
+
+def add_order_row(
+    session: Session,
+    order_id: str,
+    customer_id: str,
+    *,
+    status: str,
+    payment_status: str,
+    placed_at: datetime,
+    channel: str = "web",
+    total: Decimal | None = None,
+    **columns: Any,
+) -> None:
+    """An orders row written directly, for fixtures that need one without a workflow (its customer
+    too, if not there yet); flushed, so rows that refer to it may follow in the same transaction."""
+    if session.get(t.Customer, customer_id) is None:
+        session.add(t.Customer(id=customer_id, name="Fixture Customer", email="fixture@example.com"))
+        session.flush()
+    session.add(
+        t.Order(
+            id=order_id,
+            channel=channel,
+            customer_id=customer_id,
+            status=status,
+            payment_status=payment_status,
+            currency=columns.pop("currency", "EUR"),
+            total=total,
+            shipping_address={"name": "x", "line1": "x", "city": "x", "postal_code": "x", "country": "GB"},
+            payment_method="card",
+            placed_at=placed_at,
+            **columns,
+        )
+    )
+    session.flush()
 
 
 def set_stock(

@@ -31,6 +31,7 @@ from models.workflow_names import replenishment_workflow_id
 from services.forecast import ensure_schedule
 from tests.helpers import (
     RETAIL_YEAR,
+    add_order_row,
     add_products,
     add_warehouse,
     assert_stock_check_clean,
@@ -53,25 +54,15 @@ def ship_daily(
     order_id = unique("FC")
     first_day = last_day - timedelta(days=len(quantities) - 1)
     with sessions.begin() as session:
-        customer = session.get(t.Customer, "C-FORECAST") or t.Customer(
-            id="C-FORECAST", name="Forecast Test", email="forecast@example.com"
+        add_order_row(
+            session,
+            order_id,
+            "C-FORECAST",
+            status="completed",
+            payment_status="captured",
+            placed_at=datetime.combine(first_day, clock.min, tzinfo=UTC),
+            total=Decimal("0.00"),
         )
-        session.add(customer)
-        session.add(
-            t.Order(
-                id=order_id,
-                channel="web",
-                customer_id="C-FORECAST",
-                status="completed",
-                payment_status="captured",
-                currency="EUR",
-                total=Decimal("0.00"),
-                shipping_address={},
-                payment_method="card",
-                placed_at=datetime.combine(first_day, clock.min, tzinfo=UTC),
-            )
-        )
-        session.flush()
         for i, quantity in enumerate(quantities):
             if quantity == 0:
                 continue

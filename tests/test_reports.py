@@ -45,7 +45,17 @@ from domain.reports import (
 )
 from models import tables as t
 from tests.api_server import ApiServer
-from tests.helpers import add_products, add_warehouse, cli, order_doc, place, set_stock, unique, wait_status
+from tests.helpers import (
+    add_order_row,
+    add_products,
+    add_warehouse,
+    cli,
+    order_doc,
+    place,
+    set_stock,
+    unique,
+    wait_status,
+)
 from tests.test_console_session import sign_in
 
 T = datetime(1999, 3, 1, tzinfo=UTC)
@@ -74,22 +84,17 @@ class Rows:
         self.s, self.customer, self.seq = session, customer, 0
 
     def order(self, oid: str, channel: str, placed: float, status: str, lines: list[tuple[str, int]], **kw):  # type: ignore[no-untyped-def]
-        self.s.add(
-            t.Order(
-                id=oid,
-                channel=channel,
-                customer_id=self.customer,
-                status=status,
-                payment_status=kw.pop("payment_status", "captured"),
-                currency=kw.pop("currency", "EUR"),
-                total=kw.pop("total", Decimal("10.00") * sum(q for _, q in lines)),
-                shipping_address={"country": "GB"},
-                payment_method="card",
-                placed_at=h(placed),
-                **kw,
-            )
+        add_order_row(
+            self.s,
+            oid,
+            self.customer,
+            channel=channel,
+            status=status,
+            payment_status=kw.pop("payment_status", "captured"),
+            total=kw.pop("total", Decimal("10.00") * sum(q for _, q in lines)),
+            placed_at=h(placed),
+            **kw,
         )
-        self.s.flush()
         for n, (sku, qty) in enumerate(lines, start=1):
             self.s.add(
                 t.OrderLine(order_id=oid, line_no=n, sku=sku, quantity=qty, unit_price=Decimal("10.00"))

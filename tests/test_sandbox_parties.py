@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from services import fulfilment
     from services.orders import Refused
-    from tests.helpers import add_products, add_warehouse, eventually, unique
+    from tests.helpers import add_order_row, add_products, add_warehouse, eventually, unique
     from worker import workflow_runner
     from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
@@ -238,31 +238,15 @@ def add_shipment(
 ) -> None:
     """A shipment row (and its order and customer rows, which the foreign keys want) written directly."""
     with sessions.begin() as session:
-        if session.get(t.Customer, "C-SBX") is None:
-            session.add(t.Customer(id="C-SBX", name="Sandbox Customer", email="sbx@example.com"))
-            session.flush()
         if session.get(t.Order, order_id) is None:
-            session.add(
-                t.Order(
-                    id=order_id,
-                    channel="web",
-                    customer_id="C-SBX",
-                    status="confirmed",
-                    payment_status="authorized",
-                    currency="EUR",
-                    total=None,
-                    shipping_address={
-                        "name": "x",
-                        "line1": "x",
-                        "city": "x",
-                        "postal_code": "x",
-                        "country": "GB",
-                    },
-                    payment_method="card",
-                    placed_at=datetime.now(UTC),
-                )
+            add_order_row(
+                session,
+                order_id,
+                "C-SBX",
+                status="confirmed",
+                payment_status="authorized",
+                placed_at=datetime.now(UTC),
             )
-            session.flush()
         session.add(
             t.Shipment(
                 id=shipment_id,
