@@ -78,6 +78,11 @@ def _picks(report: WarehouseReport, shipment: ShipmentView) -> bool:
     )
 
 
+def _report_key(step: WarehouseStep) -> str:
+    """Where a shipment's inbox keeps the answer to its report of `step` (its update waits for it)."""
+    return f"report:{step.value}"
+
+
 def refuse_report(reason: str) -> ApplicationError:
     """A report refused for good (duplicate, out of order, or the order is past it)."""
     return ApplicationError(reason, type=ReportRefusal.refused, non_retryable=True)
@@ -185,7 +190,7 @@ class Inbox:
         if _picks(report, self._shipment(report.shipment_id)):
             box.reports[WarehouseStep.picked] = report  # a pack straight after release: the pick too
         box.reports[report.step] = report
-        return report.shipment_id, f"report:{report.step.value}"
+        return report.shipment_id, _report_key(report.step)
 
     def accept_event(self, event: CarrierEvent) -> tuple[str, str]:
         shipment = self._by_tracking(event.tracking_number)
@@ -273,11 +278,12 @@ class Legs:
         # a pack that confirmed the pick too answers once, for both (its update waits for `packed`)
         packed_too = box.reports.get(WarehouseStep.packed) is picked.report
         if not outcome.picked:
-            detail += f"; nothing left to send in {shipment.id}"
-            await self._status(shipment, ShipmentStatus.cancelled, detail)
+            await self._status(
+                shipment, ShipmentStatus.cancelled, detail + f"; nothing left to send in {shipment.id}"
+            )
             picked.answer(detail)
             if packed_too:
-                _Pending(box, f"report:{WarehouseStep.packed.value}", picked.report).answer(detail)
+                _Pending(box, _report_key(WarehouseStep.packed), picked.report).answer(detail)
             return False
         await self._status(shipment, ShipmentStatus.picked, detail)
         picked.answer(detail)
@@ -333,7 +339,7 @@ class Legs:
         ctx = self._ctx
         await workflow.wait_condition(lambda: step in box.reports or ctx.stop is not None)
         ctx.checkpoint()
-        return _Pending(box, f"report:{step.value}", box.reports[step])
+        return _Pending(box, _report_key(step), box.reports[step])
 
     async def _short(self, shipment: ShipmentView, missing: list[ShipmentLine], value: Decimal) -> str:
         """Units the warehouse did not find: from another warehouse, else backordered (policy and stock on
