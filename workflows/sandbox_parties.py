@@ -58,14 +58,9 @@ class SandboxWarehouseWorkflow:
         await _pause(job.pick_time, f"pick {shipment}")
         picked = _pick(job.request.lines, job.short_pick_rate)
         found = any(line.quantity for line in picked)
-        if found and workflow.patched(PACK_CONFIRMS_PICK):
-            # one confirmation of pick and pack, as many WMSs send: one report, one update of the order
-            workflow.set_current_details(f"packing {shipment}")
-            await _pause(job.pack_time, f"pack {shipment}")
-            packed = _report(shipment, WarehouseStep.packed, lines=picked)
-            if not await self._send(SandboxPartyActivities.pack_and_report, packed):
-                return "stopped: packed refused"
-        else:
+        # since the patch: one confirmation of pick and pack, as many WMSs send (one update of the order)
+        one_report = found and workflow.patched(PACK_CONFIRMS_PICK)
+        if not one_report:
             if not await self._send(
                 SandboxPartyActivities.send_warehouse_report,
                 _report(shipment, WarehouseStep.picked, lines=picked),
@@ -75,8 +70,13 @@ class SandboxWarehouseWorkflow:
                 workflow.set_current_details(f"{shipment}: nothing found")
                 return "nothing found to pack"
 
-            workflow.set_current_details(f"packing {shipment}")
-            await _pause(job.pack_time, f"pack {shipment}")
+        workflow.set_current_details(f"packing {shipment}")
+        await _pause(job.pack_time, f"pack {shipment}")
+        if one_report:  # weighed and sent by one activity
+            sent = await self._send(
+                SandboxPartyActivities.pack_and_report, _report(shipment, WarehouseStep.packed, lines=picked)
+            )
+        else:
             parcels: list[int] = await workflow.execute_activity_method(
                 SandboxPartyActivities.weigh_parcels,
                 WeighParcels(shipment_id=shipment, picked=picked),
@@ -84,11 +84,12 @@ class SandboxWarehouseWorkflow:
                 retry_policy=RETRY_FOREVER,
                 summary=f"weigh the parcels of {shipment}",
             )
-            if not await self._send(
+            sent = await self._send(
                 SandboxPartyActivities.send_warehouse_report,
                 _report(shipment, WarehouseStep.packed, parcels_g=parcels),
-            ):
-                return "stopped: packed refused"
+            )
+        if not sent:
+            return "stopped: packed refused"
 
         # The order books the carrier once it knows the parcels; until the label is printed it answers
         # "too early", and the send retries (SEND_RETRY).
