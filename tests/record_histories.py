@@ -218,6 +218,7 @@ async def test_record_cancelled_from_temporal_while_picking(client, sessions, ga
         "parties_delivered",
         "lean_delivered",
         "lean_pack_confirms_pick_delivered",  # since the sandbox's `sandbox-pack-confirms-pick`
+        "lean_write_at_pause_delivered",  # since `write-at-pause`: one write for pick and pack
     ],
 )
 async def test_record_parties_delivered(client, settings, sessions, name):

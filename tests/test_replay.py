@@ -14,11 +14,12 @@ from temporalio.worker import Replayer
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import LEAN_STEPS
-from workflows.order import LEANER_STEPS
+from workflows.order import LEANER_STEPS, WRITE_AT_PAUSE
 from workflows.sandbox_parties import PACK_CONFIRMS_PICK
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
 ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
+LEAN_PATCHES = (LEAN_STEPS, LEANER_STEPS, WRITE_AT_PAUSE)  # each lean order carries one of them
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -38,11 +39,11 @@ def test_histories_from_before_and_after_the_codec_are_both_kept():
 
 def test_histories_of_lean_orders_are_kept():
     """Orders placed since `lean-steps` (local steps, batched writes) have their own recorded runs, and
-    so do those since `leaner-steps` (lean too, without the older marker)."""
+    so do those since `leaner-steps` and since `write-at-pause` (each lean too, with its marker only)."""
     lean = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("lean_")}
-    older = [name for name, patches in lean.items() if LEAN_STEPS in patches]
-    newer = [name for name, patches in lean.items() if LEANER_STEPS in patches]
-    assert len(older) >= 4 and len(newer) >= 2 and len(older) + len(newer) == len(lean)
+    runs = {patch: [name for name, patches in lean.items() if patch in patches] for patch in LEAN_PATCHES}
+    assert len(runs[LEAN_STEPS]) >= 4 and len(runs[LEANER_STEPS]) >= 2 and len(runs[WRITE_AT_PAUSE]) >= 1
+    assert sum(len(names) for names in runs.values()) == len(lean)
 
 
 def test_histories_of_the_sandbox_warehouse_before_and_after_one_report_are_kept():

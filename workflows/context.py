@@ -111,6 +111,9 @@ class OrderContext:
         self._writer: asyncio.Task[None] | None = None
         self._local_steps = 0  # local steps in flight: the writer waits for a run of them to end
         self._held = False  # writes_held(): the writer waits for the block to end
+        # Orders placed since WRITE_AT_PAUSE (order.py; the run decides): the writer lets a flow woken
+        # with it run on first, so a local step the flow starts straight away joins the same write.
+        self.write_at_pause = False
 
     @property
     def order_id(self) -> str:
@@ -280,9 +283,16 @@ class OrderContext:
         await asyncio.sleep(0)  # a bare yield, no timer: the flow runs on to its next wait first
         # and past a run of local steps (their events join this write) and a held block, unless a step
         # is stuck retrying
-        await workflow.wait_condition(
-            lambda: (self._local_steps == 0 and not self._held) or bool(self._stuck)
-        )
+        while True:
+            await workflow.wait_condition(self._may_write)
+            if not self.write_at_pause:
+                break
+            # The flow may have woken in the same pass (a report already in): one more yield lets it
+            # start its next local step, whose events then join this write (a pick and a pack confirmed
+            # by one report made two writes in one workflow task)
+            await asyncio.sleep(0)
+            if self._may_write():
+                break
         while self._upsert_due or self._pending.events or self._pending.notifications:
             if self._upsert_due:
                 workflow.upsert_search_attributes(list(self._pending_attributes.values()))
@@ -297,6 +307,9 @@ class OrderContext:
                 retry_policy=RETRY_FOREVER,
                 summary=", ".join(e.type for e in batch.events) or "messages",
             )
+
+    def _may_write(self) -> bool:
+        return (self._local_steps == 0 and not self._held) or bool(self._stuck)
 
     @contextlib.contextmanager
     def writes_held(self) -> Iterator[None]:

@@ -85,6 +85,10 @@ TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
 # - what the order records on admission is written with the authorization's outcome: the first
 #   workflow task ends without a write of its own, so the gateway is asked sooner (see _accept).
 LEANER_STEPS = "leaner-steps"
+# Orders placed since: leaner (LEANER_STEPS, whose marker they do not carry), and a workflow task's
+# events wait for the flow's next pause even when a report already in wakes it with the writer
+# (OrderContext.write_at_pause): one write where a pick and pack confirmed at once made two.
+WRITE_AT_PAUSE = "write-at-pause"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
@@ -136,7 +140,9 @@ class OrderWorkflow:
                 type=UNREADABLE_INPUT,
                 non_retryable=True,
             )
-        if workflow.patched(LEANER_STEPS):
+        if workflow.patched(WRITE_AT_PAUSE):
+            self._ctx.lean = self._leaner = self._ctx.write_at_pause = True
+        elif workflow.patched(LEANER_STEPS):
             self._ctx.lean = self._leaner = True
         elif workflow.patched(LEAN_STEPS):
             # placed since: every patch below applies (no marker each), and steps are lean (context.py)
