@@ -246,7 +246,7 @@ async def test_a_converter_bound_to_a_workflow_names_it_and_builds_no_new_conver
     """The SDK binds the converter to the workflow (or the activity of one) for every payload a workflow
     task carries. The bound converter writes the workflow id in the clear metadata, the unbound one
     reads what it wrote, and binding builds no new pydantic or failure converter (it did, for every
-    payload, only to drop them: 9 % of a worker's CPU)."""
+    payload, only to drop them)."""
     converter = data_converter(parse_keys(TEST_CODEC_KEYS))
     built: list[DataConverter] = []
     build = DataConverter.__post_init__
