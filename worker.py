@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import gc
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -171,6 +172,15 @@ def cache_workflow_bytecode() -> None:
     compileall.compile_dir(WORKFLOW_MODULES, maxlevels=0, quiet=2)
 
 
+def freeze_startup_heap() -> None:
+    """Put what start-up built (the imported libraries, the worker and its definitions) out of the cyclic
+    garbage collector's reach. A full collection walked all of it every time: a pause of the whole
+    worker of about 115 ms, three times in 40 s at 2.25 orders/s (`gc.callbacks`, `make bench`'s latency
+    phase); with it frozen, 31-37 ms. Objects made later are collected as before, so nothing leaks."""
+    gc.collect()
+    gc.freeze()
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     cache_workflow_bytecode()
     # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
@@ -253,6 +263,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     await ensure_forecast_schedule(client, settings)  # `forecast-daily`: created, or updated to the settings
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     worker = build_worker(client, make_session_factory(engine), settings)
+    freeze_startup_heap()
 
     async with worker:
         log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)

@@ -42,6 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import BaselineRun, StepKind, baseline_worker, run_baseline
+from bench.gc_pauses import gc_pauses
 from bench.history_cost import HistoryCost, history_cost
 from bench.hot_sku import HotSkuRun, run_hot_sku, with_hot_sku
 from bench.olist import (  # noqa: F401 (OLIST_DIR, build_catalog, read_csv, to_order_input: for bench.api_load)
@@ -64,7 +65,7 @@ from encryption.converter import data_converter
 from encryption.keys import KeyRing, next_key_id
 from models.orders import OrderInput
 from models.workflow_names import order_workflow_id
-from worker import Workers, build_worker
+from worker import Workers, build_worker, freeze_startup_heap
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHUTDOWN_TIMEOUT = 30.0  # seconds, per thing to stop
@@ -242,6 +243,7 @@ async def benchmark(opts: Options) -> Report:
         try:
             sessions = make_session_factory(engine)
             load_catalog(sessions, with_hot_sku(sample.catalog, opts.hot_stock))
+            freeze_startup_heap()  # as `python worker.py` does once it has started
             await benchmark_on(sample, url, sessions, opts, report)
             if not opts.skip_scale:
                 await scale_on(sample.orders[0], url, sessions, opts, report)
@@ -317,10 +319,11 @@ async def benchmark_on(
             if latency_orders:
                 rate = opts.rate or oms_rate / 2
                 log(f"latency: {len(latency_orders)} orders open-loop at {rate:.2f}/s, placed -> confirmed")
-                run: LatencyRun = await latency_to_confirmed(
-                    client, settings, sessions, latency_orders, rate, opts.timeout
-                )
-                report.latency = asdict(run)
+                with gc_pauses() as pauses:
+                    run: LatencyRun = await latency_to_confirmed(
+                        client, settings, sessions, latency_orders, rate, opts.timeout
+                    )
+                report.latency = asdict(run) | {"gc": pauses.summary()}
             if opts.hot_orders:
                 log(f"hot SKU: {opts.hot_orders} orders for {opts.hot_stock} units of one SKU, at once")
                 hot: HotSkuRun = await run_hot_sku(
@@ -452,6 +455,15 @@ def render(r: Report) -> str:
                 f"({lat['orders']} orders at {lat['rate']:.2f}/s; {lat['settled']})",
             )
         )
+        if "gc" in lat:
+            gc_ = lat["gc"]
+            rows.append(
+                (
+                    "  GC pauses meanwhile",
+                    f"{gc_['full_collections']} full, the longest {gc_['full_max_ms']:.0f} ms; "
+                    f"{gc_['collections']} in all, {gc_['total_ms']:.0f} ms",
+                )
+            )
     if r.hot_sku:
         h = r.hot_sku
         ledger = "clean" if not h["ledger_problems"] else f"{len(h['ledger_problems'])} problems"

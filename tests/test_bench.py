@@ -3,6 +3,7 @@ the bare baselines' step counts, the percentile helper, the Olist loader and the
 
 from __future__ import annotations
 
+import gc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.baseline import StepKind, baseline_worker, run_baseline
+from bench.gc_pauses import gc_pauses
 from bench.history_cost import history_cost
 from bench.olist import OLIST_DIR, load_sample
 from bench.orders_run import percentile, summary_ms
@@ -130,6 +132,22 @@ async def test_the_bare_baselines_have_the_steps_asked_for(
         local_tasks,
     )
     assert cost.steps == 3
+
+
+def test_gc_pauses_are_recorded_while_the_block_runs_and_only_then() -> None:
+    gc.disable()  # only the collections asked for here
+    try:
+        with gc_pauses() as pauses:
+            gc.collect()  # a full collection
+            gc.collect(0)
+    finally:
+        gc.enable()
+    assert [generation for generation, _ in pauses.seconds] == [2, 0]
+    summary = pauses.summary()
+    assert (summary["collections"], summary["full_collections"]) == (2, 1)
+    assert summary["full_max_ms"] <= summary["total_ms"]
+    gc.collect()
+    assert len(pauses.seconds) == 2  # the block has ended: no longer recorded
 
 
 def test_percentile_is_nearest_rank() -> None:
