@@ -514,7 +514,9 @@ class OrderWorkflow:
                     await tasks[done]
                 except asyncio.CancelledError:
                     raise
-                except BaseException as err:  # noqa: BLE001 - every failure is raised below
+                except Exception as err:  # every failure is raised below; what is not an Exception
+                    # (GeneratorExit as the SDK evicts the run from its cache) passes: swallowing it
+                    # left the run awaiting the next leg while it was being closed
                     failures.append(err)
                 done += 1
         except asyncio.CancelledError:
