@@ -29,12 +29,12 @@ with workflow.unsafe.imports_passed_through():
 # weighing, then `packed`; a pick that found nothing still reports `picked` alone.
 PACK_CONFIRMS_PICK = "sandbox-pack-confirms-pick"
 WAREHOUSE_ACTOR = "sandbox-warehouse"
+CARRIER_ACTOR = "sandbox-carrier"
 # The parties stand in for outside systems, and every order runs one of each: in the workflow sandbox
 # each run cost a fresh import of this module and a trip into the sandbox for every payload (a few per
 # cent of the worker's CPU under `make bench`). Their code is this file: it reads no clock, no randomness
 # and no state but Temporal's (workflow.random(), timers), and their recorded histories replay in CI.
 SANDBOXED = False
-CARRIER_ACTOR = "sandbox-carrier"
 
 # Sending a report waits for the order's update handler to finish (it records the report).
 SEND_TIMEOUT = timedelta(minutes=2)
