@@ -10,6 +10,7 @@ encrypted with the suite's test key (tests/histories/test-codec-keys.txt).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from config import SandboxMode
@@ -304,3 +306,46 @@ async def test_record_parties_short_pick_and_lost_parcel(client, sessions, gated
     )
     await handle(client, order_id).result()
     await _save(client, order_id, name)
+
+
+async def test_record_report_during_release_delivered(client, sessions, gated_worker):
+    """A manual warehouse confirms pick and pack while the pick list is still on its way (the release
+    step held): the report is taken, and acted on once the release returns; then delivered."""
+    own, gates = await gated_worker("release_shipment", sandbox_warehouse=SandboxMode.manual)
+    skus = add_products(sessions, {"TEE": 5}, price="12.50")
+    order_id = await place(client, own, order_doc([(skus["TEE"], 2)]), return_window=timedelta(seconds=3))
+    view = await eventually(
+        lambda: order_view(client, order_id),
+        lambda v: bool(v.shipments) and v.shipments[0].released_at is not None,
+    )
+    shipment_id = view.shipments[0].id
+    packed = WarehouseReport(shipment_id=shipment_id, step=WarehouseStep.packed, parcels_g=[500])
+    sent = asyncio.create_task(submit_warehouse_report(client, packed))
+
+    async def taken() -> bool:
+        history = await handle(client, order_id).fetch_history()
+        return any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events
+        )
+
+    await eventually(taken, bool)
+    gates["release_shipment"].set()
+    await sent
+    await submit_warehouse_report(
+        client, WarehouseReport(shipment_id=shipment_id, step=WarehouseStep.handed_over)
+    )
+    view = await wait_status(client, order_id, "shipped")
+    tracking = view.shipments[0].tracking_number or ""
+    await submit_carrier_event(
+        client,
+        sessions,
+        CarrierEvent(
+            tracking_number=tracking,
+            type=CarrierEventType.delivered,
+            event_id="rec-delivered",
+            at=datetime.now(UTC),
+        ),
+    )
+    await wait_status(client, order_id, "delivered")
+    await handle(client, order_id).result()
+    await _save(client, order_id, "lean_report_during_release_delivered")

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
 
 from config import SandboxMode
 from domain.stock import check_stock
@@ -196,6 +197,56 @@ async def test_a_pack_reported_straight_after_release_confirms_the_pick_in_one_r
     lamp = [m.kind for m in stock_movements(sessions, order_id) if m.sku == skus["LAMP"]]
     assert lamp.count("pick") == 2
     assert ledger(sessions, order_id)["capture"] == Decimal("90.00")  # every unit, once
+    assert_ledgers_exact(sessions)
+
+
+async def test_a_report_sent_while_the_pick_list_is_still_on_its_way_is_taken_and_answered_after_the_release(
+    client, sessions, gated_worker
+):
+    """A quick WMS confirms pick and pack before the order has seen its release call return: the report
+    shows the list arrived, so it is taken (not refused as too early) and answered once the order has
+    recorded the release and booked the pick and the parcels."""
+    settings, gates = await gated_worker("release_shipment", **MANUAL)
+    sku = add_products(sessions, {"LAMP": 5}, price="30.00")["LAMP"]
+    order_id = await place(client, settings, order_doc([(sku, 2)]))
+    # the release step has begun and is held at its gate: the pick list is on its way
+    view = await eventually(
+        lambda: order_view(client, order_id),
+        lambda v: bool(v.shipments) and v.shipments[0].released_at is not None,
+    )
+    (shipment,) = view.shipments
+    assert (view.status, shipment.status) == ("confirmed", "allocated")
+    sent = asyncio.create_task(
+        submit_warehouse_report(client, report(shipment.id, WarehouseStep.packed, parcels_g=[900]))
+    )
+
+    async def taken() -> bool:
+        if sent.done():
+            sent.result()  # answered already, or refused: either fails below with what came back
+            raise AssertionError(f"answered before the release returned: {sent.result()}")
+        history = await handle(client, order_id).fetch_history()
+        return any(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events
+        )
+
+    await eventually(taken, bool)
+    assert (await order_view(client, order_id)).shipments[0].status == "allocated"  # nothing acted on yet
+    gates["release_shipment"].set()
+    done = await asyncio.wait_for(sent, 30)
+
+    assert "2 units picked" in done.detail and "packed; label" in done.detail
+    view = await wait_status(client, order_id, "packed")
+    types = [e.type for e in view.events]
+    released, picked, packed = (
+        types.index(k) for k in ("shipment_released", "shipment_picked", "shipment_packed")
+    )
+    assert released < picked < packed  # the story in the order things happened to the order
+    with sessions() as session:
+        assert session.get(t.Shipment, shipment.id).released_at is not None
+    await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
+    await wait_status(client, order_id, "shipped")
+    assert [m.kind for m in stock_movements(sessions, order_id)] == ["reserve", "pick"]
+    assert ledger(sessions, order_id)["capture"] == Decimal("60.00")
     assert_ledgers_exact(sessions)
 
 

@@ -78,6 +78,14 @@ def _picks(report: WarehouseReport, shipment: ShipmentView) -> bool:
     )
 
 
+def _release_under_way(shipment: ShipmentView) -> bool:
+    """The pick list is being sent and the order has not seen the call return. A quick warehouse (or the
+    sandbox one with no pick time) reports in that moment: its report shows the list arrived, so it is
+    taken, and the leg acts on it as soon as the release step returns (its update answers then). It
+    was refused as too early, and a third of the benchmark's orders waited a second to send it again."""
+    return shipment.status == ShipmentStatus.allocated and shipment.released_at is not None
+
+
 def _report_key(step: WarehouseStep) -> str:
     """Where a shipment's inbox keeps the answer to its report of `step` (its update waits for it)."""
     return f"report:{step.value}"
@@ -128,13 +136,8 @@ class Inbox:
         if shipment.status in (ShipmentStatus.cancelled, ShipmentStatus.resolved):
             raise refuse_report(f"{shipment.id} is {shipment.status.value}: nothing to {step.value}")
         picks = _picks(report, shipment)
-        if picks and shipment.status == ShipmentStatus.allocated and shipment.released_at:
-            # the release is under way: a quick warehouse can answer before the order has seen it sent
-            raise ApplicationError(
-                f"{shipment.id}: its release is still being recorded", type=ReportRefusal.too_early
-            )
         after = ShipmentStatus.released if picks else _AFTER[step]
-        if shipment.status != after:
+        if shipment.status != after and not (picks and _release_under_way(shipment)):
             raise refuse_report(f"out of order: {shipment.id} is {shipment.status.value}, not {after.value}")
         if picks:
             ordered = {line.sku: line.quantity for line in shipment.lines}
