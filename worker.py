@@ -89,7 +89,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
         forecast.refresh_recommendations, forecast.apply_recommendations,
         parties.send_warehouse_report, parties.pack_and_report, parties.send_carrier_event,
-        parties.weigh_parcels, parties.shipment_origin,
+        parties.weigh_parcels, parties.shipment_origin, parties.collect_parcel,
     ]
     # fmt: on
 

@@ -137,8 +137,16 @@ class FulfilmentActivities:
         )
 
     @activity.defn
-    def book_carrier(self, request: ShipRequest) -> LabelResult:
-        """Book the carrier for a packed shipment: its label (tracking number) goes on the parcels."""
+    async def book_carrier(self, request: ShipRequest) -> LabelResult:
+        """Book the carrier for a packed shipment: its label (tracking number) goes on the parcels. With
+        `track`, also ask the carrier to report on the parcel (both idempotent: a retry books and asks
+        nothing twice)."""
+        label = await asyncio.to_thread(self._book_label, request)
+        if request.track and self._tracking is not None:
+            await self._tracking.start_tracking(label.tracking_number, request.order_id, request.shipment_id)
+        return label
+
+    def _book_label(self, request: ShipRequest) -> LabelResult:
         booking = self._book(request)
         label_ref = getattr(booking, "label_ref", None) or f"LBL-{booking.tracking_number}"
         with self._sessions.begin() as session:

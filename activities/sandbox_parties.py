@@ -15,11 +15,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from adapters.carrier import SandboxCarrier
 from db import SessionFactory
 from domain.shipments import parcel_weights
 from models import tables as t
 from models.fulfilment import CarrierEvent, PickedLine, ReportRefusal, WarehouseReport
-from models.orders import ShipmentLine
+from models.orders import ShipmentLine, ShipmentStatus
+from models.shipping import BookingStatus
 from services import fulfilment
 from services.orders import Refused
 
@@ -32,6 +34,22 @@ class ReportSent(BaseModel):
 
     accepted: bool
     detail: str
+
+
+class ParcelRef(BaseModel):
+    tracking_number: str
+    shipment_id: str
+
+
+class Pickup(BaseModel):
+    collected: bool  # False: the booking was cancelled, there is nothing to carry
+    origin: str | None = None  # the warehouse it was collected from
+
+
+NOT_HANDED_OVER = "NotHandedOver"  # collect_parcel's retryable failure: come back later
+_HANDED_OVER = frozenset(
+    s.value for s in (ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception)
+)
 
 
 class WeighParcels(BaseModel):
@@ -90,6 +108,24 @@ class SandboxPartyActivities:
         """The parcels the picked units make (catalog weights, packaging, at most 20 kg each)."""
         return parcel_weights(
             self._sessions, [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.picked]
+        )
+
+    @activity.defn
+    def collect_parcel(self, parcel: ParcelRef) -> Pickup:
+        """The carrier's driver at the warehouse: the parcel is collected once the order has recorded its
+        handover; a booking cancelled meanwhile (the order was cancelled) is never collected. Until
+        either, a retryable "not handed over yet" (the workflow's retry policy comes back later)."""
+        booking = SandboxCarrier(self._sessions).booking(parcel.tracking_number)
+        with self._sessions() as session:
+            shipment = session.get(t.Shipment, parcel.shipment_id)
+            if shipment is None or (booking is not None and booking.status == BookingStatus.cancelled):
+                return Pickup(collected=False)
+            if shipment.shipped_at is not None or shipment.status in _HANDED_OVER:
+                return Pickup(collected=True, origin=shipment.warehouse)
+        raise ApplicationError(
+            f"{parcel.tracking_number}: not handed over yet",
+            type=NOT_HANDED_OVER,
+            category=ApplicationErrorCategory.BENIGN,
         )
 
     @activity.defn

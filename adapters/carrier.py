@@ -3,8 +3,8 @@
 Booking is idempotent per key. A postal code of `REFUSE` makes the carrier refuse the booking
 (a business refusal), so the failure paths can be exercised like a real carrier's.
 
-Tracking: once a parcel is handed over, the order asks the carrier to report on it. The carrier's
-events come back as `carrier_event` updates of the order (services/fulfilment.py), whoever sends
+Tracking: with the label (orders placed since `tracking-at-booking`; earlier ones once the parcel is
+handed over), the order asks the carrier to report on the parcel. The carrier's events come back as `carrier_event` updates of the order (services/fulfilment.py), whoever sends
 them: a person (`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier
 (`auto`: a SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
 """
@@ -26,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from config import SandboxMode, Settings
 from db import SessionFactory
+from models.shipping import BookingStatus
 from models.tables import CarrierBooking
 from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, sandbox_carrier_workflow_id
 
@@ -56,7 +57,7 @@ class Booking:
     idempotency_key: str
     carrier: str
     tracking_number: str
-    status: str  # booked, cancelled
+    status: BookingStatus
     weight_g: int
     label_ref: str
 
@@ -66,7 +67,7 @@ class Booking:
             idempotency_key=row.idempotency_key,
             carrier=row.carrier,
             tracking_number=row.tracking_number,
-            status=row.status,
+            status=BookingStatus(row.status),
             weight_g=row.weight_g,
             label_ref=label_ref_of(row.tracking_number),
         )
@@ -90,7 +91,7 @@ class SandboxCarrier:
                 idempotency_key=key,
                 carrier=self.name,
                 tracking_number=f"SBX{secrets.randbelow(10**12):012d}",
-                status="booked",
+                status=BookingStatus.booked.value,
                 weight_g=weight_g,
             )
             session.add(booking)
@@ -106,8 +107,16 @@ class SandboxCarrier:
             booking = session.scalar(select(CarrierBooking).where(CarrierBooking.idempotency_key == key))
             if booking is None:
                 return False
-            booking.status = "cancelled"
+            booking.status = BookingStatus.cancelled.value
             return True
+
+    def booking(self, tracking_number: str) -> Booking | None:
+        """The booking of a tracking number, as the carrier's ledger has it."""
+        with self._sessions() as session:
+            row = session.scalar(
+                select(CarrierBooking).where(CarrierBooking.tracking_number == tracking_number)
+            )
+            return None if row is None else Booking.of(row)
 
 
 # ---- tracking ----
@@ -115,8 +124,9 @@ class SandboxCarrier:
 
 class CarrierTracking(Protocol):
     async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
-        """Ask the carrier to report on a parcel handed over to it. Idempotent per tracking number;
-        returns fast (the events come later, as updates of the order)."""
+        """Ask the carrier to report on a parcel: when its label is bought (orders placed since
+        `tracking-at-booking`; earlier ones ask once it is handed over). Idempotent per tracking number;
+        returns fast (the events come later, as updates of the order, from the carrier's pickup on)."""
         ...
 
 

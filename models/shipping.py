@@ -34,6 +34,13 @@ class TrackingEvent(BaseModel):
     attempt: int | None = None
 
 
+class BookingStatus(StrEnum):
+    """A carrier booking in the carrier's ledger."""
+
+    booked = "booked"
+    cancelled = "cancelled"  # the order was cancelled before the handover: nothing to carry
+
+
 class Resolution(StrEnum):
     reship = "reship"  # a new shipment from stock; a claim is lodged with the carrier
     refund = "refund"  # the parcel's lines are refunded

@@ -102,6 +102,9 @@ class ShipRequest(BaseModel):
     warehouse: str
     weight_g: int
     address: Address
+    # with the label, ask the carrier to report on the parcel (orders placed since TRACKING_AT_BOOKING;
+    # earlier ones ask with a step of their own after the handover)
+    track: bool = False
 
 
 class ShipResult(BaseModel):

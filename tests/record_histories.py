@@ -27,7 +27,7 @@ from models.catalog import CatalogFile
 from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
 from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest
 from models.shipping import CarrierEventType, Resolution, ShortPickPolicy
-from models.workflow_names import sandbox_warehouse_workflow_id
+from models.workflow_names import sandbox_carrier_workflow_id, sandbox_warehouse_workflow_id
 from services.fulfilment import resolve_shipment, submit_carrier_event, submit_warehouse_report
 from services.orders import (
     add_note,
@@ -221,6 +221,7 @@ async def test_record_cancelled_from_temporal_while_picking(client, sessions, ga
         "lean_delivered",
         "lean_pack_confirms_pick_delivered",  # since the sandbox's `sandbox-pack-confirms-pick`
         "lean_write_at_pause_delivered",  # since `write-at-pause`: one write for pick and pack
+        "lean_tracking_at_booking_delivered",  # since `tracking-at-booking`: no tracking step of its own
     ],
 )
 async def test_record_parties_delivered(client, settings, sessions, name):
@@ -349,3 +350,26 @@ async def test_record_report_during_release_delivered(client, sessions, gated_wo
     await wait_status(client, order_id, "delivered")
     await handle(client, order_id).result()
     await _save(client, order_id, "lean_report_during_release_delivered")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sandbox_carrier_from_the_handover",  # recorded before `sandbox-carrier-waits-for-pickup`
+        "sandbox_carrier_waits_for_pickup",
+    ],
+)
+async def test_record_sandbox_carrier(client, sessions, gated_worker, name):
+    """The sandbox carrier's own run, from the moment the order asks it to track the parcel to delivered."""
+    own, _ = await gated_worker(
+        sandbox_warehouse=SandboxMode.auto,
+        sandbox_carrier=SandboxMode.auto,
+        sandbox_transit_time=timedelta(seconds=1),
+        sandbox_loss_rate=0.0,
+    )
+    skus = add_products(sessions, {"TEE": 5}, price="12.50")
+    order_id = await place(client, own, order_doc([(skus["TEE"], 2)]))
+    view = await wait_status(client, order_id, "delivered", timeout=60)
+    carrier = client.get_workflow_handle(sandbox_carrier_workflow_id(view.shipments[0].tracking_number or ""))
+    assert await carrier.result() == "delivered"
+    await _save_run(carrier, name)

@@ -13,13 +13,16 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
 
 from config import SandboxMode
 from domain.stock import check_stock
 from models import tables as t
 from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
 from models.shipping import CarrierEventType, Resolution, ShortPickPolicy
+from models.workflow_names import sandbox_carrier_workflow_id
 from services.fulfilment import (
+    ReportTooEarly,
     resolve_shipment,
     submit_carrier_event,
     submit_warehouse_report,
@@ -285,7 +288,7 @@ async def test_duplicate_and_out_of_order_reports_are_refused_and_change_nothing
     )
     tracking = packed.detail.rsplit("tracking ", 1)[1]
 
-    with pytest.raises(Refused, match="not been handed over"):
+    with pytest.raises(ReportTooEarly, match="not been handed over"):  # to be sent again after it
         await submit_carrier_event(client, sessions, event(tracking, CarrierEventType.in_transit))
     await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
     first = event(tracking, CarrierEventType.in_transit, place="Leeds hub")
@@ -546,4 +549,75 @@ async def test_the_sandbox_warehouse_and_carrier_take_an_order_to_delivered_by_t
     assert s.parcels_g and s.weight_g == sum(s.parcels_g)
     assert ledger(sessions, order_id)["capture"] == Decimal("60.00")
     assert stock_of(sessions, sku) == (3, 0)
+    assert_ledgers_exact(sessions)
+
+
+# ---- tracking asked for with the label ----
+
+
+async def scheduled_activities(client, order_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    history = await handle(client, order_id).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_the_carrier_is_asked_to_track_with_the_label_and_reports_from_the_handover_on(
+    client, sessions, gated_worker
+):
+    settings, _ = await gated_worker(
+        sandbox_warehouse=SandboxMode.manual,
+        sandbox_carrier=SandboxMode.auto,
+        sandbox_transit_time=timedelta(seconds=1.5),
+        sandbox_loss_rate=0.0,
+    )
+    sku = add_products(sessions, {"LAMP": 5}, price="30.00")["LAMP"]
+    order_id = await place(client, settings, order_doc([(sku, 2)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    packed = await submit_warehouse_report(client, report(shipment.id, WarehouseStep.packed, parcels_g=[900]))
+    tracking = packed.detail.rsplit("tracking ", 1)[1]
+
+    # the carrier has the parcel's tracking from the label on: its run waits to collect the parcel
+    carrier = client.get_workflow_handle(sandbox_carrier_workflow_id(tracking))
+    assert (await carrier.describe()).status == WorkflowExecutionStatus.RUNNING
+    # a scan before the warehouse's handover report is "too early" (sent again later), not refused for good
+    with pytest.raises(ReportTooEarly, match="not been handed over yet"):
+        await submit_carrier_event(client, sessions, event(tracking, CarrierEventType.in_transit))
+    assert (await order_view(client, order_id)).shipments[0].tracking == []
+
+    await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
+    view = await wait_status(client, order_id, "delivered")
+
+    (s,) = view.shipments
+    assert [e.type for e in s.tracking] == ["in_transit", "out_for_delivery", "delivered"]
+    assert s.shipped_at is not None and all(e.at >= s.shipped_at for e in s.tracking)  # from the pickup on
+    assert await carrier.result() == "delivered"
+    steps = await scheduled_activities(client, order_id)
+    assert (
+        "book_carrier" in steps and "start_tracking" not in steps
+    )  # asked with the label, no step of its own
+    assert ledger(sessions, order_id)["capture"] == Decimal("60.00")
+    assert_ledgers_exact(sessions)
+
+
+async def test_a_parcel_whose_booking_is_cancelled_before_the_handover_is_never_collected(
+    client, sessions, gated_worker
+):
+    settings, _ = await gated_worker(
+        sandbox_warehouse=SandboxMode.manual, sandbox_carrier=SandboxMode.auto, sandbox_loss_rate=0.0
+    )
+    sku = add_products(sessions, {"LAMP": 5}, price="30.00")["LAMP"]
+    order_id = await place(client, settings, order_doc([(sku, 1)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    packed = await submit_warehouse_report(client, report(shipment.id, WarehouseStep.packed, parcels_g=[900]))
+    tracking = packed.detail.rsplit("tracking ", 1)[1]
+
+    await cancel_order(client, order_id, "customer called")
+
+    carrier = client.get_workflow_handle(sandbox_carrier_workflow_id(tracking))
+    assert await asyncio.wait_for(carrier.result(), 60) == "booking cancelled"
+    view = await order_view(client, order_id)
+    assert view.status == "cancelled" and view.shipments[0].tracking == []
     assert_ledgers_exact(sessions)

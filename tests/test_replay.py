@@ -14,12 +14,12 @@ from temporalio.worker import Replayer
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import LEAN_STEPS
-from workflows.order import LEANER_STEPS, WRITE_AT_PAUSE
-from workflows.sandbox_parties import PACK_CONFIRMS_PICK
+from workflows.order import LEANER_STEPS, TRACKING_AT_BOOKING, WRITE_AT_PAUSE
+from workflows.sandbox_parties import PACK_CONFIRMS_PICK, WAITS_FOR_PICKUP
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
 ENCRYPTED = base64.b64encode(b"binary/encrypted").decode()
-LEAN_PATCHES = (LEAN_STEPS, LEANER_STEPS, WRITE_AT_PAUSE)  # each lean order carries one of them
+LEAN_PATCHES = (LEAN_STEPS, LEANER_STEPS, WRITE_AT_PAUSE, TRACKING_AT_BOOKING)  # each lean order carries one
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
@@ -39,10 +39,12 @@ def test_histories_from_before_and_after_the_codec_are_both_kept():
 
 def test_histories_of_lean_orders_are_kept():
     """Orders placed since `lean-steps` (local steps, batched writes) have their own recorded runs, and
-    so do those since `leaner-steps` and since `write-at-pause` (each lean too, with its marker only)."""
+    so do those since `leaner-steps`, `write-at-pause` and `tracking-at-booking` (each lean too, with its
+    marker only)."""
     lean = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("lean_")}
     runs = {patch: [name for name, patches in lean.items() if patch in patches] for patch in LEAN_PATCHES}
-    assert len(runs[LEAN_STEPS]) >= 4 and len(runs[LEANER_STEPS]) >= 2 and len(runs[WRITE_AT_PAUSE]) >= 1
+    assert len(runs[LEAN_STEPS]) >= 4 and len(runs[LEANER_STEPS]) >= 2 and len(runs[WRITE_AT_PAUSE]) >= 2
+    assert len(runs[TRACKING_AT_BOOKING]) >= 1
     assert sum(len(names) for names in runs.values()) == len(lean)
 
 
@@ -52,6 +54,14 @@ def test_histories_of_the_sandbox_warehouse_before_and_after_one_report_are_kept
     runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("sandbox_warehouse_")}
     assert runs.get("sandbox_warehouse_reports_each_step") == set()
     assert runs.get("sandbox_warehouse_pack_confirms_pick") == {PACK_CONFIRMS_PICK}
+
+
+def test_histories_of_the_sandbox_carrier_before_and_after_it_waits_for_pickup_are_kept():
+    """Its runs started at the handover (before `sandbox-carrier-waits-for-pickup`) and since (started
+    with the label, collecting the parcel first) both replay: carriers may be mid-journey at an upgrade."""
+    runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("sandbox_carrier_")}
+    assert runs.get("sandbox_carrier_from_the_handover") == set()
+    assert runs.get("sandbox_carrier_waits_for_pickup") == {WAITS_FOR_PICKUP}
 
 
 def _patches(path: Path) -> set[str]:

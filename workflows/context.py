@@ -114,6 +114,9 @@ class OrderContext:
         # Orders placed since WRITE_AT_PAUSE (order.py; the run decides): the writer lets a flow woken
         # with it run on first, so a local step the flow starts straight away joins the same write.
         self.write_at_pause = False
+        # Orders placed since TRACKING_AT_BOOKING (order.py): the carrier is asked to report on a parcel
+        # when its label is bought, not by a step after the handover.
+        self.tracking_at_booking = False
 
     @property
     def order_id(self) -> str:

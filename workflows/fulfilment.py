@@ -63,10 +63,16 @@ def undo_pick(saga: Saga, ctx: OrderContext, shipment_id: str) -> None:
 
 
 async def book_carrier(
-    ctx: OrderContext, saga: Saga, shipment: ShipmentView, weight_g: int, booking: Callable[..., Any]
+    ctx: OrderContext,
+    saga: Saga,
+    shipment: ShipmentView,
+    weight_g: int,
+    booking: Callable[..., Any],
+    track: bool = False,
 ) -> Any:
     """Book the carrier with the `booking` activity (the old path books and ships at once, the new one
-    prints the label), its cancellation registered first; a carrier's refusal cancels the order."""
+    prints the label, and with `track` asks the carrier to report on the parcel), its cancellation
+    registered first; a carrier's refusal cancels the order."""
     ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
     saga.push(
         f"cancel the carrier booking of {shipment.id}",
@@ -81,6 +87,7 @@ async def book_carrier(
         warehouse=shipment.warehouse,
         weight_g=weight_g,
         address=ctx.request.order.shipping_address,
+        track=track,
     )
     return await ctx.step_or_fail(booking, ship, f"book the carrier for {shipment.id}", OrderStatus.cancelled)
 

@@ -168,6 +168,12 @@ class Inbox:
             raise refuse_report(
                 f"{event.tracking_number} was reported {shipment.trouble}: its case is with support"
             )
+        if shipment.status == ShipmentStatus.packed:
+            # labelled and not yet reported handed over: the carrier may scan the parcel before the
+            # warehouse's report comes in; it is taken once the order has the handover
+            raise ApplicationError(
+                f"{event.tracking_number} has not been handed over yet", type=ReportRefusal.too_early
+            )
         if shipment.status != ShipmentStatus.shipped:
             raise refuse_report(f"out of order: {event.tracking_number} has not been handed over yet")
 
@@ -305,7 +311,12 @@ class Legs:
             f"{shipment.id}: {parcels} parcel{'s' * (parcels != 1)}, {pack.weight_g} g",
         )
         label = await book_carrier(
-            ctx, self._saga, shipment, pack.weight_g, FulfilmentActivities.book_carrier
+            ctx,
+            self._saga,
+            shipment,
+            pack.weight_g,
+            FulfilmentActivities.book_carrier,
+            track=ctx.tracking_at_booking,
         )
         shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
         shipment.label_ref = label.label_ref
@@ -329,6 +340,8 @@ class Legs:
         )
         await self._status(shipment, ShipmentStatus.shipped, detail)
         handed.answer(detail)
+        if ctx.tracking_at_booking:
+            return True  # the carrier was asked to report on it with the label
         start = TrackingStart(
             order_id=ctx.order_id,
             shipment_id=shipment.id,

@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_parties import ReportSent, SandboxPartyActivities, WeighParcels
+    from activities.sandbox_parties import ParcelRef, Pickup, ReportSent, SandboxPartyActivities, WeighParcels
     from adapters.carrier import SandboxParcel
     from adapters.warehouse import SandboxShipment
     from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport, WarehouseStep
@@ -28,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
 # The patch: runs since report `packed` with the picked lines (one report) instead of `picked`, then
 # weighing, then `packed`; a pick that found nothing still reports `picked` alone.
 PACK_CONFIRMS_PICK = "sandbox-pack-confirms-pick"
+# The patch: carriers started since first collect the parcel, once the order has its handover (orders placed
+# since `tracking-at-booking` start them with the label, before it); earlier ones started at the handover.
+WAITS_FOR_PICKUP = "sandbox-carrier-waits-for-pickup"
 WAREHOUSE_ACTOR = "sandbox-warehouse"
 CARRIER_ACTOR = "sandbox-carrier"
 # The parties stand in for outside systems, and every order runs one of each: in the workflow sandbox
@@ -146,19 +149,35 @@ def _pick(lines: list[ShipmentLine], short_pick_rate: float) -> list[PickedLine]
 
 @workflow.defn(name=SANDBOX_CARRIER_WORKFLOW, sandboxed=SANDBOXED)
 class SandboxCarrierWorkflow:
-    """Carry a parcel over `transit_time`: in transit, out for delivery, delivered (or lost)."""
+    """Collect the parcel once it is handed over, then carry it over `transit_time`: in transit, out for
+    delivery, delivered (or lost)."""
 
     @workflow.run
     async def run(self, parcel: SandboxParcel) -> str:
         tracking = parcel.tracking_number
         lost = workflow.random().random() < parcel.loss_rate
-        origin: str | None = await workflow.execute_activity_method(
-            SandboxPartyActivities.shipment_origin,
-            parcel.shipment_id,
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=f"where {parcel.shipment_id} comes from",
-        )
+        origin: str | None
+        if workflow.patched(WAITS_FOR_PICKUP):
+            workflow.set_current_details(f"{tracking}: waiting to collect {parcel.shipment_id}")
+            pickup: Pickup = await workflow.execute_activity_method(
+                SandboxPartyActivities.collect_parcel,
+                ParcelRef(tracking_number=tracking, shipment_id=parcel.shipment_id),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=SEND_RETRY,  # not handed over yet: back later, as with a report too early
+                summary=f"collect {parcel.shipment_id}",
+            )
+            if not pickup.collected:
+                workflow.set_current_details(f"{tracking}: booking cancelled, nothing to carry")
+                return "booking cancelled"
+            origin = pickup.origin
+        else:
+            origin = await workflow.execute_activity_method(
+                SandboxPartyActivities.shipment_origin,
+                parcel.shipment_id,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=f"where {parcel.shipment_id} comes from",
+            )
         journey = [
             (CarrierEventType.in_transit, f"sorting centre {origin}" if origin else "sorting centre"),
             (CarrierEventType.out_for_delivery, None),
