@@ -20,7 +20,7 @@ from db import SessionFactory
 from domain.shipments import parcel_weights
 from models import tables as t
 from models.fulfilment import CarrierEvent, PickedLine, ReportRefusal, WarehouseReport
-from models.orders import ShipmentLine, ShipmentStatus
+from models.orders import ShipmentLine
 from models.shipping import BookingStatus
 from services import fulfilment
 from services.orders import Refused
@@ -47,9 +47,6 @@ class Pickup(BaseModel):
 
 
 NOT_HANDED_OVER = "NotHandedOver"  # collect_parcel's retryable failure: come back later
-_HANDED_OVER = frozenset(
-    s.value for s in (ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception)
-)
 
 
 class WeighParcels(BaseModel):
@@ -120,7 +117,7 @@ class SandboxPartyActivities:
             shipment = session.get(t.Shipment, parcel.shipment_id)
             if shipment is None or (booking is not None and booking.status == BookingStatus.cancelled):
                 return Pickup(collected=False)
-            if shipment.shipped_at is not None or shipment.status in _HANDED_OVER:
+            if shipment.shipped_at is not None:  # the order recorded the handover
                 return Pickup(collected=True, origin=shipment.warehouse)
         raise ApplicationError(
             f"{parcel.tracking_number}: not handed over yet",

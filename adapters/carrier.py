@@ -1,12 +1,13 @@
-"""The carrier: booking parcels (the sandbox carrier's own ledger) and tracking them once handed over.
+"""The carrier: booking parcels (the sandbox carrier's own ledger) and tracking them.
 
 Booking is idempotent per key. A postal code of `REFUSE` makes the carrier refuse the booking
 (a business refusal), so the failure paths can be exercised like a real carrier's.
 
 Tracking: with the label (orders placed since `tracking-at-booking`; earlier ones once the parcel is
-handed over), the order asks the carrier to report on the parcel. The carrier's events come back as `carrier_event` updates of the order (services/fulfilment.py), whoever sends
-them: a person (`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier
-(`auto`: a SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
+handed over), the order asks the carrier to report on the parcel. The carrier's events come back as
+`carrier_event` updates of the order (services/fulfilment.py), whoever sends them: a person
+(`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier (`auto`: a
+SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from config import Settings
@@ -124,6 +125,16 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
         await asyncio.sleep(0.1)
+
+
+async def scheduled_activities(client: Client, order_id: str) -> list[str]:
+    """The activities the order's run has scheduled, in order (local activities are not among them)."""
+    history = await handle(client, order_id).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 async def wait_status(client: Client, order_id: str, *statuses: str, timeout: float = 30.0) -> OrderView:

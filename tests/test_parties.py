@@ -36,6 +36,7 @@ from tests.helpers import (
     ledger,
     order_doc,
     place,
+    scheduled_activities,
     set_stock,
     stock_movements,
     stock_of,
@@ -553,15 +554,6 @@ async def test_the_sandbox_warehouse_and_carrier_take_an_order_to_delivered_by_t
 
 
 # ---- tracking asked for with the label ----
-
-
-async def scheduled_activities(client, order_id: str) -> list[str]:  # type: ignore[no-untyped-def]
-    history = await handle(client, order_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
 
 
 async def test_the_carrier_is_asked_to_track_with_the_label_and_reports_from_the_handover_on(

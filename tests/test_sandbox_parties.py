@@ -236,6 +236,7 @@ def add_shipment(
     tracking_number: str | None = None,
     label_ref: str | None = None,
     reservations: Sequence[tuple[str, int, str]] = (),  # (sku, quantity, status)
+    shipped_at: datetime | None = None,
 ) -> None:
     """A shipment row (and its order and customer rows, which the foreign keys want) written directly."""
     with sessions.begin() as session:
@@ -257,6 +258,7 @@ def add_shipment(
                 released_at=released_at,
                 tracking_number=tracking_number,
                 label_ref=label_ref,
+                shipped_at=shipped_at,
             )
         )
         for sku, quantity, state in reservations:
@@ -420,7 +422,7 @@ async def test_manual_parties_start_nothing(client: Client, settings: Settings) 
 
 
 async def shipped(sessions: SessionFactory, order: StandIn) -> tuple[str, str]:
-    """A shipped shipment row with a tracking number, as the order's booking leaves it: (tracking, warehouse)."""
+    """A shipped shipment row with a tracking number, as the order's handover leaves it: (tracking, warehouse)."""
     warehouse = add_warehouse(sessions)
     tracking = f"SBXT{uuid.uuid4().hex[:10].upper()}"
     add_shipment(
@@ -430,6 +432,7 @@ async def shipped(sessions: SessionFactory, order: StandIn) -> tuple[str, str]:
         warehouse,
         ShipmentStatus.shipped,
         tracking_number=tracking,
+        shipped_at=datetime.now(UTC),
     )
     return tracking, warehouse
 

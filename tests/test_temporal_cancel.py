@@ -35,6 +35,7 @@ from tests.helpers import (
     notifications,
     order_doc,
     place,
+    scheduled_activities,
     set_stock,
     stock_movements,
     stock_of,
@@ -291,15 +292,6 @@ async def attempts_of(client: Client, order_id: str, activity: str) -> list[int]
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
         and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
-    ]
-
-
-async def scheduled_activities(client: Client, order_id: str) -> list[str]:
-    history = await handle(client, order_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
 
 
