@@ -137,6 +137,14 @@ async def scheduled_activities(client: Client, order_id: str) -> list[str]:
     ]
 
 
+async def update_accepted(client: Client, order_id: str) -> bool:
+    """Whether the order's run has accepted an update (one waiting for the order to act is accepted)."""
+    history = await handle(client, order_id).fetch_history()
+    return any(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events
+    )
+
+
 async def wait_status(client: Client, order_id: str, *statuses: str, timeout: float = 30.0) -> OrderView:
     return await eventually(lambda: order_view(client, order_id), lambda v: v.status in statuses, timeout)
 

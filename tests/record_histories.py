@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from config import SandboxMode
@@ -43,7 +42,15 @@ from services.orders import (
     request_return,
     wait_until_settled,
 )
-from tests.helpers import add_products, eventually, order_doc, place, set_stock, wait_status
+from tests.helpers import (
+    add_products,
+    eventually,
+    order_doc,
+    place,
+    set_stock,
+    update_accepted,
+    wait_status,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -322,14 +329,7 @@ async def test_record_report_during_release_delivered(client, sessions, gated_wo
     shipment_id = view.shipments[0].id
     packed = WarehouseReport(shipment_id=shipment_id, step=WarehouseStep.packed, parcels_g=[500])
     sent = asyncio.create_task(submit_warehouse_report(client, packed))
-
-    async def taken() -> bool:
-        history = await handle(client, order_id).fetch_history()
-        return any(
-            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events
-        )
-
-    await eventually(taken, bool)
+    await eventually(lambda: update_accepted(client, order_id), bool)
     gates["release_shipment"].set()
     await sent
     await submit_warehouse_report(

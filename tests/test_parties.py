@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from config import SandboxMode
@@ -40,6 +39,7 @@ from tests.helpers import (
     set_stock,
     stock_movements,
     stock_of,
+    update_accepted,
     wait_status,
 )
 from tests.test_replenishment import open_purchase_order
@@ -228,10 +228,7 @@ async def test_a_report_sent_while_the_pick_list_is_still_on_its_way_is_taken_an
         if sent.done():
             sent.result()  # answered already, or refused: either fails below with what came back
             raise AssertionError(f"answered before the release returned: {sent.result()}")
-        history = await handle(client, order_id).fetch_history()
-        return any(
-            e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED for e in history.events
-        )
+        return await update_accepted(client, order_id)
 
     await eventually(taken, bool)
     assert (await order_view(client, order_id)).shipments[0].status == "allocated"  # nothing acted on yet
