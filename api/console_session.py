@@ -1,15 +1,18 @@
 """The console's session: a signed cookie (Starlette's SessionMiddleware, itsdangerous) that holds the
-signed-in API key's row id and the CSRF token of the session's forms — never the key itself.
+session's id and the CSRF token of its forms — never the key itself — and a row on the server
+(`domain/console_sessions.py`) that says whether the session is still live.
 
-The cookie's signature carries the time it was issued, and it is issued once, at sign-in: a session
-lasts `session_ttl` from then, however busy. Every request re-checks that the key is still in use
-(through the key cache), so revoking a key ends its sessions within `api_key_cache_ttl`.
+A session lasts `session_ttl` from sign-in, however busy. Signing out ends its row, so a copy of the
+cookie stops working too: at once in this process, within `api_key_cache_ttl` in the others (each
+remembers a live session that long, as it does a key). Revoking the key ends its sessions within
+the same time: the lookup checks the key as well.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,20 +21,48 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from api.state import AppState
 from config import Settings
-from domain.api_keys import Principal, Role, principal_by_id
+from domain.api_keys import Principal, Role
+from domain.console_sessions import end_session, session_principal, start_session
 from domain.tracking_links import server_secret
 
 COOKIE = "oms_session"
 SIGN_IN = "/console/sign-in"
 CONSOLE_ROLES = frozenset({Role.support, Role.admin})
-_KEY_ID, _CSRF = "key_id", "csrf"
+_SESSION, _CSRF = "session", "csrf"
 
 
 class SignInRequired(Exception):
     """A console page asked for without a session: the browser is sent to sign in."""
 
 
+class SessionCache:
+    """Live sessions seen in the last `ttl` seconds and who they belong to: like the key cache, it spares
+    most requests a database lookup, at the price of another process noticing a sign-out only after
+    up to `ttl`. This process forgets a session the moment it ends it."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, session_id: str) -> Principal | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, session_id: str, who: Principal) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[session_id] = (time.monotonic() + self._ttl, who)
+
+    def drop(self, session_id: str) -> None:
+        self._entries.pop(session_id, None)
+
+
 def install(app: FastAPI, settings: Settings) -> None:
+    app.state.console_sessions = SessionCache(settings.api_key_cache_ttl.total_seconds())
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_middleware(
         SessionMiddleware,
@@ -67,31 +98,43 @@ def csrf_matches(request: Request, sent: str) -> bool:
     return hmac.compare_digest(expected.encode(), sent.encode())
 
 
-def start(request: Request, who: Principal) -> None:
+async def start(request: Request, state: AppState, who: Principal) -> None:
     """A new session for `who`, with a new CSRF token: nothing is carried over from before sign-in."""
+    session_id = await run_in_threadpool(start_session, state.sessions, who, state.settings.session_ttl)
     request.session.clear()
-    request.session.update({_KEY_ID: who.key_id, _CSRF: secrets.token_urlsafe(32)})
+    request.session.update({_SESSION: session_id, _CSRF: secrets.token_urlsafe(32)})
     request.state.principal = who  # for the audit line
 
 
-def end(request: Request) -> None:
+async def end(request: Request, state: AppState) -> None:
+    """Sign-out: the session ends on the server (for every copy of the cookie), then in this browser."""
+    session_id = request.session.get(_SESSION)
+    if isinstance(session_id, str):
+        await run_in_threadpool(end_session, state.sessions, session_id)
+        _cache(request).drop(session_id)
     request.session.clear()  # the middleware then expires the cookie
 
 
 async def signed_in(request: Request, state: AppState) -> Principal | None:
-    """Who the session belongs to, while their key is in use; the session of a revoked key is ended."""
-    key_id = request.session.get(_KEY_ID)
-    if type(key_id) is not int:  # no session, or only the sign-in form's CSRF token
+    """Who the session belongs to while it is live; a session ended, expired or of a revoked key is
+    forgotten by this browser too."""
+    session_id = request.session.get(_SESSION)
+    if not isinstance(session_id, str):  # no session, or only the sign-in form's CSRF token
         return None
-    who = state.keys.get_by_id(key_id)
+    cache = _cache(request)
+    who = cache.get(session_id)
     if who is None:
-        who = await run_in_threadpool(principal_by_id, state.reads, key_id)
+        who = await run_in_threadpool(session_principal, state.reads, session_id)
         if who is None or who.role not in CONSOLE_ROLES:
-            end(request)
+            request.session.clear()
             return None
-        state.keys.put_by_id(key_id, who)
+        cache.put(session_id, who)
     request.state.principal = who  # for the audit line
     return who
+
+
+def _cache(request: Request) -> SessionCache:
+    return request.app.state.console_sessions
 
 
 async def viewer(request: Request, state: AppState) -> Principal:

@@ -447,3 +447,15 @@ class ReorderRecommendation(Base):
     reorder_point: Mapped[int] = mapped_column(Integer)
     reorder_qty: Mapped[int] = mapped_column(Integer)
     applied_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A console session, so that signing out ends it on the server: the cookie holds the session id,
+    and only its SHA-256 is kept here (a copy of the database never holds a usable session)."""
+
+    __tablename__ = "console_sessions"
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # created_at + session_ttl; pruned after
+    ended_at: Mapped[datetime | None]  # signed out

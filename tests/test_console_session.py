@@ -1,21 +1,29 @@
 """The support console's session through the real API process: signing in with the form (as a browser
-would, CSRF token read from the page), who may, the cookie, signing out, and revocation ending it."""
+would, CSRF token read from the page), who may, the cookie, signing out (on the server: a copy of the
+cookie is refused everywhere after it), and revocation ending it."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from config import Settings
 from db import SessionFactory
 from domain.api_keys import Role, authenticate, create_key, revoke_key
-from tests.api_server import ApiServer
-from tests.helpers import eventually, unique
+from domain.console_sessions import session_principal, start_session
+from models import tables as t
+from services.orders import order_view
+from tests.api_server import ApiServer, running_api
+from tests.helpers import add_products, eventually, order_doc, place, unique, wait_status
 
 COOKIE = "oms_session"
 _CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -45,6 +53,29 @@ def key_name(sessions: SessionFactory, key: str) -> str:
     who = authenticate(sessions, key)
     assert who is not None
     return who.name
+
+
+def cookie_content(value: str) -> dict[str, object]:
+    """What a session cookie holds: signed, not encrypted, so readable."""
+    return json.loads(base64.b64decode(value.split(".")[0]))
+
+
+class Replay:
+    """Someone holding a copy of a browser's session cookie: every request sends the copy afresh (a new
+    client each time), so the server clearing the cookie in an answer does not hide a live session."""
+
+    def __init__(self, api: ApiServer, cookie: str) -> None:
+        self.api, self.cookie = api, cookie
+
+    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.api.url, cookies={COOKIE: self.cookie}, timeout=60) as c:
+            return await c.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    async def console(self) -> int:
+        return (await self.request("GET", "/console")).status_code
+
+    async def decode(self) -> int:
+        return (await self.request("POST", "/codec/decode", json={"payloads": []})).status_code
 
 
 async def test_the_sign_in_page_is_a_plain_form(browser):
@@ -133,15 +164,15 @@ async def test_the_session_cookie_is_http_only_same_site_lax_and_holds_no_key(
     assert "secure" not in flags  # OMS_SESSION_COOKIE_SECURE is off for plain http
     # signed, not encrypted: what it holds is readable, and it is the key's row id, not the key
     value = cookie.split(";")[0].removeprefix(f"{COOKIE}=")
-    content = json.loads(base64.b64decode(value.split(".")[0]))
-    assert set(content) == {"key_id", "csrf"}
+    content = cookie_content(value)
+    assert set(content) == {"session", "csrf"}
     assert api_keys[Role.support] not in cookie
 
 
 async def test_a_tampered_cookie_is_no_session(browser, api_keys, api):
     await sign_in(browser, api_keys[Role.support])
     value = browser.cookies[COOKIE]
-    forged = base64.b64encode(json.dumps({"key_id": 1, "csrf": "x"}).encode()).decode()
+    forged = base64.b64encode(json.dumps({"session": "x", "csrf": "x"}).encode()).decode()
     async with httpx.AsyncClient(
         base_url=api.url, cookies={COOKIE: forged + value[value.index(".") :]}
     ) as other:
@@ -164,11 +195,12 @@ async def test_signing_out_ends_the_session(browser, api_keys):
     assert answer.status_code == 303 and answer.headers["location"] == "/console/sign-in"
 
 
-async def test_revoking_the_key_ends_its_sessions(browser, sessions):
+async def test_revoking_the_key_ends_its_sessions(browser, api, sessions):
     name = unique("console-short-lived")
     key = create_key(sessions, name, Role.support).key
     await sign_in(browser, key)
     assert (await browser.get("/console")).status_code == 200
+    copy = Replay(api, browser.cookies[COOKIE])
     revoke_key(sessions, name)
 
     async def console() -> int:
@@ -177,5 +209,99 @@ async def test_revoking_the_key_ends_its_sessions(browser, sessions):
     # a running API remembers a key for OMS_API_KEY_CACHE_TTL (2 s) before it looks again
     assert await eventually(console, lambda code: code == 303, timeout=10) == 303
     assert COOKIE not in browser.cookies  # the ended session's cookie is cleared
+    assert await copy.console() == 303 and await copy.decode() == 401  # and a copy of it is worthless
     answer = await sign_in(browser, key)
     assert answer.status_code == 401 and "unknown or revoked API key" in answer.text
+
+
+def test_an_expired_session_is_refused_and_pruned_at_the_next_sign_in(sessions):
+    key = create_key(sessions, unique("console-expiring"), Role.support).key
+    who = authenticate(sessions, key)
+    assert who is not None
+    expired = start_session(sessions, who, timedelta(seconds=-1))
+    assert session_principal(sessions, expired) is None
+    live = start_session(sessions, who, timedelta(hours=1))
+    assert session_principal(sessions, live) == who
+    with sessions() as session:
+        hashes = set(session.scalars(select(t.ConsoleSession.session_hash)))
+    assert hashlib.sha256(expired.encode()).hexdigest() not in hashes
+
+
+async def test_the_server_keeps_only_the_hash_of_the_session_id(browser, api_keys, sessions):
+    await sign_in(browser, api_keys[Role.support])
+    session_id = cookie_content(browser.cookies[COOKIE])["session"]
+    assert isinstance(session_id, str) and len(session_id) >= 43  # 256 random bits
+    with sessions() as session:
+        hashes = set(session.scalars(select(t.ConsoleSession.session_hash)))
+    assert hashlib.sha256(session_id.encode()).hexdigest() in hashes
+    assert session_id not in hashes
+
+
+async def test_after_sign_out_a_copy_of_the_cookie_is_refused_everywhere(
+    browser, api, api_keys, client, settings: Settings, sessions
+):
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    doc = order_doc([(skus["TV"], 1)])
+    order_id = await place(client, settings, doc, review_above=Decimal("500"))
+    await wait_status(client, order_id, "on_hold")
+    await sign_in(browser, api_keys[Role.support])
+    page = await browser.get(f"/console/orders/{order_id}")
+    assert page.status_code == 200
+    token = csrf_of(page)
+    copy = Replay(api, browser.cookies[COOKIE])
+    # while the session lives, the copy is as good as the browser's cookie: page, action, codec
+    assert await copy.console() == 200
+    note = await copy.request(
+        "POST", f"/console/orders/{order_id}/notes", data={"text": "before", "csrf": token}
+    )
+    assert note.status_code == 303 and note.headers["location"] == f"/console/orders/{order_id}"
+    assert await copy.decode() == 200
+
+    out = await browser.post("/console/sign-out", data={"csrf": token})
+    assert out.status_code == 303 and COOKIE not in browser.cookies
+
+    # at once (the same API process): no polling
+    page = await copy.request("GET", f"/console/orders/{order_id}")
+    assert page.status_code == 303 and page.headers["location"] == "/console/sign-in"
+    assert await copy.console() == 303
+    note = await copy.request(
+        "POST", f"/console/orders/{order_id}/notes", data={"text": "after", "csrf": token}
+    )
+    assert note.status_code == 303 and note.headers["location"] == "/console/sign-in"
+    decode = await copy.request("POST", "/codec/decode", json={"payloads": []})
+    assert decode.status_code == 401 and decode.json()["error"] == "unauthenticated"
+
+    async def notes() -> list[str]:
+        return [e.detail for e in (await order_view(client, order_id)).events if e.type == "support_note"]
+
+    seen = await eventually(notes, lambda found: any("before" in n for n in found))
+    assert not any("after" in n for n in seen)
+
+
+async def test_signing_out_ends_only_its_own_session(api, api_keys):
+    key = api_keys[Role.support]
+    async with (
+        httpx.AsyncClient(base_url=api.url, timeout=60) as leaving,
+        httpx.AsyncClient(base_url=api.url, timeout=60) as staying,
+    ):
+        await sign_in(leaving, key)
+        await sign_in(staying, key)  # the same key, another browser: a session of its own
+        home = await leaving.get("/console")
+        left = Replay(api, leaving.cookies[COOKIE])
+        assert (await leaving.post("/console/sign-out", data={"csrf": csrf_of(home)})).status_code == 303
+        assert await left.console() == 303
+        assert (await staying.get("/console")).status_code == 200
+        assert (await staying.post("/codec/decode", json={"payloads": []})).status_code == 200
+
+
+async def test_an_ended_session_is_refused_by_every_api_process(browser, api, api_keys, settings, tmp_path):
+    """Two API processes on one database, as behind a load balancer: a sign-out through one ends the
+    session in the other within its cache's TTL (OMS_API_KEY_CACHE_TTL, 2 s here)."""
+    with running_api(settings, tmp_path, OMS_API_KEY_CACHE_TTL="2s") as other:
+        await sign_in(browser, api_keys[Role.support])
+        home = await browser.get("/console")
+        copy = Replay(other, browser.cookies[COOKIE])
+        assert await copy.console() == 200  # the other process now remembers the session
+        assert (await browser.post("/console/sign-out", data={"csrf": csrf_of(home)})).status_code == 303
+        assert await eventually(copy.console, lambda code: code == 303, timeout=10) == 303
+        assert await copy.decode() == 401

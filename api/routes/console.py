@@ -84,7 +84,7 @@ async def sign_in(
         request.state.principal = who  # the audit line names who tried
         message = f"a {who.role.value} key cannot use the console: sign in with a support or admin key"
         return _sign_in_page(request, state, message, 403)
-    console_session.start(request, who)
+    await console_session.start(request, state, who)
     return see_other(HOME)
 
 
@@ -101,7 +101,7 @@ async def sign_out(request: Request, state: State, csrf: Annotated[str, Form()] 
         return see_other(SIGN_IN)
     if not console_session.csrf_matches(request, csrf):
         return _home_page(request, state, who, NO_CSRF, 403)
-    console_session.end(request)
+    await console_session.end(request, state)  # for every copy of the cookie, not only this one
     return see_other(SIGN_IN)
 
 
