@@ -24,12 +24,18 @@ def make_engine(url: str, read_only: bool = False, pool_size: int = 20) -> Engin
     front, so reads proceed next to writers (WAL) instead of queueing behind them. `pool_size`: the
     connections a process keeps (PostgreSQL), as many again when busy; a worker's is
     OMS_DATABASE_POOL_SIZE, sized to its activity threads (see README, scaling)."""
+    # hide_parameters: a database error's text carries no bound values (customers' names, e-mails,
+    # addresses), so no log line and no error message quotes them
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 60, "check_same_thread": False}, hide_parameters=True
+        )
         _serialize_sqlite_writers(engine, take_write_lock=not read_only)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -362,6 +362,9 @@ async def dispatch(argv: list[str], settings: Settings, out: TextIO = sys.stdout
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
+    except orders.OrderInputError as exc:  # invalid input any command may meet (a filter, an id)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

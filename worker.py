@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities import RefuseBadData
 from activities.forecast import ForecastActivities
 from activities.fulfilment import FulfilmentActivities
 from activities.inventory import InventoryActivities
@@ -39,6 +40,7 @@ from adapters.supplier import SandboxSupplier
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
+from logs import configure_logging
 from services.forecast import ensure_schedule as ensure_forecast_schedule
 from services.outbox import OutboxDispatcher
 from workflows.forecast import ForecastWorkflow
@@ -228,7 +230,11 @@ def build_worker(
     threads = settings.worker_activity_threads
     quiet_activity_failures()
     activities = activities if activities is not None else build_activities(sessions, client, settings)
-    common = {"graceful_shutdown_timeout": timedelta(seconds=10), "workflow_runner": workflow_runner()}
+    common = {
+        "graceful_shutdown_timeout": timedelta(seconds=10),
+        "workflow_runner": workflow_runner(),
+        "interceptors": [RefuseBadData()],  # no step retries for ever on data the database refuses
+    }
     orders = Worker(
         client,
         task_queue=settings.task_queue,
@@ -274,7 +280,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     async def _main() -> None:
         stop = asyncio.Event()

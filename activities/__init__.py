@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+import re
+from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from models.steps import ErrorType
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # SQLSTATE 23505 (PostgreSQL) and SQLite's extended codes: a unique key another attempt wrote first.
 _UNIQUE_VIOLATIONS = {"23505", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
@@ -26,35 +23,46 @@ def refuse(error_type: str, message: str, *details: object, benign: bool = True)
     return ApplicationError(message, *details, type=error_type, non_retryable=True, category=category)
 
 
-def refuses_bad_data(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a database error that no retry can fix into a business refusal (`ErrorType.invalid_data`).
+def bad_data_refusal(exc: BaseException) -> ApplicationError | None:
+    """The business refusal (`ErrorType.invalid_data`) for a database error that no retry can fix, else
+    None: such a step would otherwise retry for ever and wedge its order.
 
     Refused: `DataError` (a number out of range, a string too long, a malformed value), an
     `IntegrityError` other than a unique-key race (NOT NULL, CHECK, foreign key), and what the drivers
     raise before the statement reaches the database: a NUL in a string (psycopg2), a lone surrogate, an
-    integer beyond 64 bits (sqlite3). Retried as before: a unique-key violation (a concurrent attempt
-    wrote the row first; the retry finds it) and everything else, such as `OperationalError`
-    (connection lost, serialization failure, deadlock). Put it under `@activity.defn`."""
+    integer beyond 64 bits (sqlite3), a time that overflows on conversion to UTC. Retried as before: a
+    unique-key violation (a concurrent attempt wrote the row first; the retry finds it) and everything
+    else, such as `OperationalError` (connection lost, serialization failure, deadlock)."""
+    if isinstance(exc, IntegrityError):
+        return None if _is_unique_violation(exc) else _bad_data(_first_line(exc.orig))
+    if isinstance(exc, DataError):
+        return _bad_data(_first_line(exc.orig))
+    if isinstance(exc, StatementError) and exc.orig is not None and not isinstance(exc, DBAPIError):
+        return bad_data_refusal(exc.orig)  # raised while binding the parameters, before the database
+    if isinstance(exc, OverflowError | UnicodeEncodeError):
+        return _bad_data(_first_line(exc))
+    if isinstance(exc, ValueError) and "NUL (0x00)" in str(exc):  # psycopg2
+        return _bad_data(_first_line(exc))
+    return None
 
-    @functools.wraps(fn)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+
+class RefuseBadData(Interceptor):
+    """Every activity of the worker (regular and local): `bad_data_refusal` turns what the database can
+    never store into a non-retryable refusal, whichever step it happens in."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RefuseBadDataInbound(next)
+
+
+class _RefuseBadDataInbound(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            return await super().execute_activity(input)
+        except Exception as exc:
+            refusal = bad_data_refusal(exc)
+            if refusal is None:
                 raise
-            raise _bad_data(_first_line(exc.orig)) from exc
-        except DataError as exc:
-            raise _bad_data(_first_line(exc.orig)) from exc
-        except (OverflowError, UnicodeEncodeError) as exc:
-            raise _bad_data(_first_line(exc)) from exc
-        except ValueError as exc:
-            # psycopg2: "A string literal cannot contain NUL (0x00) characters."
-            if "NUL (0x00)" not in str(exc):
-                raise
-            raise _bad_data(_first_line(exc)) from exc
-
-    return guarded
+            raise refusal from exc
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -63,8 +71,14 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 
 
 def _first_line(error: object) -> str:
+    """The error's first line with its quoted values left out: a value the database refused may be a
+    customer's name or address, and the refusal travels to logs and the order's story."""
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    first = lines[0] if lines else type(error).__name__
+    return _QUOTED.sub(lambda m: m.group(1) + "…" + m.group(1), first)
+
+
+_QUOTED = re.compile(r"(\"|')(?:(?!\1).)*\1")
 
 
 def _bad_data(reason: str) -> ApplicationError:

@@ -202,8 +202,13 @@ class FulfilmentActivities:
 
     @activity.defn
     def record_claim(self, claim: ClaimRecord) -> None:
-        """A claim against the carrier for a parcel it lost or sent back (once per shipment)."""
+        """A claim against the carrier for a parcel it lost or sent back (once per shipment). It is lodged
+        once the case is settled (support's reship or refund, or the timeout's refund), so the shipments
+        row leaves `exception` for `resolved` with it, as the order's own view does."""
         with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, claim.shipment_id)
+            if shipment is not None and shipment.status == ShipmentStatus.exception.value:
+                shipment.status = ShipmentStatus.resolved.value
             exists = session.scalar(
                 select(t.CarrierClaim.id).where(t.CarrierClaim.shipment_id == claim.shipment_id)
             )

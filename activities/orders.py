@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import refuse, refuses_bad_data
+from activities import refuse
 from activities.notifications import Outbox
 from db import SessionFactory
 from models import tables as t
@@ -36,14 +36,12 @@ class OrderActivities:
         self._outbox = outbox or Outbox()
 
     @activity.defn
-    @refuses_bad_data
     def record_order(self, request: PlaceOrder) -> None:
         """Persist the order as received (once), with its customer."""
         with self._sessions.begin() as session:
             _record(session, request)
 
     @activity.defn
-    @refuses_bad_data
     def validate_order(self, request: PlaceOrder) -> PricedOrder:
         """Check the order against its schema and the catalog; price it. Refusals are non-retryable."""
         with self._sessions() as session:
@@ -56,7 +54,6 @@ class OrderActivities:
             return _hold_reason(session, request)
 
     @activity.defn
-    @refuses_bad_data
     def admit_order(self, request: PlaceOrder) -> Admission:
         """Record, validate and screen in one step and one transaction (orders placed since `lean-steps`):
         the checks an order passes before the gateway is asked. A refused order stays recorded: the
@@ -87,14 +84,12 @@ class OrderActivities:
         return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
 
     @activity.defn
-    @refuses_bad_data
     def record_event(self, event: EventRecord) -> None:
         """Append to the order's audit trail and mirror its status on the orders row (idempotent on seq)."""
         with self._sessions.begin() as session:
             _write_events(session, [event])
 
     @activity.defn
-    @refuses_bad_data
     def record_events(self, batch: EventBatch) -> None:
         """One workflow task's events and the messages they cause, in one transaction (idempotent: events
         by seq, messages by idempotency key). The orders row mirrors the last event."""

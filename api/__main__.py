@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
-import logging
+import json
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from config import get_settings
 from connection import exit_without_finalizing
+from logs import configure_logging
+
+# What uvicorn answers, before the application sees anything, to a request that is not valid HTTP (a
+# control character in a header, such as an Idempotency-Key): the API's error shape, not plain text.
+_NOT_HTTP = json.dumps(
+    {
+        "error": "invalid_http",
+        "detail": "the request is not valid HTTP: a header or the request line holds a character HTTP "
+        "does not allow there (a control character?)",
+        "problems": [],
+    }
+).encode()
+
+
+class JsonErrorsProtocol(HttpToolsProtocol):
+    def send_400_response(self, msg: str) -> None:
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(_NOT_HTTP)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + _NOT_HTTP)
+        self.transport.close()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
+        http=JsonErrorsProtocol,
         log_config=None,  # our logging format, one stream
         access_log=False,  # mutating requests get an audit line; reads are not logged one by one
         server_header=False,

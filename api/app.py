@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import console_session, errors
-from api.middleware import AuditLog, BodyLimit, PathCors
+from api.middleware import AuditLog, BodyLimit, PathCors, RefuseControlCharacters
 from api.routes import (
     carrier,
     codec,
@@ -96,6 +96,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         app.include_router(module.router)
     # the last added runs first: CORS outermost, so that the Web UI can read even a 413's answer
     console_session.install(app, settings)
+    app.add_middleware(RefuseControlCharacters)  # inside the audit: a refused request is audited too
     app.add_middleware(AuditLog)
     app.add_middleware(
         BodyLimit,

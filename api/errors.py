@@ -62,6 +62,15 @@ class ApiError(Exception):
         self.headers = {"WWW-Authenticate": "Bearer"} if bearer_challenge else None
 
 
+class InvalidBody(HTTPException):
+    """A JSON body refused while it is read (duplicate keys), before its fields are validated: 422 with
+    the problems named. An HTTPException, because FastAPI turns anything else raised there into 400."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(422, "the request has invalid fields")
+        self.problems = problems
+
+
 def error_response(
     status: int,
     error: str,
@@ -88,6 +97,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc, InvalidBody):
+            return error_response(422, "invalid_request", str(exc.detail), exc.problems)
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # e.g. nested too deeply
             return error_response(
                 400, "invalid_json", "the body could not be parsed as JSON (nested too deeply?)"

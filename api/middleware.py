@@ -1,5 +1,6 @@
-"""Plain ASGI middlewares: a request-size limit (413), the audit line of every mutating request, and
-the codec server's CORS for the Temporal Web UI (and nothing else's)."""
+"""Plain ASGI middlewares: a request-size limit (413), control characters refused in paths and query
+parameters (422), the audit line of every mutating request, and the codec server's CORS for the
+Temporal Web UI (and nothing else's)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.text import CONTROL_CHARACTERS, printable
 
 audit_log = logging.getLogger("oms.api.audit")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -64,9 +68,11 @@ async def _too_large(send: Send, limit: int) -> None:
     await _send_error(send, 413, "too_large", f"the request body is larger than {limit} bytes")
 
 
-async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
+async def _send_error(
+    send: Send, status: int, error: str, detail: str, problems: list[str] | None = None
+) -> None:
     """The API's error shape (api/errors.py), from a middleware, before any route has run."""
-    body = json.dumps({"error": error, "detail": detail, "problems": []}).encode()
+    body = json.dumps({"error": error, "detail": detail, "problems": problems or []}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -75,6 +81,38 @@ async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class RefuseControlCharacters:
+    """Refuse (422, the API's error shape) a request whose path or query parameters hold a control
+    character, before any route runs: no route's parameter can hold one (ids, codes, filters), and one
+    that reached SQL failed there (PostgreSQL refuses NUL) or a visibility query with a 5xx."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (problem := _control_character_in(scope)) is not None:
+            await _send_error(send, 422, "invalid_request", "the request has invalid fields", [problem])
+            return
+        await self.app(scope, receive, send)
+
+
+def _control_character_in(scope: Scope) -> str | None:
+    path: str = scope["path"]  # already percent-decoded
+    if (found := CONTROL_CHARACTERS.search(path)) is not None:
+        return (
+            f"path: must not contain control characters (found {found.group()!r} at position {found.start()})"
+        )
+    query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
+    for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        for text in (name, value):
+            if (found := CONTROL_CHARACTERS.search(text)) is not None:
+                return (
+                    f"query.{printable(name)}: must not contain control characters "
+                    f"(found {found.group()!r} at position {found.start()})"
+                )
+    return None
 
 
 class PathCors:

@@ -19,8 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from models import strict_json
 from models.imports import ImportFormat
 from models.orders import OrderInput
+from models.text import printable
 from models.validation import field_problems
 
 __all__ = [
@@ -154,10 +156,11 @@ def _limit(parsed: list[ParsedOrder], first_lines: list[int], last_line: int, id
 
 
 def _display_id(value: Any) -> str | None:
-    """An order id as the file gives it, for people (None when it is not text; cut to 64 characters)."""
+    """An order id as the file gives it, for people (None when it is not text; cut to 64 characters;
+    control characters escaped, so that the refusal can be stored and shown)."""
     if not isinstance(value, str) or not value.strip():
         return None
-    value = value.strip()
+    value = printable(value.strip())
     return value if len(value) <= 64 else value[:63] + "…"
 
 
@@ -191,7 +194,9 @@ def _parse_jsonl(text: str) -> list[ParsedOrder]:
 def _jsonl_order(number: int, line: str, seen: dict[str, int]) -> ParsedOrder:
     where = f"line {number}"
     try:
-        data = json.loads(line)
+        data = strict_json.loads(line)
+    except strict_json.DuplicateKeys as exc:
+        return ParsedOrder(None, str(number), None, [f"{where}: {problem}" for problem in exc.problems])
     except json.JSONDecodeError as exc:
         return ParsedOrder(
             None, str(number), None, [f"{where}: invalid JSON: {exc.msg} at column {exc.colno}"]

@@ -15,11 +15,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.orders import Actor, Identifier, OptionalText, ShipmentLine
+from models.orders import Actor, ExternalId, Identifier, OptionalText, ShipmentLine, Timestamp, TrackingNumber
 from models.shipping import CarrierEventType, Resolution
 
 MAX_PARCELS = 50
 MAX_PARCEL_WEIGHT_G = 1_000_000  # a tonne: beyond any parcel carrier
+
+
+ParcelWeight = Annotated[int, Field(strict=True, ge=1, le=MAX_PARCEL_WEIGHT_G)]  # grams
 
 
 class ReportRefusal(StrEnum):
@@ -41,7 +44,7 @@ class WarehouseStep(StrEnum):
 
 class PickedLine(_Report):
     sku: Identifier
-    quantity: Annotated[int, Field(ge=0, le=100_000)]  # 0: none found on the shelf
+    quantity: Annotated[int, Field(strict=True, ge=0, le=100_000)]  # 0: none found on the shelf
 
 
 class WarehouseReport(_Report):
@@ -53,10 +56,8 @@ class WarehouseReport(_Report):
     # packed straight after the release confirms the pick too, with these lines (one WMS confirmation).
     lines: list[PickedLine] = []
     # packed: one weight per parcel, in grams
-    parcels_g: list[Annotated[int, Field(ge=1, le=MAX_PARCEL_WEIGHT_G)]] = Field(
-        default=[], max_length=MAX_PARCELS
-    )
-    report_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # the sender's own id
+    parcels_g: list[ParcelWeight] = Field(default=[], max_length=MAX_PARCELS)
+    report_id: ExternalId | None = None  # the sender's own id
     by: Actor = None
 
 
@@ -70,15 +71,18 @@ class FulfilmentRequest(BaseModel):
     released_at: datetime
 
 
+DeliveryAttempt = Annotated[int, Field(strict=True, ge=1, le=10)]
+
+
 class CarrierEvent(_Report):
     """One tracking event. Idempotent by (tracking number, event id)."""
 
-    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]
+    tracking_number: TrackingNumber
     type: CarrierEventType
-    event_id: Annotated[str, Field(min_length=1, max_length=100)]
-    at: datetime
+    event_id: ExternalId
+    at: Timestamp
     place: OptionalText | None = None
-    attempt: Annotated[int, Field(ge=1, le=10)] | None = None  # delivery_failed: which attempt
+    attempt: DeliveryAttempt | None = None  # delivery_failed: which attempt
     by: Actor = None
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
 
 from models.countries import ISO_COUNTRIES
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
+from models.text import CONTROL_CHARACTERS
 
 # ---- bounds that match storage (models/tables.py): what passes these always fits its column ----
 
@@ -19,15 +20,13 @@ MAX_QUANTITY = 100_000  # units per order line; far below the INTEGER columns' 2
 MAX_MONEY = Decimal("9999999999.99")  # the largest amount a Numeric(12, 2) column holds
 MAX_LINES = 200
 
-# Control characters (C0, DEL, C1), lone surrogates (not encodable, so not storable) and the Unicode
-# line and paragraph separators. PostgreSQL refuses NUL in any text; the others break logs and tables.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# CONTROL_CHARACTERS (models/text.py) but newlines and tabs: what prose may not hold.
 _CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _no_control_characters(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if (found := pattern.search(value)) is not None:
+    def check(value: str | None) -> str | None:
+        if value is not None and (found := pattern.search(value)) is not None:
             raise ValueError(
                 f"must not contain control characters{allowed} (found {found.group()!r} at position {found.start()})"
             )
@@ -37,10 +36,48 @@ def _no_control_characters(pattern: re.Pattern[str], allowed: str) -> AfterValid
 
 
 # Refuse control characters: in one line of text, and in prose (reasons, notes, comments, instructions).
-PlainText = _no_control_characters(_CONTROL, "")
+PlainText = _no_control_characters(CONTROL_CHARACTERS, "")
 ProseText = _no_control_characters(_CONTROL_BUT_NEWLINES, " other than newlines and tabs")
 
-Money = Annotated[Decimal, Field(ge=0, le=MAX_MONEY, max_digits=12, decimal_places=2)]
+# Money as a JSON number or a plain decimal string ("89.90"). Python's Decimal would also read "1_000",
+# " 12 " and "1e3" from a string: a source that sends those has a bug, and guessing hides it.
+_DECIMAL_TEXT = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
+
+
+def _plain_decimal(value: Any) -> Any:
+    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+        raise ValueError(f"{value[:40]!r} is not a plain decimal number (write it like 89.90)")
+    return value
+
+
+Money = Annotated[
+    Decimal, BeforeValidator(_plain_decimal), Field(ge=0, le=MAX_MONEY, max_digits=12, decimal_places=2)
+]
+
+# Times reported from outside (carrier events): an ISO 8601 string (no offset: UTC) within these years.
+# Year 1 or 9999 with an offset overflows on conversion to UTC, and no report is from before 2000.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _iso_text(value: Any) -> Any:
+    if not isinstance(value, str | datetime):  # a bare number is not a time (seconds? milliseconds?)
+        raise ValueError("must be an ISO 8601 date and time, like 2026-12-06T10:15:00Z")
+    return value
+
+
+def _sane_time(value: datetime) -> datetime:
+    problem = f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+    try:
+        utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(problem) from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(problem)
+    return utc
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_sane_time)]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_QUANTITY)]
 Text = Annotated[str, Field(min_length=1, max_length=200), PlainText]  # names, address lines (String(200))
 OptionalText = Annotated[str, Field(max_length=200), PlainText]  # may be empty
@@ -49,8 +86,11 @@ Instructions = Annotated[str, Field(max_length=500), ProseText]
 Prose = Annotated[str, Field(min_length=1, max_length=2000), ProseText]  # support notes
 Comment = Annotated[str, Field(max_length=2000), ProseText]  # the customer's feedback
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+# Ids that outside parties make up (their event and report ids, tracking numbers): any printable text.
+ExternalId = Annotated[str, Field(min_length=1, max_length=100), PlainText]
+TrackingNumber = Annotated[str, Field(min_length=1, max_length=40), PlainText]
 # Who asked for a change (an API key's name, or cli:<user>): set by the door, written to the event log.
-Actor = Annotated[str | None, Field(default=None, max_length=120)]
+Actor = Annotated[str | None, Field(default=None, max_length=120), PlainText]
 
 
 class Channel(StrEnum):
@@ -254,7 +294,7 @@ class FeedbackView(BaseModel):
 
 
 class DeliveryConfirmation(_Strict):
-    shipment_id: str | None = None  # None: every shipment that is on its way
+    shipment_id: Identifier | None = None  # None: every shipment that is on its way
     by: Actor
 
 

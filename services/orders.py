@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -40,12 +40,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
 from models import search_attributes as sa
+from models import strict_json
 from models.orders import (
     CancelRequest,
     Channel,
     DeliveryConfirmation,
     Feedback,
     FeedbackIn,
+    Identifier,
     OrderInput,
     OrderPage,
     OrderPolicy,
@@ -90,7 +92,9 @@ def parse_order(text: str | bytes) -> OrderInput:
     """Parse and validate an order document (bytes must be UTF-8); raises OrderInputError naming the
     field, and nothing else, whatever the input."""
     try:
-        data = json.loads(text)
+        data = strict_json.loads(text)
+    except strict_json.DuplicateKeys as exc:
+        raise OrderInputError("invalid order: " + "; ".join(exc.problems)) from None
     except json.JSONDecodeError as exc:
         raise OrderInputError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -296,6 +300,15 @@ class OrderFilter:
     overdue: bool | None = None
     needs_attention: bool | None = None
 
+    def __post_init__(self) -> None:
+        """A customer id as ids are written (models.orders.Identifier): the filter is quoted into a
+        visibility query, and one that Temporal cannot read fails there as if Temporal were down."""
+        if self.customer is not None:
+            try:
+                _CUSTOMER_ID.validate_python(self.customer)
+            except ValidationError as exc:
+                raise OrderInputError("; ".join(field_problems(exc, "customer"))) from None
+
     def query(self) -> str:
         """The Temporal visibility query of this filter."""
         terms = [f"WorkflowType = {_quote(ORDER_WORKFLOW)}"]
@@ -310,6 +323,9 @@ class OrderFilter:
         if self.needs_attention is not None:
             terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.needs_attention).lower()}")
         return " AND ".join(terms)
+
+
+_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
 class BadPageToken(ValueError):

@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -466,7 +466,12 @@ async def test_a_warehouse_and_a_carrier_over_http(http, api_keys, client, sessi
     duplicate = await http.post("/carrier/events", json=event, headers=carrier)
     assert duplicate.status_code == 200, duplicate.text
     assert (duplicate.json()["order_id"], duplicate.json()["duplicate"]) == (order_id, True)
-    lost = {"tracking_number": tracking, "type": "lost", "event_id": "c-2", "at": "2030-01-01T08:00:00Z"}
+    lost = {
+        "tracking_number": tracking,
+        "type": "lost",
+        "event_id": "c-2",
+        "at": datetime.now(UTC).isoformat(),
+    }
     assert (await http.post("/carrier/events", json=lost, headers=carrier)).status_code == 202
     await first_shipment(client, order_id, "exception")
     after = {"tracking_number": tracking, "type": "delivered", "event_id": "c-3"}

@@ -74,6 +74,14 @@ def business_refusal(err: ActivityError) -> str | None:
     return None
 
 
+def invalid_data(err: ActivityError) -> str | None:
+    """Why the database refused a step's data for good (`ErrorType.invalid_data`), else None."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.invalid_data:
+        return cause.message
+    return None
+
+
 class OrderContext:
     def __init__(self, request: PlaceOrder) -> None:
         order = request.order

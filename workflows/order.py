@@ -773,6 +773,8 @@ class OrderWorkflow:
     async def _answer(self, shipment_id: str, key: str) -> ReportOutcome:
         """Once the shipment's leg has acted on an accepted report: what it did, in words."""
         await workflow.wait_condition(lambda: self._inbox.answered(shipment_id, key))
+        if (refusal := self._inbox.refusal_of(shipment_id, key)) is not None:
+            raise refuse_report(refusal)
         detail = self._inbox.answer_of(shipment_id, key)
         return ReportOutcome(order_id=self._ctx.order_id, shipment_id=shipment_id, detail=detail)
 

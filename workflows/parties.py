@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         TrackingRecord,
         TrackingStart,
     )
-    from workflows.context import OrderContext, business_refusal, by_whom, money, shortage
+    from workflows.context import OrderContext, business_refusal, by_whom, invalid_data, money, shortage
     from workflows.fulfilment import book_carrier, undo_pick, undo_reservation
     from workflows.saga import Saga
 
@@ -91,6 +91,34 @@ def _report_key(step: WarehouseStep) -> str:
     return f"report:{step.value}"
 
 
+# How far ahead of the order's clock a carrier's event may be dated: clocks and zones differ (a local
+# time sent without its offset reads as UTC), but not by days.
+MAX_EVENT_AHEAD = timedelta(days=1)
+
+
+def _check_event_time(event: CarrierEvent, shipment: ShipmentView) -> None:
+    """An event is dated between the release of its shipment (a parcel cannot be scanned before its pick
+    list went out) and a day from now; a delivery not before the handover. Anything else is a carrier's
+    clock or data gone wrong, refused so that it cannot skew the order's story and cycle times.
+    (Pickup scans may precede the warehouse's handover report: that is why only `delivered` is held to
+    the handover.)"""
+    at = event.at
+    if shipment.released_at is not None and at < shipment.released_at:
+        raise refuse_report(
+            f"{event.tracking_number}: event dated {at:%Y-%m-%d %H:%M:%S} UTC, before {shipment.id} was released"
+            f" ({shipment.released_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    if event.type == CarrierEventType.delivered and shipment.shipped_at and at < shipment.shipped_at:
+        raise refuse_report(
+            f"{event.tracking_number}: delivered dated {at:%Y-%m-%d %H:%M:%S} UTC, before it was handed over"
+            f" ({shipment.shipped_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    if at > workflow.now() + MAX_EVENT_AHEAD:
+        raise refuse_report(
+            f"{event.tracking_number}: event dated {at:%Y-%m-%d %H:%M:%S} UTC, more than {MAX_EVENT_AHEAD} ahead"
+        )
+
+
 def refuse_report(reason: str) -> ApplicationError:
     """A report refused for good (duplicate, out of order, or the order is past it)."""
     return ApplicationError(reason, type=ReportRefusal.refused, non_retryable=True)
@@ -105,6 +133,7 @@ class ShipmentInbox:
     event_ids: set[str] = field(default_factory=set)
     resolution: ResolveRequest | None = None
     answers: dict[str, str] = field(default_factory=dict)  # report key -> what it did
+    refusals: dict[str, str] = field(default_factory=dict)  # report key -> why it could not be recorded
 
 
 class Inbox:
@@ -176,6 +205,7 @@ class Inbox:
             )
         if shipment.status != ShipmentStatus.shipped:
             raise refuse_report(f"out of order: {event.tracking_number} has not been handed over yet")
+        _check_event_time(event, shipment)
 
     def check_resolution(self, request: ResolveRequest) -> None:
         shipment = self._shipment(request.shipment_id)
@@ -206,14 +236,21 @@ class Inbox:
         box = self.box(shipment.id)
         box.event_ids.add(event.event_id)
         box.events.append(event)
-        return shipment.id, f"event:{event.event_id}"
+        key = f"event:{event.event_id}"
+        box.refusals.pop(key, None)  # sent again after a refusal: this one gets its own answer
+        return shipment.id, key
 
     def accept_resolution(self, request: ResolveRequest) -> tuple[str, str]:
         self.box(request.shipment_id).resolution = request
         return request.shipment_id, "resolution"
 
     def answered(self, shipment_id: str, key: str) -> bool:
-        return key in self.box(shipment_id).answers or self.closed
+        box = self.box(shipment_id)
+        return key in box.answers or key in box.refusals or self.closed
+
+    def refusal_of(self, shipment_id: str, key: str) -> str | None:
+        """Why an accepted report could not be recorded after all (its sender is told), else None."""
+        return self.box(shipment_id).refusals.get(key)
 
     def answer_of(self, shipment_id: str, key: str) -> str:
         return self.box(shipment_id).answers.get(key, f"order {self._ctx.order_id} ended before acting on it")
@@ -502,36 +539,10 @@ class Legs:
 
     async def _track(self, shipment: ShipmentView, box: ShipmentInbox, event: CarrierEvent) -> None:
         ctx = self._ctx
-        shipment.tracking.append(
-            TrackingEvent(
-                type=event.type,
-                at=event.at,
-                place=event.place,
-                event_id=event.event_id,
-                attempt=event.attempt,
-            )
-        )
-        status, detail = (
-            None,
-            f"{shipment.id}: {event.type.value}" + (f" at {event.place}" if event.place else ""),
-        )
-        if event.type == CarrierEventType.delivered:
-            status = ShipmentStatus.delivered
-            shipment.delivered_at, shipment.trouble = event.at, None
-        elif event.type == CarrierEventType.delivery_failed:
-            shipment.delivery_attempts = max(shipment.delivery_attempts + 1, event.attempt or 0)
-            detail += f" (attempt {shipment.delivery_attempts} of {DELIVERY_ATTEMPTS})"
-            if shipment.delivery_attempts >= DELIVERY_ATTEMPTS:
-                status, shipment.trouble = (
-                    ShipmentStatus.exception,
-                    f"{DELIVERY_ATTEMPTS} failed delivery attempts: coming back",
-                )
-        elif event.type in PARCEL_LOST:
-            status, shipment.trouble = ShipmentStatus.exception, event.type.value.replace("_", " ")
-        elif event.type == CarrierEventType.exception:
-            shipment.trouble = event.place or "held up"
-        else:  # in transit, out for delivery: on its way again
-            shipment.trouble = None
+        status, trouble, attempts = _after_event(shipment, event)
+        detail = f"{shipment.id}: {event.type.value}" + (f" at {event.place}" if event.place else "")
+        if event.type == CarrierEventType.delivery_failed:
+            detail += f" (attempt {attempts} of {DELIVERY_ATTEMPTS})"
         record = TrackingRecord(
             order_id=ctx.order_id,
             shipment_id=shipment.id,
@@ -542,11 +553,36 @@ class Legs:
             place=event.place,
             shipment_status=status.value if status else None,
         )
-        await ctx.step(
-            FulfilmentActivities.record_tracking_event, record, f"{event.type.value} {event.tracking_number}"
+        key = f"event:{event.event_id}"
+        try:
+            await ctx.step(
+                FulfilmentActivities.record_tracking_event,
+                record,
+                f"{event.type.value} {event.tracking_number}",
+            )
+        except ActivityError as err:
+            if (reason := invalid_data(err)) is None:
+                raise
+            # Refused to the carrier (its update's answer), and the parcel carries on as before: an event
+            # that can never be stored must not hold up the ones behind it.
+            box.event_ids.discard(event.event_id)
+            box.refusals[key] = f"event {event.event_id} of {event.tracking_number} not recorded: {reason}"
+            await ctx.event("carrier_event_refused", f"{shipment.id}: {box.refusals[key]}")
+            return
+        shipment.tracking.append(
+            TrackingEvent(
+                type=event.type,
+                at=event.at,
+                place=event.place,
+                event_id=event.event_id,
+                attempt=event.attempt,
+            )
         )
+        shipment.trouble, shipment.delivery_attempts = trouble, attempts
+        if status == ShipmentStatus.delivered:
+            shipment.delivered_at = event.at
         await self._status(shipment, status or shipment.status, detail + by_whom(event.by))
-        box.answers[f"event:{event.event_id}"] = detail
+        box.answers[key] = detail
 
     async def _settle_lost(self, shipment: ShipmentView, box: ShipmentInbox) -> None:
         """A parcel lost or coming back: support chooses reship or refund; none within the exception
@@ -638,6 +674,29 @@ class Legs:
             money=money(shipment.amount, ctx.view.currency),
         )
         return f"refunded {money(shipment.amount, ctx.view.currency)}"
+
+
+def _after_event(
+    shipment: ShipmentView, event: CarrierEvent
+) -> tuple[ShipmentStatus | None, str | None, int]:
+    """What a tracking event makes of its shipment: (new status or None, trouble, delivery attempts)."""
+    attempts, trouble = shipment.delivery_attempts, shipment.trouble
+    if event.type == CarrierEventType.delivered:
+        return ShipmentStatus.delivered, None, attempts
+    if event.type == CarrierEventType.delivery_failed:
+        attempts = max(attempts + 1, event.attempt or 0)
+        if attempts >= DELIVERY_ATTEMPTS:
+            return (
+                ShipmentStatus.exception,
+                f"{DELIVERY_ATTEMPTS} failed delivery attempts: coming back",
+                attempts,
+            )
+        return None, trouble, attempts
+    if event.type in PARCEL_LOST:
+        return ShipmentStatus.exception, event.type.value.replace("_", " "), attempts
+    if event.type == CarrierEventType.exception:
+        return None, event.place or "held up", attempts
+    return None, None, attempts  # in transit, out for delivery: on its way again
 
 
 @dataclass

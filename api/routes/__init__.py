@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from api.errors import ApiError
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+
+from api.errors import ApiError, InvalidBody
+from models import strict_json
 
 
 async def _require_json(request: Request) -> None:
@@ -20,3 +25,27 @@ async def _require_json(request: Request) -> None:
 
 
 JSON_BODY = Depends(_require_json)
+
+
+class _StrictJsonRequest(Request):
+    """A request whose JSON body is read by `models.strict_json`: duplicate keys are refused (422)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = strict_json.loads(await self.body())
+            except strict_json.DuplicateKeys as exc:
+                raise InvalidBody(exc.problems) from None
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """The route class of every router that takes JSON bodies (FastAPI reads them with `request.json()`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict

@@ -8,34 +8,34 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from api.auth import Carrier, Support
 from api.errors import ApiError, ErrorBody
-from api.routes import JSON_BODY
+from api.routes import JSON_BODY, StrictJsonRoute
 from api.routes.warehouse import ShipmentId, too_early
 from api.state import AppState, app_state
 from domain.shipments import shipment_by_tracking
-from models.fulfilment import CarrierEvent, ResolveRequest
-from models.orders import OptionalText, OrderView, ShipmentStatus
+from models.fulfilment import CarrierEvent, DeliveryAttempt, ResolveRequest
+from models.orders import ExternalId, OptionalText, OrderView, ShipmentStatus, Timestamp, TrackingNumber
 from models.shipping import CarrierEventType, Resolution
 from services import fulfilment, orders
 
-router = APIRouter(tags=["carrier"])
+router = APIRouter(tags=["carrier"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 
 
 class CarrierEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]
+    tracking_number: TrackingNumber
     type: CarrierEventType
     # the carrier's own id: (tracking number, event id) is recorded once. Required but for `delivered`,
     # which without one is the delivery confirmation of old (idempotent by the shipment's status)
-    event_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    at: datetime | None = None  # when it happened (no offset: UTC); default the time it arrives
+    event_id: ExternalId | None = None
+    at: Timestamp | None = None  # when it happened (no offset: UTC); default the time it arrives
     place: OptionalText | None = None
-    attempt: Annotated[int, Field(ge=1, le=10)] | None = None  # delivery_failed: which attempt
+    attempt: DeliveryAttempt | None = None  # delivery_failed: which attempt
 
     @model_validator(mode="after")
     def _event_id_unless_delivered(self) -> CarrierEventIn:
@@ -80,7 +80,7 @@ async def carrier_event(
         tracking_number=body.tracking_number,
         type=body.type,
         event_id=body.event_id,
-        at=_utc(body.at) if body.at is not None else datetime.now(UTC),
+        at=body.at or datetime.now(UTC),
         place=body.place,
         attempt=body.attempt,
         by=who.name,
@@ -121,10 +121,6 @@ async def _tracked(state: AppState, tracking_number: str):  # type: ignore[no-un
     if found is None:
         raise ApiError(404, "not_found", f"unknown tracking number {tracking_number}")
     return found
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 class ResolutionIn(BaseModel):

@@ -209,13 +209,16 @@ async def orders_page(
         problems.append("overdue / needs attention: yes, no or any")
     if problems:
         return render_page(request, "console/orders.html", {**context, "message": "; ".join(problems)}, 422)
-    filters = orders.OrderFilter(
-        status=OrderStatus(status) if status else None,
-        customer=form["customer"] or None,
-        channel=Channel(channel) if channel else None,
-        overdue=flags[overdue],
-        needs_attention=flags[needs_attention],
-    )
+    try:
+        filters = orders.OrderFilter(
+            status=OrderStatus(status) if status else None,
+            customer=form["customer"] or None,
+            channel=Channel(channel) if channel else None,
+            overdue=flags[overdue],
+            needs_attention=flags[needs_attention],
+        )
+    except orders.OrderInputError as exc:
+        return render_page(request, "console/orders.html", {**context, "message": str(exc)}, 422)
     try:
         page = await orders.list_orders_page(state.client, filters, PAGE_SIZE, page_token or None)
     except orders.BadPageToken:

@@ -12,13 +12,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Source, SourceOrSupport
 from api.errors import ApiError, ErrorBody
+from api.routes import StrictJsonRoute
 from api.state import AppState, app_state
 from domain.order_import import ImportFileError, decode_import
 from models.imports import ImportFormat, ImportStatus
 from services import imports
 
 log = logging.getLogger("oms.api.imports")
-router = APIRouter(tags=["imports"])
+router = APIRouter(tags=["imports"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 FORMATS = {
     "text/csv": ImportFormat.csv,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.auth import SourceOrSupport, Support, SupportOrWarehouse
 from api.errors import ApiError, ErrorBody
-from api.routes import JSON_BODY
+from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from models.orders import (
     CancelIn,
@@ -27,7 +27,7 @@ from models.orders import (
 )
 from services import orders
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 
 _errors = {

@@ -9,14 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role, Warehouse, allow
 from api.errors import ApiError, ErrorBody
-from api.routes import JSON_BODY
+from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain import stock
 from models.steps import PurchaseOrderView
 from models.stock import StockAdjustmentIn, StockChange, StockLevel, StockReceiptIn
 from services import stock as stock_changes
 
-router = APIRouter(tags=["stock"])
+router = APIRouter(tags=["stock"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 Reader = Annotated[Principal, Depends(allow(Role.warehouse, Role.support))]
 _changes = {

@@ -12,14 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal, Role, Warehouse, allow
 from api.errors import ApiError, ErrorBody
-from api.routes import JSON_BODY
+from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.shipments import QueuedShipment
-from models.fulfilment import MAX_PARCEL_WEIGHT_G, MAX_PARCELS, PickedLine, ReportOutcome, WarehouseReport
+from models.fulfilment import MAX_PARCELS, ParcelWeight, PickedLine, ReportOutcome, WarehouseReport
 from models.fulfilment import WarehouseStep as Step
+from models.orders import ExternalId
 from services import fulfilment
 
-router = APIRouter(tags=["warehouse"])
+router = APIRouter(tags=["warehouse"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 Reader = Annotated[Principal, Depends(allow(Role.warehouse, Role.support))]
 T = TypeVar("T")
@@ -29,7 +30,7 @@ ShipmentId = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", description="ORDER-S<n>")
 ]
 RETRY_AFTER_S = 5  # a report that came too early: when to try again
-ReportId = Annotated[str, Field(min_length=1, max_length=100)] | None
+ReportId = ExternalId | None
 
 _errors = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
@@ -57,9 +58,7 @@ class PickedIn(_Body):
 
 
 class PackedIn(_Body):
-    parcels_g: list[Annotated[int, Field(ge=1, le=MAX_PARCEL_WEIGHT_G)]] = Field(
-        min_length=1, max_length=MAX_PARCELS
-    )
+    parcels_g: list[ParcelWeight] = Field(min_length=1, max_length=MAX_PARCELS)
     # only when no pick was reported: this report confirms the pick too (lines as for `picked`)
     lines: list[PickedLine] = Field(default=[], max_length=200)
     report_id: ReportId = None
