@@ -42,19 +42,29 @@ class ReplenishmentActivities:
 
     @activity.defn
     def low_stock(self, keys: list[StockKey]) -> list[StockKey]:
+        """The pairs at or below their reorder point, counting what backordered orders want from them."""
         return [
             StockKey(sku=low.sku, warehouse=low.warehouse) for low in stock.low_stock(self._sessions, keys)
         ]
 
     @activity.defn
     def raise_purchase_order(self, request: RaisePurchaseOrder) -> PurchaseOrderView:
-        reference = self._supplier.confirm(request.po_id, request.sku, request.quantity)
+        """Raise the purchase order (once: a retry returns the one raised). Its quantity is decided now:
+        the pair's `LowStock.order_quantity` when it is low (the reorder quantity plus what backordered
+        orders want beyond its stock), else the request's. So a replenishment that orders again after
+        a receipt (a new run with the same request) orders what the orders still waiting want; the
+        workflow receives the purchase order's quantity (patch `po-quantity-from-the-purchase-order`).
+        """
+        if raised := stock.purchase_orders(self._sessions, request.po_id):
+            return raised[0]
+        quantity = stock.reorder_quantity(self._sessions, request.sku, request.warehouse) or request.quantity
+        reference = self._supplier.confirm(request.po_id, request.sku, quantity)
         return stock.raise_purchase_order(
             self._sessions,
             request.po_id,
             request.sku,
             request.warehouse,
-            request.quantity,
+            quantity,
             request.expected_at,
             reference,
         )

@@ -24,11 +24,26 @@ class StockError(ValueError):
 
 
 class LowStock(BaseModel):
+    """A pair that calls for a purchase order: its available stock, less the units backordered orders
+    want from it (`backordered`), is at or below its reorder point."""
+
     sku: str
     warehouse: str
     available: int
     reorder_point: int
     reorder_qty: int
+    backordered: int = 0  # units backordered orders want that no other warehouse has or has on order
+
+    @property
+    def order_quantity(self) -> int:
+        """The purchase order's quantity: the reorder quantity, plus what the backorders want beyond the
+        stock the pair has (`reorder_qty + max(0, backordered - available)`).
+
+        One purchase order thus serves every order waiting for the pair, and the stock left once they
+        have taken theirs is what a reorder from an empty shelf leaves (`reorder_qty`, or more when the
+        pair had more than they want). With nothing backordered it is the reorder quantity, as ever.
+        """
+        return self.reorder_qty + max(0, self.backordered - self.available)
 
 
 def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[StockLevel]:
@@ -131,33 +146,119 @@ def low_stock(sessions: SessionFactory, keys: list[StockKey]) -> list[LowStock]:
 
 
 def low_stock_in(session: Session, keys: list[StockKey]) -> list[LowStock]:
-    """low_stock, in the caller's transaction (a reservation sees its own change)."""
+    """low_stock, in the caller's transaction (a reservation sees its own change).
+
+    A pair is low when its available stock less the units backordered orders want from it is at or
+    below its reorder point: orders waiting for stock are demand, and a receipt that leaves the pair
+    above its reorder point but short of what they want must still order again (else they wait, their
+    authorizations held, until the backorder timeout cancels them).
+
+    Backordered orders wait for a SKU, not a warehouse (any warehouse may serve them): a pair counts
+    what they want (`backordered_demand`) beyond the stock available in the SKU's other warehouses and
+    on order there. Pairs of one SKU asked together are decided in warehouse preference order (priority,
+    code), each counting what the ones before it are to order, so one purchase order covers a shortfall.
+    """
     if not keys:
         return []
     wanted = {(k.sku, k.warehouse) for k in keys}
+    skus = {k.sku for k in keys}
+    demand = backordered_demand(session, skus)
+    query = select(t.Stock).where(t.Stock.sku.in_(skus))
+    if not demand:  # the usual case: only the pairs' own rows matter
+        query = query.where(t.Stock.reorder_point.is_not(None), t.Stock.reorder_qty.is_not(None))
     rows = session.scalars(
-        select(t.Stock)
-        .where(
-            t.Stock.sku.in_({k.sku for k in keys}),
-            t.Stock.reorder_point.is_not(None),
-            t.Stock.reorder_qty.is_not(None),
-        )
-        .execution_options(populate_existing=True)  # the levels now, not rows the session loaded before
-    )
-    return [
-        LowStock(
+        query.execution_options(populate_existing=True)  # the levels now, not rows the session loaded before
+    ).all()
+    on_order: dict[tuple[str, str], int] = {}
+    supply: dict[str, int] = {}  # what each SKU's pairs can give backordered orders: available and on order
+    if demand:
+        priority = dict(session.execute(select(t.Warehouse.code, t.Warehouse.priority)).tuples().all())
+        rows = sorted(rows, key=lambda s: (priority.get(s.warehouse, 0), s.warehouse, s.sku))
+        on_order = _on_order_by_pair(session, set(demand))
+        for s in rows:
+            supply[s.sku] = supply.get(s.sku, 0) + max(0, s.on_hand - s.reserved)
+        for (sku, _), qty in on_order.items():
+            supply[sku] = supply.get(sku, 0) + qty
+    low = []
+    for s in rows:
+        if (s.sku, s.warehouse) not in wanted or s.reorder_point is None or s.reorder_qty is None:
+            continue
+        available = s.on_hand - s.reserved
+        backordered = 0
+        if demand.get(s.sku):
+            elsewhere = supply[s.sku] - max(0, available) - on_order.get((s.sku, s.warehouse), 0)
+            backordered = max(0, demand[s.sku] - elsewhere)
+        if available - backordered > s.reorder_point:
+            continue
+        pair = LowStock(
             sku=s.sku,
             warehouse=s.warehouse,
-            available=s.on_hand - s.reserved,
+            available=available,
             reorder_point=s.reorder_point,
             reorder_qty=s.reorder_qty,
+            backordered=backordered,
         )
-        for s in rows
-        if (s.sku, s.warehouse) in wanted
-        and s.reorder_point is not None
-        and s.reorder_qty is not None
-        and s.on_hand - s.reserved <= s.reorder_point
-    ]
+        if backordered:  # the later pairs of this SKU count this one's purchase order as on order
+            supply[s.sku] += pair.order_quantity
+        low.append(pair)
+    return low
+
+
+def backordered_demand(session: Session, skus: Iterable[str]) -> dict[str, int]:
+    """Units of each SKU that backordered orders still want: per order, its lines less the units it
+    holds (reservations of any status but `short`, i.e. reserved, picked, or no longer needed).
+
+    An order waiting for its stock (`orders.status` `backordered`) holds none of it; one whose short
+    pick is backordered (a `-B<n>` placeholder shipment, which has no `shipments` row) holds what was
+    picked, and the units not found are its demand. Imported orders (no workflow to serve) never count.
+    """
+    skus = list(skus)
+    lines = session.execute(
+        select(t.OrderLine.order_id, t.OrderLine.sku, func.sum(t.OrderLine.quantity))
+        .join(t.Order, t.Order.id == t.OrderLine.order_id)
+        .where(
+            t.Order.status == "backordered",
+            t.Order.imported_from.is_(None),
+            t.OrderLine.sku.in_(skus),
+        )
+        .group_by(t.OrderLine.order_id, t.OrderLine.sku)
+    ).all()
+    if not lines:
+        return {}
+    held = {
+        (order_id, sku): int(qty)
+        for order_id, sku, qty in session.execute(
+            select(t.Reservation.order_id, t.Reservation.sku, func.sum(t.Reservation.quantity))
+            .where(
+                t.Reservation.order_id.in_({order_id for order_id, _, _ in lines}),
+                t.Reservation.sku.in_(skus),
+                t.Reservation.status != "short",
+            )
+            .group_by(t.Reservation.order_id, t.Reservation.sku)
+        )
+    }
+    demand: dict[str, int] = {}
+    for order_id, sku, qty in lines:
+        short = int(qty) - held.get((order_id, sku), 0)
+        if short > 0:
+            demand[sku] = demand.get(sku, 0) + short
+    return demand
+
+
+def _on_order_by_pair(session: Session, skus: set[str]) -> dict[tuple[str, str], int]:
+    rows = session.execute(
+        select(t.PurchaseOrder.sku, t.PurchaseOrder.warehouse, func.sum(t.PurchaseOrder.quantity))
+        .where(t.PurchaseOrder.sku.in_(skus), t.PurchaseOrder.status == "open")
+        .group_by(t.PurchaseOrder.sku, t.PurchaseOrder.warehouse)
+    ).all()
+    return {(sku, warehouse): int(qty) for sku, warehouse, qty in rows}
+
+
+def reorder_quantity(sessions: SessionFactory, sku: str, warehouse: str) -> int | None:
+    """What a purchase order raised for the pair now should order (`LowStock.order_quantity`, counting
+    the backorders as they are now); None when the pair is not low (or has no reorder settings)."""
+    low = low_stock(sessions, [StockKey(sku=sku, warehouse=warehouse)])
+    return low[0].order_quantity if low else None
 
 
 def stock_on_order(session: Session, skus: Iterable[str]) -> dict[str, int]:

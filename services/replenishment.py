@@ -31,18 +31,21 @@ OFFER_TIMEOUT = timedelta(seconds=60)
 async def replenish_if_low(
     client: Client, sessions: SessionFactory, task_queue: str, lead_time: timedelta, keys: list[StockKey]
 ) -> list[str]:
-    """Start a replenishment for every pair at or below its reorder point; at most one runs per pair."""
+    """Start a replenishment for every pair at or below its reorder point, counting the units that
+    backordered orders want from it (`domain.stock.low_stock_in`), for `LowStock.order_quantity`;
+    at most one runs per pair (one that runs orders again after its receipt while orders still wait)."""
     started = []
     for low in await asyncio.to_thread(low_stock, sessions, keys):
+        waiting = f", {low.backordered} backordered" if low.backordered else ""
         handle = await client.start_workflow(
             REPLENISHMENT_WORKFLOW,
             ReplenishRequest(
-                sku=low.sku, warehouse=low.warehouse, quantity=low.reorder_qty, lead_time=lead_time
+                sku=low.sku, warehouse=low.warehouse, quantity=low.order_quantity, lead_time=lead_time
             ),
             id=replenishment_workflow_id(low.sku, low.warehouse),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # one open replenishment per pair
-            static_summary=f"replenish {low.sku} in {low.warehouse}: {low.available} available, "
+            static_summary=f"replenish {low.sku} in {low.warehouse}: {low.available} available{waiting}, "
             f"reorder point {low.reorder_point}",
         )
         started.append(handle.id)

@@ -373,3 +373,37 @@ async def test_record_sandbox_carrier(client, sessions, gated_worker, name):
     carrier = client.get_workflow_handle(sandbox_carrier_workflow_id(view.shipments[0].tracking_number or ""))
     assert await carrier.result() == "delivered"
     await _save_run(carrier, name)
+
+
+async def test_record_replenishment_orders_again_for_backorders(client, sessions, gated_worker):
+    """A replenishment since `po-quantity-from-the-purchase-order`: its purchase order arrives on
+    schedule (received at the purchase order's quantity), the order waiting for it wants more, so the
+    replenishment orders again (continue-as-new) for what that order wants. Its first run is recorded."""
+    from domain.stock import purchase_orders
+    from models.steps import StockKey
+    from services.replenishment import replenish_if_low
+
+    settings, _ = await gated_worker(supplier_lead_time=timedelta(seconds=4))
+    sku = add_products(sessions, {"PLANE": 0})["PLANE"]
+    set_stock(sessions, sku, "W1", 0, reorder_point=0, reorder_qty=2)
+    (workflow_id,) = await replenish_if_low(
+        client,
+        sessions,
+        settings.task_queue,
+        settings.supplier_lead_time,
+        [StockKey(sku=sku, warehouse="W1")],
+    )
+    first = client.get_workflow_handle(
+        workflow_id, run_id=(await client.get_workflow_handle(workflow_id).describe()).run_id
+    )
+
+    async def raised() -> list[int]:
+        return [po.quantity for po in purchase_orders(sessions) if po.sku == sku]
+
+    await eventually(raised, lambda quantities: quantities == [2])
+    order_id = await place(client, settings, order_doc([(sku, 5)]))  # 2 on order: it waits for more
+    await wait_status(client, order_id, "backordered")
+    await eventually(first.describe, lambda d: d.status == WorkflowExecutionStatus.CONTINUED_AS_NEW)
+    await eventually(raised, lambda quantities: quantities == [2, 2 + 3])
+    await wait_status(client, order_id, "shipped")
+    await _save_run(first, "replenishment_orders_again_for_backorders")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,15 +17,18 @@ from config import Settings
 from db import SessionFactory
 from domain import stock
 from models import tables as t
-from models.steps import EventBatch, PurchaseOrderView
+from models.steps import EventBatch, PurchaseOrderView, StockKey
 from models.workflow_names import replenishment_workflow_id as replenishment_id
 from services.orders import handle, order_view
 from tests.helpers import (
+    add_order_row,
     add_products,
+    add_warehouse,
     assert_stock_check_clean,
     cli,
     events,
     eventually,
+    fresh_database,
     ledger,
     notifications,
     order_doc,
@@ -33,6 +36,7 @@ from tests.helpers import (
     set_stock,
     stock_movements,
     stock_of,
+    unique,
     wait_status,
 )
 
@@ -319,3 +323,199 @@ async def test_stock_arriving_while_an_order_backorders_is_not_missed(client, se
     gates["record_events"].set()
 
     await wait_status(client, order_id, "confirmed", "picking", "packed", "shipped", timeout=5)
+
+
+# ---- backordered demand counts when deciding to reorder ----
+
+
+def pair(sku: str, warehouse: str = "W1") -> StockKey:
+    return StockKey(sku=sku, warehouse=warehouse)
+
+
+async def backordered(client: Client, settings: Settings, sku: str, quantities: list[int]) -> list[str]:
+    """Orders placed one after another (placement order fixed), each waiting backordered."""
+    placed = []
+    for qty in quantities:
+        placed.append(await place(client, settings, order_doc([(sku, qty)])))
+        view = await wait_status(client, placed[-1], "backordered")
+        assert view.payment_status == "authorized"
+    return placed
+
+
+async def served(client: Client, order_id: str) -> None:
+    """The order got its stock and went on: confirmed and beyond, never cancelled by the timeout."""
+    view = await wait_status(client, order_id, "confirmed", "picking", "packed", "shipped")
+    assert view.payment_status in {"authorized", "captured"}
+    assert not any(e.type == "order_cancelled" for e in view.events)
+
+
+async def test_orders_still_short_after_a_receipt_order_again_at_once(client, sessions, gated_worker):
+    """The issue's case: orders backordered for more than one purchase order's worth; once it is
+    received and offered, the stock left is above the reorder point, yet orders still wait: a purchase
+    order for what they want is raised at once, and its goods serve them."""
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    sku = add_products(sessions, {"VICE": 1}, price="25.00")["VICE"]
+    set_stock(sessions, sku, "W1", 1, reorder_point=0, reorder_qty=10)
+    po = await open_purchase_order(settings, sessions, sku)  # 0 left, 10 on order
+    assert po.quantity == 10  # nothing backordered: the reorder quantity, as ever
+    a, b, c = await backordered(client, settings, sku, [6, 6, 6])  # 18 wanted, 10 on order
+
+    assert (await cli(settings, "stock", "receive", sku, "W1", "10", "--po", po.id))[0] == 0
+
+    await served(client, a)  # 4 left: above the reorder point (0), 12 still wanted by B and C
+    first, second = await wait_purchase_orders(sessions, sku, 2)
+    assert (first.id, first.status) == (po.id, "received")
+    # the reorder quantity plus what B and C want beyond the 4 left: 10 + (12 - 4)
+    assert (second.sku, second.warehouse, second.quantity, second.status) == (sku, "W1", 18, "open")
+    assert first.received_at is not None and second.created_at - first.received_at < timedelta(seconds=10)
+    # the same replenishment ordering again (a new run of it), not a second one
+    await eventually(lambda: replenishment_runs(client, sku), lambda runs: len(runs) == 2)
+    for order_id in (b, c):
+        view = await order_view(client, order_id)
+        assert (view.status, view.payment_status) == ("backordered", "authorized")
+
+    assert (await cli(settings, "stock", "receive", sku, "W1", "18", "--po", second.id))[0] == 0
+
+    await served(client, b)
+    await served(client, c)
+    replenishment = client.get_workflow_handle(replenishment_id(sku, "W1"), result_type=PurchaseOrderView)
+    assert (await replenishment.result()).id == second.id  # 10 left, nothing waiting: it ends
+    assert [(p.quantity, p.status) for p in purchase_orders(sessions, sku)] == [
+        (10, "received"),
+        (18, "received"),
+    ]
+    for order_id in (b, c):
+        await wait_status(client, order_id, "shipped")
+    assert stock_of(sessions, sku) == (4 + 18 - 12, 0)
+    await assert_stock_check_clean(settings, sku)
+
+
+async def test_an_order_backordered_above_the_reorder_point_raises_a_purchase_order(
+    client, sessions, gated_worker
+):
+    """The reorder point is low for the order: stock is above it when the order backorders and after
+    the purchase order it waited for is received, yet the order is short; a purchase order for what it
+    wants is raised, and the supplier delivering it on schedule serves the order."""
+    lead_time = timedelta(seconds=10)  # the first purchase order is received by hand well before
+    settings, _ = await gated_worker(supplier_lead_time=lead_time)
+    sku = add_products(sessions, {"ANVIL": 2}, price="40.00")["ANVIL"]
+    set_stock(sessions, sku, "W1", 2, reorder_point=1, reorder_qty=5)
+    po = await open_purchase_order(settings, sessions, sku)  # 1 left, 5 on order
+    assert (await cli(settings, "stock", "receive", sku, "W1", "3"))[0] == 0  # 4: above the reorder point
+    (order_id,) = await backordered(client, settings, sku, [12])
+
+    assert (await cli(settings, "stock", "receive", sku, "W1", "5", "--po", po.id))[0] == 0  # 9
+
+    first, second = await wait_purchase_orders(sessions, sku, 2)
+    assert first.status == "received" and (second.quantity, second.status) == (5 + (12 - 9), "open")
+    assert abs((second.expected_at - second.created_at) - lead_time) < timedelta(seconds=1)
+    view = await order_view(client, order_id)
+    assert (view.status, view.payment_status) == ("backordered", "authorized")
+
+    await served(client, order_id)  # the supplier delivered the 8 on schedule
+    (_, second) = purchase_orders(sessions, sku)
+    assert (second.status, second.received_quantity) == ("received", 8)
+    await wait_status(client, order_id, "shipped")
+    assert stock_of(sessions, sku) == (9 + 8 - 12, 0)
+    await assert_stock_check_clean(settings, sku)
+
+
+async def test_nothing_backordered_above_the_reorder_point_orders_nothing(client, sessions, gated_worker):
+    """No over-ordering: stock above its reorder point with nothing backordered raises nothing; and
+    with orders backordered, one purchase order per pair is open at a time, whatever asks again."""
+    settings, _ = await gated_worker(supplier_lead_time=LONG)
+    skus = add_products(sessions, {"CLAMP": 10, "FILE": 5}, price="8.00")
+    set_stock(sessions, skus["CLAMP"], "W1", 10, reorder_point=4, reorder_qty=20)
+
+    order_id = await place(client, settings, order_doc([(skus["CLAMP"], 2)]))
+    await wait_status(client, order_id, "shipped")  # past its reservation and reorder check: 8 left
+
+    assert stock.low_stock(sessions, [pair(skus["CLAMP"])]) == []
+    assert purchase_orders(sessions, skus["CLAMP"]) == []
+    assert await replenishment_runs(client, skus["CLAMP"]) == []
+
+    sku = skus["FILE"]
+    set_stock(sessions, sku, "W1", 5, reorder_point=4, reorder_qty=20)
+    po = await open_purchase_order(settings, sessions, sku)  # 4 left, 20 on order
+    running = (await client.get_workflow_handle(replenishment_id(sku, "W1")).describe()).run_id
+    (waiting,) = await backordered(client, settings, sku, [30])
+    small = await place(client, settings, order_doc([(sku, 1)]))  # reserves, and finds the pair low
+    await wait_status(client, small, "shipped")
+    status, out = await cli(settings, "stock", "adjust", sku, "W1", "-1", "--reason", "cycle count")
+    assert status == 0 and f"replenishment: {replenishment_id(sku, 'W1')}" in out  # the one running
+
+    (low,) = stock.low_stock(sessions, [pair(sku)])
+    assert (low.available, low.backordered, low.order_quantity) == (2, 30, 20 + 28)
+    assert [p.id for p in purchase_orders(sessions, sku)] == [po.id]  # still the one open purchase order
+    described = await client.get_workflow_handle(replenishment_id(sku, "W1")).describe()
+    assert (described.run_id, described.status) == (running, WorkflowExecutionStatus.RUNNING)
+    assert (await cli(settings, "cancel", waiting, "--reason", "test over"))[0] == 0
+
+
+def test_backordered_demand_is_counted_once_per_sku(tmp_path):
+    """What backordered orders want (lines less what they hold; imported and other orders not) counts
+    at the SKU's preferred pair, net of what its other warehouses have and have on order."""
+    with fresh_database(tmp_path, "backorders") as (_, sessions):  # no one else's orders rows
+        backordered_demand_is_counted_once_per_sku(sessions)
+
+
+def backordered_demand_is_counted_once_per_sku(sessions: SessionFactory) -> None:
+    sku = add_products(sessions, {"GLUE": 3})["GLUE"]
+    other = add_warehouse(sessions, priority=100)  # W1 is preferred
+    set_stock(sessions, sku, "W1", 3, reorder_point=1, reorder_qty=5)
+    set_stock(sessions, sku, other, 3, reorder_point=1, reorder_qty=5)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        for order_id, status, imported, qty, held in [
+            (unique("BO"), "backordered", None, 6, []),  # waiting for all 6
+            (unique("BO"), "backordered", None, 6, [(4, "picked"), (2, "short")]),  # a short pick: 2
+            (unique("BO"), "backordered", "shopify", 9, []),  # imported: no workflow to serve
+            (unique("BO"), "confirmed", None, 9, []),
+        ]:
+            add_order_row(
+                session,
+                order_id,
+                "C-7",
+                status=status,
+                payment_status="authorized",
+                placed_at=now,
+                imported_from=imported,
+            )
+            session.add(t.OrderLine(order_id=order_id, line_no=1, sku=sku, quantity=qty))
+            for n, (quantity, state) in enumerate(held):
+                session.add(
+                    t.Reservation(
+                        order_id=order_id,
+                        shipment_id=f"{order_id}-S{n + 1}",
+                        sku=sku,
+                        warehouse="W1",
+                        quantity=quantity,
+                        status=state,
+                    )
+                )
+
+    with sessions() as session:
+        assert stock.backordered_demand(session, [sku]) == {sku: 8}
+    # 8 wanted, 3 available in the other warehouse: W1 covers 5, beyond its own 3 by 2; the other
+    # warehouse counts W1's purchase order (5 + 2) as on order, and is above its reorder point
+    (low,) = stock.low_stock(sessions, [pair(sku), pair(sku, other)])
+    assert (low.warehouse, low.available, low.backordered, low.order_quantity) == ("W1", 3, 5, 7)
+    # asked alone, the other warehouse counts W1's stock the same way: 8 - 3 = 5 to cover
+    (alone,) = stock.low_stock(sessions, [pair(sku, other)])
+    assert (alone.warehouse, alone.backordered, alone.order_quantity) == (other, 5, 7)
+    with sessions.begin() as session:
+        session.add(
+            t.PurchaseOrder(
+                id=unique("PO"),
+                sku=sku,
+                warehouse="W1",
+                quantity=7,
+                status="open",
+                expected_at=now,
+            )
+        )
+    # W1's purchase order open: the other warehouse has nothing left to cover
+    assert stock.low_stock(sessions, [pair(sku, other)]) == []
+    # W1 counts its own stock only (its purchase order is the replenishment running for it)
+    (low,) = stock.low_stock(sessions, [pair(sku)])
+    assert (low.backordered, low.order_quantity) == (5, 7)

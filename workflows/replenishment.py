@@ -1,5 +1,6 @@
 """ReplenishmentWorkflow (`replenish-<sku>-<warehouse>`): raise a purchase order, await the goods,
-receive them, close the order, and offer the stock to backorders."""
+receive them, close the order, and offer the stock to backorders; then, while the pair is still at or
+below its reorder point counting the orders still backordered, order again (a new run)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 
 RELEASE_TIMEOUT = timedelta(minutes=10)  # offers stock to every waiting order, one after another
+# Runs since: the purchase order's own quantity is the one expected and received on schedule, not the
+# request's. raise_purchase_order decides it when it raises the order (backordered orders count: see
+# domain.stock.LowStock.order_quantity), so a run ordering again after a receipt, as a new run with
+# the same request, orders what the orders still waiting want.
+PO_QUANTITY = "po-quantity-from-the-purchase-order"
 
 
 @workflow.defn(name=REPLENISHMENT_WORKFLOW)
@@ -49,8 +55,9 @@ class ReplenishmentWorkflow:
             ),
             f"order {request.quantity} x {request.sku} for {request.warehouse}",
         )
+        quantity = self._po.quantity if workflow.patched(PO_QUANTITY) else request.quantity
         workflow.set_current_details(
-            f"**{po_id}** open: {request.quantity} x {request.sku}, "
+            f"**{po_id}** open: {quantity} x {request.sku}, "
             f"expected {self._po.expected_at:%Y-%m-%d %H:%M} UTC"
         )
         try:
@@ -60,10 +67,10 @@ class ReplenishmentWorkflow:
                 timeout_summary="supplier lead time",
             )
         except TimeoutError:
-            self._received = request.quantity  # the supplier delivers on schedule
+            self._received = quantity  # the supplier delivers on schedule
         self._po = await self._step(
             ReplenishmentActivities.receive_purchase_order,
-            ReceivePurchaseOrder(po_id=po_id, quantity=self._received or request.quantity),
+            ReceivePurchaseOrder(po_id=po_id, quantity=self._received or quantity),
             f"receive {po_id}",
         )
         workflow.set_current_details(f"**{po_id}** received: {self._po.received_quantity} x {request.sku}")
@@ -80,7 +87,9 @@ class ReplenishmentWorkflow:
             [StockKey(sku=request.sku, warehouse=request.warehouse)],
             "check reorder point",
         )
-        if still_low:  # backorders took it all: order again, as the same (single) replenishment of this pair
+        # backorders took it all, or orders still wait for more than is left (the check counts them): order
+        # again, as the same (single) replenishment of this pair
+        if still_low:
             workflow.continue_as_new(request)
         return self._po
 
