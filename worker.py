@@ -88,6 +88,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
+        replenishment.replenish_for_backorders,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
         forecast.refresh_recommendations, forecast.apply_recommendations,
         parties.send_warehouse_report, parties.pack_and_report, parties.send_carrier_event,

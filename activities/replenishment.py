@@ -37,6 +37,13 @@ class ReplenishmentActivities:
         )
 
     @activity.defn
+    async def replenish_for_backorders(self, skus: list[str]) -> list[str]:
+        """Start a replenishment for each pair of `skus` left low by backordered demand (idempotent)."""
+        return await replenishment.replenish_for_backorders(
+            self._client, self._sessions, self._task_queue, self._lead_time, skus
+        )
+
+    @activity.defn
     async def release_backorders(self, skus: list[str]) -> list[str]:
         return await replenishment.release_backorders(self._client, self._sessions, skus)
 

@@ -145,6 +145,17 @@ def low_stock(sessions: SessionFactory, keys: list[StockKey]) -> list[LowStock]:
         return low_stock_in(session, keys)
 
 
+def stock_keys(sessions: SessionFactory, skus: list[str]) -> list[StockKey]:
+    """Every sku/warehouse pair that stocks one of `skus`."""
+    with sessions() as session:
+        rows = session.execute(
+            select(t.Stock.sku, t.Stock.warehouse)
+            .where(t.Stock.sku.in_(skus))
+            .order_by(t.Stock.sku, t.Stock.warehouse)
+        )
+        return [StockKey(sku=sku, warehouse=warehouse) for sku, warehouse in rows]
+
+
 def low_stock_in(session: Session, keys: list[StockKey]) -> list[LowStock]:
     """low_stock, in the caller's transaction (a reservation sees its own change).
 

@@ -13,7 +13,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from db import SessionFactory
-from domain.stock import low_stock
+from domain.stock import low_stock, stock_keys
 from models import tables as t
 from models.steps import ReplenishRequest, StockKey
 from models.workflow_names import (
@@ -50,6 +50,16 @@ async def replenish_if_low(
         )
         started.append(handle.id)
     return started
+
+
+async def replenish_for_backorders(
+    client: Client, sessions: SessionFactory, task_queue: str, lead_time: timedelta, skus: list[str]
+) -> list[str]:
+    """A replenishment for every pair of `skus` that backordered demand leaves low (counted by
+    `low_stock`): an order that has just become backordered asks, so that it never waits with nothing
+    on order (the purchase order it saw may have been received and offered before it was waiting)."""
+    keys = await asyncio.to_thread(stock_keys, sessions, skus)
+    return await replenish_if_low(client, sessions, task_queue, lead_time, keys)
 
 
 async def release_backorders(client: Client, sessions: SessionFactory, skus: list[str]) -> list[str]:

@@ -169,7 +169,8 @@ async def test_record_backordered_then_served(client, sessions, gated_worker):
     await wait_status(client, order_id, "shipped", timeout=20)
     await confirm_delivery(client, order_id)
     await handle(client, order_id).result()
-    await _save(client, order_id, "backordered_then_served")
+    # since patch backorder-asks-for-stock (backordered_then_served: before it)
+    await _save(client, order_id, "backordered_asks_for_stock_then_served")
 
 
 async def test_record_held_released_by_name_over_the_door(client, settings, sessions):

@@ -519,3 +519,23 @@ def backordered_demand_is_counted_once_per_sku(sessions: SessionFactory) -> None
     # W1 counts its own stock only (its purchase order is the replenishment running for it)
     (low,) = stock.low_stock(sessions, [pair(sku)])
     assert (low.backordered, low.order_quantity) == (5, 7)
+
+
+async def test_an_order_that_backorders_on_stock_nobody_reorders_asks_for_it(client, sessions, gated_worker):
+    """The purchase order an order saw on order may be received and offered to others before the order
+    is waiting for it (the race of issue 21): then nothing would ever order again for it. Here the only
+    purchase order is one raised by hand, with no replenishment behind it and too small for the order:
+    the order, once backordered and still short, asks, and a replenishment orders what it wants."""
+    settings, _ = await gated_worker(supplier_lead_time=timedelta(minutes=10))
+    sku = add_products(sessions, {"VICE": 0}, price="25.00")["VICE"]
+    set_stock(sessions, sku, "W1", 0, reorder_point=0, reorder_qty=2)
+    stock.raise_purchase_order(
+        sessions, unique("PO-HAND"), sku, "W1", 1, datetime.now(UTC) + timedelta(days=1), "by hand"
+    )
+    (order_id,) = await backordered(client, settings, sku, [5])
+
+    by_hand, asked_for = await wait_purchase_orders(sessions, sku, 2)
+    assert by_hand.quantity == 1 and (asked_for.status, asked_for.quantity) == ("open", 2 + 5)
+    assert await replenishment_runs(client, sku)
+    view = await order_view(client, order_id)
+    assert any(e.type == "order_backordered" for e in view.events) and view.status == "backordered"

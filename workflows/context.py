@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
+    from activities.replenishment import ReplenishmentActivities
     from models import search_attributes as sa
     from models.orders import EventView, OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.steps import ErrorType, EventBatch, EventRecord, NotificationRequest, PaymentResult
@@ -80,6 +81,12 @@ def invalid_data(err: ActivityError) -> str | None:
     if isinstance(cause, ApplicationError) and cause.type == ErrorType.invalid_data:
         return cause.message
     return None
+
+
+# Orders placed since this patch ask for a replenishment of their short SKUs once the first try after
+# becoming backordered fails: the purchase order they saw may have been received and offered before
+# they were waiting for it, and nothing else would order again for them (ask_for_backordered_stock).
+BACKORDER_ASKS_FOR_STOCK = "backorder-asks-for-stock"
 
 
 class OrderContext:
@@ -224,6 +231,16 @@ class OrderContext:
     def mark_incident(self) -> None:
         """A compensation gave up: the caller sets NeedsAttention (as it always has)."""
         self.incident = self._flagged = True
+
+    async def ask_for_backordered_stock(self, skus: list[str]) -> None:
+        """Make sure what a backorder waits for is on order (orders placed since BACKORDER_ASKS_FOR_STOCK;
+        replenishments are one per pair, so asking again starts nothing new)."""
+        if workflow.patched(BACKORDER_ASKS_FOR_STOCK):
+            await self.step(
+                ReplenishmentActivities.replenish_for_backorders,
+                sorted(set(skus)),
+                "make sure the backordered stock is on order",
+            )
 
     async def step_or_fail(
         self, activity: Callable[..., Any], arg: Any, summary: str, status: OrderStatus

@@ -351,6 +351,7 @@ class OrderWorkflow:
             lines=[ShipmentLine(sku=x.sku, quantity=x.quantity) for x in lines],
         )
         deadline: datetime | None = None
+        asked = False  # for a replenishment of the short SKUs (once)
         while True:
             self._stock_arrived = False  # stock arriving from here on triggers another attempt
             try:
@@ -381,6 +382,9 @@ class OrderWorkflow:
                 # received from then on is offered to this order, stock received before is found now
                 await ctx.written()
                 continue  # stock received while we became backordered was offered to nobody: try again now
+            if not asked:
+                asked = True
+                await ctx.ask_for_backordered_stock(shortage.get("short", []))
             try:
                 await workflow.wait_condition(
                     lambda: self._stock_arrived or ctx.stop is not None,

@@ -425,6 +425,7 @@ class Legs:
         past the backorder timeout those lines are cancelled."""
         ctx = self._ctx
         deadline = workflow.now() + ctx.policy.backorder_timeout
+        asked = False  # for a replenishment of the short SKUs (once)
         while True:
             self._reset_stock_arrived()
             await ctx.written()  # the orders row shows the backorder first: no receipt falls in between
@@ -434,6 +435,9 @@ class Legs:
                 )
             except _OutOfStock:
                 self.backorder_attempts += 1
+                if not asked:
+                    asked = True
+                    await ctx.ask_for_backordered_stock([line.sku for line in placeholder.lines])
             else:
                 self.backorder_attempts += 1
                 await self._status(placeholder, ShipmentStatus.resolved, f"{placeholder.id}: stock arrived")
