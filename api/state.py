@@ -17,9 +17,9 @@ from encryption.codec import EncryptionCodec
 
 
 class KeyCache:
-    """Keys seen in the last `ttl` seconds and who they belong to, by the key (its hash: bearer calls)
-    or by its row id (console sessions). The database lookup is a third of a request's CPU; the price
-    is that a revoked key, and the sessions it started, keep working for up to `ttl` in a running API."""
+    """Keys seen in the last `ttl` seconds and who they belong to, by the key's hash (bearer calls). The
+    database lookup is a third of a request's CPU; the price is that a revoked key keeps working for up
+    to `ttl` in a running API. (Console sessions keep a cache of their own: api/console_session.py.)"""
 
     MAX_ENTRIES = 10_000
 
@@ -32,12 +32,6 @@ class KeyCache:
 
     def put(self, key: str, who: Principal) -> None:
         self._put(hash_key(key), who)
-
-    def get_by_id(self, key_id: int) -> Principal | None:
-        return self._get(key_id)
-
-    def put_by_id(self, key_id: int, who: Principal) -> None:
-        self._put(key_id, who)
 
     def _get(self, entry_key: str | int) -> Principal | None:
         entry = self._entries.get(entry_key)
