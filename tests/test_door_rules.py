@@ -15,15 +15,25 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 
-from db import make_engine
+from db import alembic_config, make_engine, migrate
 from domain.api_keys import Role
 from models import tables as t
 from models.workflow_names import order_workflow_id
 from services.orders import order_view
 from tests.api_server import ApiServer
-from tests.helpers import add_products, cli, eventually, order_doc, place, unique
+from tests.helpers import (
+    add_order_row,
+    add_products,
+    cli,
+    eventually,
+    fresh_database,
+    order_doc,
+    place,
+    unique,
+)
 from tests.test_parties import hand_over, manual_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -381,3 +391,32 @@ async def test_a_resolved_parcel_is_resolved_in_the_shipments_row(
     assert answer.status_code == 200, answer.text
     with sessions() as session:
         assert session.get(t.Shipment, shipment_id).status == "resolved"
+
+
+def test_migration_0012_resolves_the_rows_of_settled_parcels(tmp_path):
+    """Rows left `exception` after support's choice (a claim was lodged) become `resolved`; a parcel still
+    waiting for the choice (no claim yet) stays `exception`."""
+    with fresh_database(tmp_path, "m0012") as (url, sessions):
+        command.downgrade(alembic_config(url), "0011")
+        with sessions.begin() as session:
+            session.add(t.Warehouse(code="W1", name="W1", priority=1))
+            add_order_row(
+                session,
+                "M-1",
+                "C-1",
+                status="delivery_exception",
+                payment_status="captured",
+                placed_at=datetime.now(UTC),
+            )
+            for sid in ("M-1-S1", "M-1-S2"):
+                session.add(t.Shipment(id=sid, order_id="M-1", warehouse="W1", status="exception"))
+            session.flush()
+            session.add(
+                t.CarrierClaim(
+                    order_id="M-1", shipment_id="M-1-S1", tracking_number="T1", reason="lost", amount=1
+                )
+            )
+        migrate(url)
+        with sessions() as session:
+            assert session.get(t.Shipment, "M-1-S1").status == "resolved"
+            assert session.get(t.Shipment, "M-1-S2").status == "exception"
