@@ -13,7 +13,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
-from workflows.context import LEAN_STEPS
+from workflows.context import BACKORDER_ASKS_FOR_STOCK, LEAN_STEPS
 from workflows.order import LEANER_STEPS, TRACKING_AT_BOOKING, WRITE_AT_PAUSE
 from workflows.sandbox_parties import PACK_CONFIRMS_PICK, WAITS_FOR_PICKUP
 
@@ -62,6 +62,14 @@ def test_histories_of_the_sandbox_carrier_before_and_after_it_waits_for_pickup_a
     runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("sandbox_carrier_")}
     assert runs.get("sandbox_carrier_from_the_handover") == set()
     assert runs.get("sandbox_carrier_waits_for_pickup") == {WAITS_FOR_PICKUP}
+
+
+def test_histories_of_backorders_before_and_after_they_ask_for_stock_are_kept():
+    """A backordered order from before `backorder-asks-for-stock` (it waited for the purchase order it
+    saw) and one since (still short on its first try, it asked for a replenishment) both replay."""
+    runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("backordered_")}
+    assert BACKORDER_ASKS_FOR_STOCK not in runs["backordered_then_served"]
+    assert BACKORDER_ASKS_FOR_STOCK in runs["backordered_asks_for_stock_then_served"]
 
 
 def _patches(path: Path) -> set[str]:
