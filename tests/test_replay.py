@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
 
+from models.orders import PlaceOrder
+from models.workflow_names import ORDER_WORKFLOW
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import BACKORDER_ASKS_FOR_STOCK, LEAN_STEPS
@@ -90,3 +95,23 @@ async def test_recorded_history_replays(path: Path):
         WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     )
     assert result.replay_failure is None
+
+
+@workflow.defn(name=ORDER_WORKFLOW, sandboxed=False)
+class _OrderThatWaitsFirst:
+    """An incompatible change to the order: a timer before anything else, where every recorded order
+    starts with its first step (a local activity, or an activity before lean steps)."""
+
+    @workflow.run
+    async def run(self, request: PlaceOrder) -> None:
+        await workflow.sleep(timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("name", ["lean_tracking_at_booking_delivered", "completed_with_feedback"])
+async def test_a_history_against_an_incompatible_workflow_fails_with_nondeterminism(name: str):
+    """The replay test can fail: a recorded order replayed against a workflow whose commands differ is
+    refused with a nondeterminism error, as a worker would refuse it in production."""
+    path = Path(__file__).parent / "histories" / f"{name}.json"
+    replayer = Replayer(workflows=[_OrderThatWaitsFirst], data_converter=TEST_CONVERTER)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()))
