@@ -145,6 +145,24 @@ async def update_accepted(client: Client, order_id: str) -> bool:
     )
 
 
+async def timers(client: Client, order_id: str) -> dict[str, str]:
+    """The order's timers by their summary ("return window", "delivery SLA for X-S1"), each with how it
+    ended so far: `started`, `fired` or `canceled`. What a test waits for instead of sleeping past one."""
+    history = await handle(client, order_id).fetch_history()
+    started: dict[int, str] = {}
+    ended: dict[str, str] = {}
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            (summary,) = await client.data_converter.decode([e.user_metadata.summary], [str])
+            started[e.event_id] = summary
+            ended[summary] = "started"
+        elif e.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            ended[started[e.timer_fired_event_attributes.started_event_id]] = "fired"
+        elif e.event_type == EventType.EVENT_TYPE_TIMER_CANCELED:
+            ended[started[e.timer_canceled_event_attributes.started_event_id]] = "canceled"
+    return ended
+
+
 async def wait_status(client: Client, order_id: str, *statuses: str, timeout: float = 30.0) -> OrderView:
     return await eventually(lambda: order_view(client, order_id), lambda v: v.status in statuses, timeout)
 

@@ -20,6 +20,7 @@ from tests.helpers import (
     order_doc,
     place,
     stock_of,
+    update_accepted,
     wait_status,
 )
 
@@ -42,7 +43,7 @@ async def test_cancel_at_each_state_puts_stock_and_money_back(client, sessions, 
 
     task = asyncio.ensure_future(cancel_order(client, order_id, "customer changed their mind"))
 
-    await asyncio.sleep(0.3)
+    await eventually(lambda: update_accepted(client, order_id), bool)  # the cancel waits for the step
     gates[gate].set()
     view = await task
 

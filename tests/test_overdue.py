@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -19,6 +18,7 @@ from tests.helpers import (
     order_doc,
     outbox,
     place,
+    timers,
     wait_status,
 )
 
@@ -63,7 +63,11 @@ async def test_an_order_delivered_within_its_sla_is_never_flagged(client, settin
     await confirm_delivery(client, order_id)
     await wait_status(client, order_id, "delivered")
 
-    await asyncio.sleep(4)  # past the SLA
+    # the delivery ended the SLA's wait: its timer was canceled and can never fire
+    (shipment,) = (await order_view(client, order_id)).shipments
+    await eventually(
+        lambda: timers(client, order_id), lambda t: t.get(f"delivery SLA for {shipment.id}") == "canceled"
+    )
 
     view = await order_view(client, order_id)
     assert not view.overdue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ from tests.helpers import (
     place,
     stock_movements,
     stock_of,
+    timers,
     wait_status,
 )
 from workflows.order import OrderWorkflow
@@ -540,9 +541,7 @@ async def test_the_order_completes_when_its_window_ends_and_its_returns_are_sett
     sku = skus["HAT"]
     order_id = await delivered(client, settings, sessions, [(sku, 2)], return_window=timedelta(seconds=3))
     ret = await request_return(client, order_id, ReturnRequest(sku=sku, quantity=1, reason="too big"))
-    ends = (await order_view(client, order_id)).return_window_ends
-    assert ends is not None
-    await asyncio.sleep((ends - datetime.now(UTC)).total_seconds() + 0.5)
+    await eventually(lambda: timers(client, order_id), lambda t: t.get("return window") == "fired")
 
     # the window has closed, but the order waits for the parcel of its open return
     assert (await handle(client, order_id).describe()).status == WorkflowExecutionStatus.RUNNING
