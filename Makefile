@@ -50,8 +50,10 @@ bench-codec: install
 bench-api: install
 	.venv/bin/python -m bench.api_load
 
-# Fault injection: orders through the system while workers, the dev server and (on PostgreSQL, via
-# OMS_TEST_DATABASE_URL) the database fail; exits 1 on any violation (python -m chaos --help).
+# Fault injection: orders down every compensation path, through the client layer and the HTTP API,
+# while workers, the dev server and (on PostgreSQL, via OMS_TEST_DATABASE_URL) the database fail; every
+# API door fuzzed; planted bugs that must be caught. Exits 1 on any violation or a plant not caught
+# (python -m chaos --help; --short for the quick version).
 chaos: install
 	.venv/bin/python -m chaos
 

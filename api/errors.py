@@ -124,7 +124,7 @@ def install(app: FastAPI) -> None:
     async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return error_response(404, "not_found", exc.message)
-        if exc.status in _TEMPORAL_DOWN:
+        if exc.status in _TEMPORAL_DOWN or _task_failing(exc):
             log.warning("Temporal unavailable: %s", exc.message)
             return _unavailable("Temporal")
         log.error("Temporal refused a request: %s (%s)", exc.message, exc.status.name)
@@ -166,6 +166,15 @@ def _unavailable(what: str) -> JSONResponse:
         "unavailable",
         f"{what} is not answering; nothing was changed, retry later",
         headers={"Retry-After": "5"},
+    )
+
+
+def _task_failing(exc: RPCError) -> bool:
+    """An update refused while the order's workflow task is being retried (its worker died): transient,
+    the same request succeeds once a worker has the order again."""
+    return (
+        exc.status == RPCStatusCode.FAILED_PRECONDITION
+        and "workflow task in failed state" in exc.message.lower()
     )
 
 

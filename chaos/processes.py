@@ -178,11 +178,12 @@ class TemporalServer:
 
 
 class Workers:
-    """`python worker.py` processes on one task queue. `kill_one()` kills one with SIGKILL and starts its
+    """`python worker.py` processes (or `argv`) on one task queue. `kill_one()` kills one with SIGKILL and starts its
     replacement; `keep_up()` replaces any that exited by themselves (counted apart)."""
 
-    def __init__(self, run_dir: Path, env: dict[str, str], count: int) -> None:
+    def __init__(self, run_dir: Path, env: dict[str, str], count: int, argv: list[str] | None = None) -> None:
         self.run_dir, self.env, self.count = run_dir, env, count
+        self.argv = argv or [PYTHON, "worker.py"]
         self.running: list[Process] = []
         self.started = 0
         self.killed = 0
@@ -191,7 +192,7 @@ class Workers:
     def start_one(self) -> Process:
         self.started += 1
         log_path = self.run_dir / f"worker-{self.started}.log"
-        process = Process(f"worker {self.started}", [PYTHON, "worker.py"], self.env, log_path)
+        process = Process(f"worker {self.started}", self.argv, self.env, log_path)
         self.running.append(process)
         return process
 
@@ -227,6 +228,41 @@ class Workers:
 
     def logs(self) -> list[Path]:
         return sorted(self.run_dir.glob("worker-*.log"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+class ApiServer:
+    """`python -m api` on a free port of 127.0.0.1, with the environment given (its database, Temporal,
+    task queue and policy settings); up once /readyz answers 200."""
+
+    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = run_dir / "api.log"
+        self.env = env | {"OMS_API_HOST": "127.0.0.1", "OMS_API_PORT": str(self.port)}
+        self.process: Process | None = None
+
+    async def start(self) -> None:
+        import httpx
+
+        self.process = Process("API", [PYTHON, "-m", "api"], self.env, self.log_path)
+
+        async def ready() -> bool:
+            if self.process is not None and not self.process.alive():
+                raise RuntimeError(f"the API exited:\n{self.process.tail()}")
+            async with httpx.AsyncClient(timeout=5) as http:
+                return (await http.get(self.url + "/readyz")).status_code == 200
+
+        await wait_until(ready, f"the API on {self.url}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
 
 async def polling_pids(client: Client, task_queue: str) -> set[int]:
