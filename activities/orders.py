@@ -7,6 +7,7 @@ from decimal import Decimal
 from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -116,8 +117,19 @@ def _record(session: Session, request: PlaceOrder) -> None:
         return
     customer = session.get(t.Customer, order.customer.id)
     if customer is None:
-        customer = t.Customer(id=order.customer.id)
-        session.add(customer)
+        # Concurrent first orders of a new customer race for this row: the loser finds the winner's
+        # (in a savepoint, so its own transaction goes on) instead of failing the step and retrying.
+        try:
+            with session.begin_nested():
+                session.add(
+                    t.Customer(
+                        id=order.customer.id, name=order.customer.name, email=str(order.customer.email)
+                    )
+                )
+        except IntegrityError:
+            pass
+        customer = session.get(t.Customer, order.customer.id, populate_existing=True)
+        assert customer is not None
     customer.name, customer.email, customer.phone = (
         order.customer.name,
         str(order.customer.email),
