@@ -16,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 # Imported now, not by its pytest plugin at the end of the session: there CPython 3.11's parser can
 # meet garbage collection finalizing a stopped worker's workflow coroutines and fail with "AST
 # constructor recursion depth mismatch" (CPython gh-106905), seen running one test file alone.
@@ -151,6 +153,13 @@ def api(settings: Settings, worker: None, tmp_path_factory: pytest.TempPathFacto
     """The HTTP API as a real process on a free port, on the suite's dev server and database."""
     with running_api(settings, tmp_path_factory.mktemp("api")) as server:
         yield server
+
+
+@pytest.fixture
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the suite's API, with its own cookie jar (like one browser), for one test."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from config import Settings
 from db import SessionFactory, make_engine, make_session_factory, migrate
+from domain.api_keys import Role
 from domain.catalog import load_catalog
 from models import tables as t
 from models.catalog import CatalogFile
@@ -161,6 +162,11 @@ async def timers(client: Client, order_id: str) -> dict[str, str]:
         elif e.event_type == EventType.EVENT_TYPE_TIMER_CANCELED:
             ended[started[e.timer_canceled_event_attributes.started_event_id]] = "canceled"
     return ended
+
+
+def as_(keys: dict[Role, str], role: Role) -> dict[str, str]:
+    """The Authorization header of the API key of `role` (the `api_keys` fixture)."""
+    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 async def wait_status(client: Client, order_id: str, *statuses: str, timeout: float = 30.0) -> OrderView:

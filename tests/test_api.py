@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,9 +15,9 @@ from domain.api_keys import Role, create_key, revoke_key
 from domain.blocklist import update_blocklist
 from models import tables as t
 from services.orders import UnknownOrder, order_view
-from tests.api_server import ApiServer
 from tests.helpers import (
     add_products,
+    as_,
     assert_ledger_invariants,
     eventually,
     ledger,
@@ -28,16 +27,6 @@ from tests.helpers import (
     unique,
     wait_status,
 )
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
-
-
-def as_(keys: dict[Role, str], role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 async def placed(

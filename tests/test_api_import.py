@@ -7,7 +7,6 @@ import pytest
 
 from domain.api_keys import Role
 from services.orders import UnknownOrder, order_view
-from tests.api_server import ApiServer
 from tests.helpers import add_products, eventually, ledger, unique, wait_status
 
 HEADER = (
@@ -22,12 +21,6 @@ def row(order_id: str, sku: str, quantity: str = "1", email: str = "ada@example.
         f"{order_id},csv,C-7,Ada Lovelace,{email},,Ada Lovelace,12 St James's Sq,,London,SW1Y 4JH,GB,EUR,"
         f"tok_visa,,{sku},{quantity},"
     )
-
-
-@pytest.fixture
-async def http(api: ApiServer):
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 async def test_a_csv_batch_places_the_good_orders_and_reports_the_bad_rows(http, api_keys, client, sessions):

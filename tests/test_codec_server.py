@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,27 +21,16 @@ from domain.codec_audit import CodecUse, Via, recent_codec_uses
 from encryption.codec import COMPRESSION, ENCODING, EncryptionCodec
 from encryption.converter import key_ring
 from encryption.keys import KeyRing
-from tests.api_server import ApiServer
-from tests.helpers import unique
+from tests.helpers import as_, unique
 from tests.test_console_session import key_name, sign_in
 
 DECODE, ENCODE = "/codec/decode", "/codec/encode"
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
 def codec(settings: Settings) -> EncryptionCodec:
     """The workers' codec: the API process reads the same keys (OMS_CODEC_KEYS, set by the conftest)."""
     return EncryptionCodec(key_ring(settings))
-
-
-def as_(keys: dict[Role, str], role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 def plain(value: Any) -> Payload:

@@ -4,11 +4,9 @@ without it under OMS_REQUIRE_BROWSER=1), finding a customer by e-mail, and escap
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-import httpx
 import pytest
 from playwright.async_api import Page, expect
 
@@ -126,12 +124,6 @@ async def test_a_customer_without_orders_has_no_return_rate(sessions):
     profile = customer_profile(sessions, customer_id)
     assert profile.orders == [] and profile.lifetime_value == {}
     assert profile.return_rate is None and profile.average_score is None
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 async def test_signed_out_the_customer_page_sends_you_to_sign_in(http):

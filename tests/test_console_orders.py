@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import httpx
 import pytest
 from playwright.async_api import Page, expect
 
@@ -49,12 +48,6 @@ async def page(api: ApiServer, api_keys) -> AsyncIterator[Page]:  # type: ignore
         yield page
         assert dialogs == []  # nothing the page showed ran as script
         await context.close()
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 def customer_doc(lines: list[tuple[str, int]], **overrides) -> dict:  # type: ignore[no-untyped-def,type-arg]

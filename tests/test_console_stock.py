@@ -8,8 +8,6 @@ The tests skip while the API does not serve `/console/stock` (the router not yet
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from playwright.async_api import Page, expect
@@ -37,13 +35,6 @@ def stock_pages_served(api: ApiServer) -> None:
     answer = httpx.get(f"{api.url}/console/stock", follow_redirects=False, timeout=30)
     if answer.status_code == 404:
         pytest.skip("GET /console/stock is 404: api/routes/console_stock.py is not registered in api/app.py")
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A client with its own cookie jar, like one browser."""
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 def stocked_sku(sessions: SessionFactory, on_hand: int = 10, reorder_point: int | None = None) -> str:

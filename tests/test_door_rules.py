@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from tests.api_server import ApiServer
 from tests.helpers import (
     add_order_row,
     add_products,
+    as_,
     cli,
     eventually,
     fresh_database,
@@ -37,16 +38,6 @@ from tests.helpers import (
 from tests.test_parties import hand_over, manual_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
-
-
-def as_(keys: dict[Role, str], role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 def assert_refused(answer: httpx.Response, field: str) -> None:

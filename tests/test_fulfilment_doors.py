@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import Client
 
@@ -19,10 +17,10 @@ from config import SandboxMode, Settings
 from domain.api_keys import Role
 from models.orders import ShipmentView
 from services.orders import order_view
-from tests.api_server import ApiServer
 from tests.helpers import (
     add_products,
     add_warehouse,
+    as_,
     assert_ledger_invariants,
     cli,
     eventually,
@@ -33,16 +31,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
-
-
-def as_(keys: dict[Role, str], role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 def unknown_shipment() -> str:

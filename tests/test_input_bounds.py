@@ -8,13 +8,11 @@ delivery instructions, JSON nested 1,000 deep) are kept here as plain regression
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -41,7 +39,6 @@ from models.orders import (
 from models.steps import ErrorType, EventRecord
 from models.stock import StockAdjustmentIn, StockReceiptIn
 from services.orders import OrderInputError, UnknownOrder, order_view, parse_order, policy_from
-from tests.api_server import ApiServer
 from tests.helpers import add_products, cli, order_doc, place, rejection, unique
 
 # ---- the fault-injection cases, at both doors ----
@@ -165,12 +162,6 @@ async def test_a_file_that_is_not_utf8_is_invalid_input(settings, tmp_path: Path
     status, out = await cli(settings, "place", str(path))
     assert (status, out) == (2, "")
     assert "not UTF-8" in capsys.readouterr().err
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
@@ -30,7 +28,6 @@ from domain.api_keys import Role
 from models import tables as t
 from models.orders import MAX_MONEY, MAX_QUANTITY, OrderInput
 from services.orders import OrderInputError, UnknownOrder, order_view, parse_order
-from tests.api_server import ApiServer
 from tests.helpers import cli, order_doc, unique, wait_status
 
 SKU = "NO-SUCH-PRODUCT"  # never in the catalog: a valid order is rejected at once, nothing reserved
@@ -441,12 +438,6 @@ async def test_the_cli_exits_0_or_2_and_never_prints_a_traceback(
 
 
 # ---- (c) the HTTP API ----
-
-
-@pytest.fixture
-async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
-        yield client
 
 
 @pytest.mark.usefixtures("worker")
