@@ -127,8 +127,12 @@ def _record(session: Session, request: PlaceOrder) -> None:
                     )
                 )
         except IntegrityError:
-            pass
-        customer = session.get(t.Customer, order.customer.id, populate_existing=True)
+            # Only the race is settled here: any other refusal (a NOT NULL, a check) is the data's.
+            customer = session.get(t.Customer, order.customer.id, populate_existing=True)
+            if customer is None:
+                raise
+        else:
+            customer = session.get(t.Customer, order.customer.id)
         assert customer is not None
     customer.name, customer.email, customer.phone = (
         order.customer.name,
