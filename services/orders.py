@@ -6,9 +6,10 @@ call these functions, and name workflows, updates and signals through models.wor
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -71,6 +72,7 @@ from models.workflow_names import (
     order_id_of,
     order_workflow_id,
 )
+from services.waiting import update_with_start_within, within
 
 T = TypeVar("T")
 
@@ -184,11 +186,8 @@ async def place_order(
             ORDER_WORKFLOW, request, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **start
         )
         try:
-            settled = await asyncio.wait_for(
-                client.execute_update_with_start_workflow(
-                    OrderUpdate.wait_settled, start_workflow_operation=operation, result_type=OrderView
-                ),
-                wait,
+            settled = await update_with_start_within(
+                client, OrderUpdate.wait_settled, operation, OrderView, wait
             )
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
             # not settled in time, or the run ended first: started all the same (UnknownOrder if the
@@ -259,13 +258,13 @@ async def wait_until_settled(client: Client, order_id: str, timeout: float = PLA
     updates; it has settled long ago, so its last view is the answer."""
     try:
         with _known(order_id):
-            return await asyncio.wait_for(
+            return await within(
                 handle(client, order_id).execute_update(OrderUpdate.wait_settled, result_type=OrderView),
                 timeout,
             )
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # wait_for cancelled the update
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # out of time, or the RPC deadline
         raise TimeoutError(
-            f"order {order_id} has not settled within {timeout:.0f}s; is a worker running?"
+            f"order {order_id} has not settled within {timeout:g}s; is a worker running?"
         ) from None
     except (WorkflowUpdateFailedError, RPCError):
         if await _is_running(client, order_id):
@@ -340,8 +339,9 @@ async def list_orders_page(
 ) -> OrderPage:
     """One page of orders from Temporal visibility, newest first; `next_page_token` (URL-safe text,
     for every door: API, console, command line) is None on the last page. Raises BadPageToken."""
-    raw = _decode_page_token(page_token) if page_token else None
-    pages = client.list_workflows(filters.query(), page_size=page_size, next_page_token=raw)
+    query = filters.query()
+    raw = _open_page_token(query, page_token) if page_token else None
+    pages = client.list_workflows(query, page_size=page_size, next_page_token=raw)
     try:
         await pages.fetch_next_page()
     except RPCError as exc:
@@ -351,15 +351,33 @@ async def list_orders_page(
     token = pages.next_page_token
     return OrderPage(
         orders=[_summary(execution) for execution in pages.current_page or []],
-        next_page_token=base64.urlsafe_b64encode(token).decode() if token else None,
+        next_page_token=_seal_page_token(query, token) if token else None,
     )
 
 
-def _decode_page_token(token: str) -> bytes:
+# Temporal's own page token goes out with a digest of it and of the query it belongs to, so that only
+# a token this system handed out, for this query, ever reaches Temporal: a made-up one (`?page_token=true`)
+# used to reach the server, which answers UNKNOWN, and the SDK retried that for seconds before a 503.
+_DIGEST_SIZE = 8
+
+
+def _token_digest(query: str, raw: bytes) -> bytes:
+    return hashlib.blake2b(query.encode() + b"\0" + raw, digest_size=_DIGEST_SIZE).digest()
+
+
+def _seal_page_token(query: str, raw: bytes) -> str:
+    return base64.urlsafe_b64encode(_token_digest(query, raw) + raw).decode()
+
+
+def _open_page_token(query: str, token: str) -> bytes:
     try:
-        return base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+        sealed = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise BadPageToken() from None
+    digest, raw = sealed[:_DIGEST_SIZE], sealed[_DIGEST_SIZE:]
+    if not raw or not hmac.compare_digest(digest, _token_digest(query, raw)):
+        raise BadPageToken()
+    return raw
 
 
 async def list_orders(client: Client, filters: OrderFilter | None = None) -> list[OrderSummary]:

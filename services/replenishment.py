@@ -23,6 +23,7 @@ from models.workflow_names import (
     order_workflow_id,
     replenishment_workflow_id,
 )
+from services.waiting import within
 
 log = logging.getLogger(__name__)
 OFFER_TIMEOUT = timedelta(seconds=60)
@@ -75,7 +76,7 @@ async def release_backorders(client: Client, sessions: SessionFactory, skus: lis
             OrderUpdate.retry_reservation, result_type=bool
         )
         try:
-            reserved = await asyncio.wait_for(update, OFFER_TIMEOUT.total_seconds())
+            reserved = await within(update, OFFER_TIMEOUT.total_seconds())
         except (WorkflowUpdateFailedError, RPCError) as exc:  # no longer backordered: nothing to offer
             log.info("order %s not offered stock: %s", order_id, exc)
             continue
