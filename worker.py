@@ -84,7 +84,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         fulfilment.record_delivery,
         fulfilment.release_shipment, fulfilment.record_pack, fulfilment.book_carrier, fulfilment.record_handover,
         fulfilment.start_tracking, fulfilment.record_tracking_event, fulfilment.record_claim,
-        inventory.record_pick, inventory.restock_returned,
+        inventory.record_pick, inventory.restock_returned, inventory.return_order_stock,
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,

@@ -59,16 +59,34 @@ class InventoryActivities:
     def release_stock(self, ref: ShipmentRef) -> int:
         """Release the active reservations of a shipment; returns the units released (0 on a repeat)."""
         with self._sessions.begin() as session:
-            released = 0
-            for r in _reservations(session, ref, "active"):
-                if not move(
-                    session, r.sku, r.warehouse, "release", reserved=-r.quantity, order_id=r.order_id
-                ):
-                    raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
-                r.status = "released"
-                released += r.quantity
+            released = _release(session, _reservations(session, ref, "active"))
             _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
             return released
+
+    @activity.defn
+    def return_order_stock(self, order_id: str) -> int:
+        """The last compensation of an order that failed: release every reservation it still holds and
+        put back what it picked for a parcel that never left the warehouse. Its own undos have done this
+        for every step it knows of; what is left was booked by a local step of a workflow task lost with
+        its worker, whose order then took another turn (a cancellation came first) and never ran that
+        step again. Returns the units returned: 0 almost always, and on a repeat."""
+        whole_order = ShipmentRef(order_id=order_id, shipment_id="")
+        with self._sessions.begin() as session:
+            in_warehouse = set(
+                session.scalars(
+                    select(t.Shipment.id).where(
+                        t.Shipment.order_id == order_id, t.Shipment.shipped_at.is_(None)
+                    )
+                )
+            )
+            active = _reservations(session, whole_order, "active")
+            picked = [
+                r for r in _reservations(session, whole_order, "picked") if r.shipment_id in in_warehouse
+            ]
+            returned = _release(session, active) + _restock_reservations(session, picked, "its order failed")
+            for shipment_id in sorted({r.shipment_id for r in active + picked}):
+                _set_shipment(session, shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
+            return returned
 
     @activity.defn
     def pick_stock(self, ref: ShipmentRef) -> int:
@@ -161,12 +179,22 @@ class InventoryActivities:
 
 
 def _restock(session: Session, ref: ShipmentRef, reason: str) -> int:
-    restocked = 0
-    for r in _reservations(session, ref, "picked"):
+    return _restock_reservations(session, _reservations(session, ref, "picked"), reason)
+
+
+def _restock_reservations(session: Session, picked: list[t.Reservation], reason: str) -> int:
+    for r in picked:
         move(session, r.sku, r.warehouse, "restock", on_hand=r.quantity, order_id=r.order_id, reason=reason)
         r.status = "restocked"
-        restocked += r.quantity
-    return restocked
+    return sum(r.quantity for r in picked)
+
+
+def _release(session: Session, active: list[t.Reservation]) -> int:
+    for r in active:
+        if not move(session, r.sku, r.warehouse, "release", reserved=-r.quantity, order_id=r.order_id):
+            raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+        r.status = "released"
+    return sum(r.quantity for r in active)
 
 
 def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) -> list[AllocatedShipment]:

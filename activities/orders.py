@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -194,18 +194,31 @@ def _hold_reason(session: Session, request: ScreenRequest) -> str | None:
 def _write_events(session: Session, events: list[EventRecord]) -> None:
     if not events:
         return
-    insert = _insert_ignore(session)
-    session.execute(
-        insert(t.OrderEvent)
-        .values(
-            [
-                {"order_id": e.order_id, "seq": e.seq, "at": e.at, "type": e.type, "detail": e.detail}
-                for e in events
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["order_id", "seq"])
-    )
+    # The order's history decides what its events are. Events are numbered by the workflow, so a repeat
+    # writes the same rows again and changes nothing; but a local step of a workflow task lost with its
+    # worker may have written events the history never got (the task never completed), and the order
+    # may then have gone another way (a cancellation came first): its events take those numbers over,
+    # and what that lost task wrote beyond them goes.
     last = events[-1]
+    statement = _upsert_insert(session)(t.OrderEvent).values(
+        [
+            {"order_id": e.order_id, "seq": e.seq, "at": e.at, "type": e.type, "detail": e.detail}
+            for e in events
+        ]
+    )
+    fields = ("at", "type", "detail")
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["order_id", "seq"],
+            set_={name: statement.excluded[name] for name in fields},
+            where=or_(
+                *(getattr(t.OrderEvent, name).is_distinct_from(statement.excluded[name]) for name in fields)
+            ),
+        )
+    )
+    session.execute(
+        delete(t.OrderEvent).where(t.OrderEvent.order_id == last.order_id, t.OrderEvent.seq > last.seq)
+    )
     changes: dict[str, object] = {"status": last.status, "payment_status": last.payment_status}
     if last.total is not None:
         changes["total"] = last.total
@@ -253,6 +266,6 @@ def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine],
     return lines, problems
 
 
-def _insert_ignore(session: Session):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT that supports ON CONFLICT DO NOTHING (SQLite and PostgreSQL both do)."""
+def _upsert_insert(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT that supports ON CONFLICT (SQLite and PostgreSQL both do)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from activities.inventory import InventoryActivities
 from config import SandboxMode
 from domain.catalog import load_catalog
 from models.catalog import CatalogFile
 from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
-from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest
+from models.orders import FeedbackIn, OrderInput, ReturnReceipt, ReturnRequest, ShipmentLine
 from models.shipping import CarrierEventType, Resolution, ShortPickPolicy
+from models.steps import ReserveRequest
 from models.workflow_names import sandbox_carrier_workflow_id, sandbox_warehouse_workflow_id
 from services.fulfilment import resolve_shipment, submit_carrier_event, submit_warehouse_report
 from services.orders import (
@@ -114,6 +116,33 @@ async def test_record_cancelled_while_on_hold(client, settings, sessions):
     await cancel_order(client, order_id, "customer asked")
     await handle(client, order_id).result()
     await _save(client, order_id, "cancelled_on_hold")
+
+
+async def test_record_cancelled_in_release_window(client, settings, sessions):
+    skus = add_products(sessions, {"TEE": 3})
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 1)]), release_delay=timedelta(hours=1))
+    await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
+    await cancel_order(client, order_id, "customer asked")
+    await handle(client, order_id).result()
+    await _save(client, order_id, "cancelled_in_release_window")
+
+
+async def test_record_cancel_returns_stock_of_a_lost_task(client, sessions, gated_worker):
+    """tests/test_cancel.py's lost workflow task: the safety net returns the stock it booked."""
+    settings, gates = await gated_worker("authorize_payment")
+    skus = add_products(sessions, {"TEE": 3})
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 1)]))
+    await wait_status(client, order_id, "received")
+    request = ReserveRequest(
+        order_id=order_id, shipment_prefix=f"{order_id}-S", lines=[ShipmentLine(sku=skus["TEE"], quantity=1)]
+    )
+    InventoryActivities(sessions).reserve_stock(request)
+    task = asyncio.ensure_future(cancel_order(client, order_id, "customer asked"))
+    await eventually(lambda: update_accepted(client, order_id), bool)
+    gates["authorize_payment"].set()
+    await task
+    await handle(client, order_id).result()
+    await _save(client, order_id, "cancel_returns_stock_of_a_lost_task")
 
 
 async def test_record_carrier_refusal_compensated(client, settings, sessions):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 
 import starter
+from activities.inventory import InventoryActivities
+from activities.orders import OrderActivities
 from models import tables as t
+from models.orders import ShipmentLine
+from models.steps import EventBatch, EventRecord, ReserveRequest
 from services.orders import Refused, cancel_order, handle, order_view
 from tests.helpers import (
     add_products,
@@ -111,3 +116,68 @@ async def test_release_continues_held_order(client, settings, sessions):
     assert any(e.type == "hold_released" for e in view.events)
     assert await starter.dispatch(["release", order_id], settings, io.StringIO()) == 1  # not on hold any more
     await eventually(lambda: order_view(client, order_id), lambda v: v.payment_status == "captured")
+
+
+async def test_cancel_returns_what_a_lost_workflow_task_booked(client, sessions, gated_worker):
+    """A worker dies inside a workflow task after its local steps reserved the stock and wrote the
+    events (reserved, confirmed); the task never completes, so the history does not show them. The
+    cancellation reaches the next task first and ends the order before it reserves again: the stock
+    goes back all the same, and the order's events are the history's, not the lost task's."""
+    settings, gates = await gated_worker("authorize_payment")
+    skus = add_products(sessions, {"TEE": 5}, price="15.00")
+    order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
+    before = await wait_status(client, order_id, "received")  # the card is being authorized
+
+    # what the lost task's local steps left in the database
+    InventoryActivities(sessions).reserve_stock(
+        ReserveRequest(
+            order_id=order_id,
+            shipment_prefix=f"{order_id}-S",
+            lines=[ShipmentLine(sku=skus["TEE"], quantity=2)],
+        )
+    )
+    lost = [
+        EventRecord(
+            order_id=order_id,
+            seq=len(before.events) + n,
+            at=datetime.now(UTC),
+            type=kind,
+            detail="written by a task that never completed",
+            status="confirmed",
+            payment_status="authorized",
+        )
+        for n, kind in enumerate(["payment_authorized", "stock_reserved", "order_confirmed"], start=1)
+    ]
+    OrderActivities(sessions).record_events(EventBatch(events=lost))
+    assert stock_of(sessions, skus["TEE"]) == (5, 2)
+
+    task = asyncio.ensure_future(cancel_order(client, order_id, "customer changed their mind"))
+    await eventually(lambda: update_accepted(client, order_id), bool)
+    gates["authorize_payment"].set()
+    view = await task
+
+    assert view.status == "cancelled" and view.payment_status == "voided"
+    assert stock_of(sessions, skus["TEE"]) == (5, 0)
+    with sessions() as session:
+        reservations = session.query(t.Reservation).filter_by(order_id=order_id).all()
+        assert reservations and all(r.status == "released" for r in reservations)
+        assert all(s.status == "cancelled" for s in session.query(t.Shipment).filter_by(order_id=order_id))
+    assert any(
+        e.type == "compensated" and e.detail == "return the stock a lost workflow task left with the order"
+        for e in view.events
+    )
+    await handle(client, order_id).result()  # every event written
+
+    with sessions() as session:
+        written = session.query(t.OrderEvent).filter_by(order_id=order_id).order_by(t.OrderEvent.seq).all()
+        assert [(e.type, e.detail) for e in written] == [(e.type, e.detail) for e in view.events]
+        assert session.get(t.Order, order_id).status == "cancelled"
+
+
+async def test_a_cancel_with_nothing_lost_says_nothing_of_it(client, settings, sessions):
+    """The safety net above finds nothing on an ordinary cancellation, and is not in its events."""
+    skus = add_products(sessions, {"TV": 3}, price="900.00")
+    order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
+    await wait_status(client, order_id, "on_hold")
+    view = await cancel_order(client, order_id, "fraud suspected")
+    assert [e.detail for e in view.events if e.type == "compensated"] == ["void the authorization"]

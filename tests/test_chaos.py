@@ -87,13 +87,6 @@ def _check(runs: dict[str, Any], scenario: str, capsys: pytest.CaptureFixture[st
     return result
 
 
-# A real bug this run found (issue 21, open): an order cancelled inside its release window while a worker
-# is killed can end `cancelled` with its reservation still active and its shipment `allocated`. Until it
-# is fixed the scenario may fail; it is reported, not hidden (strict=False: it passes when the race misses).
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug: cancel in the release window across a worker kill can leak the reservation",
-)
 async def test_orders_end_right_while_workers_are_killed(runs, capsys):
     result = _check(runs, "worker-kills", capsys)
     assert result.worker_kills == SHORT.kills

@@ -19,7 +19,7 @@ from models.workflow_names import ORDER_WORKFLOW
 from tests.conftest import TEST_CONVERTER
 from worker import WORKFLOWS, workflow_runner
 from workflows.context import BACKORDER_ASKS_FOR_STOCK, LEAN_STEPS
-from workflows.order import LEANER_STEPS, TRACKING_AT_BOOKING, WRITE_AT_PAUSE
+from workflows.order import LEANER_STEPS, STOCK_OF_LOST_STEPS_RETURNED, TRACKING_AT_BOOKING, WRITE_AT_PAUSE
 from workflows.sandbox_parties import PACK_CONFIRMS_PICK, WAITS_FOR_PICKUP
 
 # `binary/encrypted` as the history JSON writes metadata values: base64
@@ -75,6 +75,15 @@ def test_histories_of_backorders_before_and_after_they_ask_for_stock_are_kept():
     runs = {p.stem: _patches(p) for p in HISTORIES if p.stem.startswith("backordered_")}
     assert BACKORDER_ASKS_FOR_STOCK not in runs["backordered_then_served"]
     assert BACKORDER_ASKS_FOR_STOCK in runs["backordered_asks_for_stock_then_served"]
+
+
+def test_histories_of_cancellations_before_and_after_the_stock_safety_net_are_kept():
+    """Cancelled orders from before `stock-of-lost-steps-returned` and since (their last undo returns
+    what a lost workflow task booked: silent when there is nothing, as in the release window) replay."""
+    runs = {p.stem: _patches(p) for p in HISTORIES}
+    assert STOCK_OF_LOST_STEPS_RETURNED not in runs["cancelled_on_hold"]
+    assert STOCK_OF_LOST_STEPS_RETURNED in runs["cancelled_in_release_window"]
+    assert STOCK_OF_LOST_STEPS_RETURNED in runs["cancel_returns_stock_of_a_lost_task"]
 
 
 def _patches(path: Path) -> set[str]:

@@ -52,6 +52,20 @@ def undo_reservation(saga: Saga, ctx: OrderContext, shipment_id: str, tagged: bo
     )
 
 
+def return_stock_of_lost_steps(saga: Saga, ctx: OrderContext) -> None:
+    """On compensation, after every other undo: return what the order still holds in stock. A local step
+    (reserve, pick) runs inside a workflow task; if its worker dies before the task completes, the
+    step's booking stays in the database while the order's history never shows it. The order runs
+    that step again as it goes on, and finds the booking; but a cancellation arriving first (ahead of
+    the step in the next task) ends the order before it gets there, and no undo of that step exists."""
+    saga.push_safety_net(
+        "return the stock a lost workflow task left with the order",
+        lambda retry: ctx.step(
+            InventoryActivities.return_order_stock, ctx.order_id, "return what the order still holds", retry
+        ),
+    )
+
+
 def undo_pick(saga: Saga, ctx: OrderContext, shipment_id: str) -> None:
     """On compensation, put a shipment's picked units back on the shelf."""
     ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment_id)

@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import LEAN_STEPS, OrderContext, OrderFailed, business_refusal, by_whom, money
-    from workflows.fulfilment import Fulfilment, undo_reservation
+    from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.parties import PARTIES, Inbox, Legs, refuse_report
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
@@ -94,6 +94,9 @@ WRITE_AT_PAUSE = "write-at-pause"
 # real carriers' tracking is set up with the label), not by a step of its own after the handover: one
 # activity, one action and one workflow task less per shipment (OrderContext.tracking_at_booking).
 TRACKING_AT_BOOKING = "tracking-at-booking"
+# Orders ending early since: after their undos, whatever stock they still hold is returned (a local
+# step of a workflow task lost with its worker may have booked it unseen; fulfilment.py)
+STOCK_OF_LOST_STEPS_RETURNED = "stock-of-lost-steps-returned"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
@@ -585,6 +588,9 @@ class OrderWorkflow:
         self._inbox.closed = True  # reports waiting for an answer get one: the order ended
         self._interruptible = False
         kept = [s for s in ctx.view.shipments if failure.from_temporal and s.status in HANDED_OVER]
+        # past the authorization a lost workflow task may have booked stock (fulfilment.py says how)
+        if ctx.view.payment.authorized and workflow.patched(STOCK_OF_LOST_STEPS_RETURNED):
+            return_stock_of_lost_steps(self._saga, ctx)
         await self._saga.compensate(frozenset(s.id for s in kept))
         for shipment in ctx.view.shipments:
             if shipment.status not in (ShipmentStatus.shipped, ShipmentStatus.delivered):

@@ -19,11 +19,16 @@ Undo = Callable[[RetryPolicy], Awaitable[object]]
 class Saga:
     def __init__(self, ctx: OrderContext) -> None:
         self._ctx = ctx
-        self._undos: list[tuple[str, Undo, str | None]] = []
+        self._undos: list[tuple[str, Undo, str | None, bool]] = []
 
     def push(self, what: str, undo: Undo, shipment: str | None = None) -> None:
         """Register the undo of a step that succeeded; `shipment`: the shipment it belongs to."""
-        self._undos.append((what, undo, shipment))
+        self._undos.append((what, undo, shipment, False))
+
+    def push_safety_net(self, what: str, undo: Undo) -> None:
+        """Register an undo that runs after every other one and usually finds nothing to do: it is in
+        the order's events only when it returns something (units returned, say)."""
+        self._undos.insert(0, (what, undo, None, True))
 
     async def compensate(self, keep: frozenset[str] = frozenset()) -> None:
         """Run the undos in reverse, except those of the shipments in `keep` (parcels that stay with the
@@ -35,15 +40,16 @@ class Saga:
             maximum_attempts=self._ctx.policy.compensation_attempts,
         )
         while self._undos:
-            what, undo, shipment = self._undos.pop()
+            what, undo, shipment, quiet_if_nothing = self._undos.pop()
             if shipment is not None and shipment in keep:
                 continue
             try:
-                await undo(retry)
+                done = await undo(retry)
             except ActivityError as err:
                 await self._incident(what, err)
                 continue
-            await self._ctx.event("compensated", what)
+            if done or not quiet_if_nothing:
+                await self._ctx.event("compensated", what)
 
     async def _incident(self, what: str, err: ActivityError) -> None:
         error = str(err.cause or err)
