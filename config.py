@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     # chosen by `make bench`, see README Performance)
     worker_workflow_polls: int = Field(default=5, ge=2)
     worker_activity_polls: int = Field(default=5, ge=1)
-    # database connections a worker keeps (as many again when busy): at least its activity threads,
-    # which run the steps, local or not, plus the outbox dispatcher
+    # database connections a worker or an API process keeps (as many again when busy); a worker's: at
+    # least its activity threads, which run the steps, local or not, plus the outbox dispatcher
     database_pool_size: int = Field(default=20, ge=1)
     # how often the worker's outbox dispatcher looks for messages to send (services/outbox.py)
     outbox_poll: Duration = timedelta(seconds=1)

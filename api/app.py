@@ -46,7 +46,7 @@ payloads; it also takes the session of the support console (`/console`), which t
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         temporal = client or await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
@@ -55,7 +55,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         )
         # on SQLite, reads (keys, stock, progress) get an engine that does not queue behind writers
         read_engine = (
-            make_engine(settings.database_url, read_only=True) if engine.dialect.name == "sqlite" else engine
+            make_engine(settings.database_url, read_only=True, pool_size=settings.database_pool_size)
+            if engine.dialect.name == "sqlite"
+            else engine
         )
         sessions = make_session_factory(engine)
         state = AppState(

@@ -98,6 +98,7 @@ class Ledgers:
     movements: defaultdict[str, list[t.StockMovement]]
     claims: defaultdict[str, list[t.CarrierClaim]]
     returns: defaultdict[str, list[t.Return]]
+    notifications: defaultdict[str, list[t.Notification]]
     bookings: dict[str, t.CarrierBooking]
     stock: dict[tuple[str, str], t.Stock]
     received: Counter[str]  # units booked in per SKU (the run's receipts)
@@ -121,6 +122,7 @@ def read_ledgers(sessions: SessionFactory, ids: list[str]) -> Ledgers:
             movements=per_order(t.StockMovement),
             claims=per_order(t.CarrierClaim),
             returns=per_order(t.Return),
+            notifications=per_order(t.Notification),
             bookings={b.idempotency_key: b for b in session.scalars(select(t.CarrierBooking))},
             stock={(s.sku, s.warehouse): s for s in session.scalars(select(t.Stock))},
             received=received,
@@ -340,7 +342,10 @@ def path_gaps(planned: PlannedOrder, ledgers: Ledgers) -> list[str]:
                 "had the unit not found backordered",
             )
     elif role in (Role.backorder_filled, Role.backorder_timeout):
-        need("order_backordered" in events, "was backordered")
+        # or it was, in a workflow task lost with its worker: its customer was told (the outbox keeps
+        # the message), the stock arrived meanwhile, and the order's history reserved it at once
+        told = any(n.kind == "order_backordered" for n in ledgers.notifications[oid])
+        need("order_backordered" in events or told, "was backordered")
     elif role in (Role.hold_release, Role.hold_cancel):
         need("order_on_hold" in events, "was held")
     elif role == Role.return_good:

@@ -37,6 +37,10 @@ from models.catalog import CatalogFile
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _ALEMBIC = threading.Lock()  # Alembic keeps its migration context in module globals: one at a time
 WORKER_THREADS = 8  # activity threads per worker: bounds each worker's database connections
+# Scenarios run at once against one PostgreSQL (max_connections 100 by default): each process keeps a
+# pool of this many connections and opens as many again at a peak (db.make_engine), so that five
+# stacks of two workers and an API stay under it. It ran out once ("too many clients") at 20 + 20.
+POOL_SIZE = 5
 
 
 @dataclass
@@ -115,6 +119,7 @@ def worker_env(
             "OMS_SANDBOX_CARRIER": "manual",
             "OMS_SANDBOX_SHORT_PICK_RATE": "0",
             "OMS_WORKER_ACTIVITY_THREADS": str(WORKER_THREADS),
+            "OMS_DATABASE_POOL_SIZE": str(POOL_SIZE),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -167,7 +172,13 @@ async def open_stack(
 
 def api_env(worker: dict[str, str], settings: dict[str, str]) -> dict[str, str]:
     """The API's environment: the workers' database, Temporal and queue, and the policy `settings`."""
-    keep = ("OMS_TEMPORAL_ADDRESS", "OMS_DATABASE_URL", "OMS_TASK_QUEUE", "OMS_CODEC_KEYS")
+    keep = (
+        "OMS_TEMPORAL_ADDRESS",
+        "OMS_DATABASE_URL",
+        "OMS_TASK_QUEUE",
+        "OMS_CODEC_KEYS",
+        "OMS_DATABASE_POOL_SIZE",
+    )
     env = {k: v for k, v in worker.items() if not k.startswith(("OMS_", "CHAOS_")) or k in keep}
     # its own console session secret: else it would write one into the project's .data folder
     return env | {"OMS_SESSION_SECRET": uuid.uuid4().hex + uuid.uuid4().hex} | settings
