@@ -197,6 +197,9 @@ class World:
     def messages(self, order_id: str) -> list[str]:
         return [n.kind for n in self.notifications[order_id].values()]
 
+    def message(self, order_id: str, kind: str) -> NotificationRequest:
+        return next(n for n in self.notifications[order_id].values() if n.kind == kind)
+
     def last_status(self, order_id: str) -> str | None:
         """The status the orders row would mirror: the last written event's."""
         written = self.events[order_id]
