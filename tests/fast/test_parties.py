@@ -252,3 +252,40 @@ async def test_reports_out_of_order_or_duplicated_are_refused(shop: Shop, world:
         await shop.pick(s)
     with pytest.raises(Refused, match="not part of order"):
         await shop.report(f"{order}-S9", "picked", lines=[])
+
+
+async def test_pack_straight_after_release_confirms_the_pick(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("BOX"), price="4.00", stock={"W1": 3})
+    order = await shop.place([(sku, 2)])
+    view = await _released(shop, order)
+    s = view.shipments[0]
+    outcome = await shop.report(s.id, "packed", lines=[{"sku": sku, "quantity": 2}], parcels_g=[700])
+    assert "2 units picked" in outcome.detail and "label" in outcome.detail
+    await shop.hand_over(s.id)
+    view = await shop.status(order, OrderStatus.shipped)
+    assert view.shipments[0].parcels_g == [700] and world.level(sku) == (1, 0)
+
+
+async def test_support_confirms_a_delivery_the_carrier_did_not_report(shop: Shop, world: World) -> None:
+    from services.orders import confirm_delivery
+
+    sku = world.add_product(new_sku("BOX"), stock={"W1": 3})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    view = await shop.to_carrier(order)
+    assert await confirm_delivery(shop.client, order, by="agent-1") == [view.shipments[0].id]
+    view = await shop.status(order, OrderStatus.delivered)
+    assert view.shipments[0].tracking[-1].type == CarrierEventType.delivered
+
+
+async def test_a_workflow_started_with_unreadable_input_fails_at_once(shop: Shop, world: World) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    from models.workflow_names import ORDER_WORKFLOW
+
+    handle = await shop.client.start_workflow(
+        ORDER_WORKFLOW, {"order": {"lines": []}}, id=f"order-{new_sku('BAD')}", task_queue=world.task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "cannot read its input" in str(failed.value.cause)
