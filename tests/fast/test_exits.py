@@ -1,0 +1,196 @@
+"""Backorders, and every way an order is stopped: support's cancel and Temporal's own cancellation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
+
+from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
+from services.orders import Refused
+from tests.fast.driver import Shop, new_sku
+from tests.fast.fakes import World
+
+
+async def test_backordered_then_filled_when_stock_arrives(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("KETTLE"), price="30.00", stock={"W1": 1})
+    world.on_order[sku] = 10
+    order = await shop.place([(sku, 3)])
+    view = await shop.settled(order)
+    assert view.status == OrderStatus.backordered
+    assert view.payment_status == PaymentStatus.authorized
+    assert world.level(sku) == (1, 0)
+    assert world.messages(order) == ["order_backordered"]
+    await shop.skip(order, shop.policy.backorder_timeout / 2)
+    world.receive_stock(sku, "W1", 5)
+    assert await shop.retry_reservation(order) is True
+    view = await shop.status(order, OrderStatus.confirmed)
+    assert world.level(sku) == (6, 3)
+    assert [s.lines[0].quantity for s in view.shipments] == [3]
+
+
+async def test_offer_of_too_little_stock_keeps_waiting(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("KETTLE"), stock={"W1": 0})
+    world.on_order[sku] = 10
+    order = await shop.place([(sku, 3)])
+    assert (await shop.settled(order)).status == OrderStatus.backordered
+    world.receive_stock(sku, "W1", 1)
+    assert await shop.retry_reservation(order) is False
+    assert (await shop.view(order)).status == OrderStatus.backordered
+
+
+async def test_backorder_timeout_cancels(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("KETTLE"), price="30.00", stock={"W1": 0})
+    world.on_order[sku] = 4
+    order = await shop.place([(sku, 2)])
+    assert (await shop.settled(order)).status == OrderStatus.backordered
+    await shop.skip(order, shop.policy.backorder_timeout)
+    final = await shop.result(order)
+    assert final.status == OrderStatus.cancelled
+    assert final.payment_status == PaymentStatus.voided
+    cancelled = next(e for e in final.events if e.type == "order_cancelled")
+    assert "still out of stock 7 days, 0:00:00 after backordering" in cancelled.detail
+    assert world.money(order) == {"authorization": Decimal("60.00"), "void": 1}
+
+
+async def test_out_of_stock_and_nothing_on_order_rejects(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("RARE"), stock={"W1": 1})
+    order = await shop.place([(sku, 2)])
+    final = await shop.result(order)
+    assert final.status == OrderStatus.rejected
+    assert world.money(order) == {"authorization": Decimal("20.00"), "void": 1}
+    assert final.payment_status == PaymentStatus.voided
+    assert world.level(sku) == (1, 0)
+
+
+async def test_two_warehouses_make_two_shipments(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("CHAIR"), price="40.00", stock={"W1": 1, "W2": 5})
+    other = world.add_product(new_sku("DESK"), price="100.00", stock={"W1": 1})
+    order = await shop.place([(sku, 2), (other, 1)])
+    view = await shop.settled(order)
+    assert view.status == OrderStatus.confirmed
+    assert {s.warehouse for s in view.shipments} == {"W1", "W2"}
+    assert sum(s.amount for s in view.shipments) == view.total == Decimal("180.00")
+
+
+async def test_cancel_inside_the_release_window(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
+    order = await shop.place([(sku, 2)])
+    await shop.settled(order)
+    view = await shop.cancel(order)
+    assert view.status == OrderStatus.cancelled
+    final = await shop.result(order)
+    assert final.payment_status == PaymentStatus.voided
+    assert world.level(sku) == (4, 0)
+    assert all(r.shipment_id.rpartition("-S")[0] != order for r in world.released)  # never sent
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+    cancelled = next(e for e in final.events if e.type == "order_cancelled")
+    assert "customer changed their mind (by agent-1)" in cancelled.detail
+    assert world.messages(order)[-1] == "order_cancelled"
+    assert world.message(order, "order_cancelled").context["money"] == (
+        "The authorization on your card was released; nothing was charged."
+    )
+
+
+async def _picked(shop: Shop, world: World, qty: int = 2) -> tuple[str, str, str]:
+    sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
+    order = await shop.place([(sku, qty)])
+    await shop.settled(order)
+    await shop.skip(order, shop.policy.release_delay)
+    view = await shop.released(order)
+    shipment = view.shipments[0]
+    await shop.pick(shipment)
+    await shop.until(order, lambda v: v.shipments[0].status == ShipmentStatus.picked)
+    return order, sku, shipment.id
+
+
+async def test_cancel_after_pick_restocks(shop: Shop, world: World) -> None:
+    order, sku, _ = await _picked(shop, world)
+    assert world.level(sku) == (2, 0)
+    view = await shop.cancel(order)
+    assert view.status == OrderStatus.cancelled
+    final = await shop.result(order)
+    assert world.level(sku) == (4, 0)  # back on the shelf
+    assert final.payment_status == PaymentStatus.voided
+    assert final.shipments[0].status == ShipmentStatus.cancelled
+    assert any("back on the shelf" in e.detail for e in final.events if e.type == "compensated")
+
+
+async def test_cancel_after_pack_cancels_the_booking(shop: Shop, world: World) -> None:
+    order, sku, shipment_id = await _picked(shop, world)
+    outcome = await shop.pack(shipment_id)
+    assert "label" in outcome.detail
+    view = await shop.view(order)
+    tracking = view.shipments[0].tracking_number
+    assert tracking and world.bookings[tracking] == "booked"
+    await shop.cancel(order)
+    final = await shop.result(order)
+    assert final.status == OrderStatus.cancelled
+    assert world.bookings[tracking] == "cancelled"
+    assert world.level(sku) == (4, 0)
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+
+
+async def test_cancel_refused_once_handed_over(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("BOOK"), stock={"W1": 4})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    await shop.to_carrier(order)
+    with pytest.raises(Refused, match="can no longer be cancelled"):
+        await shop.cancel(order)
+    with pytest.raises(Refused, match="already"):
+        await shop.pick((await shop.view(order)).shipments[0])
+
+
+async def _cancelled_from_temporal(shop: Shop, order: str) -> None:
+    await shop.handle(order).cancel()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await shop.result(order)
+    assert isinstance(failed.value.cause, CancelledError)
+
+
+async def test_temporal_cancel_on_hold_compensates(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("TV"), price="900.00", stock={"W1": 1})
+    order = await shop.place([(sku, 1)], policy={"review_above": Decimal("100")})
+    assert (await shop.settled(order)).status == OrderStatus.on_hold
+    await _cancelled_from_temporal(shop, order)
+    view = await shop.view(order)
+    assert view.status == OrderStatus.cancelled
+    assert view.payment_status == PaymentStatus.voided
+    assert "cancelled from Temporal by an operator" in next(
+        e.detail for e in view.events if e.type == "order_cancelled"
+    )
+
+
+async def test_temporal_cancel_while_backordered(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("KETTLE"), stock={"W1": 0})
+    world.on_order[sku] = 5
+    order = await shop.place([(sku, 1)])
+    assert (await shop.settled(order)).status == OrderStatus.backordered
+    await _cancelled_from_temporal(shop, order)
+    view = await shop.view(order)
+    assert view.status == OrderStatus.cancelled and view.payment_status == PaymentStatus.voided
+
+
+async def test_temporal_cancel_after_pick_restocks(shop: Shop, world: World) -> None:
+    order, sku, _ = await _picked(shop, world)
+    await _cancelled_from_temporal(shop, order)
+    view = await shop.view(order)
+    assert view.status == OrderStatus.cancelled
+    assert world.level(sku) == (4, 0)
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+
+
+async def test_temporal_cancel_after_handover_keeps_the_parcel(shop: Shop, world: World) -> None:
+    sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
+    order = await shop.place([(sku, 2)])
+    await shop.settled(order)
+    await shop.to_carrier(order)
+    await _cancelled_from_temporal(shop, order)
+    view = await shop.view(order)
+    assert view.status == OrderStatus.shipped  # nothing of the order was left to cancel
+    assert view.payment.captured == Decimal("30.00") and view.payment.refunded == 0
+    assert world.level(sku) == (2, 0)  # the units are on the van, not back on the books
+    assert any("already handed to the carrier" in e.detail for e in view.events if e.type == "run_cancelled")
