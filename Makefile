@@ -66,6 +66,7 @@ bench-api: install
 chaos: install
 	.venv/bin/python -m chaos
 
+# The recorded workflow histories tests/test_replay.py replays: the fast tier's tests marked `history`
+# write them (docs/versioning.md says when to record them again).
 histories: install
-
-	.venv/bin/pytest tests/record_histories.py -q
+	OMS_RECORD_HISTORIES=1 .venv/bin/pytest tests/fast -q -m history

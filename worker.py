@@ -76,14 +76,13 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     forecast = ForecastActivities(sessions, client, settings)
     # fmt: off
     return [
-        orders.record_order, orders.validate_order, orders.screen_order, orders.admit_order, orders.price_sku,
-        orders.record_event, orders.record_events, orders.record_feedback,
+        orders.admit_order, orders.price_sku, orders.record_events, orders.record_feedback,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,
         fulfilment.release_shipment, fulfilment.record_pack, fulfilment.book_carrier, fulfilment.record_handover,
-        fulfilment.start_tracking, fulfilment.record_tracking_event, fulfilment.record_claim,
+        fulfilment.record_tracking_event, fulfilment.record_claim,
         inventory.record_pick, inventory.restock_returned, inventory.return_order_stock,
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,
@@ -92,7 +91,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
         forecast.refresh_recommendations, forecast.apply_recommendations,
         parties.send_warehouse_report, parties.pack_and_report, parties.send_carrier_event,
-        parties.weigh_parcels, parties.shipment_origin, parties.collect_parcel,
+        parties.collect_parcel,
     ]
     # fmt: on
 

@@ -29,7 +29,6 @@ from models.steps import (
     ShipRequest,
     ShipResult,
     TrackingRecord,
-    TrackingStart,
 )
 from models.workflow_names import order_workflow_id, step_key
 
@@ -167,11 +166,6 @@ class FulfilmentActivities:
             if shipment.shipped_at is None:
                 _ship(shipment)
             return HandoverResult(shipped_at=shipment.shipped_at)
-
-    @activity.defn
-    async def start_tracking(self, start: TrackingStart) -> None:
-        if self._tracking is not None:
-            await self._tracking.start_tracking(start.tracking_number, start.order_id, start.shipment_id)
 
     @activity.defn
     def record_tracking_event(self, record: TrackingRecord) -> None:

@@ -37,27 +37,9 @@ class OrderActivities:
         self._outbox = outbox or Outbox()
 
     @activity.defn
-    def record_order(self, request: PlaceOrder) -> None:
-        """Persist the order as received (once), with its customer."""
-        with self._sessions.begin() as session:
-            _record(session, request)
-
-    @activity.defn
-    def validate_order(self, request: PlaceOrder) -> PricedOrder:
-        """Check the order against its schema and the catalog; price it. Refusals are non-retryable."""
-        with self._sessions() as session:
-            return _priced(session, request)
-
-    @activity.defn
-    def screen_order(self, request: ScreenRequest) -> str | None:
-        """The review rule: why the order must be held for a person to look at, or None."""
-        with self._sessions() as session:
-            return _hold_reason(session, request)
-
-    @activity.defn
     def admit_order(self, request: PlaceOrder) -> Admission:
-        """Record, validate and screen in one step and one transaction (orders placed since `lean-steps`):
-        the checks an order passes before the gateway is asked. A refused order stays recorded: the
+        """Record, validate and screen in one step and one transaction: the checks an order passes
+        before the gateway is asked; refusals are non-retryable. A refused order stays recorded: the
         refusal is raised once the record is committed."""
         refusal: ApplicationError | None = None
         with self._sessions.begin() as session:
@@ -83,12 +65,6 @@ class OrderActivities:
             raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is sold in {product.currency}")
         price = Decimal(product.price).quantize(CENT)
         return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
-
-    @activity.defn
-    def record_event(self, event: EventRecord) -> None:
-        """Append to the order's audit trail and mirror its status on the orders row (idempotent on seq)."""
-        with self._sessions.begin() as session:
-            _write_events(session, [event])
 
     @activity.defn
     def record_events(self, batch: EventBatch) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import logging
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -19,7 +18,7 @@ from adapters.carrier import SandboxCarrier
 from db import SessionFactory
 from domain.shipments import parcel_weights
 from models import tables as t
-from models.fulfilment import CarrierEvent, PickedLine, ReportRefusal, WarehouseReport
+from models.fulfilment import CarrierEvent, ReportRefusal, WarehouseReport
 from models.orders import ShipmentLine
 from models.shipping import BookingStatus
 from services import fulfilment
@@ -47,11 +46,6 @@ class Pickup(BaseModel):
 
 
 NOT_HANDED_OVER = "NotHandedOver"  # collect_parcel's retryable failure: come back later
-
-
-class WeighParcels(BaseModel):
-    shipment_id: str
-    picked: list[PickedLine]
 
 
 def _too_early(exc: fulfilment.ReportTooEarly) -> ApplicationError:
@@ -101,13 +95,6 @@ class SandboxPartyActivities:
         return ReportSent(accepted=True, detail=outcome.detail)
 
     @activity.defn
-    def weigh_parcels(self, request: WeighParcels) -> list[int]:
-        """The parcels the picked units make (catalog weights, packaging, at most 20 kg each)."""
-        return parcel_weights(
-            self._sessions, [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.picked]
-        )
-
-    @activity.defn
     def collect_parcel(self, parcel: ParcelRef) -> Pickup:
         """The carrier's driver at the warehouse: the parcel is collected once the order has recorded its
         handover; a booking cancelled meanwhile (the order was cancelled) is never collected. Until
@@ -124,12 +111,6 @@ class SandboxPartyActivities:
             type=NOT_HANDED_OVER,
             category=ApplicationErrorCategory.BENIGN,
         )
-
-    @activity.defn
-    def shipment_origin(self, shipment_id: str) -> str | None:
-        """The warehouse a parcel left from (its first sorting centre), None if the shipment is unknown."""
-        with self._sessions() as session:
-            return session.scalar(select(t.Shipment.warehouse).where(t.Shipment.id == shipment_id))
 
 
 def _update_id(report_id: str | None) -> str | None:

@@ -102,8 +102,8 @@ class ShipRequest(BaseModel):
     warehouse: str
     weight_g: int
     address: Address
-    # with the label, ask the carrier to report on the parcel (orders placed since TRACKING_AT_BOOKING;
-    # earlier ones ask with a step of their own after the handover)
+    # with the label, ask the carrier to report on the parcel (an order's parcels; an exchange is
+    # booked and shipped in one step, confirmed by `deliver`)
     track: bool = False
 
 
@@ -258,13 +258,6 @@ class LabelResult(BaseModel):
 
 class HandoverResult(BaseModel):
     shipped_at: datetime
-
-
-class TrackingStart(BaseModel):
-    order_id: str
-    shipment_id: str
-    tracking_number: str
-    warehouse: str
 
 
 class TrackingRecord(BaseModel):

@@ -149,7 +149,7 @@ async def test_stock_shows_on_hand_reserved_and_available(settings, sessions):
         policy=OrderPolicy(delivery_sla=timedelta(days=1), return_window=timedelta(days=1)),
         placed_at=datetime.now(UTC),
     )
-    OrderActivities(sessions).record_order(request)
+    OrderActivities(sessions).admit_order(request)
     InventoryActivities(sessions).reserve_stock(
         ReserveRequest(
             order_id=order_id,

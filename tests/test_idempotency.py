@@ -130,8 +130,7 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
     notifications = NotificationActivities(sessions)
     ref = ShipmentRef(order_id=order_id, shipment_id=f"{order_id}-S1")
 
-    twice(orders.record_order, request)
-    admitted = twice(orders.admit_order, request)  # lean orders: record, validate, screen at once
+    admitted = twice(orders.admit_order, request)  # record, validate, screen at once
     assert (admitted.priced.total, admitted.hold_reason) == (Decimal("24.00"), None)
 
     def event(seq: int, kind: str, status: str, total: Decimal | None = None) -> EventRecord:
@@ -146,8 +145,8 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
             total=total,
         )
 
-    twice(orders.record_event, event(1, "order_received", "received"))
-    # a lean order's write: its events and the orders row, one UPDATE that a repeat skips
+    twice(orders.record_events, EventBatch(events=[event(1, "order_received", "received")]))
+    # a workflow task's write: its events and the orders row, one UPDATE that a repeat skips
     twice(
         orders.record_events, EventBatch(events=[event(2, "order_confirmed", "confirmed", Decimal("24.00"))])
     )
@@ -199,7 +198,7 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
 
 def reserved_order(sessions: SessionFactory) -> tuple[PlaceOrder, ShipmentRef, int]:
     request, skus = place_request(sessions, {"F": 5}, {"F": 2})
-    OrderActivities(sessions).record_order(request)
+    OrderActivities(sessions).admit_order(request)
     InventoryActivities(sessions).reserve_stock(
         ReserveRequest(
             order_id=request.order_id,
@@ -233,7 +232,7 @@ def test_compensation_steps_run_once(sessions):
     order_id = request.order_id
     twice = Twice(sessions, order_id, list(skus.values()))
     inventory, payments = InventoryActivities(sessions), PaymentActivities(SandboxGateway(sessions))
-    OrderActivities(sessions).record_order(request)
+    OrderActivities(sessions).admit_order(request)
     payments.authorize_payment(payment(order_id, "authorize", "16.00", "tok_visa"))
     inventory.reserve_stock(
         ReserveRequest(
@@ -255,7 +254,7 @@ def test_compensation_steps_run_once(sessions):
 def test_a_declined_authorization_stays_declined(sessions):
     request, skus = place_request(sessions, {"D": 1}, {"D": 1}, token="tok_declined")
     order_id = request.order_id
-    OrderActivities(sessions).record_order(request)
+    OrderActivities(sessions).admit_order(request)
     payments = PaymentActivities(SandboxGateway(sessions))
     auth = payment(order_id, "authorize", "8.00", "tok_declined")
     rows = []

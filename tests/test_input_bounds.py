@@ -36,7 +36,7 @@ from models.orders import (
     PlaceOrder,
     ReturnIn,
 )
-from models.steps import ErrorType, EventRecord
+from models.steps import ErrorType, EventBatch, EventRecord
 from models.stock import StockAdjustmentIn, StockReceiptIn
 from services.orders import OrderInputError, UnknownOrder, order_view, parse_order, policy_from
 from tests.helpers import add_products, cli, order_doc, place, rejection, unique
@@ -251,11 +251,11 @@ async def test_an_order_whose_catalog_total_overflows_is_rejected_by_the_validat
         assert row is not None and (row.status, row.total) == ("rejected", None)
 
 
-def test_validate_order_refuses_an_overflowing_total_as_invalid_order(sessions, settings):
+def test_admit_order_refuses_an_overflowing_total_as_invalid_order(sessions, settings):
     sku = add_products(sessions, {"GOLD": 5}, price="9999999.99")["GOLD"]
     request = place_request(OrderInput.model_validate(order_doc([(sku, MAX_QUANTITY)])), settings)
     with pytest.raises(ApplicationError) as caught:
-        OrderActivities(sessions).validate_order(request)
+        OrderActivities(sessions).admit_order(request)
     assert caught.value.non_retryable and caught.value.type == ErrorType.invalid_order
 
 
@@ -282,6 +282,14 @@ def crafted_order(**changes: Any) -> OrderInput:
         else:
             order = order.model_copy(update={path: value})
     return order
+
+
+def record(activities: OrderActivities, request: PlaceOrder) -> None:
+    """Record the order (admit_order records it first, then refuses a crafted order's unknown SKU)."""
+    try:
+        activities.admit_order(request)
+    except ApplicationError as exc:
+        assert exc.type == ErrorType.invalid_order, exc
 
 
 def is_postgres(sessions: SessionFactory) -> bool:
@@ -313,18 +321,18 @@ RECORD_ORDER_CASES = {
 
 
 @pytest.mark.parametrize("case", list(RECORD_ORDER_CASES))
-def test_record_order_refuses_data_the_database_cannot_hold(sessions, settings, case):
+def test_admit_order_refuses_data_the_database_cannot_hold(sessions, settings, case):
     changes, on_postgres, on_sqlite = RECORD_ORDER_CASES[case]
     order = crafted_order(**changes)
     request = place_request(order, settings)
     activities = OrderActivities(sessions)
     if on_postgres if is_postgres(sessions) else on_sqlite:
-        assert_refused(activities.record_order, request)
+        assert_refused(activities.admit_order, request)
         with sessions() as session:
             assert session.get(t.Order, request.order_id) is None  # nothing half-written
             assert session.get(t.Customer, order.customer.id) is None
     else:
-        activities.record_order(request)  # this database stores it; the doors refuse it anyway
+        record(activities, request)  # this database stores it; the doors refuse it anyway
 
 
 def event(order_id: str, **changes: Any) -> EventRecord:
@@ -351,32 +359,32 @@ def event(order_id: str, **changes: Any) -> EventRecord:
     ],
     ids=["seq-2^63", "nul-in-detail", "total-overflow", "type-missing"],
 )
-def test_record_event_refuses_data_the_database_cannot_hold(sessions, settings, changes, on_sqlite):
+def test_record_events_refuses_data_the_database_cannot_hold(sessions, settings, changes, on_sqlite):
     request = place_request(crafted_order(), settings)
     activities = OrderActivities(sessions)
-    activities.record_order(request)
-    record = event(request.order_id, **changes)
+    record(activities, request)
+    bad = EventBatch(events=[event(request.order_id, **changes)])
     if is_postgres(sessions) or on_sqlite:
-        assert_refused(activities.record_event, record)
+        assert_refused(activities.record_events, bad)
     else:
-        activities.record_event(record)
-    activities.record_event(event(request.order_id, seq=7))  # the order's log still takes good events
+        activities.record_events(bad)
+    activities.record_events(EventBatch(events=[event(request.order_id, seq=7)]))  # good events still go in
 
 
 def test_recording_the_same_order_or_event_twice_is_still_idempotent(sessions, settings):
     request = place_request(crafted_order(), settings)
     activities = OrderActivities(sessions)
-    activities.record_order(request)
-    activities.record_order(request)
-    activities.record_event(event(request.order_id))
-    activities.record_event(event(request.order_id))
+    record(activities, request)
+    record(activities, request)
+    activities.record_events(EventBatch(events=[event(request.order_id)]))
+    activities.record_events(EventBatch(events=[event(request.order_id)]))
     with sessions() as session:
         assert session.query(t.OrderEvent).filter_by(order_id=request.order_id).count() == 1
 
 
 def test_a_unique_key_race_is_retried_not_refused(sessions):
     """Two attempts insert the same new customer: the loser's IntegrityError stays retryable (its retry
-    finds the winner's row), as record_order and the gateways rely on."""
+    finds the winner's row), as admit_order and the gateways rely on."""
     customer_id = unique("C")
     with sessions.begin() as session:
         session.add(t.Customer(id=customer_id, name="Ada", email="ada@example.com"))

@@ -155,8 +155,6 @@ async def queue(client: Client, sessions: SessionFactory) -> AsyncIterator[str]:
         parties.send_warehouse_report,
         parties.pack_and_report,
         parties.send_carrier_event,
-        parties.weigh_parcels,
-        parties.shipment_origin,
         parties.collect_parcel,
     ]
     # the stand-in order on `name`; the parties where the adapters start them (Settings.sandbox_task_queue)

@@ -33,11 +33,9 @@ with workflow.unsafe.imports_passed_through():
 
 _BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
 
-# Orders placed since this patch (see OrderContext.lean) run their database-only steps as local
-# activities and write each workflow task's events, status mirror and messages in one transaction.
-LEAN_STEPS = "lean-steps"
-# Calls to outside parties stay regular activities, with their own task queue slots, timeouts and
-# retries, in every order: the payment gateway, the warehouse and the carrier.
+# Database-only steps are local activities (OrderContext._activity). Calls to outside parties stay
+# regular activities, with their own task queue slots, timeouts and retries: the payment gateway, the
+# warehouse, the carrier and the e-mail.
 OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
     {
         PaymentActivities.authorize_payment,
@@ -46,7 +44,6 @@ OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
         PaymentActivities.refund_payment,
         FulfilmentActivities.release_shipment,
         FulfilmentActivities.book_carrier,
-        FulfilmentActivities.start_tracking,
         FulfilmentActivities.cancel_carrier_booking,
         FulfilmentActivities.ship_shipment,
         NotificationActivities.send_notification,
@@ -83,12 +80,6 @@ def invalid_data(err: ActivityError) -> str | None:
     return None
 
 
-# Orders placed since this patch ask for a replenishment of their short SKUs once the first try after
-# becoming backordered fails: the purchase order they saw may have been received and offered before
-# they were waiting for it, and nothing else would order again for them (ask_for_backordered_stock).
-BACKORDER_ASKS_FOR_STOCK = "backorder-asks-for-stock"
-
-
 class OrderContext:
     def __init__(self, request: PlaceOrder) -> None:
         order = request.order
@@ -106,32 +97,20 @@ class OrderContext:
         self.stop: OrderFailed | None = None  # set by a cancellation or a failed sibling shipment
         self.voided = False
         self._seq = 0
-        # Orders placed since Temporal's own cancellation compensates (the run decides, see
-        # OrderWorkflow.run): a step interrupted by that cancellation runs to its end first, so the
-        # order knows whether it happened. Older runs keep Temporal's default (they replay as recorded).
-        self.cancellation = ActivityCancellationType.TRY_CANCEL
         # NeedsAttention: steps stuck right now, and whether a compensation gave up (never cleared)
         self.incident = False
         self._stuck: list[str] = []
         self._flagged = False
         # set by the run: interrupts the order's main flow (when it may be) once it is stopping
         self.interrupt: Callable[[], None] | None = None
-        # Orders placed since LEAN_STEPS (the run decides): database-only steps are local activities,
-        # and events, messages and search attributes wait for the flow to pause, then go in one write
-        # (one local activity) and one upsert: a workflow task costs one marker, not one per event.
-        self.lean = False
+        # Events, messages and search attributes wait for the flow to pause, then go in one write (one
+        # local activity) and one upsert: a workflow task costs one marker, not one per event.
         self._pending = EventBatch()
         self._pending_attributes: dict[str, Any] = {}
         self._upsert_due = False  # a pending attribute that must not wait (a status, a flag)
         self._writer: asyncio.Task[None] | None = None
         self._local_steps = 0  # local steps in flight: the writer waits for a run of them to end
         self._held = False  # writes_held(): the writer waits for the block to end
-        # Orders placed since WRITE_AT_PAUSE (order.py; the run decides): the writer lets a flow woken
-        # with it run on first, so a local step the flow starts straight away joins the same write.
-        self.write_at_pause = False
-        # Orders placed since TRACKING_AT_BOOKING (order.py): the carrier is asked to report on a parcel
-        # when its label is bought, not by a step after the handover.
-        self.tracking_at_booking = False
 
     @property
     def order_id(self) -> str:
@@ -190,7 +169,10 @@ class OrderContext:
     async def _activity(
         self, activity: Callable[..., Any], arg: Any, summary: str, retry: RetryPolicy
     ) -> Any:
-        if self.lean and activity not in OUTSIDE_PARTY_STEPS:
+        # A step interrupted by Temporal's cancellation runs to its end first, so the order knows whether
+        # it happened (OrderWorkflow.run turns that cancellation into a compensated stop).
+        cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        if activity not in OUTSIDE_PARTY_STEPS:
             self._local_steps += 1
             try:
                 return await workflow.execute_local_activity_method(
@@ -199,7 +181,7 @@ class OrderContext:
                     start_to_close_timeout=LOCAL_STEP_TIMEOUT,
                     retry_policy=retry,
                     summary=summary,
-                    cancellation_type=self.cancellation,
+                    cancellation_type=cancellation,
                 )
             except (CancelledError, ActivityError):
                 raise
@@ -213,7 +195,7 @@ class OrderContext:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=retry,
             summary=summary,
-            cancellation_type=self.cancellation,
+            cancellation_type=cancellation,
         )
 
     def _unstuck(self, summary: str) -> None:
@@ -233,14 +215,14 @@ class OrderContext:
         self.incident = self._flagged = True
 
     async def ask_for_backordered_stock(self, skus: list[str]) -> None:
-        """Make sure what a backorder waits for is on order (orders placed since BACKORDER_ASKS_FOR_STOCK;
-        replenishments are one per pair, so asking again starts nothing new)."""
-        if workflow.patched(BACKORDER_ASKS_FOR_STOCK):
-            await self.step(
-                ReplenishmentActivities.replenish_for_backorders,
-                sorted(set(skus)),
-                "make sure the backordered stock is on order",
-            )
+        """Make sure what a backorder waits for is on order: the purchase order it saw may have been
+        received and offered before it was waiting, and nothing else would order again for it
+        (replenishments are one per pair, so asking again starts nothing new)."""
+        await self.step(
+            ReplenishmentActivities.replenish_for_backorders,
+            sorted(set(skus)),
+            "make sure the backordered stock is on order",
+        )
 
     async def step_or_fail(
         self, activity: Callable[..., Any], arg: Any, summary: str, status: OrderStatus
@@ -269,18 +251,8 @@ class OrderContext:
             payment_status=self.view.payment_status,
             total=self.view.total,
         )
-        if self.lean:
-            self._pending.events.append(record)
-            self._write_soon()
-            return
-        await workflow.execute_local_activity_method(
-            OrderActivities.record_event,
-            record,
-            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=event_type,
-            cancellation_type=self.cancellation,
-        )
+        self._pending.events.append(record)
+        self._write_soon()
 
     async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
         if status != self.view.status:
@@ -289,12 +261,9 @@ class OrderContext:
         await self.event(event_type, detail)
 
     def upsert(self, update: Any, with_next_status: bool = False) -> None:
-        """Set a search attribute: at once (orders placed before LEAN_STEPS), or with this workflow
-        task's other changes in one upsert (the last value of each attribute wins). `with_next_status`:
-        a figure that may wait to go along with the next status change (one upsert, one action less)."""
-        if not self.lean:
-            workflow.upsert_search_attributes([update])
-            return
+        """Set a search attribute with this workflow task's other changes, in one upsert (the last value
+        of each attribute wins). `with_next_status`: a figure that may wait to go along with the next
+        status change (one upsert, one action less)."""
         self._pending_attributes[update.key.name] = update
         if not with_next_status:
             self._upsert_due = True
@@ -313,8 +282,6 @@ class OrderContext:
         # is stuck retrying
         while True:
             await workflow.wait_condition(self._may_write)
-            if not self.write_at_pause:
-                break
             # The flow may have woken in the same pass (a report already in): one more yield lets it
             # start its next local step, whose events then join this write (a pick and a pack confirmed
             # by one report made two writes in one workflow task)
@@ -350,8 +317,7 @@ class OrderContext:
 
     async def written(self) -> None:
         """Until everything recorded so far is in the database (an answer, the end of the run)."""
-        if self.lean:
-            await workflow.wait_condition(lambda: self._writer is None or self._writer.done())
+        await workflow.wait_condition(lambda: self._writer is None or self._writer.done())
 
     async def notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
         request = NotificationRequest(
@@ -361,11 +327,9 @@ class OrderContext:
             context=context,
             to_support=to_support,
         )
-        if self.lean:  # the outbox row is written with the events that cause it
-            self._pending.notifications.append(request)
-            self._write_soon()
-            return
-        await self.step(NotificationActivities.send_notification, request, f"notify: {kind}")
+        # the outbox row is written with the events that cause it; the worker's dispatcher sends it
+        self._pending.notifications.append(request)
+        self._write_soon()
 
     def book_payment(self, result: PaymentResult | None) -> None:
         """Keep the payment totals and the derived payment status in step with the ledger."""

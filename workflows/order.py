@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from contextlib import suppress
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +10,6 @@ from decimal import Decimal
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -49,14 +47,12 @@ with workflow.unsafe.imports_passed_through():
         FeedbackRecord,
         PaymentRequest,
         ReserveRequest,
-        ScreenRequest,
-        StockKey,
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
-    from workflows.context import LEAN_STEPS, OrderContext, OrderFailed, business_refusal, by_whom, money
+    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
-    from workflows.parties import PARTIES, Inbox, Legs, refuse_report
+    from workflows.parties import Inbox, Legs, refuse_report
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
 
@@ -67,7 +63,7 @@ CANCELLABLE = frozenset(
         OrderStatus.backordered,
         OrderStatus.confirmed,
         OrderStatus.picking,
-        OrderStatus.packed,  # (orders placed since warehouses report: until the carrier has the parcel)
+        OrderStatus.packed,  # until the carrier has the parcel
     }
 )
 ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
@@ -77,26 +73,6 @@ SETTLED = frozenset(OrderStatus) - {OrderStatus.received}
 HANDED_OVER = frozenset(
     {ShipmentStatus.shipped, ShipmentStatus.delivered, ShipmentStatus.exception, ShipmentStatus.resolved}
 )
-# Orders placed since this patch turn Temporal's own cancellation into a compensated cancellation.
-TEMPORAL_CANCEL_COMPENSATES = "temporal-cancel-compensates"
-# Orders placed since: lean (LEAN_STEPS, whose marker they do not carry), and
-# - the reservation says which of its stock is now at or below the reorder point, so the
-#   replenishment step runs only for those (usually none: one local activity less before `confirmed`);
-# - what the order records on admission is written with the authorization's outcome: the first
-#   workflow task ends without a write of its own, so the gateway is asked sooner (see _accept).
-LEANER_STEPS = "leaner-steps"
-# Orders placed since: leaner (LEANER_STEPS, whose marker they do not carry), and a workflow task's
-# events wait for the flow's next pause even when a report already in wakes it with the writer
-# (OrderContext.write_at_pause): one write where a pick and pack confirmed at once made two.
-WRITE_AT_PAUSE = "write-at-pause"
-# Orders placed since: write-at-pause (WRITE_AT_PAUSE, whose marker they do not carry), and the carrier
-# is asked to report on a parcel when its label is bought (the tracking number exists from then on, and
-# real carriers' tracking is set up with the label), not by a step of its own after the handover: one
-# activity, one action and one workflow task less per shipment (OrderContext.tracking_at_booking).
-TRACKING_AT_BOOKING = "tracking-at-booking"
-# Orders ending early since: after their undos, whatever stock they still hold is returned (a local
-# step of a workflow task lost with its worker may have booked it unseen; fulfilment.py)
-STOCK_OF_LOST_STEPS_RETURNED = "stock-of-lost-steps-returned"
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
 
@@ -120,8 +96,8 @@ class OrderWorkflow:
         self._saga = Saga(self._ctx)
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
-        self._inbox = Inbox(self._ctx)  # warehouses' and carriers' reports (orders placed since PARTIES)
-        self._parties = False  # this order's shipments go through warehouses and carriers as parties
+        self._inbox = Inbox(self._ctx)  # warehouses' and carriers' reports
+        self._fulfilling = False  # its shipments are with warehouses and carriers (after the release window)
         self._confirmations = 0
         self._legs: Legs | None = None
         self._released = False
@@ -132,8 +108,6 @@ class OrderWorkflow:
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
-        self._graceful = False  # this run compensates it (placed since TEMPORAL_CANCEL_COMPENSATES)
-        self._leaner = False  # placed since LEANER_STEPS
         self._interruptible = True  # the main flow may be interrupted (not while it ends or completes)
         self._cancelled_from_temporal = False  # it stopped the order: the run ends Canceled
         self._main: asyncio.Task[OrderView] | None = None
@@ -148,22 +122,9 @@ class OrderWorkflow:
                 type=UNREADABLE_INPUT,
                 non_retryable=True,
             )
-        if workflow.patched(TRACKING_AT_BOOKING):
-            self._ctx.lean = self._leaner = self._ctx.write_at_pause = self._ctx.tracking_at_booking = True
-        elif workflow.patched(WRITE_AT_PAUSE):
-            self._ctx.lean = self._leaner = self._ctx.write_at_pause = True
-        elif workflow.patched(LEANER_STEPS):
-            self._ctx.lean = self._leaner = True
-        elif workflow.patched(LEAN_STEPS):
-            # placed since: every patch below applies (no marker each), and steps are lean (context.py)
-            self._ctx.lean = True
-        elif not workflow.patched(TEMPORAL_CANCEL_COMPENSATES):
-            return await self._run()  # placed before: Temporal's cancellation ends the run where it is
         # Temporal's cancellation reaches this task only; the order's main flow runs in its own, so
         # that the cancellation becomes a stop the order handles like support's `cancel` (checked
         # between steps, waking every wait), and compensation, once begun, is shielded from it.
-        self._graceful = True
-        self._ctx.cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
         self._ctx.interrupt = self._interrupt
         self._main = asyncio.create_task(self._run())
         while not self._main.done():
@@ -172,9 +133,9 @@ class OrderWorkflow:
             except asyncio.CancelledError:
                 self._stop_from_temporal()
         view = self._main.result()
-        if self._ctx.lean:  # the last events are written and the reports that ended it answered
-            await self._ctx.written()
-            await workflow.wait_condition(workflow.all_handlers_finished)
+        # the last events are written and the reports that ended it answered
+        await self._ctx.written()
+        await workflow.wait_condition(workflow.all_handlers_finished)
         if self._cancelled_from_temporal:  # compensated: the run shows what the operator asked for
             raise CancelledError(STOPPED_FROM_TEMPORAL)
         return view
@@ -184,23 +145,15 @@ class OrderWorkflow:
         lines = len(request.order.lines)
         received = f"{lines} line{'s' * (lines != 1)} via {request.order.channel}{by_whom(request.placed_by)}"
         try:
-            admission = None
-            if ctx.lean:  # recorded, validated and screened in one step; a refusal rejects the order
-                try:
-                    admission = await ctx.step_or_fail(
-                        OrderActivities.admit_order, request, "record, validate, screen", OrderStatus.rejected
-                    )
-                finally:
-                    await ctx.event("order_received", received)
-            else:
-                # a refusal here (data the database cannot hold) rejects the order rather than failing the run
-                await ctx.step_or_fail(
-                    OrderActivities.record_order, request, "record the order", OrderStatus.rejected
+            try:  # recorded, validated and screened in one step; a refusal rejects the order
+                admission = await ctx.step_or_fail(
+                    OrderActivities.admit_order, request, "record, validate, screen", OrderStatus.rejected
                 )
+            finally:
                 await ctx.event("order_received", received)
             await self._accept(admission)
             await self._fulfil()
-            if self._parties and not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
+            if not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
                 self._interruptible = False  # nothing reached the customer: there is nothing to return
                 await ctx.set_status(OrderStatus.completed, "order_completed", "nothing was delivered")
                 return ctx.view
@@ -244,21 +197,11 @@ class OrderWorkflow:
         if self._interruptible and self._main is not None and not self._main.done():
             self._main.cancel()
 
-    async def _accept(self, admission: Admission | None) -> None:
-        """Validate, authorize, screen, reserve and confirm; raises OrderFailed on a refusal or cancellation.
-        A lean order was validated and screened on admission (the hold, if any, still follows the
-        authorization)."""
+    async def _accept(self, admission: Admission) -> None:
+        """Authorize, hold if screened so, reserve and confirm an admitted (recorded, validated and
+        screened) order; raises OrderFailed on a refusal or cancellation."""
         ctx = self._ctx
-        priced = (
-            admission.priced
-            if admission is not None
-            else await ctx.step_or_fail(
-                OrderActivities.validate_order,
-                ctx.request,
-                "validate against the catalog",
-                OrderStatus.rejected,
-            )
-        )
+        priced = admission.priced
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
         ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)), with_next_status=True)
         await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
@@ -267,10 +210,10 @@ class OrderWorkflow:
         # a local write here would hold this workflow task open, and the gateway's call with it: what
         # was recorded so far waits for the authorization's outcome and goes in its write (a step stuck
         # meanwhile still writes at once)
-        with ctx.writes_held() if self._leaner else contextlib.nullcontext():
+        with ctx.writes_held():
             await self._authorize(priced.total)
         ctx.checkpoint()
-        await self._screen(priced.total, admission)
+        await self._hold_if_screened(admission.hold_reason)
 
         allocated = await self._reserve(priced.lines)
         prices = {line.sku: line.unit_price for line in priced.lines}
@@ -286,10 +229,8 @@ class OrderWorkflow:
         for shipment in ctx.view.shipments:
             undo_reservation(self._saga, ctx, shipment.id)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
-        if not self._leaner:
-            used = [StockKey(sku=x.sku, warehouse=s.warehouse) for s in ctx.view.shipments for x in s.lines]
-            await ctx.step(ReplenishmentActivities.replenish_if_low, used, "check reorder points")
-        elif low := [key for a in allocated for key in a.low_stock]:
+        # the reservation says which of its stock is now at or below the reorder point (usually none)
+        if low := [key for a in allocated for key in a.low_stock]:
             await ctx.step(ReplenishmentActivities.replenish_if_low, low, "replenish what runs low")
         ctx.checkpoint()
 
@@ -401,14 +342,10 @@ class OrderWorkflow:
                 ) from None
             ctx.checkpoint()
 
-    async def _screen(self, total: Decimal, admission: Admission | None) -> None:
-        """The review rule: hold the order for a person; release continues it, the hold timeout cancels it."""
+    async def _hold_if_screened(self, reason: str | None) -> None:
+        """The review rule said why a person must look at it (admission): hold the order; release
+        continues it, the hold timeout cancels it."""
         ctx = self._ctx
-        if admission is not None:
-            reason = admission.hold_reason
-        else:
-            screen = ScreenRequest.of(ctx.request, total)
-            reason = await ctx.step(OrderActivities.screen_order, screen, "screen for review")
         if reason is None:
             return
         ctx.view.hold_reason = reason
@@ -428,45 +365,12 @@ class OrderWorkflow:
         await ctx.event("hold_released", f"released by {self._released_by or 'support'}")
 
     async def _fulfil(self) -> None:
-        """One fulfilment unit per shipment, concurrently; a failing one stops its siblings."""
-        if self._ctx.lean or workflow.patched(PARTIES):
-            await self._fulfil_with_parties()
-            return
-        ctx = self._ctx
-
-        async def one(shipment: ShipmentView) -> None:
-            try:
-                await self._fulfilment.dispatch(shipment, self._saga)
-            except OrderFailed as failure:
-                ctx.stop = ctx.stop or failure
-                raise
-            await ctx.notify(
-                "order_shipped",
-                f"shipped:{shipment.id}",
-                shipment_id=shipment.id,
-                warehouse=shipment.warehouse,
-                carrier=shipment.carrier or "",
-                tracking_number=shipment.tracking_number or "",
-            )
-            await self._fulfilment.await_delivery(shipment)
-
-        results = await asyncio.gather(*(one(s) for s in ctx.view.shipments), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise ctx.stop if isinstance(result, OrderFailed) and ctx.stop else result
-        ctx.checkpoint()
-        ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
-        await ctx.notify(
-            "order_delivered", "delivered", shipment_id=", ".join(s.id for s in ctx.view.shipments)
-        )
-
-    async def _fulfil_with_parties(self) -> None:
         """After the release window, each shipment goes to its warehouse and then its carrier, who
         report back (workflows/parties.py); shipments made on the way (units re-allocated, backordered
         or reshipped) join. A failing one stops its siblings. What was authorized and not charged in
         the end (lines cancelled, parcels refunded before capture) is released."""
         ctx = self._ctx
-        self._parties = True
+        self._fulfilling = True
         ctx.view.releases_at = workflow.now() + ctx.policy.release_delay
         await ctx.event(
             "release_scheduled",
@@ -560,13 +464,7 @@ class OrderWorkflow:
 
     async def _return_window(self) -> None:
         ctx = self._ctx
-        if not self._graceful:
-            await workflow.sleep(ctx.policy.return_window, summary="return window")
-            await workflow.wait_condition(
-                lambda: self._returns.all_settled() and workflow.all_handlers_finished()
-            )
-            return
-        with suppress(TimeoutError):  # the same timer, but a cancellation from Temporal ends the window early
+        with suppress(TimeoutError):  # a cancellation from Temporal ends the window early
             await workflow.wait_condition(
                 lambda: ctx.stop is not None,
                 timeout=ctx.policy.return_window,
@@ -589,7 +487,7 @@ class OrderWorkflow:
         self._interruptible = False
         kept = [s for s in ctx.view.shipments if failure.from_temporal and s.status in HANDED_OVER]
         # past the authorization a lost workflow task may have booked stock (fulfilment.py says how)
-        if ctx.view.payment.authorized and workflow.patched(STOCK_OF_LOST_STEPS_RETURNED):
+        if ctx.view.payment.authorized:
             return_stock_of_lost_steps(self._saga, ctx)
         await self._saga.compensate(frozenset(s.id for s in kept))
         for shipment in ctx.view.shipments:
@@ -662,9 +560,8 @@ class OrderWorkflow:
         view = self._ctx.view
         if self._ctx.stop is not None or view.status in ENDED:
             raise ValueError(f"order {view.order_id} is already {view.status.value}")
-        # a packed parcel can still be stopped when a warehouse hands it over, not when the worker did
-        gone = HANDED_OVER if self._parties else {ShipmentStatus.packed, *HANDED_OVER}
-        if view.status not in CANCELLABLE or any(s.status in gone for s in view.shipments):
+        # a packed parcel can still be stopped until the warehouse hands it to the carrier
+        if view.status not in CANCELLABLE or any(s.status in HANDED_OVER for s in view.shipments):
             raise ValueError(
                 f"order {view.order_id} is {view.status.value} and can no longer be cancelled; "
                 "once it has shipped, request a return instead"
@@ -727,7 +624,7 @@ class OrderWorkflow:
         """`deliver`: the shortcut for the carrier's `delivered` event (a delivered event of its own for a
         shipment that went through a warehouse and a carrier as parties)."""
         for shipment in self._ctx.view.shipments:
-            if not (self._parties and shipment.released_at and shipment.tracking_number):
+            if not (shipment.released_at and shipment.tracking_number):
                 continue
             if (
                 confirmation.shipment_id not in (None, shipment.id)
@@ -758,7 +655,7 @@ class OrderWorkflow:
 
     @warehouse_report.validator
     def _validate_warehouse_report(self, report: WarehouseReport) -> None:
-        self._require_parties()
+        self._require_fulfilling()
         self._inbox.check_report(report)
 
     @workflow.update(name=OrderUpdate.carrier_event)
@@ -767,7 +664,7 @@ class OrderWorkflow:
 
     @carrier_event.validator
     def _validate_carrier_event(self, event: CarrierEvent) -> None:
-        self._require_parties()
+        self._require_fulfilling()
         self._inbox.check_event(event)
 
     @workflow.update(name=OrderUpdate.resolve_shipment)
@@ -777,7 +674,7 @@ class OrderWorkflow:
 
     @resolve_shipment.validator
     def _validate_resolve_shipment(self, request: ResolveRequest) -> None:
-        self._require_parties()
+        self._require_fulfilling()
         self._inbox.check_resolution(request)
 
     async def _answer(self, shipment_id: str, key: str) -> ReportOutcome:
@@ -788,11 +685,11 @@ class OrderWorkflow:
         detail = self._inbox.answer_of(shipment_id, key)
         return ReportOutcome(order_id=self._ctx.order_id, shipment_id=shipment_id, detail=detail)
 
-    def _require_parties(self) -> None:
-        if not self._parties:
+    def _require_fulfilling(self) -> None:
+        if not self._fulfilling:
             raise refuse_report(
                 f"order {self._ctx.order_id} is {self._ctx.view.status.value}: its shipments are not with a "
-                "warehouse (not released yet, or placed before warehouses reported)"
+                "warehouse yet (it is released after the release window)"
             )
 
     @workflow.signal(name=OrderSignal.submit_feedback)

@@ -1,4 +1,4 @@
-"""Warehouses and carriers as parties of their own (orders placed since PARTIES; models/fulfilment.py).
+"""Warehouses and carriers as parties of their own (models/fulfilment.py).
 
 A shipment is released to its warehouse, which reports `picked`, `packed` and `handed_over` through
 the order's `warehouse_report` update (or `packed` straight after the release, with the lines as for
@@ -50,13 +50,11 @@ with workflow.unsafe.imports_passed_through():
         ReserveRequest,
         ShipmentRef,
         TrackingRecord,
-        TrackingStart,
     )
     from workflows.context import OrderContext, business_refusal, by_whom, invalid_data, money, shortage
     from workflows.fulfilment import book_carrier, undo_pick, undo_reservation
     from workflows.saga import Saga
 
-PARTIES = "warehouse-and-carrier-parties"  # the patch: orders placed since then use this module
 # a warehouse report's place in the order of things
 _AFTER = {
     WarehouseStep.picked: ShipmentStatus.released,
@@ -353,7 +351,7 @@ class Legs:
             shipment,
             pack.weight_g,
             FulfilmentActivities.book_carrier,
-            track=ctx.tracking_at_booking,
+            track=True,  # the carrier reports on the parcel from its label on, as real carriers do
         )
         shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
         shipment.label_ref = label.label_ref
@@ -377,15 +375,6 @@ class Legs:
         )
         await self._status(shipment, ShipmentStatus.shipped, detail)
         handed.answer(detail)
-        if ctx.tracking_at_booking:
-            return True  # the carrier was asked to report on it with the label
-        start = TrackingStart(
-            order_id=ctx.order_id,
-            shipment_id=shipment.id,
-            tracking_number=label.tracking_number,
-            warehouse=shipment.warehouse,
-        )
-        await ctx.step(FulfilmentActivities.start_tracking, start, f"tracking {label.tracking_number}")
         return True
 
     async def _report(self, box: ShipmentInbox, step: WarehouseStep) -> _Pending:

@@ -21,11 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
 
 RELEASE_TIMEOUT = timedelta(minutes=10)  # offers stock to every waiting order, one after another
-# Runs since: the purchase order's own quantity is the one expected and received on schedule, not the
-# request's. raise_purchase_order decides it when it raises the order (backordered orders count: see
-# domain.stock.LowStock.order_quantity), so a run ordering again after a receipt, as a new run with
-# the same request, orders what the orders still waiting want.
-PO_QUANTITY = "po-quantity-from-the-purchase-order"
 
 
 @workflow.defn(name=REPLENISHMENT_WORKFLOW)
@@ -38,12 +33,9 @@ class ReplenishmentWorkflow:
     @workflow.run
     async def run(self, request: ReplenishRequest) -> PurchaseOrderView:
         run = workflow.info().run_id[-12:]
-        if workflow.patched("po-id-fits-its-column"):
-            # the sku (up to 64 characters) made ids up to 97 long, over purchase_orders.id (80) and
-            # stock_movements.purchase_order_id (64); the row names its sku anyway
-            po_id = f"PO-{request.warehouse}-{run}"
-        else:
-            po_id = f"PO-{request.sku}-{request.warehouse}-{run}"
+        # no sku in it: a sku (up to 64 characters) would make it too long for purchase_orders.id (80)
+        # and stock_movements.purchase_order_id (64); the row names its sku anyway
+        po_id = f"PO-{request.warehouse}-{run}"
         self._po = await self._step(
             ReplenishmentActivities.raise_purchase_order,
             RaisePurchaseOrder(
@@ -55,7 +47,10 @@ class ReplenishmentWorkflow:
             ),
             f"order {request.quantity} x {request.sku} for {request.warehouse}",
         )
-        quantity = self._po.quantity if workflow.patched(PO_QUANTITY) else request.quantity
+        # the purchase order's own quantity, not the request's: raise_purchase_order decides it (backordered
+        # orders count: domain.stock.LowStock.order_quantity), so a run ordering again after a receipt,
+        # as a new run with the same request, orders what the orders still waiting want
+        quantity = self._po.quantity
         workflow.set_current_details(
             f"**{po_id}** open: {quantity} x {request.sku}, "
             f"expected {self._po.expected_at:%Y-%m-%d %H:%M} UTC"

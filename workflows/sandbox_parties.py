@@ -16,21 +16,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_parties import ParcelRef, Pickup, ReportSent, SandboxPartyActivities, WeighParcels
+    from activities.sandbox_parties import ParcelRef, Pickup, ReportSent, SandboxPartyActivities
     from adapters.carrier import SandboxParcel
     from adapters.warehouse import SandboxShipment
     from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport, WarehouseStep
     from models.orders import ShipmentLine
     from models.shipping import CarrierEventType
     from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, SANDBOX_WAREHOUSE_WORKFLOW
-    from workflows.options import RETRY_FOREVER, STEP_TIMEOUT
+    from workflows.options import STEP_TIMEOUT
 
-# The patch: runs since report `packed` with the picked lines (one report) instead of `picked`, then
-# weighing, then `packed`; a pick that found nothing still reports `picked` alone.
-PACK_CONFIRMS_PICK = "sandbox-pack-confirms-pick"
-# The patch: carriers started since first collect the parcel, once the order has its handover (orders placed
-# since `tracking-at-booking` start them with the label, before it); earlier ones started at the handover.
-WAITS_FOR_PICKUP = "sandbox-carrier-waits-for-pickup"
 WAREHOUSE_ACTOR = "sandbox-warehouse"
 CARRIER_ACTOR = "sandbox-carrier"
 # The parties stand in for outside systems, and every order runs one of each: in the workflow sandbox
@@ -57,7 +51,9 @@ async def _pause(duration: timedelta, summary: str) -> None:
 
 @workflow.defn(name=SANDBOX_WAREHOUSE_WORKFLOW, sandboxed=SANDBOXED)
 class SandboxWarehouseWorkflow:
-    """Pick (possibly short), pack into parcels, hand over to the carrier: three reports, in order."""
+    """Pick (possibly short), pack into parcels, hand over to the carrier. A pick that found something is
+    confirmed with the pack, in one report (as many WMSs send it); one that found nothing reports
+    `picked` alone."""
 
     @workflow.run
     async def run(self, job: SandboxShipment) -> str:
@@ -65,38 +61,21 @@ class SandboxWarehouseWorkflow:
         workflow.set_current_details(f"picking {shipment}")
         await _pause(job.pick_time, f"pick {shipment}")
         picked = _pick(job.request.lines, job.short_pick_rate)
-        found = any(line.quantity for line in picked)
-        # since the patch: one confirmation of pick and pack, as many WMSs send (one update of the order)
-        one_report = found and workflow.patched(PACK_CONFIRMS_PICK)
-        if not one_report:
+        if not any(line.quantity for line in picked):  # nothing on the shelves: nothing to pack
             if not await self._send(
                 SandboxPartyActivities.send_warehouse_report,
                 _report(shipment, WarehouseStep.picked, lines=picked),
             ):
                 return "stopped: picked refused"
-            if not found:  # nothing on the shelves: nothing to pack
-                workflow.set_current_details(f"{shipment}: nothing found")
-                return "nothing found to pack"
+            workflow.set_current_details(f"{shipment}: nothing found")
+            return "nothing found to pack"
 
         workflow.set_current_details(f"packing {shipment}")
         await _pause(job.pack_time, f"pack {shipment}")
-        if one_report:  # weighed and sent by one activity
-            sent = await self._send(
-                SandboxPartyActivities.pack_and_report, _report(shipment, WarehouseStep.packed, lines=picked)
-            )
-        else:
-            parcels: list[int] = await workflow.execute_activity_method(
-                SandboxPartyActivities.weigh_parcels,
-                WeighParcels(shipment_id=shipment, picked=picked),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
-                summary=f"weigh the parcels of {shipment}",
-            )
-            sent = await self._send(
-                SandboxPartyActivities.send_warehouse_report,
-                _report(shipment, WarehouseStep.packed, parcels_g=parcels),
-            )
-        if not sent:
+        # weighed and sent by one activity
+        if not await self._send(
+            SandboxPartyActivities.pack_and_report, _report(shipment, WarehouseStep.packed, lines=picked)
+        ):
             return "stopped: packed refused"
 
         # The order books the carrier once it knows the parcels; until the label is printed it answers
@@ -156,28 +135,19 @@ class SandboxCarrierWorkflow:
     async def run(self, parcel: SandboxParcel) -> str:
         tracking = parcel.tracking_number
         lost = workflow.random().random() < parcel.loss_rate
-        origin: str | None
-        if workflow.patched(WAITS_FOR_PICKUP):
-            workflow.set_current_details(f"{tracking}: waiting to collect {parcel.shipment_id}")
-            pickup: Pickup = await workflow.execute_activity_method(
-                SandboxPartyActivities.collect_parcel,
-                ParcelRef(tracking_number=tracking, shipment_id=parcel.shipment_id),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=SEND_RETRY,  # not handed over yet: back later, as with a report too early
-                summary=f"collect {parcel.shipment_id}",
-            )
-            if not pickup.collected:
-                workflow.set_current_details(f"{tracking}: booking cancelled, nothing to carry")
-                return "booking cancelled"
-            origin = pickup.origin
-        else:
-            origin = await workflow.execute_activity_method(
-                SandboxPartyActivities.shipment_origin,
-                parcel.shipment_id,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
-                summary=f"where {parcel.shipment_id} comes from",
-            )
+        # started with the label: the parcel is collected once the warehouse has handed it over
+        workflow.set_current_details(f"{tracking}: waiting to collect {parcel.shipment_id}")
+        pickup: Pickup = await workflow.execute_activity_method(
+            SandboxPartyActivities.collect_parcel,
+            ParcelRef(tracking_number=tracking, shipment_id=parcel.shipment_id),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=SEND_RETRY,  # not handed over yet: back later, as with a report too early
+            summary=f"collect {parcel.shipment_id}",
+        )
+        if not pickup.collected:
+            workflow.set_current_details(f"{tracking}: booking cancelled, nothing to carry")
+            return "booking cancelled"
+        origin = pickup.origin
         journey = [
             (CarrierEventType.in_transit, f"sorting centre {origin}" if origin else "sorting centre"),
             (CarrierEventType.out_for_delivery, None),

@@ -13,13 +13,20 @@ its timers (and its activities' retry back-off) up to that point, by the policy'
 
 from __future__ import annotations
 
-import logging
+import json
+import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -27,6 +34,7 @@ from activities import RefuseBadData
 from connection import ensure_search_attributes
 from encryption.converter import data_converter
 from encryption.keys import parse_keys
+from models.workflow_names import ORDER_WORKFLOW
 from tests.fast.driver import Shop
 from tests.fast.fakes import World
 from worker import WORKFLOWS, quiet_activity_failures, workflow_runner
@@ -67,7 +75,7 @@ def fast_world() -> World:
 
 @pytest.fixture(scope="session")
 async def fast_worker(ts_env: WorkflowEnvironment, fast_world: World) -> AsyncIterator[Worker]:
-    quiet_activity_failures(logging.WARNING)
+    quiet_activity_failures()  # as the integration tier does: the filter is installed once per process
     fast_world.client = ts_env.client
     async with Worker(
         ts_env.client,
@@ -91,3 +99,59 @@ def world(fast_world: World, fast_worker: Worker) -> Iterator[World]:
 @pytest.fixture
 def shop(ts_env: WorkflowEnvironment, world: World) -> Shop:
     return Shop(ts_env, world, FAST_QUEUE)
+
+
+# ---- recording the histories the replay test replays (`make histories`) ----
+
+HISTORIES = Path(__file__).parents[1] / "histories"
+RECORD = bool(os.environ.get("OMS_RECORD_HISTORIES"))
+
+
+@pytest.fixture(autouse=True)
+async def record_history(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """With OMS_RECORD_HISTORIES set, a test marked `history("name")` saves the histories of the
+    workflows it started into tests/histories: `name.json` for its order, `name-<workflow>.json` for
+    the others (a parametrized test adds its parameters to the name); `plain=True` also saves the
+    order's history as a deployment without the payload codec records it. Otherwise this does nothing."""
+    marker = request.node.get_closest_marker("history")
+    if not (RECORD and marker):
+        yield
+        return
+    client: Client = request.getfixturevalue("ts_env").client
+    before = {w.id async for w in client.list_workflows()}
+    yield
+    name = marker.args[0] + (f"_{request.node.callspec.id}" if hasattr(request.node, "callspec") else "")
+    name = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    taken: set[str] = set()
+    async for execution in client.list_workflows():
+        if execution.id in before:
+            continue
+        slug = "" if execution.workflow_type == ORDER_WORKFLOW else "-" + _slug(execution.workflow_type)
+        file = f"{name}{slug}"
+        n = 2
+        while file in taken:
+            file, n = f"{name}{slug}-{n}", n + 1
+        taken.add(file)
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        recorded = json.loads(history.to_json())
+        (HISTORIES / f"{file}.json").write_text(json.dumps(recorded, indent=1))
+        if marker.kwargs.get("plain") and not slug:  # as a deployment without the payload codec records it
+            plain = await _decrypted(recorded, client.data_converter.payload_codec)
+            (HISTORIES / f"plain_{file}.json").write_text(json.dumps(plain, indent=1))
+
+
+async def _decrypted(node: Any, codec: PayloadCodec | None) -> Any:
+    """The history's JSON with every encrypted payload decoded (what the codec wrote, undone)."""
+    if isinstance(node, list):
+        return [await _decrypted(item, codec) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if codec is not None and set(node) <= {"metadata", "data"} and "metadata" in node:
+        payload = json_format.ParseDict(node, Payload())
+        [decoded] = await codec.decode([payload])
+        return json_format.MessageToDict(decoded)
+    return {key: await _decrypted(value, codec) for key, value in node.items()}
+
+
+def _slug(workflow_type: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", workflow_type.removesuffix("Workflow")).lower()

@@ -109,6 +109,10 @@ class Shop:
             lambda: _const(self.world.event_types(order_id)), lambda types: event_type in types, event_type
         )
 
+    async def messaged(self, order_id: str, kind: str) -> None:
+        """Until the order has written a message of that kind to the outbox (with a workflow task's write)."""
+        await eventually(lambda: _const(self.world.messages(order_id)), lambda kinds: kind in kinds, kind)
+
     # ---- support ----
 
     async def release(self, order_id: str) -> OrderView:

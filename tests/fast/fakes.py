@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from activities.sandbox_parties import NOT_HANDED_OVER, ParcelRef, Pickup, ReportSent, WeighParcels
+from activities.sandbox_parties import NOT_HANDED_OVER, ParcelRef, Pickup, ReportSent
 from adapters.carrier import SandboxParcel
 from adapters.warehouse import SandboxShipment
 from domain.allocation import plan_allocation
@@ -57,13 +57,11 @@ from models.steps import (
     ReserveRequest,
     ReturnOutcome,
     ReturnRecord,
-    ScreenRequest,
     ShipmentRef,
     ShipRequest,
     ShipResult,
     StockKey,
     TrackingRecord,
-    TrackingStart,
 )
 from models.workflow_names import (
     REPLENISHMENT_WORKFLOW,
@@ -284,20 +282,6 @@ class World:
         hold = self._hold_reason(str(request.order.customer.email), priced.total, request.policy.review_above)
         return Admission(priced=priced, hold_reason=hold)
 
-    @activity.defn(name="record_order")
-    async def record_order(self, request: PlaceOrder) -> None:
-        self._enter("record_order")
-
-    @activity.defn(name="validate_order")
-    async def validate_order(self, request: PlaceOrder) -> PricedOrder:
-        self._enter("validate_order")
-        return self._priced(request)
-
-    @activity.defn(name="screen_order")
-    async def screen_order(self, request: ScreenRequest) -> str | None:
-        self._enter("screen_order")
-        return self._hold_reason(request.email, request.total, request.review_above)
-
     @activity.defn(name="price_sku")
     async def price_sku(self, request: PriceRequest) -> PricedLine:
         self._enter("price_sku")
@@ -306,11 +290,6 @@ class World:
             raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is unknown or not active")
         price = product.price.quantize(CENT)
         return PricedLine(sku=product.sku, name=product.sku, quantity=1, unit_price=price, line_total=price)
-
-    @activity.defn(name="record_event")
-    async def record_event(self, event: EventRecord) -> None:
-        self._enter("record_event")
-        self.events[event.order_id][event.seq] = event
 
     @activity.defn(name="record_events")
     async def record_events(self, batch: EventBatch) -> None:
@@ -589,10 +568,6 @@ class World:
         self._enter("record_handover")
         return HandoverResult(shipped_at=self.shipped.setdefault(ref.shipment_id, datetime.now(UTC)))
 
-    @activity.defn(name="start_tracking")
-    async def start_tracking(self, start: TrackingStart) -> None:
-        self._enter("start_tracking")
-
     @activity.defn(name="record_tracking_event")
     async def record_tracking_event(self, record: TrackingRecord) -> None:
         self._enter("record_tracking_event")
@@ -781,23 +756,16 @@ class World:
             )
         )
 
-    @activity.defn(name="weigh_parcels")
-    async def weigh_parcels(self, request: WeighParcels) -> list[int]:
-        self._enter("weigh_parcels")
-        return [self._weight([ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.picked])]
-
-    @activity.defn(name="shipment_origin")
-    async def shipment_origin(self, shipment_id: str) -> str | None:
-        self._enter("shipment_origin")
-        return next((r.warehouse for r in self.reservations if r.shipment_id == shipment_id), None)
-
     @activity.defn(name="collect_parcel")
     async def collect_parcel(self, parcel: ParcelRef) -> Pickup:
         self._enter("collect_parcel")
         if self.bookings.get(parcel.tracking_number) == "cancelled":
             return Pickup(collected=False)
         if parcel.shipment_id in self.shipped:
-            return Pickup(collected=True, origin=await self.shipment_origin(parcel.shipment_id))
+            origin = next(
+                (r.warehouse for r in self.reservations if r.shipment_id == parcel.shipment_id), None
+            )
+            return Pickup(collected=True, origin=origin)
         raise ApplicationError(f"{parcel.tracking_number}: not handed over yet", type=NOT_HANDED_OVER)
 
     def activities(self) -> list[Any]:

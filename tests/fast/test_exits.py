@@ -14,6 +14,7 @@ from tests.fast.driver import Shop, new_sku
 from tests.fast.fakes import World
 
 
+@pytest.mark.history("backordered_then_filled")
 async def test_backordered_then_filled_when_stock_arrives(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("KETTLE"), price="30.00", stock={"W1": 1})
     world.on_order[sku] = 10
@@ -41,6 +42,7 @@ async def test_offer_of_too_little_stock_keeps_waiting(shop: Shop, world: World)
     assert (await shop.view(order)).status == OrderStatus.backordered
 
 
+@pytest.mark.history("backorder_timeout")
 async def test_backorder_timeout_cancels(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("KETTLE"), price="30.00", stock={"W1": 0})
     world.on_order[sku] = 4
@@ -75,6 +77,7 @@ async def test_two_warehouses_make_two_shipments(shop: Shop, world: World) -> No
     assert sum(s.amount for s in view.shipments) == view.total == Decimal("180.00")
 
 
+@pytest.mark.history("cancelled_in_release_window")
 async def test_cancel_inside_the_release_window(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
     order = await shop.place([(sku, 2)])
@@ -118,6 +121,7 @@ async def test_cancel_after_pick_restocks(shop: Shop, world: World) -> None:
     assert any("back on the shelf" in e.detail for e in final.events if e.type == "compensated")
 
 
+@pytest.mark.history("cancelled_after_pack")
 async def test_cancel_after_pack_cancels_the_booking(shop: Shop, world: World) -> None:
     order, sku, shipment_id = await _picked(shop, world)
     outcome = await shop.pack(shipment_id)
@@ -174,6 +178,7 @@ async def test_temporal_cancel_while_backordered(shop: Shop, world: World) -> No
     assert view.status == OrderStatus.cancelled and view.payment_status == PaymentStatus.voided
 
 
+@pytest.mark.history("cancelled_from_temporal_after_pick")
 async def test_temporal_cancel_after_pick_restocks(shop: Shop, world: World) -> None:
     order, sku, _ = await _picked(shop, world)
     await _cancelled_from_temporal(shop, order)
@@ -183,6 +188,7 @@ async def test_temporal_cancel_after_pick_restocks(shop: Shop, world: World) -> 
     assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
 
 
+@pytest.mark.history("cancelled_from_temporal_after_handover")
 async def test_temporal_cancel_after_handover_keeps_the_parcel(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
     order = await shop.place([(sku, 2)])

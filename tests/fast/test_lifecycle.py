@@ -45,6 +45,7 @@ async def test_every_real_activity_has_a_fake(world: World) -> None:
     assert real == fakes
 
 
+@pytest.mark.history("completed_with_feedback", plain=True)
 async def test_placed_delivered_completed_with_feedback(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("MUG"), price="12.50", stock={"W1": 10})
     order = await shop.place([(sku, 2)])
@@ -101,6 +102,7 @@ async def test_placed_delivered_completed_with_feedback(shop: Shop, world: World
     assert "delivery_overdue" not in types
 
 
+@pytest.mark.history("payment_declined", plain=True)
 async def test_declined_card_rejects_and_reserves_nothing(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("LAMP"), stock={"W1": 3})
     order = await shop.place([(sku, 1)], token=DECLINED_TOKEN)
@@ -121,6 +123,7 @@ async def test_unknown_sku_is_rejected_before_the_gateway(shop: Shop, world: Wor
     assert "unknown SKU" in world.events[order][max(world.events[order])].detail
 
 
+@pytest.mark.history("held_then_released")
 async def test_held_then_released_goes_on(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("TV"), price="900.00", stock={"W1": 2})
     order = await shop.place([(sku, 1)], policy={"review_above": Decimal("500")})
@@ -135,9 +138,10 @@ async def test_held_then_released_goes_on(shop: Shop, world: World) -> None:
     assert world.level(sku) == (2, 1)
     assert view.payment.authorized == Decimal("900.00")
     assert "hold_released" in [e.type for e in view.events]
-    assert "order_on_hold" in world.messages(order)
+    await shop.messaged(order, "order_on_hold")
 
 
+@pytest.mark.history("hold_timeout")
 async def test_hold_timeout_cancels_and_voids(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("TV"), price="900.00", stock={"W1": 2})
     order = await shop.place([(sku, 1)], customer={"id": "C-9", "name": "F", "email": "fraud@example.com"})

@@ -19,6 +19,7 @@ async def _released(shop: Shop, order: str):  # type: ignore[no-untyped-def]
     return await shop.released(order)
 
 
+@pytest.mark.history("short_pick_reallocated")
 async def test_short_pick_reallocated_to_another_warehouse(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("VASE"), price="20.00", stock={"W1": 3, "W2": 5})
     order = await shop.place([(sku, 3)])
@@ -46,6 +47,7 @@ async def test_short_pick_reallocated_to_another_warehouse(shop: Shop, world: Wo
     assert view.payment_status == PaymentStatus.captured
 
 
+@pytest.mark.history("short_pick_backordered")
 async def test_short_pick_backordered_then_filled(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("VASE"), price="20.00", stock={"W1": 3})
     world.on_order[sku] = 10
@@ -82,9 +84,10 @@ async def test_short_pick_backorder_times_out_and_lines_are_cancelled(shop: Shop
     assert view.payment.captured == Decimal("20.00")  # only the unit sent
     assert view.payment_status == PaymentStatus.captured
     assert world.money(order)["void"] == 1  # the rest of the authorization released
-    assert "lines_cancelled" in world.messages(order)
+    await shop.messaged(order, "lines_cancelled")
 
 
+@pytest.mark.history("short_pick_lines_cancelled")
 async def test_short_pick_with_nothing_on_order_cancels_those_lines(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("VASE"), price="20.00", stock={"W1": 3})
     other = world.add_product(new_sku("BOWL"), price="5.00", stock={"W1": 2})
@@ -127,6 +130,7 @@ async def test_carrier_refusal_cancels_the_order(shop: Shop, world: World) -> No
     assert final.payment_status == PaymentStatus.voided
 
 
+@pytest.mark.history("lost_parcel")
 @pytest.mark.parametrize("choice", [Resolution.reship, Resolution.refund])
 async def test_lost_parcel_settled_by_support(shop: Shop, world: World, choice: Resolution) -> None:
     sku = world.add_product(new_sku("CLOCK"), price="50.00", stock={"W1": 3})
@@ -138,7 +142,7 @@ async def test_lost_parcel_settled_by_support(shop: Shop, world: World, choice: 
     await shop.carrier(order, lost.id, CarrierEventType.lost)
     view = await shop.status(order, OrderStatus.delivery_exception)
     assert view.shipments[0].status == ShipmentStatus.exception
-    assert "parcel_lost" in world.messages(order)
+    await shop.messaged(order, "parcel_lost")
     await shop.resolve(order, lost.id, choice)
     view = await shop.until(order, lambda v: v.shipments[0].status == ShipmentStatus.resolved)
     assert [c.shipment_id for c in world.claims if c.order_id == order] == [lost.id]
@@ -149,15 +153,16 @@ async def test_lost_parcel_settled_by_support(shop: Shop, world: World, choice: 
         view = await shop.deliver_all(order)
         assert view.payment.captured == Decimal("50.00") and view.payment.refunded == 0
         assert world.level(sku) == (1, 0)
-        assert "parcel_reshipped" in world.messages(order)
+        await shop.messaged(order, "parcel_reshipped")
     else:
         final = await shop.result(order)
         assert final.status == OrderStatus.completed  # nothing reached the customer
         assert final.payment_status == PaymentStatus.refunded
         assert world.money(order)["refund"] == Decimal("50.00")
-        assert "parcel_refunded" in world.messages(order)
+        await shop.messaged(order, "parcel_refunded")
 
 
+@pytest.mark.history("lost_parcel_refunded_by_timeout")
 async def test_lost_parcel_refunded_when_support_does_not_choose(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("CLOCK"), price="50.00", stock={"W1": 3})
     order = await shop.place([(sku, 1)])
@@ -205,6 +210,7 @@ async def test_failed_deliveries_then_delivered(shop: Shop, world: World) -> Non
         await shop.carrier(order, s, CarrierEventType.delivered)
 
 
+@pytest.mark.history("three_failed_deliveries")
 async def test_three_failed_deliveries_come_back_and_are_restocked(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("PLANT"), price="25.00", stock={"W1": 2})
     order = await shop.place([(sku, 1)])
