@@ -23,6 +23,12 @@ COPY . .
 # workflows/*.py afresh for every run (without a cache it would compile them for every order).
 RUN python -m compileall -q -x '/\.venv/' /app
 
+# The worker's build id (docs/versioning.md), baked in so the image names the code it runs:
+#   docker build --build-arg OMS_WORKER_BUILD_ID=2026.06.1-$(git rev-parse --short HEAD) .
+# Left empty (the default) the worker runs unversioned.
+ARG OMS_WORKER_BUILD_ID=
+ENV OMS_WORKER_BUILD_ID=${OMS_WORKER_BUILD_ID}
+
 # Run unprivileged; the venv and source stay root-owned and read-only to the app.
 RUN useradd --system --uid 10001 --no-create-home oms
 USER oms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -45,6 +46,43 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
+# Our bound, not the server's (the dev server took a 256-character build id): these are names people
+# read in `versions` and the UI and type into `set-current-version`
+_MAX_VERSION_PART = 255
+
+
+def check_build_id(value: str) -> str:
+    """A worker build id as Temporal takes it: one printable line, 1-255 characters, no outer blanks.
+    It names the build in `versions`, in visibility and in the UI, so what passes here is what people
+    will read and type (`set-current-version BUILD_ID`)."""
+    return _check_version_part("build id", value)
+
+
+def check_deployment_name(value: str) -> str:
+    """A worker deployment name: like a build id, and without a dot (Temporal writes a version as
+    `<deployment>.<build id>` in places and splits it at the first dot)."""
+    value = _check_version_part("deployment name", value)
+    if "." in value:
+        raise ValueError(f"invalid deployment name {value!r}: it must not contain a dot")
+    return value
+
+
+def _check_version_part(what: str, value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"invalid {what}: it is {'blank' if value else 'empty'}")
+    if value != value.strip():
+        raise ValueError(f"invalid {what} {value!r}: it starts or ends with a blank")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError(f"invalid {what} {value!r}: it contains a control character")
+    if len(value) > _MAX_VERSION_PART:
+        raise ValueError(f"invalid {what}: {len(value)} characters, at most {_MAX_VERSION_PART}")
+    return value
+
+
+def _unset_if_blank(value: object) -> object:
+    """An empty variable means unset (`OMS_WORKER_BUILD_ID=` in a compose file, a build arg not given)."""
+    return None if value == "" else value
+
 
 class SandboxMode(StrEnum):
     auto = "auto"
@@ -71,6 +109,22 @@ class Settings(BaseSettings):
     # refusal marks its order NeedsAttention (event `step_stuck`) and goes on retrying. A setting of
     # the worker, read when it starts (see workflows/options.py).
     step_attention_attempts: int = Field(default=5, ge=1)
+
+    # Worker Versioning (docs/versioning.md). With a build id the worker joins the worker deployment as
+    # the version <deployment>:<build id> and every workflow it starts stays PINNED to that build; with
+    # none (the default: dev, tests, `make run`) the worker is unversioned, as before versioning.
+    worker_deployment: str = "oms"
+    worker_build_id: Annotated[str | None, BeforeValidator(_unset_if_blank)] = None
+
+    @field_validator("worker_deployment")
+    @classmethod
+    def _deployment_name_is_sane(cls, value: str) -> str:
+        return check_deployment_name(value)
+
+    @field_validator("worker_build_id")
+    @classmethod
+    def _build_id_is_sane(cls, value: str | None) -> str | None:
+        return None if value is None else check_build_id(value)
 
     worker_activity_threads: int = 32
     # polls a worker keeps open for workflow and for activity tasks (the SDK's default is 5 each;

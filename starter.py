@@ -24,6 +24,7 @@
     python starter.py codec keys | codec rotate | codec generate | codec audit [--limit N] [--json]
     python starter.py report [--since DATE] [--until DATE] [--html FILE] [--json]
     python starter.py export journal --since DATE --until DATE FILE.csv
+    python starter.py versions [--deployment NAME] [--json] | set-current-version BUILD_ID [--deployment NAME]
 
 
 Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected), 2 invalid input.
@@ -48,7 +49,7 @@ from sqlalchemy import func, select
 from tqdm import tqdm
 
 from cli_format import as_json, table
-from config import Settings, get_settings
+from config import Settings, check_build_id, check_deployment_name, get_settings
 from connection import connect, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory, migrate
 from domain import api_keys, stock
@@ -95,8 +96,9 @@ from models.orders import (
 )
 from models.shipping import CarrierEventType, Resolution
 from models.stock import StockChange
+from models.versions import DeploymentVersions, VersionStatus
 from services import forecast as forecasting
-from services import fulfilment, imports, orders, reconcile
+from services import fulfilment, imports, orders, reconcile, versions
 from services import stock as stock_changes
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
@@ -322,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     settle.add_argument("--dry-run", action="store_true", help="report what would be settled, change nothing")
     _add_report_commands(sub)
     _add_forecast_command(sub)
+    _add_versioning_commands(sub)
     return parser
 
 
@@ -352,6 +355,21 @@ def _add_forecast_command(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "--apply", action="store_true", help="write the recommendations to the stock rows (audited)"
     )
     forecast.add_argument("--json", action="store_true")
+
+
+def _add_versioning_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`versions` and `set-current-version` (services/versions.py, docs/versioning.md)."""
+    deployment_help = "the worker deployment (default: OMS_WORKER_DEPLOYMENT)"
+    listed = sub.add_parser(
+        "versions", help="the worker deployment's builds, which is current, and the open orders on each"
+    )
+    listed.add_argument("--deployment", help=deployment_help)
+    listed.add_argument("--json", action="store_true")
+    current = sub.add_parser(
+        "set-current-version", help="make a build current: new orders start on it, running ones stay put"
+    )
+    current.add_argument("build_id")
+    current.add_argument("--deployment", help=deployment_help)
 
 
 async def dispatch(argv: list[str], settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -1301,6 +1319,60 @@ def render_report(r: Report) -> str:
     return "\n".join(parts)
 
 
+# ---- worker versioning (docs/versioning.md) ----
+
+
+async def cmd_versions(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    deployment = _deployment(args, settings)
+    found = await versions.deployment_versions(await connect(settings), deployment)
+    print(as_json(found) if args.json else render_versions(found), file=out)
+
+
+async def cmd_set_current_version(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    deployment = _deployment(args, settings)
+    try:
+        build_id = check_build_id(args.build_id)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+    try:
+        previous = await versions.set_current_version(
+            await connect(settings), deployment, build_id, CLI_ACTOR
+        )
+    except versions.VersioningRefused as exc:
+        raise CommandError(str(exc)) from None
+    was = f"build {previous}" if previous else "unversioned workers"
+    print(f"{deployment}:{build_id} is current (before: {was}); new orders start on it", file=out)
+
+
+def render_versions(found: DeploymentVersions) -> str:
+    builds = [v for v in found.versions if v.build_id is not None]
+    if not builds:
+        head = f"no versioned worker of deployment {found.deployment} has polled yet"
+    elif found.current_build_id:
+        head = f"worker deployment {found.deployment}: build {found.current_build_id} is current"
+    else:
+        head = f"worker deployment {found.deployment}: no build is current (new orders: unversioned workers)"
+    if found.ramping_build_id:
+        head += f", build {found.ramping_build_id} ramping"
+    rows = [(v.build_id or "(none)", v.status.value, v.open_orders, v.open_other) for v in found.versions]
+    parts = [head, "", table(["BUILD", "STATUS", "OPEN ORDERS", "OTHER OPEN"], rows)]
+    # what the operator came for: which old builds' workers may stop now (not a new one, never current)
+    retired = [v.build_id for v in builds if v.drained and v.status in _RETIRING]
+    if retired:
+        parts += ["", f"nothing open on {', '.join(retired)}: those workers may stop"]
+    return "\n".join(parts)
+
+
+_RETIRING = (VersionStatus.draining, VersionStatus.drained)
+
+
+def _deployment(args: argparse.Namespace, settings: Settings) -> str:
+    try:
+        return check_deployment_name(args.deployment or settings.worker_deployment)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_INVALID) from None
+
+
 COMMANDS = {
     "migrate": cmd_migrate,
     "catalog": cmd_catalog,
@@ -1328,6 +1400,8 @@ COMMANDS = {
     "codec": cmd_codec,
     "report": cmd_report,
     "export": cmd_export,
+    "versions": cmd_versions,
+    "set-current-version": cmd_set_current_version,
 }
 
 

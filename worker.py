@@ -43,6 +43,7 @@ from db import SessionFactory, make_engine, make_session_factory
 from logs import configure_logging
 from services.forecast import ensure_schedule as ensure_forecast_schedule
 from services.outbox import OutboxDispatcher
+from services.versions import deployment_config
 from workflows.forecast import ForecastWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -234,6 +235,8 @@ def build_worker(
         "graceful_shutdown_timeout": timedelta(seconds=10),
         "workflow_runner": workflow_runner(),
         "interceptors": [RefuseBadData()],  # no step retries for ever on data the database refuses
+        # one build = one deployment version for both queues (set current together); None: unversioned
+        "deployment_config": deployment_config(settings),
     }
     orders = Worker(
         client,
