@@ -45,9 +45,9 @@ ATTEMPTS = 3  # OMS_STEP_ATTENTION_ATTEMPTS for these tests (the default, 5, onl
 
 @pytest.fixture(autouse=True)
 def few_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The workers of this process read the setting through workflows.context (passed through the
+    """The workers of this process read the setting through workflows.steps (passed through the
     sandbox, so this reaches the workflows too)."""
-    monkeypatch.setattr("workflows.context.step_attention_attempts", lambda: ATTEMPTS)
+    monkeypatch.setattr("workflows.steps.step_attention_attempts", lambda: ATTEMPTS)
 
 
 def failing_until(fn: Callable[..., Any], released: threading.Event, error: str) -> Callable[..., Any]:

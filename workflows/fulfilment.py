@@ -15,7 +15,9 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
     from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
-    from workflows.context import OrderContext, by_whom, money
+    from workflows.context import OrderContext
+    from workflows.journal import by_whom
+    from workflows.payments import money
     from workflows.saga import Saga
 
 # While fulfilment runs, the order's status follows its least advanced (original) shipment; a parcel
@@ -190,7 +192,7 @@ class Fulfilment:
         async def undo(retry: RetryPolicy) -> None:
             if not captured:  # the capture never went through (a cancellation stopped it): nothing to refund
                 return
-            ctx.book_payment(
+            ctx.payments.book(
                 await ctx.step(
                     PaymentActivities.refund_payment,
                     refund,
@@ -200,7 +202,7 @@ class Fulfilment:
             )
 
         saga.push(f"refund the capture for {shipment.id}", undo, shipment.id)
-        ctx.book_payment(
+        ctx.payments.book(
             await ctx.step(
                 PaymentActivities.capture_payment,
                 capture,

@@ -50,9 +50,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
-    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
+    from workflows.context import OrderContext
+    from workflows.failures import OrderFailed, business_refusal
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
+    from workflows.journal import by_whom
     from workflows.parties import Inbox, Legs, refuse_report
+    from workflows.payments import money
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
 
@@ -261,8 +264,8 @@ class OrderWorkflow:
         void = payment.model_copy(update={"idempotency_key": ctx.key("void")})
 
         async def undo(retry: RetryPolicy) -> None:
-            if ctx.view.payment.authorized > ctx.view.payment.captured and not ctx.voided:
-                ctx.book_payment(
+            if ctx.view.payment.authorized > ctx.view.payment.captured and not ctx.payments.voided:
+                ctx.payments.book(
                     await ctx.step(PaymentActivities.void_payment, void, "void the authorization", retry)
                 )
 
@@ -278,7 +281,7 @@ class OrderWorkflow:
             raise
 
         self._saga.push("void the authorization", undo)
-        ctx.book_payment(result)
+        ctx.payments.book(result)
         await ctx.event(
             "payment_authorized",
             f"{money(result.amount, payment.currency)} ({result.reference})"
@@ -445,7 +448,7 @@ class OrderWorkflow:
             raise ctx.stop if ctx.stop is not None else failures[0]
         ctx.checkpoint()
         payment = ctx.view.payment
-        if payment.authorized > payment.captured and not ctx.voided:
+        if payment.authorized > payment.captured and not ctx.payments.voided:
             void = PaymentRequest(
                 order_id=ctx.order_id,
                 idempotency_key=ctx.key("void"),
@@ -453,7 +456,7 @@ class OrderWorkflow:
                 currency=ctx.view.currency,
                 token=ctx.request.order.payment.token,
             )
-            ctx.book_payment(
+            ctx.payments.book(
                 await ctx.step(PaymentActivities.void_payment, void, "release what was not charged")
             )
             await ctx.event("authorization_released", f"{money(void.amount, void.currency)} not charged")
@@ -525,11 +528,11 @@ class OrderWorkflow:
             return (
                 f"You were charged {money(charged, currency)} for the parcels already on their way to you "
                 f"({', '.join(s.id for s in kept)})"
-                + ("; the hold on your card for the rest was released." if self._ctx.voided else ".")
+                + ("; the hold on your card for the rest was released." if self._ctx.payments.voided else ".")
             )
         if paid.refunded:
             return f"We refunded {money(paid.refunded, currency)}."
-        if paid.authorized > paid.captured and not self._ctx.voided:
+        if paid.authorized > paid.captured and not self._ctx.payments.voided:
             return "Nothing was charged; the hold on your card will be released shortly."
         return "The authorization on your card was released; nothing was charged."
 

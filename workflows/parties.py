@@ -51,8 +51,11 @@ with workflow.unsafe.imports_passed_through():
         ShipmentRef,
         TrackingRecord,
     )
-    from workflows.context import OrderContext, business_refusal, by_whom, invalid_data, money, shortage
+    from workflows.context import OrderContext
+    from workflows.failures import business_refusal, invalid_data, shortage
     from workflows.fulfilment import book_carrier, undo_pick, undo_reservation
+    from workflows.journal import by_whom
+    from workflows.payments import money
     from workflows.saga import Saga
 
 # a warehouse report's place in the order of things
@@ -654,7 +657,7 @@ class Legs:
             amount=shipment.amount,
             currency=ctx.view.currency,
         )
-        ctx.book_payment(
+        ctx.payments.book(
             await ctx.step(
                 PaymentActivities.refund_payment, refund, f"refund {money(refund.amount, refund.currency)}"
             )

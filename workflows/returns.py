@@ -35,8 +35,11 @@ with workflow.unsafe.imports_passed_through():
         ReturnOutcome,
         ReturnRecord,
     )
-    from workflows.context import OrderContext, OrderFailed, business_refusal, by_whom, money
+    from workflows.context import OrderContext
+    from workflows.failures import OrderFailed, business_refusal
     from workflows.fulfilment import Fulfilment, undo_reservation
+    from workflows.journal import by_whom
+    from workflows.payments import money
     from workflows.saga import Saga
 
 RETURNABLE_STATUSES = (OrderStatus.delivered, OrderStatus.partially_returned, OrderStatus.returned)
@@ -192,7 +195,7 @@ class ReturnDesk:
                 amount=amount,
                 currency=ctx.view.currency,
             )
-            ctx.book_payment(
+            ctx.payments.book(
                 await ctx.step(
                     PaymentActivities.refund_payment, request, f"refund {money(amount, request.currency)}"
                 )
@@ -290,7 +293,7 @@ class ReturnDesk:
             token=ctx.request.order.payment.token,
         )
         summary = f"authorize the difference {money(difference, request.currency)}"
-        ctx.book_payment(
+        ctx.payments.book(
             await ctx.step_or_fail(PaymentActivities.authorize_payment, request, summary, ctx.view.status)
         )
 

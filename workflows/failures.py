@@ -1,0 +1,80 @@
+"""How an order's steps fail, read once: a business refusal, data the database refuses, a shortage,
+and the order's own end (`OrderFailed`). A leaf: it imports only the models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
+
+with workflow.unsafe.imports_passed_through():
+    from models.orders import OrderStatus
+    from models.steps import ErrorType
+
+_BUSINESS_ERRORS = frozenset(v for k, v in vars(ErrorType).items() if not k.startswith("_"))
+
+
+class OrderFailed(Exception):
+    """A business refusal or a cancellation: the order ends with `status` after compensation."""
+
+    def __init__(
+        self, status: OrderStatus, reason: str, by: str | None = None, from_temporal: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.by = status, reason, by  # by: who asked, for a cancellation
+        # a cancellation requested from Temporal itself (Web UI, `temporal workflow cancel`): parcels
+        # already handed to the carrier are kept rather than undone (see OrderWorkflow._end)
+        self.from_temporal = from_temporal
+
+
+def business_refusal(err: ActivityError) -> str | None:
+    """The message of a non-retryable business refusal behind an activity failure, else None."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type in _BUSINESS_ERRORS:
+        return cause.message
+    return None
+
+
+def invalid_data(err: ActivityError) -> str | None:
+    """Why the database refused a step's data for good (`ErrorType.invalid_data`), else None."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.invalid_data:
+        return cause.message
+    return None
+
+
+def shortage(err: ActivityError) -> dict:  # type: ignore[type-arg]
+    """What an OutOfStock refusal says is short, and how much of it is on order (its first detail)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:
+        return dict(cause.details[0])
+    return {}
+
+
+def as_activity_error(exc: FailureError, activity: Callable[..., Any]) -> ActivityError:
+    """A local activity's failure reaches the workflow as the activity's own error; the order's steps
+    read every failure as a regular activity's (ActivityError, its cause and why retrying stopped)."""
+    retry_state = (
+        RetryState.NON_RETRYABLE_FAILURE
+        if isinstance(exc, ApplicationError) and exc.non_retryable
+        else RetryState.MAXIMUM_ATTEMPTS_REACHED
+    )
+    return ActivityError(
+        f"local activity {activity.__name__} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity.__name__,
+        activity_id="",
+        retry_state=retry_state,
+    )
+
+
+def error_text(err: ActivityError) -> str:
+    """The last error of a failed step, as support reads it."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause or err)

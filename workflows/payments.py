@@ -1,0 +1,50 @@
+"""The order's payment totals as the ledger has them, and the payment status they make. A leaf."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.orders import OrderView, PaymentStatus
+    from models.steps import PaymentResult
+
+
+class PaymentBook:
+    """Books each payment step's result into the order's view (`view.payment`, `view.payment_status`)."""
+
+    def __init__(self, view: OrderView) -> None:
+        self._view = view
+        self.voided = False  # the authorization was voided: nothing more can be captured
+
+    def book(self, result: PaymentResult | None) -> None:
+        """Keep the payment totals and the derived payment status in step with the ledger."""
+        totals = self._view.payment
+        if result is None:
+            pass
+        elif result.kind == "authorization":
+            totals.authorized += result.amount
+        elif result.kind == "capture":
+            totals.captured += result.amount
+        elif result.kind == "refund":
+            totals.refunded += result.amount
+        elif result.kind == "void":
+            self.voided = True
+        self._view.payment_status = payment_status(
+            totals.authorized, totals.captured, totals.refunded, self.voided
+        )
+
+
+def money(amount: Decimal, currency: str) -> str:
+    return f"{amount:.2f} {currency}"
+
+
+def payment_status(authorized: Decimal, captured: Decimal, refunded: Decimal, voided: bool) -> PaymentStatus:
+    if captured > 0:
+        if refunded >= captured:
+            return PaymentStatus.refunded
+        return PaymentStatus.partially_refunded if refunded > 0 else PaymentStatus.captured
+    if voided:
+        return PaymentStatus.voided
+    return PaymentStatus.authorized if authorized > 0 else PaymentStatus.pending
