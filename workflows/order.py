@@ -103,11 +103,15 @@ class OrderWorkflow:
         self._fulfilling = False  # its shipments are with warehouses and carriers (after the release window)
         self._confirmations = 0
         self._legs: Legs | None = None
+        self._leg_tasks: list[asyncio.Task[None]] = []  # one per shipment, made on the way too (spawn)
         self._released = False
         self._released_by: str | None = None
-        self._stock_arrived = False
+        self.stock_arrived = False  # OrderHooks: stock was received (retry_reservation) since last looked
         self._reserve_attempts = 0
         self._reserved = False
+        # Handlers that change the order's state across an await take a lock (the others change it
+        # before their first await, then only wait for the flow's answer: see docs/architecture.md)
+        self._feedback_lock = asyncio.Lock()
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -300,7 +304,7 @@ class OrderWorkflow:
         deadline: datetime | None = None
         asked = False  # for a replenishment of the short SKUs (once)
         while True:
-            self._stock_arrived = False  # stock arriving from here on triggers another attempt
+            self.stock_arrived = False  # stock arriving from here on triggers another attempt
             try:
                 allocated = await ctx.step(InventoryActivities.reserve_stock, request, "reserve stock")
                 self._reserved = True
@@ -334,7 +338,7 @@ class OrderWorkflow:
                 await ctx.ask_for_backordered_stock(shortage.get("short", []))
             try:
                 await workflow.wait_condition(
-                    lambda: self._stock_arrived or ctx.stop is not None,
+                    lambda: self.stock_arrived or ctx.stop is not None,
                     timeout=deadline - workflow.now(),
                     timeout_summary="backorder timeout",
                 )
@@ -387,46 +391,10 @@ class OrderWorkflow:
                     timeout_summary="release window",
                 )
         ctx.checkpoint()
-        tasks: list[asyncio.Task[None]] = []
-
-        def reset_stock_arrived() -> None:
-            self._stock_arrived = False
-
-        legs = Legs(
-            ctx,
-            self._inbox,
-            self._saga,
-            lambda shipment: tasks.append(asyncio.create_task(one(shipment))),
-            self._fulfilment.set_status,
-            self._fulfilment.capture,
-            lambda: self._stock_arrived,
-            reset_stock_arrived,
-        )
-
-        self._legs = legs
-
-        async def one(shipment: ShipmentView) -> None:
-            try:
-                if shipment.status == ShipmentStatus.backordered:
-                    await legs.backorder(shipment)
-                    return
-                if not await legs.warehouse(shipment):
-                    return
-            except OrderFailed as failure:
-                ctx.stop = ctx.stop or failure
-                raise
-            await ctx.notify(
-                "order_shipped",
-                f"shipped:{shipment.id}",
-                shipment_id=shipment.id,
-                warehouse=shipment.warehouse,
-                carrier=shipment.carrier or "",
-                tracking_number=shipment.tracking_number or "",
-            )
-            await legs.carrier(shipment, self._fulfilment.flag_overdue)
-
+        tasks = self._leg_tasks
+        self._legs = Legs(ctx, self._inbox, self._saga, self._fulfilment, self)
         for shipment in list(ctx.view.shipments):
-            tasks.append(asyncio.create_task(one(shipment)))
+            self.spawn(shipment)
         failures: list[BaseException] = []
         done = 0
         try:
@@ -464,6 +432,32 @@ class OrderWorkflow:
         if delivered:
             ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
             await ctx.notify("order_delivered", "delivered", shipment_id=", ".join(delivered))
+
+    def spawn(self, shipment: ShipmentView) -> None:
+        """OrderHooks: run a shipment's legs (those made on the way too) alongside the others."""
+        self._leg_tasks.append(asyncio.create_task(self._shipment_legs(shipment)))
+
+    async def _shipment_legs(self, shipment: ShipmentView) -> None:
+        ctx, legs = self._ctx, self._legs
+        assert legs is not None
+        try:
+            if shipment.status == ShipmentStatus.backordered:
+                await legs.backorder(shipment)
+                return
+            if not await legs.warehouse(shipment):
+                return
+        except OrderFailed as failure:
+            ctx.stop = ctx.stop or failure
+            raise
+        await ctx.notify(
+            "order_shipped",
+            f"shipped:{shipment.id}",
+            shipment_id=shipment.id,
+            warehouse=shipment.warehouse,
+            carrier=shipment.carrier or "",
+            tracking_number=shipment.tracking_number or "",
+        )
+        await legs.carrier(shipment)
 
     async def _return_window(self) -> None:
         ctx = self._ctx
@@ -587,7 +581,7 @@ class OrderWorkflow:
     async def retry_reservation(self) -> bool:
         """Stock arrived: try to reserve now; True when the order got its stock."""
         attempts = self._reserve_attempts
-        self._stock_arrived = True
+        self.stock_arrived = True
         if self._legs is not None and self._reserved:  # units a warehouse was short of wait for stock
             tried = self._legs.backorder_attempts
             await workflow.wait_condition(
@@ -697,16 +691,19 @@ class OrderWorkflow:
 
     @workflow.signal(name=OrderSignal.submit_feedback)
     async def submit_feedback(self, feedback: Feedback) -> None:
-        ctx = self._ctx
-        ctx.view.feedback = FeedbackView(score=feedback.score, comment=feedback.comment)
-        record = FeedbackRecord(order_id=ctx.order_id, score=feedback.score, comment=feedback.comment)
-        await ctx.step(OrderActivities.record_feedback, record, "store the feedback")
-        await ctx.event(
-            "feedback_received",
-            f"score {feedback.score}"
-            + (f": {feedback.comment}" if feedback.comment else "")
-            + by_whom(feedback.by),
-        )
+        # One feedback at a time: two stored at once land in the database in whichever order their
+        # steps end, and the feedback row, the view and the last event could name different ones.
+        async with self._feedback_lock:
+            ctx = self._ctx
+            ctx.view.feedback = FeedbackView(score=feedback.score, comment=feedback.comment)
+            record = FeedbackRecord(order_id=ctx.order_id, score=feedback.score, comment=feedback.comment)
+            await ctx.step(OrderActivities.record_feedback, record, "store the feedback")
+            await ctx.event(
+                "feedback_received",
+                f"score {feedback.score}"
+                + (f": {feedback.comment}" if feedback.comment else "")
+                + by_whom(feedback.by),
+            )
 
     @workflow.signal(name=OrderSignal.add_note)
     async def add_note(self, note: SupportNote) -> None:

@@ -13,10 +13,10 @@ lost parcel -> support's choice (reship or refund).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.context import OrderContext
     from workflows.failures import business_refusal, invalid_data, shortage
-    from workflows.fulfilment import book_carrier, undo_pick, undo_reservation
+    from workflows.fulfilment import Fulfilment, book_carrier, undo_pick, undo_reservation
     from workflows.journal import by_whom
     from workflows.payments import money
     from workflows.saga import Saga
@@ -257,29 +257,29 @@ class Inbox:
         return self.box(shipment_id).answers.get(key, f"order {self._ctx.order_id} ended before acting on it")
 
 
-Spawn = Callable[[ShipmentView], None]
-SetStatus = Callable[[ShipmentView, ShipmentStatus, str], Awaitable[None]]
-Capture = Callable[[ShipmentView, Saga], Awaitable[None]]
+class OrderHooks(Protocol):
+    """What the legs ask of the order they run for (OrderWorkflow answers)."""
+
+    # stock was received since the legs last looked (`retry_reservation` sets it; a backorder clears it
+    # before each try)
+    stock_arrived: bool
+
+    def spawn(self, shipment: ShipmentView) -> None:
+        """Run the legs of a shipment made on the way (re-allocated, backordered or reshipped units)
+        alongside the others."""
+        ...
 
 
 class Legs:
-    """Both legs of a shipment's journey, with what they share: the inbox, the saga, and how a new
-    shipment (re-allocated or reshipped units) joins the order."""
+    """Both legs of a shipment's journey, with what they share: the inbox, the saga, the shipments'
+    bookkeeping (`Fulfilment`: their status, the capture, an overdue delivery), and the order they
+    run for (`OrderHooks`: how a new shipment joins, whether stock arrived)."""
 
     def __init__(
-        self,
-        ctx: OrderContext,
-        inbox: Inbox,
-        saga: Saga,
-        spawn: Spawn,
-        set_status: SetStatus,
-        capture: Capture,
-        stock_arrived: Callable[[], bool],
-        reset_stock_arrived: Callable[[], None],
+        self, ctx: OrderContext, inbox: Inbox, saga: Saga, fulfilment: Fulfilment, order: OrderHooks
     ) -> None:
-        self._ctx, self._inbox, self._saga, self._spawn = ctx, inbox, saga, spawn
-        self._status, self._capture = set_status, capture
-        self._stock_arrived, self._reset_stock_arrived = stock_arrived, reset_stock_arrived
+        self._ctx, self._inbox, self._saga = ctx, inbox, saga
+        self._fulfilment, self._order = fulfilment, order
         self._backorders = 0
         self.backorder_attempts = 0  # tries to reserve backordered units (`retry_reservation` waits for one)
         self._prices: dict[str, Decimal] = {line.sku: line.unit_price for line in ctx.view.lines}
@@ -302,7 +302,7 @@ class Legs:
         await ctx.step(
             FulfilmentActivities.release_shipment, request, f"release {shipment.id} to {shipment.warehouse}"
         )
-        await self._status(
+        await self._fulfilment.set_status(
             shipment, ShipmentStatus.released, f"{shipment.id}: pick list sent to {shipment.warehouse}"
         )
 
@@ -325,14 +325,14 @@ class Legs:
         # a pack that confirmed the pick too answers once, for both (its update waits for `packed`)
         packed_too = box.reports.get(WarehouseStep.packed) is picked.report
         if not outcome.picked:
-            await self._status(
+            await self._fulfilment.set_status(
                 shipment, ShipmentStatus.cancelled, detail + f"; nothing left to send in {shipment.id}"
             )
             picked.answer(detail)
             if packed_too:
                 _Pending(box, _report_key(WarehouseStep.packed), picked.report).answer(detail)
             return False
-        await self._status(shipment, ShipmentStatus.picked, detail)
+        await self._fulfilment.set_status(shipment, ShipmentStatus.picked, detail)
         picked.answer(detail)
 
         packed = await self._report(box, WarehouseStep.packed)
@@ -343,7 +343,7 @@ class Legs:
         )
         shipment.weight_g, shipment.parcels_g = pack.weight_g, list(packed.report.parcels_g)
         parcels = len(shipment.parcels_g)
-        await self._status(
+        await self._fulfilment.set_status(
             shipment,
             ShipmentStatus.packed,
             f"{shipment.id}: {parcels} parcel{'s' * (parcels != 1)}, {pack.weight_g} g",
@@ -372,11 +372,11 @@ class Legs:
         )
         shipment.shipped_at = handover.shipped_at
         if shipment.amount > 0:
-            await self._capture(shipment, self._saga)
+            await self._fulfilment.capture(shipment, self._saga)
         detail = (
             f"{shipment.id} with {label.carrier}, tracking {label.tracking_number}{by_whom(handed.report.by)}"
         )
-        await self._status(shipment, ShipmentStatus.shipped, detail)
+        await self._fulfilment.set_status(shipment, ShipmentStatus.shipped, detail)
         handed.answer(detail)
         return True
 
@@ -404,7 +404,7 @@ class Legs:
                     replaces=shipment.id,
                 )
                 ctx.view.shipments.append(placeholder)
-                self._spawn(placeholder)
+                self._order.spawn(placeholder)
                 return f"backordered as {placeholder.id} (on order)"
             await self._cancel_lines(missing, value, f"short pick of {shipment.id}")
             return "those lines cancelled"
@@ -419,7 +419,7 @@ class Legs:
         deadline = workflow.now() + ctx.policy.backorder_timeout
         asked = False  # for a replenishment of the short SKUs (once)
         while True:
-            self._reset_stock_arrived()
+            self._order.stock_arrived = False
             await ctx.written()  # the orders row shows the backorder first: no receipt falls in between
             try:
                 await self._reserve(
@@ -432,11 +432,13 @@ class Legs:
                     await ctx.ask_for_backordered_stock([line.sku for line in placeholder.lines])
             else:
                 self.backorder_attempts += 1
-                await self._status(placeholder, ShipmentStatus.resolved, f"{placeholder.id}: stock arrived")
+                await self._fulfilment.set_status(
+                    placeholder, ShipmentStatus.resolved, f"{placeholder.id}: stock arrived"
+                )
                 return
             try:
                 await workflow.wait_condition(
-                    lambda: self._stock_arrived() or ctx.stop is not None,
+                    lambda: self._order.stock_arrived or ctx.stop is not None,
                     timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                     timeout_summary=f"backorder timeout of {placeholder.id}",
                 )
@@ -444,7 +446,7 @@ class Legs:
                 await self._cancel_lines(
                     placeholder.lines, placeholder.amount, f"still out of stock ({placeholder.id})"
                 )
-                await self._status(
+                await self._fulfilment.set_status(
                     placeholder, ShipmentStatus.cancelled, f"{placeholder.id}: lines cancelled"
                 )
                 return
@@ -485,7 +487,7 @@ class Legs:
             ctx.view.shipments.append(new)
             undo_reservation(self._saga, ctx, new.id)
             made.append(new)
-            self._spawn(new)
+            self._order.spawn(new)
         await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in made))
         return made
 
@@ -506,9 +508,7 @@ class Legs:
 
     # ---- the carrier ----
 
-    async def carrier(
-        self, shipment: ShipmentView, on_overdue: Callable[[ShipmentView], Awaitable[None]]
-    ) -> None:
+    async def carrier(self, shipment: ShipmentView) -> None:
         """Tracking events until the parcel is delivered, or lost and settled by support's choice."""
         ctx, box = self._ctx, self._inbox.box(shipment.id)
         assert shipment.shipped_at is not None
@@ -524,7 +524,7 @@ class Legs:
                     )
                 except TimeoutError:
                     overdue = True
-                    await on_overdue(shipment)
+                    await self._fulfilment.flag_overdue(shipment)
                     continue
             if ctx.stop is not None:
                 return
@@ -577,7 +577,7 @@ class Legs:
         shipment.trouble, shipment.delivery_attempts = trouble, attempts
         if status == ShipmentStatus.delivered:
             shipment.delivered_at = event.at
-        await self._status(shipment, status or shipment.status, detail + by_whom(event.by))
+        await self._fulfilment.set_status(shipment, status or shipment.status, detail + by_whom(event.by))
         box.answers[key] = detail
 
     async def _settle_lost(self, shipment: ShipmentView, box: ShipmentInbox) -> None:
@@ -644,7 +644,9 @@ class Legs:
         chosen = (
             f"chosen{by_whom(who)}" if box.resolution else f"no choice within {ctx.policy.exception_timeout}"
         )
-        await self._status(shipment, ShipmentStatus.resolved, f"{shipment.id}: {detail} ({chosen})")
+        await self._fulfilment.set_status(
+            shipment, ShipmentStatus.resolved, f"{shipment.id}: {detail} ({chosen})"
+        )
         box.answers["resolution"] = detail
 
     async def _refund_parcel(self, shipment: ShipmentView) -> str:

@@ -93,6 +93,7 @@ def world(fast_world: World, fast_worker: Worker) -> Iterator[World]:
     """The session's fake world; faults and modes a test sets end with it (its data stays, by id)."""
     yield fast_world
     fast_world.faults.clear()
+    fast_world.feedback_stalls.clear()
     fast_world.sandbox_parties = False
 
 

@@ -11,6 +11,7 @@ so stuck steps and compensation incidents are reachable. No database, no HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class World:
     replenishments: list[str] = field(default_factory=list)  # workflow ids started
     backordered: list[str] = field(default_factory=list)  # orders refused for stock on order, in order
     faults: dict[str, Fault] = field(default_factory=dict)
+    # comment -> seconds (real time) record_feedback takes for a feedback with that comment, so a test
+    # can have one message's step end after the next one's (stall_feedback)
+    feedback_stalls: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     forecast_runs: list[date] = field(default_factory=list)
     client: Client | None = None
@@ -169,6 +173,10 @@ class World:
     def fail(self, name: str, times: int, message: str = "outage") -> None:
         """The activity `name` fails (retryably) on its next `times` calls."""
         self.faults[name] = Fault(times, message)
+
+    def stall_feedback(self, comment: str, seconds: float) -> None:
+        """Storing a feedback with `comment` takes `seconds` of real time (a slow database)."""
+        self.feedback_stalls[comment] = seconds
 
     def receive_stock(self, sku: str, warehouse: str, quantity: int) -> None:
         """Goods booked in (a purchase order received): on hand up, no longer on order."""
@@ -302,6 +310,8 @@ class World:
     @activity.defn(name="record_feedback")
     async def record_feedback(self, record: FeedbackRecord) -> None:
         self._enter("record_feedback")
+        if stall := self.feedback_stalls.get(record.comment or ""):
+            await asyncio.sleep(stall)
         self.feedback[record.order_id] = record
 
     @activity.defn(name="send_notification")
