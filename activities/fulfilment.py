@@ -112,7 +112,7 @@ class FulfilmentActivities:
         except CarrierUnavailable as exc:
             raise ApplicationError(str(exc), type="CarrierUnavailable") from exc
 
-    # ---- warehouses and carriers as parties (orders placed since they report) ----
+    # ---- warehouses and carriers as parties ----
 
     @activity.defn
     async def release_shipment(self, request: FulfilmentRequest) -> None:

@@ -60,7 +60,7 @@ class ReplenishmentActivities:
         the pair's `LowStock.order_quantity` when it is low (the reorder quantity plus what backordered
         orders want beyond its stock), else the request's. So a replenishment that orders again after
         a receipt (a new run with the same request) orders what the orders still waiting want; the
-        workflow receives the purchase order's quantity (patch `po-quantity-from-the-purchase-order`).
+        workflow expects and receives the purchase order's quantity.
         """
         if raised := stock.purchase_orders(self._sessions, request.po_id):
             return raised[0]

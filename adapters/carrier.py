@@ -3,8 +3,7 @@
 Booking is idempotent per key. A postal code of `REFUSE` makes the carrier refuse the booking
 (a business refusal), so the failure paths can be exercised like a real carrier's.
 
-Tracking: with the label (orders placed since `tracking-at-booking`; earlier ones once the parcel is
-handed over), the order asks the carrier to report on the parcel. The carrier's events come back as
+Tracking: with the label, the order asks the carrier to report on the parcel. The carrier's events come back as
 `carrier_event` updates of the order (services/fulfilment.py), whoever sends them: a person
 (`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier (`auto`: a
 SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
@@ -125,8 +124,7 @@ class SandboxCarrier:
 
 class CarrierTracking(Protocol):
     async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
-        """Ask the carrier to report on a parcel: when its label is bought (orders placed since
-        `tracking-at-booking`; earlier ones ask once it is handed over). Idempotent per tracking number;
+        """Ask the carrier to report on a parcel, when its label is bought. Idempotent per tracking number;
         returns fast (the events come later, as updates of the order, from the carrier's pickup on)."""
         ...
 

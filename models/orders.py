@@ -267,7 +267,7 @@ class ShipmentView(BaseModel):
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
     exchange_for: str | None = None  # the RMA this replacement shipment serves
-    # warehouses and carriers as parties (orders placed since they report; see models/fulfilment.py)
+    # warehouses and carriers as parties (see models/fulfilment.py)
     replaces: str | None = None  # the shipment whose missing or lost units this one carries
     released_at: datetime | None = None
     picked_lines: list[ShipmentLine] = []  # what the warehouse found

@@ -227,7 +227,7 @@ class PurchaseOrderView(BaseModel):
     received_quantity: int | None = None
 
 
-# ---- warehouses and carriers as parties (orders placed since they report; models/fulfilment.py) ----
+# ---- warehouses and carriers as parties (models/fulfilment.py) ----
 
 
 class PickRecord(BaseModel):

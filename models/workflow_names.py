@@ -56,7 +56,7 @@ class OrderUpdate(StrEnum):
     retry_reservation = "retry_reservation"
     request_return = "request_return"
     wait_settled = "wait_settled"
-    # warehouses and carriers report (orders placed since they do; models/fulfilment.py)
+    # warehouses and carriers report (models/fulfilment.py)
     warehouse_report = "warehouse_report"
     carrier_event = "carrier_event"
     resolve_shipment = "resolve_shipment"
