@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from db import SessionFactory
 from domain.dashboard import overdue_deliveries
 from models import tables as t
+from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, ReturnStatus
 
 ZERO = Decimal("0.00")
@@ -45,21 +46,16 @@ class ReportError(ValueError):
 class Milestone(StrEnum):
     """The order events the report reads (written by workflows/order.py, fulfilment.py, parties.py)."""
 
-    confirmed = "order_confirmed"
-    rejected = "order_rejected"
-    cancelled = "order_cancelled"
-    on_hold = "order_on_hold"
-    backordered = "order_backordered"
-    shipment_backordered = "shipment_backordered"  # units a warehouse could not find, waiting for stock
-    stock_reserved = "stock_reserved"
-    delivery_promised = "delivery_promised"  # historical imports: the date promised to the customer
-
-
-class PaymentKind(StrEnum):
-    authorization = "authorization"
-    capture = "capture"
-    refund = "refund"
-    void = "void"
+    confirmed = OrderEventType.order_confirmed.value
+    rejected = OrderEventType.order_rejected.value
+    cancelled = OrderEventType.order_cancelled.value
+    on_hold = OrderEventType.order_on_hold.value
+    backordered = OrderEventType.order_backordered.value
+    # units a warehouse could not find, waiting for stock
+    shipment_backordered = OrderEventType.shipment_backordered.value
+    stock_reserved = OrderEventType.stock_reserved.value
+    # historical imports: the date promised to the customer
+    delivery_promised = OrderEventType.delivery_promised.value
 
 
 class Stage(StrEnum):

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from models.events import PaymentKind
 from models.orders import (
     Address,
     PlaceOrder,
@@ -59,7 +60,7 @@ class PaymentRequest(BaseModel):
 class PaymentResult(BaseModel):
     reference: str
     amount: Decimal
-    kind: str
+    kind: PaymentKind
     attempt: int = 1  # the activity attempt that got this answer (older histories: 1)
 
 

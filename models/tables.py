@@ -184,7 +184,7 @@ class Payment(Base):
     __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # authorization, capture, void, refund
+    kind: Mapped[str] = mapped_column(String(16))  # a PaymentKind (models/events.py)
     status: Mapped[str] = mapped_column(String(16))  # approved, declined
     amount: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))

@@ -19,6 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType
     from models.orders import EventView, OrderStatus, OrderView
     from models.steps import EventBatch, EventRecord, NotificationRequest
     from models.workflow_names import step_key
@@ -44,7 +45,7 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
         self._held = False  # writes_held(): the writer waits for the block to end
 
-    async def event(self, event_type: str, detail: str = "") -> None:
+    async def event(self, event_type: OrderEventType, detail: str = "") -> None:
         """Append to the live view and the audit trail, and mirror the status on the orders row."""
         self._seq += 1
         at = workflow.now()
@@ -64,7 +65,7 @@ class Journal:
         self._pending.events.append(record)
         self._write_soon()
 
-    async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
+    async def set_status(self, status: OrderStatus, event_type: OrderEventType, detail: str = "") -> None:
         if status != self._view.status:
             self._view.status = status
             self.upsert(sa.ORDER_STATUS.value_set(status.value))

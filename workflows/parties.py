@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fulfilment import FulfilmentActivities
     from activities.inventory import InventoryActivities
     from activities.payments import PaymentActivities
+    from models.events import OrderEventType
     from models.fulfilment import (
         CarrierEvent,
         FulfilmentRequest,
@@ -359,7 +360,8 @@ class Legs:
         shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
         shipment.label_ref = label.label_ref
         await ctx.event(
-            "label_printed", f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})"
+            OrderEventType.label_printed,
+            f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})",
         )
         packed.answer(
             (f"{detail}; " if packed_too else "")
@@ -488,13 +490,14 @@ class Legs:
             undo_reservation(self._saga, ctx, new.id)
             made.append(new)
             self._order.spawn(new)
-        await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in made))
+        await ctx.event(OrderEventType.stock_reserved, ", ".join(f"{s.id} from {s.warehouse}" for s in made))
         return made
 
     async def _cancel_lines(self, lines: list[ShipmentLine], value: Decimal, why: str) -> None:
         ctx = self._ctx
         await ctx.event(
-            "lines_cancelled", f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged"
+            OrderEventType.lines_cancelled,
+            f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged",
         )
         await ctx.notify(
             "lines_cancelled",
@@ -563,7 +566,7 @@ class Legs:
             # that can never be stored must not hold up the ones behind it.
             box.event_ids.discard(event.event_id)
             box.refusals[key] = f"event {event.event_id} of {event.tracking_number} not recorded: {reason}"
-            await ctx.event("carrier_event_refused", f"{shipment.id}: {box.refusals[key]}")
+            await ctx.event(OrderEventType.carrier_event_refused, f"{shipment.id}: {box.refusals[key]}")
             return
         shipment.tracking.append(
             TrackingEvent(

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.payments import PaymentActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType
     from models.orders import OrderStatus
     from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text
     from workflows.journal import Journal
@@ -80,7 +81,8 @@ class Steps:
         self._in_flight.stuck.append(summary)
         self._sync_attention()
         await self._journal.event(
-            "step_stuck", f"{summary}: failed {attempts} attempts, still retrying; last error: {error}"
+            OrderEventType.step_stuck,
+            f"{summary}: failed {attempts} attempts, still retrying; last error: {error}",
         )
         self._on_stuck()
         try:
@@ -89,14 +91,14 @@ class Steps:
             self._unstuck(summary)
             if (reason := business_refusal(err)) is not None:
                 await self._journal.event(
-                    "step_recovered", f"{summary}: no longer retried, refused: {reason}"
+                    OrderEventType.step_recovered, f"{summary}: no longer retried, refused: {reason}"
                 )
             raise
         except BaseException:
             self._unstuck(summary)
             raise
         self._unstuck(summary)
-        await self._journal.event("step_recovered", f"{summary}: succeeded after being stuck")
+        await self._journal.event(OrderEventType.step_recovered, f"{summary}: succeeded after being stuck")
         return result
 
     async def run_or_fail(
