@@ -111,3 +111,42 @@ class PaymentKind(StrEnum):
     capture = "capture"
     refund = "refund"
     void = "void"
+
+
+class ReasonCode(StrEnum):
+    """Why an order was refused, cancelled or ended early, or why a parcel is in trouble: stored in
+    `order_events.reason_code` next to the event's text, so reports group by it instead of reading prose."""
+
+    # refusals (activities' ErrorType, models/steps.py)
+    invalid_order = "invalid_order"
+    unknown_sku = "unknown_sku"  # unknown or inactive
+    price_mismatch = "price_mismatch"  # a unit price or currency differs from the catalog
+    payment_declined = "payment_declined"
+    payment_rejected = "payment_rejected"
+    out_of_stock = "out_of_stock"
+    carrier_refused = "carrier_refused"
+    invalid_data = "invalid_data"
+    # the order's clock ran out
+    hold_timeout = "hold_timeout"
+    backorder_timeout = "backorder_timeout"
+    exception_timeout = "exception_timeout"
+    # somebody stopped it
+    cancelled_by_support = "cancelled_by_support"
+    cancelled_from_temporal = "cancelled_from_temporal"
+    # how it ended otherwise
+    nothing_delivered = "nothing_delivered"
+    # a parcel in trouble (ShipmentTrouble's values)
+    lost_parcel = "lost_parcel"
+    returned_to_sender = "returned_to_sender"
+    held_up = "held_up"
+
+
+# ErrorType (the ApplicationError `type` of a business refusal) -> its reason code
+REFUSAL_CODES: dict[str, ReasonCode] = {
+    "InvalidOrder": ReasonCode.invalid_order,
+    "PaymentDeclined": ReasonCode.payment_declined,
+    "PaymentRejected": ReasonCode.payment_rejected,
+    "OutOfStock": ReasonCode.out_of_stock,
+    "CarrierRefused": ReasonCode.carrier_refused,
+    "InvalidData": ReasonCode.invalid_data,
+}

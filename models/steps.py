@@ -41,6 +41,8 @@ class EventRecord(BaseModel):
     status: str
     payment_status: str
     total: Decimal | None = None
+    # why (a refusal, a cancellation, a parcel's trouble): a ReasonCode (models/events.py)
+    reason_code: str | None = None
 
 
 class PricedOrder(BaseModel):

@@ -157,8 +157,10 @@ class OrderEvent(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
-    type: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(40))  # an OrderEventType (models/events.py)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # a ReasonCode for refusals, cancellations and parcels in trouble; NULL elsewhere and on older rows
+    reason_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Reservation(Base):

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.payments import PaymentActivities
     from models import search_attributes as sa
-    from models.events import OrderEventType
+    from models.events import OrderEventType, ReasonCode
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
     from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
     from workflows.context import OrderContext
@@ -236,6 +236,9 @@ class Fulfilment:
 
     async def set_status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
         shipment.status = status
+        # a parcel in trouble: its event says why as a code (lost, coming back)
+        trouble = shipment.trouble_kind if status == ShipmentStatus.exception else None
+        code = ReasonCode(trouble.value) if trouble else None
         ctx = self._ctx
         originals = [s for s in ctx.view.shipments if s.exchange_for is None]
         stages = [_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE]
@@ -245,6 +248,6 @@ class Fulfilment:
         )
         if shipment.exchange_for is None and ctx.view.status in _FOLLOWS_SHIPMENTS and (stages or in_trouble):
             stage = OrderStatus.delivery_exception if in_trouble else min(stages, key=_STAGES.index)
-            await ctx.set_status(stage, OrderEventType.of_shipment(status), detail)
+            await ctx.set_status(stage, OrderEventType.of_shipment(status), detail, code)
         else:
-            await ctx.event(OrderEventType.of_shipment(status), detail)
+            await ctx.event(OrderEventType.of_shipment(status), detail, code)

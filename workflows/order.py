@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.replenishment import ReplenishmentActivities
     from models import search_attributes as sa
-    from models.events import OrderEventType
+    from models.events import OrderEventType, ReasonCode
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
     from models.orders import (
         CancelRequest,
@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext
-    from workflows.failures import OrderFailed, business_refusal
+    from workflows.failures import OrderFailed, business_refusal, refusal_code
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
     from workflows.parties import Inbox, Legs, refuse_report
@@ -165,7 +165,10 @@ class OrderWorkflow:
             if not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
                 self._interruptible = False  # nothing reached the customer: there is nothing to return
                 await ctx.set_status(
-                    OrderStatus.completed, OrderEventType.order_completed, "nothing was delivered"
+                    OrderStatus.completed,
+                    OrderEventType.order_completed,
+                    "nothing was delivered",
+                    ReasonCode.nothing_delivered,
                 )
                 return ctx.view
             await self._return_window()
@@ -198,6 +201,7 @@ class OrderWorkflow:
             OrderStatus.cancelled,
             STOPPED_FROM_TEMPORAL + (f": {reason}" if reason else ""),
             from_temporal=True,
+            code=ReasonCode.cancelled_from_temporal,
         )
         self._cancelled_from_temporal = True
         self._interrupt()
@@ -319,6 +323,7 @@ class OrderWorkflow:
                 reason = business_refusal(err)
                 if reason is None:
                     raise
+                code = refusal_code(err)
                 shortage = _shortage(err)
             finally:
                 self._reserve_attempts += 1
@@ -327,7 +332,7 @@ class OrderWorkflow:
                 on_order = shortage.get("on_order", {})
                 short = shortage.get("short", [])
                 if not short or any(sku not in on_order for sku in short):
-                    raise OrderFailed(OrderStatus.rejected, reason)
+                    raise OrderFailed(OrderStatus.rejected, reason, code=code)
                 deadline = workflow.now() + ctx.policy.backorder_timeout
                 await ctx.set_status(
                     OrderStatus.backordered,
@@ -352,6 +357,7 @@ class OrderWorkflow:
                 raise OrderFailed(
                     OrderStatus.cancelled,
                     f"still out of stock {ctx.policy.backorder_timeout} after backordering",
+                    code=ReasonCode.backorder_timeout,
                 ) from None
             ctx.checkpoint()
 
@@ -372,7 +378,9 @@ class OrderWorkflow:
             )
         except TimeoutError:
             raise OrderFailed(
-                OrderStatus.cancelled, f"on hold for longer than {ctx.policy.hold_timeout}"
+                OrderStatus.cancelled,
+                f"on hold for longer than {ctx.policy.hold_timeout}",
+                code=ReasonCode.hold_timeout,
             ) from None
         ctx.checkpoint()
         await ctx.event(OrderEventType.hold_released, f"released by {self._released_by or 'support'}")
@@ -507,6 +515,7 @@ class OrderWorkflow:
                 f"{failure.reason}: every parcel was already handed to the carrier ({parcels}), so the "
                 "order stays as it is and nothing was undone; deliveries and returns are support's from here"
                 + (f" (open returns: {', '.join(open_returns)})" if open_returns else ""),
+                failure.code,
             )
             self._ended = True
             return
@@ -515,6 +524,7 @@ class OrderWorkflow:
             failure.status,
             OrderEventType.of_order(failure.status),
             failure.reason + by_whom(failure.by) + kept_note,
+            failure.code,
         )
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
@@ -558,7 +568,12 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.cancel)
     async def cancel(self, request: CancelRequest) -> OrderView:
         ctx = self._ctx
-        ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}", by=request.by)
+        ctx.stop = OrderFailed(
+            OrderStatus.cancelled,
+            f"cancelled: {request.reason}",
+            by=request.by,
+            code=ReasonCode.cancelled_by_support,
+        )
         await workflow.wait_condition(lambda: self._ended)
         return ctx.view
 

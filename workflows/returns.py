@@ -227,7 +227,11 @@ class ReturnDesk:
                 shipment.amount = max(difference, Decimal("0")) if n == 0 else Decimal("0")
                 await self._fulfilment.dispatch(shipment, saga)
         except OrderFailed as failure:
-            await ctx.event(OrderEventType.exchange_failed, f"{ret.rma}: {failure.reason}; refunding instead")
+            await ctx.event(
+                OrderEventType.exchange_failed,
+                f"{ret.rma}: {failure.reason}; refunding instead",
+                failure.code,
+            )
             await saga.compensate()
             for shipment in (s for s in ctx.view.shipments if s.exchange_for == ret.rma):
                 shipment.status = ShipmentStatus.cancelled

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType
     from models.orders import OrderStatus
-    from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text
+    from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text, refusal_code
     from workflows.journal import Journal
     from workflows.options import (
         LOCAL_STEP_TIMEOUT,
@@ -109,7 +109,7 @@ class Steps:
             return await self.run(activity, arg, summary)
         except ActivityError as err:
             if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(status, reason) from err
+                raise OrderFailed(status, reason, code=refusal_code(err)) from err
             raise
 
     def mark_incident(self) -> None:
