@@ -16,6 +16,7 @@ from activities import refuse
 from activities.notifications import Outbox
 from db import SessionFactory
 from models import tables as t
+from models.events import ReasonCode
 from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
 from models.steps import (
     Admission,
@@ -60,9 +61,17 @@ class OrderActivities:
         with self._sessions() as session:
             product = session.get(t.Product, request.sku)
         if product is None or not product.active:
-            raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is unknown or not active")
+            raise refuse(
+                ErrorType.invalid_order,
+                f"SKU {request.sku} is unknown or not active",
+                _code(ReasonCode.unknown_sku),
+            )
         if product.currency != request.currency:
-            raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is sold in {product.currency}")
+            raise refuse(
+                ErrorType.invalid_order,
+                f"SKU {request.sku} is sold in {product.currency}",
+                _code(ReasonCode.price_mismatch),
+            )
         price = Decimal(product.price).quantize(CENT)
         return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
 
@@ -148,8 +157,8 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
     except ValidationError as exc:
         raise refuse(ErrorType.invalid_order, f"invalid order: {exc.errors()[0]['msg']}") from exc
     lines, problems = _price_lines(session, order)
-    if problems:
-        raise refuse(ErrorType.invalid_order, "; ".join(problems))
+    if problems:  # the first problem's kind names the refusal
+        raise refuse(ErrorType.invalid_order, "; ".join(text for _, text in problems), _code(problems[0][0]))
     total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
     if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
         raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
@@ -178,11 +187,18 @@ def _write_events(session: Session, events: list[EventRecord]) -> None:
     last = events[-1]
     statement = _upsert_insert(session)(t.OrderEvent).values(
         [
-            {"order_id": e.order_id, "seq": e.seq, "at": e.at, "type": e.type, "detail": e.detail}
+            {
+                "order_id": e.order_id,
+                "seq": e.seq,
+                "at": e.at,
+                "type": e.type,
+                "detail": e.detail,
+                "reason_code": e.reason_code,
+            }
             for e in events
         ]
     )
-    fields = ("at", "type", "detail")
+    fields = ("at", "type", "detail", "reason_code")
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["order_id", "seq"],
@@ -208,27 +224,40 @@ def _write_events(session: Session, events: list[EventRecord]) -> None:
     )
 
 
-def _price_lines(session: Session, order: OrderInput) -> tuple[list[PricedLine], list[str]]:
+def _code(code: ReasonCode) -> dict[str, str]:
+    """The detail of an InvalidOrder refusal that names its finer reason (workflows/failures.py reads it)."""
+    return {"reason_code": code.value}
+
+
+def _price_lines(
+    session: Session, order: OrderInput
+) -> tuple[list[PricedLine], list[tuple[ReasonCode, str]]]:
     skus = {line.sku for line in order.lines}
     products = {p.sku: p for p in session.scalars(select(t.Product).where(t.Product.sku.in_(skus)))}
     lines: list[PricedLine] = []
-    problems: list[str] = []
+    problems: list[tuple[ReasonCode, str]] = []
     for n, line in enumerate(order.lines, start=1):
         product = products.get(line.sku)
         if product is None:
-            problems.append(f"line {n}: unknown SKU {line.sku}")
+            problems.append((ReasonCode.unknown_sku, f"line {n}: unknown SKU {line.sku}"))
             continue
         if not product.active:
-            problems.append(f"line {n}: SKU {line.sku} is not active")
+            problems.append((ReasonCode.unknown_sku, f"line {n}: SKU {line.sku} is not active"))
             continue
         price = Decimal(product.price).quantize(CENT)
         if product.currency != order.currency:
             problems.append(
-                f"line {n}: SKU {line.sku} is sold in {product.currency}, order is in {order.currency}"
+                (
+                    ReasonCode.price_mismatch,
+                    f"line {n}: SKU {line.sku} is sold in {product.currency}, order is in {order.currency}",
+                )
             )
         if line.unit_price is not None and line.unit_price != price:
             problems.append(
-                f"line {n}: unit price {line.unit_price} for {line.sku} differs from catalog price {price}"
+                (
+                    ReasonCode.price_mismatch,
+                    f"line {n}: unit price {line.unit_price} for {line.sku} differs from catalog price {price}",
+                )
             )
         lines.append(
             PricedLine(

@@ -20,14 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
+from models.events import PaymentKind
 from models.tables import GatewayAttempt, Payment, utcnow
 
 DECLINES = {"tok_declined": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 # token -> (operation, failures before it goes through; None: never)
 TRANSIENT_FAILURES: dict[str, tuple[str, int | None]] = {
-    "tok_flaky": ("authorization", 2),
-    "tok_flaky_void": ("void", 2),
-    "tok_void_unavailable": ("void", None),
+    "tok_flaky": (PaymentKind.authorization, 2),
+    "tok_flaky_void": (PaymentKind.void, 2),
+    "tok_void_unavailable": (PaymentKind.void, None),
 }
 APPROVES = {"tok_visa"}
 TEST_TOKENS = APPROVES | DECLINES.keys() | TRANSIENT_FAILURES.keys()
@@ -68,9 +69,13 @@ class SandboxGateway:
             if (done := _by_key(session, key)) is not None:
                 return _replay(done)
             # a simulated outage is counted in this transaction and raised once that has committed
-            outage = _transient_failure(session, key, token, "authorization")
+            outage = _transient_failure(session, key, token, PaymentKind.authorization)
             code = DECLINES.get(token) or (None if token in TEST_TOKENS else UNKNOWN_TOKEN)
-            row = None if outage else _record(session, order_id, "authorization", amount, currency, key, code)
+            row = (
+                None
+                if outage
+                else _record(session, order_id, PaymentKind.authorization, amount, currency, key, code)
+            )
         if outage is not None:
             raise outage
         if code is not None:
@@ -79,26 +84,26 @@ class SandboxGateway:
         return row
 
     def capture(self, key: str, order_id: str, amount: Decimal) -> Payment:
-        return self._move(key, order_id, "capture", amount, _check_capture)
+        return self._move(key, order_id, PaymentKind.capture, amount, _check_capture)
 
     def refund(self, key: str, order_id: str, amount: Decimal) -> Payment:
-        return self._move(key, order_id, "refund", amount, _check_refund)
+        return self._move(key, order_id, PaymentKind.refund, amount, _check_refund)
 
     def void(self, key: str, order_id: str, token: str = "") -> Payment | None:
         """Void what is authorized and not captured; None when there is no approved authorization."""
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return done
-            if (outage := _transient_failure(session, key, token, "void")) is None:
+            if (outage := _transient_failure(session, key, token, PaymentKind.void)) is None:
                 auth = _authorization(session, order_id, lock=True)
                 if auth is None:
                     return None
                 totals = ledger_totals(session, order_id)
                 remaining = totals.authorized - totals.captured if not totals.voided else Decimal("0")
-                return _record(session, order_id, "void", remaining, auth.currency, key)
+                return _record(session, order_id, PaymentKind.void, remaining, auth.currency, key)
         raise outage
 
-    def _move(self, key: str, order_id: str, kind: str, amount: Decimal, check) -> Payment:  # type: ignore[no-untyped-def]
+    def _move(self, key: str, order_id: str, kind: PaymentKind, amount: Decimal, check) -> Payment:  # type: ignore[no-untyped-def]
         with self._sessions.begin() as session:
             if (done := _by_key(session, key)) is not None:
                 return _replay(done)
@@ -118,10 +123,10 @@ def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
     sums = {kind: (Decimal(total), count) for kind, total, count in rows}
     zero = (Decimal("0"), 0)
     return LedgerTotals(
-        authorized=sums.get("authorization", zero)[0],
-        captured=sums.get("capture", zero)[0],
-        refunded=sums.get("refund", zero)[0],
-        voided=sums.get("void", zero)[1] > 0,
+        authorized=sums.get(PaymentKind.authorization, zero)[0],
+        captured=sums.get(PaymentKind.capture, zero)[0],
+        refunded=sums.get(PaymentKind.refund, zero)[0],
+        voided=sums.get(PaymentKind.void, zero)[1] > 0,
     )
 
 
@@ -168,7 +173,7 @@ def _by_key(session: Session, key: str) -> Payment | None:
 
 def _authorization(session: Session, order_id: str, lock: bool) -> Payment | None:
     query = select(Payment).where(
-        Payment.order_id == order_id, Payment.kind == "authorization", Payment.status == "approved"
+        Payment.order_id == order_id, Payment.kind == PaymentKind.authorization, Payment.status == "approved"
     )
     return session.scalar(query.with_for_update() if lock else query)
 
@@ -183,7 +188,7 @@ def _replay(row: Payment) -> Payment:
 def _record(
     session: Session,
     order_id: str,
-    kind: str,
+    kind: PaymentKind,
     amount: Decimal,
     currency: str,
     key: str,

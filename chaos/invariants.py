@@ -23,7 +23,8 @@ from chaos.orders import AUTO, MANUAL, Plan, PlannedOrder, Role
 from db import SessionFactory
 from domain.stock import check_stock
 from models import tables as t
-from models.orders import OrderStatus
+from models.events import OrderEventType, PaymentKind
+from models.orders import OrderStatus, ReturnStatus
 from models.workflow_names import order_workflow_id, step_key
 
 INVARIANTS = {
@@ -201,14 +202,17 @@ def _money(
     approved = [p for p in payments if p.status == "approved"]
     count = Counter(p.kind for p in approved)
     total = {kind: sum((Decimal(p.amount) for p in approved if p.kind == kind), Decimal(0)) for kind in count}
-    authorized, captured = total.get("authorization", Decimal(0)), total.get("capture", Decimal(0))
-    refunded = total.get("refund", Decimal(0))
+    authorized, captured = (
+        total.get(PaymentKind.authorization, Decimal(0)),
+        total.get(PaymentKind.capture, Decimal(0)),
+    )
+    refunded = total.get(PaymentKind.refund, Decimal(0))
     ledger = f"ledger: {dict(count)}, authorized {authorized}, captured {captured}, refunded {refunded}"
     left = {s.id for s in shipments if s.shipped_at is not None}  # handed to the carrier
     prefix = step_key(order_workflow_id(oid), "capture:")
-    if count["authorization"] > 1 or count["void"] > 1:
+    if count[PaymentKind.authorization] > 1 or count[PaymentKind.void] > 1:
         found.append(f"payments: {tag} authorized or voided more than once; {ledger}")
-    keys = Counter(p.idempotency_key for p in approved if p.kind == "capture")
+    keys = Counter(p.idempotency_key for p in approved if p.kind == PaymentKind.capture)
     for key, n in keys.items():
         shipment = key.removeprefix(prefix)
         if shipment not in left:
@@ -219,11 +223,11 @@ def _money(
         found.append(f"payments: {tag} captured > authorized or refunded > captured; {ledger}")
     if order.status not in ENDED:
         return found
-    if count["authorization"] and authorized != Decimal(order.total or 0):
+    if count[PaymentKind.authorization] and authorized != Decimal(order.total or 0):
         found.append(f"charged: {tag} authorized {authorized}, its total is {order.total}; {ledger}")
     if captured != want.captured:
         found.append(f"charged: {tag} captured {captured}, its path charges {want.captured}; {ledger}")
-    if authorized > captured and not count["void"]:
+    if authorized > captured and not count[PaymentKind.void]:
         found.append(
             f"charged: {tag} {authorized - captured} authorized and not charged was never voided; {ledger}"
         )
@@ -278,7 +282,11 @@ def _returns(tag: str, planned: PlannedOrder, want: Expected, returns: list[t.Re
     if len(returns) != 1:
         return [f"returns: {tag} has returns {[r.rma for r in returns]}, the run asked for one"]
     (ret,) = returns
-    if (ret.status, ret.condition, Decimal(ret.refund_amount)) != ("refunded", condition, want.refunded):
+    if (ret.status, ret.condition, Decimal(ret.refund_amount)) != (
+        ReturnStatus.refunded,
+        condition,
+        want.refunded,
+    ):
         return [
             f"returns: {tag} return {ret.rma} is {ret.status}, {ret.condition}, refunded {ret.refund_amount}; "
             f"expected refunded, {condition}, {want.refunded}"
@@ -348,9 +356,9 @@ def path_gaps(planned: PlannedOrder, ledgers: Ledgers) -> list[str]:
                 "had the unit not found backordered",
             )
     elif role in (Role.backorder_filled, Role.backorder_timeout):
-        need(reached("order_backordered"), "was backordered")
+        need(reached(OrderEventType.order_backordered), "was backordered")
     elif role in (Role.hold_release, Role.hold_cancel):
-        need(reached("order_on_hold"), "was held")
+        need(reached(OrderEventType.order_on_hold), "was held")
     elif role == Role.return_good:
         need(restocked_return, "had its returned units restocked")
     elif role == Role.return_damaged:

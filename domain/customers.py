@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from db import SessionFactory
 from models import tables as t
+from models.events import PaymentKind
 
 CENT = Decimal("0.01")
 
@@ -179,11 +180,11 @@ def customer_profile(sessions: SessionFactory, customer_id: str) -> CustomerProf
             .where(
                 t.Payment.order_id.in_(order_ids),
                 t.Payment.status == "approved",
-                t.Payment.kind.in_(("capture", "refund")),
+                t.Payment.kind.in_((PaymentKind.capture, PaymentKind.refund)),
             )
             .group_by(t.Payment.order_id, t.Payment.kind)
         ):
-            sign = 1 if kind == "capture" else -1
+            sign = 1 if kind == PaymentKind.capture else -1
             value[currency_of[order_id]] += sign * Decimal(amount)
         return CustomerProfile(
             customer_id=customer.id,

@@ -17,9 +17,15 @@ from sqlalchemy.orm import Session
 from db import SessionFactory
 from domain.stock import LowStock, low_stock
 from models import tables as t
+from models.events import OrderEventType
+from models.orders import ReturnStatus
 from models.steps import StockKey
 
-ATTENTION_EVENTS = ("step_stuck", "step_recovered", "compensation_failed")
+ATTENTION_EVENTS = (
+    OrderEventType.step_stuck,
+    OrderEventType.step_recovered,
+    OrderEventType.compensation_failed,
+)
 LIST_LIMIT = 50  # rows per list on the page (the counts are always complete)
 
 
@@ -162,7 +168,7 @@ def overdue_deliveries(session: Session) -> list[OrderLine]:
     rows = session.execute(
         select(t.Order.id, t.Order.status, func.min(t.OrderEvent.at))
         .join(t.OrderEvent, t.OrderEvent.order_id == t.Order.id)
-        .where(t.Order.status == "shipped", t.OrderEvent.type == "delivery_overdue")
+        .where(t.Order.status == "shipped", t.OrderEvent.type == OrderEventType.delivery_overdue)
         .group_by(t.Order.id, t.Order.status)
         .order_by(func.min(t.OrderEvent.at), t.Order.id)
     ).all()
@@ -185,10 +191,13 @@ def needing_attention(session: Session) -> list[OrderLine]:
         per_order.setdefault(order_id, {})[kind] = (int(n), last)
     flagged: dict[str, tuple[datetime, str]] = {}
     for order_id, kinds in per_order.items():
-        if "compensation_failed" in kinds:
-            flagged[order_id] = (kinds["compensation_failed"][1], "compensation failed")
-        elif kinds.get("step_stuck", (0, None))[0] > kinds.get("step_recovered", (0, None))[0]:
-            flagged[order_id] = (kinds["step_stuck"][1], "step stuck")
+        if OrderEventType.compensation_failed in kinds:
+            flagged[order_id] = (kinds[OrderEventType.compensation_failed][1], "compensation failed")
+        elif (
+            kinds.get(OrderEventType.step_stuck, (0, None))[0]
+            > kinds.get(OrderEventType.step_recovered, (0, None))[0]
+        ):
+            flagged[order_id] = (kinds[OrderEventType.step_stuck][1], "step stuck")
     for order_id, updated in session.execute(
         select(t.Order.id, t.Order.updated_at).where(t.Order.status == "delivery_exception")
     ):
@@ -210,7 +219,8 @@ def on_hold_orders(session: Session) -> list[OrderLine]:
     rows = session.execute(
         select(t.Order.id, t.Order.placed_at, func.max(t.OrderEvent.at))
         .outerjoin(
-            t.OrderEvent, (t.OrderEvent.order_id == t.Order.id) & (t.OrderEvent.type == "order_on_hold")
+            t.OrderEvent,
+            (t.OrderEvent.order_id == t.Order.id) & (t.OrderEvent.type == OrderEventType.order_on_hold),
         )
         .where(t.Order.status == "on_hold")
         .group_by(t.Order.id, t.Order.placed_at)
@@ -226,7 +236,7 @@ def open_returns(session: Session) -> list[OpenReturn]:
     """Return authorizations whose parcel has not arrived yet."""
     rows = session.execute(
         select(t.Return.rma, t.Return.order_id, t.Return.requested_at)
-        .where(t.Return.status == "requested")
+        .where(t.Return.status == ReturnStatus.requested)
         .order_by(t.Return.requested_at, t.Return.rma)
     ).all()
     return [OpenReturn(rma, order_id, at) for rma, order_id, at in rows]

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from db import SessionFactory
 from models import tables as t
+from models.events import OrderEventType
 from models.orders import MAX_MONEY, MAX_QUANTITY, Channel, OrderStatus, PaymentStatus, ShipmentStatus
 
 CENT = Decimal("0.01")
@@ -359,16 +360,22 @@ def _parse_online_retail(path: Path) -> _Parsed:
             )
         order_id = f"hist-retail-{invoice}"
         events = [
-            (at, "order_received", f"{_lines_label(len(lines))} via web (Online Retail invoice {invoice})")
+            (
+                at,
+                OrderEventType.order_received,
+                f"{_lines_label(len(lines))} via web (Online Retail invoice {invoice})",
+            )
         ]
         if kept:
             events += [
-                (at, "order_confirmed", "historical order"),
-                (at, "shipment_shipped", f"{order_id}-S1 left the warehouse"),
-                (at, "order_completed", "imported from Online Retail"),
+                (at, OrderEventType.order_confirmed, "historical order"),
+                (at, OrderEventType.shipment_shipped, f"{order_id}-S1 left the warehouse"),
+                (at, OrderEventType.order_completed, "imported from Online Retail"),
             ]
         else:  # every line was taken back by cancellation invoices: what was ordered, cancelled
-            events.append((at, "order_cancelled", "every line was cancelled by a cancellation invoice"))
+            events.append(
+                (at, OrderEventType.order_cancelled, "every line was cancelled by a cancellation invoice")
+            )
         parsed.orders.append(
             _Order(
                 id=order_id,
@@ -567,22 +574,22 @@ def _olist_order(
     lines = items.get(row["order_id"], [])
     if status == OrderStatus.completed and not lines:
         raise HistoryImportError(f"{where}: delivered order {row['order_id']} has no items")
-    events = [(placed, "order_received", f"{_lines_label(len(lines))} via marketplace (Olist)")]
+    events = [(placed, OrderEventType.order_received, f"{_lines_label(len(lines))} via marketplace (Olist)")]
     confirmed = approved or placed
     if status == OrderStatus.completed:
         shipped = carrier or placed
-        events.append((confirmed, "order_confirmed", "historical order"))
+        events.append((confirmed, OrderEventType.order_confirmed, "historical order"))
         if promised is not None:
-            events.append((confirmed, "delivery_promised", promised.date().isoformat()))
-        events.append((shipped, "shipment_shipped", f"{order_id}-S1 handed to the carrier"))
+            events.append((confirmed, OrderEventType.delivery_promised, promised.date().isoformat()))
+        events.append((shipped, OrderEventType.shipment_shipped, f"{order_id}-S1 handed to the carrier"))
         if delivered is not None:
-            events.append((delivered, "shipment_delivered", f"{order_id}-S1 delivered"))
-        events.append((delivered or shipped, "order_completed", "imported from Olist"))
+            events.append((delivered, OrderEventType.shipment_delivered, f"{order_id}-S1 delivered"))
+        events.append((delivered or shipped, OrderEventType.order_completed, "imported from Olist"))
     else:
         shipped = None
         if promised is not None:
-            events.append((placed, "delivery_promised", promised.date().isoformat()))
-        events.append((approved or placed, "order_cancelled", f"Olist status {olist_status}"))
+            events.append((placed, OrderEventType.delivery_promised, promised.date().isoformat()))
+        events.append((approved or placed, OrderEventType.order_cancelled, f"Olist status {olist_status}"))
     return _Order(
         id=order_id,
         channel=Channel.marketplace,

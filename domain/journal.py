@@ -28,8 +28,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from db import SessionFactory
-from domain.reports import CENT, PaymentKind, Period
+from domain.reports import CENT, Period
 from models import tables as t
+from models.events import PaymentKind
 
 APPROVED = "approved"
 COLUMNS = (

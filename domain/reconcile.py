@@ -17,6 +17,7 @@ from db import SessionFactory
 from domain.stock import ENDED_ORDER_STATUSES
 from domain.stock_ledger import move
 from models import tables as t
+from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
 
 
@@ -129,7 +130,11 @@ def close_order(
                 )
                 session.add(
                     t.OrderEvent(
-                        order_id=order_id, seq=(seq or 0) + 1, at=t.utcnow(), type="reconciled", detail=detail
+                        order_id=order_id,
+                        seq=(seq or 0) + 1,
+                        at=t.utcnow(),
+                        type=OrderEventType.reconciled,
+                        detail=detail,
                     )
                 )
             return before if changed else None
@@ -150,9 +155,9 @@ def ended_orders_still_holding(sessions: SessionFactory) -> list[str]:
         .group_by(t.Payment.order_id)
         .having(
             and_(
-                func.sum(case((t.Payment.kind == "void", 1), else_=0)) == 0,
-                func.sum(case((t.Payment.kind == "authorization", t.Payment.amount), else_=0))
-                > func.sum(case((t.Payment.kind == "capture", t.Payment.amount), else_=0)),
+                func.sum(case((t.Payment.kind == PaymentKind.void, 1), else_=0)) == 0,
+                func.sum(case((t.Payment.kind == PaymentKind.authorization, t.Payment.amount), else_=0))
+                > func.sum(case((t.Payment.kind == PaymentKind.capture, t.Payment.amount), else_=0)),
             )
         )
     )

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from db import SessionFactory
 from domain.dashboard import overdue_deliveries
 from models import tables as t
+from models.events import OrderEventType, PaymentKind, ReasonCode
 from models.orders import OrderStatus, ReturnStatus
 
 ZERO = Decimal("0.00")
@@ -45,21 +46,16 @@ class ReportError(ValueError):
 class Milestone(StrEnum):
     """The order events the report reads (written by workflows/order.py, fulfilment.py, parties.py)."""
 
-    confirmed = "order_confirmed"
-    rejected = "order_rejected"
-    cancelled = "order_cancelled"
-    on_hold = "order_on_hold"
-    backordered = "order_backordered"
-    shipment_backordered = "shipment_backordered"  # units a warehouse could not find, waiting for stock
-    stock_reserved = "stock_reserved"
-    delivery_promised = "delivery_promised"  # historical imports: the date promised to the customer
-
-
-class PaymentKind(StrEnum):
-    authorization = "authorization"
-    capture = "capture"
-    refund = "refund"
-    void = "void"
+    confirmed = OrderEventType.order_confirmed.value
+    rejected = OrderEventType.order_rejected.value
+    cancelled = OrderEventType.order_cancelled.value
+    on_hold = OrderEventType.order_on_hold.value
+    backordered = OrderEventType.order_backordered.value
+    # units a warehouse could not find, waiting for stock
+    shipment_backordered = OrderEventType.shipment_backordered.value
+    stock_reserved = OrderEventType.stock_reserved.value
+    # historical imports: the date promised to the customer
+    delivery_promised = OrderEventType.delivery_promised.value
 
 
 class Stage(StrEnum):
@@ -325,6 +321,7 @@ class _Order:
     currency: str
     total: Decimal | None
     events: list[tuple[datetime, str, str]] = field(default_factory=list)  # (at, type, detail) by seq
+    codes: list[str | None] = field(default_factory=list)  # the events' reason codes, in the same order
     shipments: list[_Shipment] = field(default_factory=list)
     ordered: int = 0
     rmas: list[str] = field(default_factory=list)
@@ -334,6 +331,14 @@ class _Order:
 
     def last(self, kind: Milestone) -> tuple[datetime, str] | None:
         return next(((at, detail) for at, type_, detail in reversed(self.events) if type_ == kind), None)
+
+    def reason(self, kind: Milestone) -> str:
+        """Why the last `kind` event happened: its reason code; for rows without one (older rows,
+        imported history) the category its text reads as."""
+        for (_, type_, detail), code in zip(reversed(self.events), reversed(self.codes), strict=True):
+            if type_ == kind:
+                return code or code_of_text(detail)
+        return "(no reason recorded)"
 
     @property
     def own_shipments(self) -> list[_Shipment]:
@@ -429,14 +434,19 @@ def _load_orders(session: Session, period: Period) -> dict[str, _Order]:
         )
     }
     events = _scoped(
-        select(t.OrderEvent.order_id, t.OrderEvent.at, t.OrderEvent.type, t.OrderEvent.detail).where(
-            t.OrderEvent.type.in_([m.value for m in Milestone])
-        ),
+        select(
+            t.OrderEvent.order_id,
+            t.OrderEvent.at,
+            t.OrderEvent.type,
+            t.OrderEvent.detail,
+            t.OrderEvent.reason_code,
+        ).where(t.OrderEvent.type.in_([m.value for m in Milestone])),
         period,
     ).order_by(t.OrderEvent.order_id, t.OrderEvent.seq)
-    for order_id, at, type_, detail in session.execute(events):
+    for order_id, at, type_, detail, code in session.execute(events):
         if order_id in orders:  # (placed after the orders were read: not in this report)
             orders[order_id].events.append((at, type_, detail))
+            orders[order_id].codes.append(code)
     shipments: dict[str, _Shipment] = {}
     for row in session.execute(
         _scoped(
@@ -520,7 +530,8 @@ _BY = re.compile(r" \(by [^)]*\)")
 
 
 def reason_of(detail: str) -> str:
-    """The reason of a rejection or cancellation event, as a category: who asked, what was kept and
+    """The fallback for events without a reason code (rows older than migration 0013, imported
+    history): the reason of a rejection or cancellation event read from its text, as a category: who asked, what was kept and
     per-order particulars (line numbers, SKUs, quantities) are left out so that like counts with like."""
     text = _BY.sub("", detail).split("; kept ")[0].strip()
     text = text.removeprefix("cancelled: ").strip()
@@ -535,13 +546,26 @@ def reason_of(detail: str) -> str:
     return text or "(no reason given)"
 
 
+# the categories reason_of reads in older rows' text -> the code newer rows carry
+_TEXT_CODES = {
+    "out of stock": ReasonCode.out_of_stock,
+    "unknown or inactive SKU": ReasonCode.unknown_sku,
+    "price or currency differs from the catalog": ReasonCode.price_mismatch,
+}
+
+
+def code_of_text(detail: str) -> str:
+    """The reason of an event without a code, as the code a newer row would carry where its text says
+    which (a declined payment, a shortage, an unknown SKU, a price), else as its text's category."""
+    category = reason_of(detail)
+    if category.startswith("payment declined"):
+        return ReasonCode.payment_declined
+    return _TEXT_CODES.get(category, category)
+
+
 def funnel(orders: list[_Order], returns: Iterable[tuple[str, str, str, str, Decimal, str, int]]) -> Funnel:
     def reasons(status: OrderStatus, kind: Milestone) -> list[Count]:
-        counts = Counter(
-            reason_of(event[1]) if (event := o.last(kind)) else "(no reason recorded)"
-            for o in orders
-            if o.status == status
-        )
+        counts = Counter(o.reason(kind) for o in orders if o.status == status)
         return [Count(label, n) for label, n in sorted(counts.items(), key=lambda r: (-r[1], r[0]))]
 
     back = {Milestone.backordered, Milestone.shipment_backordered}

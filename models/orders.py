@@ -255,6 +255,14 @@ class ShipmentLine(BaseModel):
     quantity: int
 
 
+class ShipmentTrouble(StrEnum):
+    """What is wrong with a parcel on its way (its values are ReasonCode's, models/events.py)."""
+
+    lost_parcel = "lost_parcel"
+    returned_to_sender = "returned_to_sender"  # reported so, or coming back after failed attempts
+    held_up = "held_up"  # a carrier exception (customs, damage): it may move on
+
+
 class ShipmentView(BaseModel):
     id: str
     warehouse: str
@@ -276,6 +284,7 @@ class ShipmentView(BaseModel):
     tracking: list[TrackingEvent] = []
     delivery_attempts: int = 0
     trouble: str | None = None  # why the parcel is in trouble now (an exception event, lost, returned)
+    trouble_kind: ShipmentTrouble | None = None  # the same, typed: what the workflow branches on
     resolution: Resolution | None = None
 
 

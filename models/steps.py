@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from models.events import PaymentKind
 from models.orders import (
     Address,
     PlaceOrder,
@@ -40,6 +41,8 @@ class EventRecord(BaseModel):
     status: str
     payment_status: str
     total: Decimal | None = None
+    # why (a refusal, a cancellation, a parcel's trouble): a ReasonCode (models/events.py)
+    reason_code: str | None = None
 
 
 class PricedOrder(BaseModel):
@@ -59,7 +62,7 @@ class PaymentRequest(BaseModel):
 class PaymentResult(BaseModel):
     reference: str
     amount: Decimal
-    kind: str
+    kind: PaymentKind
     attempt: int = 1  # the activity attempt that got this answer (older histories: 1)
 
 

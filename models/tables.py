@@ -157,8 +157,10 @@ class OrderEvent(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
-    type: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(40))  # an OrderEventType (models/events.py)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # a ReasonCode for refusals, cancellations and parcels in trouble; NULL elsewhere and on older rows
+    reason_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Reservation(Base):
@@ -184,7 +186,7 @@ class Payment(Base):
     __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # authorization, capture, void, refund
+    kind: Mapped[str] = mapped_column(String(16))  # a PaymentKind (models/events.py)
     status: Mapped[str] = mapped_column(String(16))  # approved, declined
     amount: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3))

@@ -44,6 +44,7 @@ from domain.reports import (
     reason_of,
 )
 from models import tables as t
+from models.events import ReasonCode
 from tests.api_server import ApiServer
 from tests.helpers import (
     add_order_row,
@@ -253,8 +254,8 @@ def test_the_funnel(report: Report, fx: Fixture):
     assert (f.placed, f.rejected, f.held, f.backordered, f.cancelled) == (8, 2, 1, 1, 1)
     assert (f.shipped, f.delivered, f.returned) == (5, 4, 2)
     assert f.rejected_by_reason == [
-        Count("payment declined: card_declined", 1),
-        Count("unknown or inactive SKU", 1),
+        Count(ReasonCode.payment_declined, 1),  # rows without a code: read from their text
+        Count(ReasonCode.unknown_sku, 1),
     ]
     assert f.cancelled_by_reason == [Count("customer changed mind", 1)]
 
@@ -624,3 +625,46 @@ def test_a_journal_that_does_not_sum_to_the_ledger_is_not_written(
     with pytest.raises(JournalMismatch, match="nothing was written"):
         write_csv(replace(entries, ledger=moved), path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_refusals_and_cancellations_count_under_their_reason_codes(sessions: SessionFactory):
+    """Issue 22: the funnel groups by `order_events.reason_code`, not by the event's text; a row
+    without a code (older rows, imported history) still reads as its text's category."""
+    at = datetime(1987, 5, 4, 9, tzinfo=UTC)
+    period = Period(date(1987, 5, 4), date(1987, 5, 4))
+    customer = unique("CUST")
+    declined, short, old, timed_out = (unique(p) for p in ("RC-D", "RC-S", "RC-O", "RC-T"))
+    rows = [
+        (
+            declined,
+            "rejected",
+            "order_rejected",
+            "payment declined: do_not_honor (try tok_ok)",
+            "payment_declined",
+        ),
+        (short, "rejected", "order_rejected", "out of stock: X short by 3", "out_of_stock"),
+        (old, "rejected", "order_rejected", "out of stock: Y short by 1", None),  # before migration 0013
+        (
+            timed_out,
+            "cancelled",
+            "order_cancelled",
+            "on hold for longer than 2 days, 0:00:00",
+            "hold_timeout",
+        ),
+    ]
+    with sessions.begin() as session:
+        for n, (oid, status, type_, detail, code) in enumerate(rows):
+            add_order_row(session, oid, customer, status=status, payment_status="pending", placed_at=at)
+            session.add(
+                t.OrderEvent(
+                    order_id=oid,
+                    seq=1,
+                    at=at + timedelta(minutes=n),
+                    type=type_,
+                    detail=detail,
+                    reason_code=code,
+                )
+            )
+    f = build_report(sessions, period, SLA, now=NOW).funnel
+    assert f.rejected_by_reason == [Count(ReasonCode.out_of_stock, 2), Count(ReasonCode.payment_declined, 1)]
+    assert f.cancelled_by_reason == [Count(ReasonCode.hold_timeout, 1)]

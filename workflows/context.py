@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.replenishment import ReplenishmentActivities
+    from models.events import OrderEventType, ReasonCode
     from models.orders import OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.workflow_names import step_key
     from workflows.failures import OrderFailed
@@ -91,11 +92,19 @@ class OrderContext:
     def mark_incident(self) -> None:
         self.steps.mark_incident()
 
-    async def event(self, event_type: str, detail: str = "") -> None:
-        await self.journal.event(event_type, detail)
+    async def event(
+        self, event_type: OrderEventType, detail: str = "", reason_code: ReasonCode | None = None
+    ) -> None:
+        await self.journal.event(event_type, detail, reason_code)
 
-    async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
-        await self.journal.set_status(status, event_type, detail)
+    async def set_status(
+        self,
+        status: OrderStatus,
+        event_type: OrderEventType,
+        detail: str = "",
+        reason_code: ReasonCode | None = None,
+    ) -> None:
+        await self.journal.set_status(status, event_type, detail, reason_code)
 
     def upsert(self, update: Any, with_next_status: bool = False) -> None:
         self.journal.upsert(update, with_next_status)

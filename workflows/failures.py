@@ -3,6 +3,7 @@ and the order's own end (`OrderFailed`). A leaf: it imports only the models."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
+    from models.events import REFUSAL_CODES, ReasonCode
     from models.orders import OrderStatus
     from models.steps import ErrorType
 
@@ -20,10 +22,16 @@ class OrderFailed(Exception):
     """A business refusal or a cancellation: the order ends with `status` after compensation."""
 
     def __init__(
-        self, status: OrderStatus, reason: str, by: str | None = None, from_temporal: bool = False
+        self,
+        status: OrderStatus,
+        reason: str,
+        by: str | None = None,
+        from_temporal: bool = False,
+        code: ReasonCode = ReasonCode.invalid_order,
     ) -> None:
         super().__init__(reason)
         self.status, self.reason, self.by = status, reason, by  # by: who asked, for a cancellation
+        self.code = code  # the reason as a code: stored with the event that ends the order
         # a cancellation requested from Temporal itself (Web UI, `temporal workflow cancel`): parcels
         # already handed to the carrier are kept rather than undone (see OrderWorkflow._end)
         self.from_temporal = from_temporal
@@ -35,6 +43,18 @@ def business_refusal(err: ActivityError) -> str | None:
     if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type in _BUSINESS_ERRORS:
         return cause.message
     return None
+
+
+def refusal_code(err: ActivityError) -> ReasonCode:
+    """The reason code of a business refusal: its ErrorType's, or the finer one an InvalidOrder refusal
+    names in its first detail (`{"reason_code": ...}`: an unknown SKU, a price that differs)."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return ReasonCode.invalid_order
+    if cause.type == ErrorType.invalid_order and cause.details and isinstance(cause.details[0], dict):
+        with contextlib.suppress(ValueError):
+            return ReasonCode(cause.details[0].get("reason_code"))
+    return REFUSAL_CODES.get(cause.type or "", ReasonCode.invalid_order)
 
 
 def invalid_data(err: ActivityError) -> str | None:

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.payments import PaymentActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType, ReasonCode
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
     from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
     from workflows.context import OrderContext
@@ -130,7 +131,9 @@ class Fulfilment:
         units = await ctx.step(
             InventoryActivities.pick_stock, ref, f"pick {shipment.id} in {shipment.warehouse}"
         )
-        await ctx.event("shipment_picked", f"{shipment.id}: {units} units picked in {shipment.warehouse}")
+        await ctx.event(
+            OrderEventType.shipment_picked, f"{shipment.id}: {units} units picked in {shipment.warehouse}"
+        )
         ctx.checkpoint()
 
         packed = await ctx.step(FulfilmentActivities.pack_shipment, ref, f"pack {shipment.id}")
@@ -210,11 +213,15 @@ class Fulfilment:
             )
         )
         captured = True
-        await ctx.event("payment_captured", f"{money(shipment.amount, capture.currency)} for {shipment.id}")
+        await ctx.event(
+            OrderEventType.payment_captured, f"{money(shipment.amount, capture.currency)} for {shipment.id}"
+        )
 
     async def flag_overdue(self, shipment: ShipmentView) -> None:
         ctx, sla = self._ctx, self._ctx.policy.delivery_sla
-        await ctx.event("delivery_overdue", f"{shipment.id}: no delivery confirmation {sla} after shipping")
+        await ctx.event(
+            OrderEventType.delivery_overdue, f"{shipment.id}: no delivery confirmation {sla} after shipping"
+        )
         if not ctx.view.overdue:
             ctx.view.overdue = True
             ctx.upsert(sa.DELIVERY_OVERDUE.value_set(True))
@@ -229,6 +236,9 @@ class Fulfilment:
 
     async def set_status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
         shipment.status = status
+        # a parcel in trouble: its event says why as a code (lost, coming back)
+        trouble = shipment.trouble_kind if status == ShipmentStatus.exception else None
+        code = ReasonCode(trouble.value) if trouble else None
         ctx = self._ctx
         originals = [s for s in ctx.view.shipments if s.exchange_for is None]
         stages = [_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE]
@@ -238,6 +248,6 @@ class Fulfilment:
         )
         if shipment.exchange_for is None and ctx.view.status in _FOLLOWS_SHIPMENTS and (stages or in_trouble):
             stage = OrderStatus.delivery_exception if in_trouble else min(stages, key=_STAGES.index)
-            await ctx.set_status(stage, f"shipment_{status.value}", detail)
+            await ctx.set_status(stage, OrderEventType.of_shipment(status), detail, code)
         else:
-            await ctx.event(f"shipment_{status.value}", detail)
+            await ctx.event(OrderEventType.of_shipment(status), detail, code)

@@ -19,6 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType, ReasonCode
     from models.orders import EventView, OrderStatus, OrderView
     from models.steps import EventBatch, EventRecord, NotificationRequest
     from models.workflow_names import step_key
@@ -44,7 +45,9 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
         self._held = False  # writes_held(): the writer waits for the block to end
 
-    async def event(self, event_type: str, detail: str = "") -> None:
+    async def event(
+        self, event_type: OrderEventType, detail: str = "", reason_code: ReasonCode | None = None
+    ) -> None:
         """Append to the live view and the audit trail, and mirror the status on the orders row."""
         self._seq += 1
         at = workflow.now()
@@ -60,15 +63,22 @@ class Journal:
             status=view.status,
             payment_status=view.payment_status,
             total=view.total,
+            reason_code=reason_code,
         )
         self._pending.events.append(record)
         self._write_soon()
 
-    async def set_status(self, status: OrderStatus, event_type: str, detail: str = "") -> None:
+    async def set_status(
+        self,
+        status: OrderStatus,
+        event_type: OrderEventType,
+        detail: str = "",
+        reason_code: ReasonCode | None = None,
+    ) -> None:
         if status != self._view.status:
             self._view.status = status
             self.upsert(sa.ORDER_STATUS.value_set(status.value))
-        await self.event(event_type, detail)
+        await self.event(event_type, detail, reason_code)
 
     def upsert(self, update: Any, with_next_status: bool = False) -> None:
         """Set a search attribute with this workflow task's other changes, in one upsert (the last value

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.replenishment import ReplenishmentActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType, ReasonCode
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
     from models.orders import (
         CancelRequest,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseRequest,
         ReturnReceipt,
         ReturnRequest,
+        ReturnStatus,
         ReturnView,
         ShipmentLine,
         ShipmentStatus,
@@ -51,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext
-    from workflows.failures import OrderFailed, business_refusal
+    from workflows.failures import OrderFailed, business_refusal, refusal_code
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
     from workflows.parties import Inbox, Legs, refuse_report
@@ -157,12 +159,17 @@ class OrderWorkflow:
                     OrderActivities.admit_order, request, "record, validate, screen", OrderStatus.rejected
                 )
             finally:
-                await ctx.event("order_received", received)
+                await ctx.event(OrderEventType.order_received, received)
             await self._accept(admission)
             await self._fulfil()
             if not any(s.status == ShipmentStatus.delivered for s in ctx.view.shipments):
                 self._interruptible = False  # nothing reached the customer: there is nothing to return
-                await ctx.set_status(OrderStatus.completed, "order_completed", "nothing was delivered")
+                await ctx.set_status(
+                    OrderStatus.completed,
+                    OrderEventType.order_completed,
+                    "nothing was delivered",
+                    ReasonCode.nothing_delivered,
+                )
                 return ctx.view
             await self._return_window()
         except OrderFailed as failure:
@@ -174,7 +181,7 @@ class OrderWorkflow:
         if self._cancelled_from_temporal and ctx.stop is not None:  # it ended the return window early
             return await self._close(ctx.stop)
         self._interruptible = False
-        await ctx.set_status(OrderStatus.completed, "order_completed", "return window closed")
+        await ctx.set_status(OrderStatus.completed, OrderEventType.order_completed, "return window closed")
         return ctx.view
 
     async def _close(self, failure: OrderFailed) -> OrderView:
@@ -194,6 +201,7 @@ class OrderWorkflow:
             OrderStatus.cancelled,
             STOPPED_FROM_TEMPORAL + (f": {reason}" if reason else ""),
             from_temporal=True,
+            code=ReasonCode.cancelled_from_temporal,
         )
         self._cancelled_from_temporal = True
         self._interrupt()
@@ -211,7 +219,7 @@ class OrderWorkflow:
         priced = admission.priced
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
         ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)), with_next_status=True)
-        await ctx.event("order_validated", f"total {money(priced.total, priced.currency)}")
+        await ctx.event(OrderEventType.order_validated, f"total {money(priced.total, priced.currency)}")
         ctx.checkpoint()
 
         # a local write here would hold this workflow task open, and the gateway's call with it: what
@@ -235,7 +243,9 @@ class OrderWorkflow:
         ]
         for shipment in ctx.view.shipments:
             undo_reservation(self._saga, ctx, shipment.id)
-        await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments))
+        await ctx.event(
+            OrderEventType.stock_reserved, ", ".join(f"{s.id} from {s.warehouse}" for s in ctx.view.shipments)
+        )
         # the reservation says which of its stock is now at or below the reorder point (usually none)
         if low := [key for a in allocated for key in a.low_stock]:
             await ctx.step(ReplenishmentActivities.replenish_if_low, low, "replenish what runs low")
@@ -244,7 +254,7 @@ class OrderWorkflow:
         ctx.view.expected_delivery = workflow.now() + ctx.policy.delivery_sla
         await ctx.set_status(
             OrderStatus.confirmed,
-            "order_confirmed",
+            OrderEventType.order_confirmed,
             f"expected delivery by {ctx.view.expected_delivery:%Y-%m-%d %H:%M} UTC",
         )
         await ctx.notify(
@@ -287,7 +297,7 @@ class OrderWorkflow:
         self._saga.push("void the authorization", undo)
         ctx.payments.book(result)
         await ctx.event(
-            "payment_authorized",
+            OrderEventType.payment_authorized,
             f"{money(result.amount, payment.currency)} ({result.reference})"
             + (f" after {result.attempt} attempts" if result.attempt > 1 else ""),
         )
@@ -313,6 +323,7 @@ class OrderWorkflow:
                 reason = business_refusal(err)
                 if reason is None:
                     raise
+                code = refusal_code(err)
                 shortage = _shortage(err)
             finally:
                 self._reserve_attempts += 1
@@ -321,11 +332,11 @@ class OrderWorkflow:
                 on_order = shortage.get("on_order", {})
                 short = shortage.get("short", [])
                 if not short or any(sku not in on_order for sku in short):
-                    raise OrderFailed(OrderStatus.rejected, reason)
+                    raise OrderFailed(OrderStatus.rejected, reason, code=code)
                 deadline = workflow.now() + ctx.policy.backorder_timeout
                 await ctx.set_status(
                     OrderStatus.backordered,
-                    "order_backordered",
+                    OrderEventType.order_backordered,
                     f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
                 )
                 await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
@@ -346,6 +357,7 @@ class OrderWorkflow:
                 raise OrderFailed(
                     OrderStatus.cancelled,
                     f"still out of stock {ctx.policy.backorder_timeout} after backordering",
+                    code=ReasonCode.backorder_timeout,
                 ) from None
             ctx.checkpoint()
 
@@ -356,7 +368,7 @@ class OrderWorkflow:
         if reason is None:
             return
         ctx.view.hold_reason = reason
-        await ctx.set_status(OrderStatus.on_hold, "order_on_hold", reason)
+        await ctx.set_status(OrderStatus.on_hold, OrderEventType.order_on_hold, reason)
         await ctx.notify("order_on_hold", "on_hold")
         try:
             await workflow.wait_condition(
@@ -366,10 +378,12 @@ class OrderWorkflow:
             )
         except TimeoutError:
             raise OrderFailed(
-                OrderStatus.cancelled, f"on hold for longer than {ctx.policy.hold_timeout}"
+                OrderStatus.cancelled,
+                f"on hold for longer than {ctx.policy.hold_timeout}",
+                code=ReasonCode.hold_timeout,
             ) from None
         ctx.checkpoint()
-        await ctx.event("hold_released", f"released by {self._released_by or 'support'}")
+        await ctx.event(OrderEventType.hold_released, f"released by {self._released_by or 'support'}")
 
     async def _fulfil(self) -> None:
         """After the release window, each shipment goes to its warehouse and then its carrier, who
@@ -380,7 +394,7 @@ class OrderWorkflow:
         self._fulfilling = True
         ctx.view.releases_at = workflow.now() + ctx.policy.release_delay
         await ctx.event(
-            "release_scheduled",
+            OrderEventType.release_scheduled,
             f"to the warehouses at {ctx.view.releases_at:%Y-%m-%d %H:%M:%S} UTC; cancellable until then",
         )
         if ctx.policy.release_delay > timedelta(0):
@@ -427,7 +441,9 @@ class OrderWorkflow:
             ctx.payments.book(
                 await ctx.step(PaymentActivities.void_payment, void, "release what was not charged")
             )
-            await ctx.event("authorization_released", f"{money(void.amount, void.currency)} not charged")
+            await ctx.event(
+                OrderEventType.authorization_released, f"{money(void.amount, void.currency)} not charged"
+            )
         delivered = [s.id for s in ctx.view.shipments if s.status == ShipmentStatus.delivered]
         if delivered:
             ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
@@ -493,18 +509,22 @@ class OrderWorkflow:
         parcels = ", ".join(f"{s.id} ({s.status.value})" for s in kept)
         if kept and {s.id for s in ctx.view.shipments if s.exchange_for is None} <= {s.id for s in kept}:
             # every parcel is with the carrier or the customer: nothing of the order is left to cancel
-            open_returns = [r.rma for r in ctx.view.returns if r.status == "requested"]
+            open_returns = [r.rma for r in ctx.view.returns if r.status == ReturnStatus.requested]
             await ctx.event(
-                "run_cancelled",
+                OrderEventType.run_cancelled,
                 f"{failure.reason}: every parcel was already handed to the carrier ({parcels}), so the "
                 "order stays as it is and nothing was undone; deliveries and returns are support's from here"
                 + (f" (open returns: {', '.join(open_returns)})" if open_returns else ""),
+                failure.code,
             )
             self._ended = True
             return
         kept_note = f"; kept {parcels}: already handed to the carrier, so its capture stands" if kept else ""
         await ctx.set_status(
-            failure.status, f"order_{failure.status.value}", failure.reason + by_whom(failure.by) + kept_note
+            failure.status,
+            OrderEventType.of_order(failure.status),
+            failure.reason + by_whom(failure.by) + kept_note,
+            failure.code,
         )
         if failure.status == OrderStatus.rejected:
             await ctx.notify("order_rejected", "rejected", reason=failure.reason)
@@ -548,7 +568,12 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.cancel)
     async def cancel(self, request: CancelRequest) -> OrderView:
         ctx = self._ctx
-        ctx.stop = OrderFailed(OrderStatus.cancelled, f"cancelled: {request.reason}", by=request.by)
+        ctx.stop = OrderFailed(
+            OrderStatus.cancelled,
+            f"cancelled: {request.reason}",
+            by=request.by,
+            code=ReasonCode.cancelled_by_support,
+        )
         await workflow.wait_condition(lambda: self._ended)
         return ctx.view
 
@@ -699,7 +724,7 @@ class OrderWorkflow:
             record = FeedbackRecord(order_id=ctx.order_id, score=feedback.score, comment=feedback.comment)
             await ctx.step(OrderActivities.record_feedback, record, "store the feedback")
             await ctx.event(
-                "feedback_received",
+                OrderEventType.feedback_received,
                 f"score {feedback.score}"
                 + (f": {feedback.comment}" if feedback.comment else "")
                 + by_whom(feedback.by),
@@ -707,7 +732,7 @@ class OrderWorkflow:
 
     @workflow.signal(name=OrderSignal.add_note)
     async def add_note(self, note: SupportNote) -> None:
-        await self._ctx.event("support_note", note.text + by_whom(note.by))
+        await self._ctx.event(OrderEventType.support_note, note.text + by_whom(note.by))
 
 
 def _shortage(err: ActivityError) -> dict:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fulfilment import FulfilmentActivities
     from activities.inventory import InventoryActivities
     from activities.payments import PaymentActivities
+    from models.events import OrderEventType, ReasonCode
     from models.fulfilment import (
         CarrierEvent,
         FulfilmentRequest,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         WarehouseReport,
         WarehouseStep,
     )
-    from models.orders import ShipmentLine, ShipmentStatus, ShipmentView
+    from models.orders import ShipmentLine, ShipmentStatus, ShipmentTrouble, ShipmentView
     from models.shipping import (
         DELIVERY_ATTEMPTS,
         PARCEL_LOST,
@@ -359,7 +360,8 @@ class Legs:
         shipment.carrier, shipment.tracking_number = label.carrier, label.tracking_number
         shipment.label_ref = label.label_ref
         await ctx.event(
-            "label_printed", f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})"
+            OrderEventType.label_printed,
+            f"{shipment.id}: {label.carrier} {label.tracking_number} ({label.label_ref})",
         )
         packed.answer(
             (f"{detail}; " if packed_too else "")
@@ -488,13 +490,14 @@ class Legs:
             undo_reservation(self._saga, ctx, new.id)
             made.append(new)
             self._order.spawn(new)
-        await ctx.event("stock_reserved", ", ".join(f"{s.id} from {s.warehouse}" for s in made))
+        await ctx.event(OrderEventType.stock_reserved, ", ".join(f"{s.id} from {s.warehouse}" for s in made))
         return made
 
     async def _cancel_lines(self, lines: list[ShipmentLine], value: Decimal, why: str) -> None:
         ctx = self._ctx
         await ctx.event(
-            "lines_cancelled", f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged"
+            OrderEventType.lines_cancelled,
+            f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged",
         )
         await ctx.notify(
             "lines_cancelled",
@@ -535,7 +538,7 @@ class Legs:
 
     async def _track(self, shipment: ShipmentView, box: ShipmentInbox, event: CarrierEvent) -> None:
         ctx = self._ctx
-        status, trouble, attempts = _after_event(shipment, event)
+        status, (trouble, kind), attempts = _after_event(shipment, event)
         detail = f"{shipment.id}: {event.type.value}" + (f" at {event.place}" if event.place else "")
         if event.type == CarrierEventType.delivery_failed:
             detail += f" (attempt {attempts} of {DELIVERY_ATTEMPTS})"
@@ -563,7 +566,11 @@ class Legs:
             # that can never be stored must not hold up the ones behind it.
             box.event_ids.discard(event.event_id)
             box.refusals[key] = f"event {event.event_id} of {event.tracking_number} not recorded: {reason}"
-            await ctx.event("carrier_event_refused", f"{shipment.id}: {box.refusals[key]}")
+            await ctx.event(
+                OrderEventType.carrier_event_refused,
+                f"{shipment.id}: {box.refusals[key]}",
+                ReasonCode.invalid_data,
+            )
             return
         shipment.tracking.append(
             TrackingEvent(
@@ -574,7 +581,7 @@ class Legs:
                 attempt=event.attempt,
             )
         )
-        shipment.trouble, shipment.delivery_attempts = trouble, attempts
+        shipment.trouble, shipment.trouble_kind, shipment.delivery_attempts = trouble, kind, attempts
         if status == ShipmentStatus.delivered:
             shipment.delivered_at = event.at
         await self._fulfilment.set_status(shipment, status or shipment.status, detail + by_whom(event.by))
@@ -607,9 +614,7 @@ class Legs:
             (box.resolution.resolution, box.resolution.by) if box.resolution else (Resolution.refund, None)
         )
         reason = (
-            "returned_to_sender"
-            if "coming back" in (shipment.trouble or "") or "returned" in (shipment.trouble or "")
-            else "lost"
+            "returned_to_sender" if shipment.trouble_kind == ShipmentTrouble.returned_to_sender else "lost"
         )
         claim = ClaimRecord(
             order_id=ctx.order_id,
@@ -674,27 +679,40 @@ class Legs:
         return f"refunded {money(shipment.amount, ctx.view.currency)}"
 
 
+_NO_TROUBLE: tuple[str | None, ShipmentTrouble | None] = (None, None)
+# a parcel the carrier reports lost or returned (PARCEL_LOST) -> its trouble
+_LOST_KIND = {
+    CarrierEventType.lost: ShipmentTrouble.lost_parcel,
+    CarrierEventType.returned_to_sender: ShipmentTrouble.returned_to_sender,
+}
+
+
 def _after_event(
     shipment: ShipmentView, event: CarrierEvent
-) -> tuple[ShipmentStatus | None, str | None, int]:
-    """What a tracking event makes of its shipment: (new status or None, trouble, delivery attempts)."""
-    attempts, trouble = shipment.delivery_attempts, shipment.trouble
+) -> tuple[ShipmentStatus | None, tuple[str | None, ShipmentTrouble | None], int]:
+    """What a tracking event makes of its shipment: (new status or None, (trouble as support reads it,
+    trouble as a type), delivery attempts)."""
+    attempts, trouble = shipment.delivery_attempts, (shipment.trouble, shipment.trouble_kind)
     if event.type == CarrierEventType.delivered:
-        return ShipmentStatus.delivered, None, attempts
+        return ShipmentStatus.delivered, _NO_TROUBLE, attempts
     if event.type == CarrierEventType.delivery_failed:
         attempts = max(attempts + 1, event.attempt or 0)
         if attempts >= DELIVERY_ATTEMPTS:
             return (
                 ShipmentStatus.exception,
-                f"{DELIVERY_ATTEMPTS} failed delivery attempts: coming back",
+                (
+                    f"{DELIVERY_ATTEMPTS} failed delivery attempts: coming back",
+                    ShipmentTrouble.returned_to_sender,
+                ),
                 attempts,
             )
         return None, trouble, attempts
     if event.type in PARCEL_LOST:
-        return ShipmentStatus.exception, event.type.value.replace("_", " "), attempts
+        kind = _LOST_KIND.get(event.type, ShipmentTrouble.lost_parcel)
+        return ShipmentStatus.exception, (event.type.value.replace("_", " "), kind), attempts
     if event.type == CarrierEventType.exception:
-        return None, event.place or "held up", attempts
-    return None, None, attempts  # in transit, out for delivery: on its way again
+        return None, (event.place or "held up", ShipmentTrouble.held_up), attempts
+    return None, _NO_TROUBLE, attempts  # in transit, out for delivery: on its way again
 
 
 @dataclass

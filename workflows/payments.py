@@ -7,6 +7,7 @@ from decimal import Decimal
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.events import PaymentKind
     from models.orders import OrderView, PaymentStatus
     from models.steps import PaymentResult
 
@@ -23,13 +24,13 @@ class PaymentBook:
         totals = self._view.payment
         if result is None:
             pass
-        elif result.kind == "authorization":
+        elif result.kind == PaymentKind.authorization:
             totals.authorized += result.amount
-        elif result.kind == "capture":
+        elif result.kind == PaymentKind.capture:
             totals.captured += result.amount
-        elif result.kind == "refund":
+        elif result.kind == PaymentKind.refund:
             totals.refunded += result.amount
-        elif result.kind == "void":
+        elif result.kind == PaymentKind.void:
             self.voided = True
         self._view.payment_status = payment_status(
             totals.authorized, totals.captured, totals.refunded, self.voided

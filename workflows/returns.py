@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from activities.returns import ReturnActivities
+    from models.events import OrderEventType
     from models.orders import (
         OrderStatus,
         PricedLine,
@@ -114,7 +115,7 @@ class ReturnDesk:
         )
         what = ", ".join(f"{line.quantity} x {line.sku}" for line in ret.lines)
         await ctx.event(
-            "return_authorized",
+            OrderEventType.return_authorized,
             f"{rma}: {what} ({ret.reason})"
             + (f", exchange for {ret.exchange_sku}" if ret.exchange_sku else "")
             + by_whom(request.by),
@@ -154,7 +155,8 @@ class ReturnDesk:
         except TimeoutError:
             await self._close(ret, ReturnStatus.expired)
             await ctx.event(
-                "return_expired", f"{ret.rma}: nothing received within {ctx.policy.return_receipt_timeout}"
+                OrderEventType.return_expired,
+                f"{ret.rma}: nothing received within {ctx.policy.return_receipt_timeout}",
             )
             await ctx.notify("return_expired", f"expired:{ret.rma}", rma=ret.rma)
             return
@@ -173,7 +175,7 @@ class ReturnDesk:
             else f"{units} unit(s) written off"
         )
         by = by_whom(self._received_by.get(ret.rma))
-        await ctx.event("return_received", f"{ret.rma}: {ret.condition.value}, {fate}{by}")
+        await ctx.event(OrderEventType.return_received, f"{ret.rma}: {ret.condition.value}, {fate}{by}")
         if ret.exchange_sku is None or not await self._exchange(ret):
             await self._refund(ret, _value(ret))
 
@@ -201,7 +203,7 @@ class ReturnDesk:
                 )
             )
             ret.refund_amount += amount
-            await ctx.event("refund_issued", f"{ret.rma}: {money(amount, ctx.view.currency)}")
+            await ctx.event(OrderEventType.refund_issued, f"{ret.rma}: {money(amount, ctx.view.currency)}")
             await ctx.notify(
                 "refund_issued",
                 f"refund:{ret.rma}",
@@ -225,7 +227,11 @@ class ReturnDesk:
                 shipment.amount = max(difference, Decimal("0")) if n == 0 else Decimal("0")
                 await self._fulfilment.dispatch(shipment, saga)
         except OrderFailed as failure:
-            await ctx.event("exchange_failed", f"{ret.rma}: {failure.reason}; refunding instead")
+            await ctx.event(
+                OrderEventType.exchange_failed,
+                f"{ret.rma}: {failure.reason}; refunding instead",
+                failure.code,
+            )
             await saga.compensate()
             for shipment in (s for s in ctx.view.shipments if s.exchange_for == ret.rma):
                 shipment.status = ShipmentStatus.cancelled
@@ -278,7 +284,7 @@ class ReturnDesk:
         for shipment in shipments:
             undo_reservation(saga, ctx, shipment.id, tagged=False)
         await ctx.event(
-            "exchange_reserved",
+            OrderEventType.exchange_reserved,
             f"{ret.rma}: {quantity} x {ret.exchange_sku} from " + ", ".join(s.warehouse for s in shipments),
         )
         return shipments
@@ -298,7 +304,8 @@ class ReturnDesk:
         )
 
         await ctx.event(
-            "payment_authorized", f"{money(difference, request.currency)} price difference for {ret.rma}"
+            OrderEventType.payment_authorized,
+            f"{money(difference, request.currency)} price difference for {ret.rma}",
         )
 
     async def _close(self, ret: ReturnView, status: ReturnStatus) -> None:
@@ -319,7 +326,9 @@ class ReturnDesk:
         )
         status = OrderStatus.returned if returned >= ordered else OrderStatus.partially_returned
         if returned and status != ctx.view.status:
-            await ctx.set_status(status, "order_" + status.value, f"{returned} of {ordered} unit(s) returned")
+            await ctx.set_status(
+                status, OrderEventType.of_order(status), f"{returned} of {ordered} unit(s) returned"
+            )
 
     # ---- bookkeeping ----
 

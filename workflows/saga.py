@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
+    from models.events import OrderEventType
     from workflows.context import OrderContext
 
 Undo = Callable[[RetryPolicy], Awaitable[object]]
@@ -49,11 +50,11 @@ class Saga:
                 await self._incident(what, err)
                 continue
             if done or not quiet_if_nothing:
-                await self._ctx.event("compensated", what)
+                await self._ctx.event(OrderEventType.compensated, what)
 
     async def _incident(self, what: str, err: ActivityError) -> None:
         error = str(err.cause or err)
-        await self._ctx.event("compensation_failed", f"{what}: {error}")
+        await self._ctx.event(OrderEventType.compensation_failed, f"{what}: {error}")
         self._ctx.mark_incident()
         self._ctx.upsert(sa.NEEDS_ATTENTION.value_set(True))
         await self._ctx.notify(

@@ -16,8 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.payments import PaymentActivities
     from models import search_attributes as sa
+    from models.events import OrderEventType
     from models.orders import OrderStatus
-    from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text
+    from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text, refusal_code
     from workflows.journal import Journal
     from workflows.options import (
         LOCAL_STEP_TIMEOUT,
@@ -80,7 +81,8 @@ class Steps:
         self._in_flight.stuck.append(summary)
         self._sync_attention()
         await self._journal.event(
-            "step_stuck", f"{summary}: failed {attempts} attempts, still retrying; last error: {error}"
+            OrderEventType.step_stuck,
+            f"{summary}: failed {attempts} attempts, still retrying; last error: {error}",
         )
         self._on_stuck()
         try:
@@ -89,14 +91,14 @@ class Steps:
             self._unstuck(summary)
             if (reason := business_refusal(err)) is not None:
                 await self._journal.event(
-                    "step_recovered", f"{summary}: no longer retried, refused: {reason}"
+                    OrderEventType.step_recovered, f"{summary}: no longer retried, refused: {reason}"
                 )
             raise
         except BaseException:
             self._unstuck(summary)
             raise
         self._unstuck(summary)
-        await self._journal.event("step_recovered", f"{summary}: succeeded after being stuck")
+        await self._journal.event(OrderEventType.step_recovered, f"{summary}: succeeded after being stuck")
         return result
 
     async def run_or_fail(
@@ -107,7 +109,7 @@ class Steps:
             return await self.run(activity, arg, summary)
         except ActivityError as err:
             if (reason := business_refusal(err)) is not None:
-                raise OrderFailed(status, reason) from err
+                raise OrderFailed(status, reason, code=refusal_code(err)) from err
             raise
 
     def mark_incident(self) -> None:

@@ -29,6 +29,7 @@ from api.console_session import CONSOLE_ROLES
 from api.state import AppState, app_state
 from domain.api_keys import Principal, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
+from models.events import OrderEventType
 from models.fulfilment import ResolveRequest
 from models.orders import (
     CancelIn,
@@ -445,7 +446,7 @@ def _live_context(view: OrderView) -> dict[str, Any]:
     return {
         "view": view,
         "order_url": f"/console/orders/{quote(view.order_id, safe='')}",
-        "notes": [e for e in view.events if e.type == "support_note"],
+        "notes": [e for e in view.events if e.type == OrderEventType.support_note],
         "can_cancel": view.status in _CANCELLABLE and shipments_open,
         "can_release": view.status == OrderStatus.on_hold,
         "can_note": view.status not in _TERMINAL,

@@ -28,6 +28,7 @@ from activities.sandbox_parties import NOT_HANDED_OVER, ParcelRef, Pickup, Repor
 from adapters.carrier import SandboxParcel
 from adapters.warehouse import SandboxShipment
 from domain.allocation import plan_allocation
+from models.events import PaymentKind
 from models.fulfilment import CarrierEvent, FulfilmentRequest, WarehouseReport
 from models.orders import PlaceOrder, PricedLine, ShipmentLine
 from models.steps import (
@@ -112,7 +113,7 @@ class Reservation:
 @dataclass
 class Payment:
     order_id: str
-    kind: str  # authorization, capture, refund, void
+    kind: PaymentKind
     amount: Decimal
     key: str
     reference: str
@@ -194,7 +195,7 @@ class World:
         totals: dict[str, Decimal] = defaultdict(Decimal)
         for p in self.payments:
             if p.order_id == order_id:
-                totals[p.kind] += p.amount if p.kind != "void" else 1
+                totals[p.kind] += p.amount if p.kind != PaymentKind.void else 1
         return dict(totals)
 
     def event_types(self, order_id: str) -> list[str]:
