@@ -6,12 +6,15 @@ from datetime import timedelta
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from adapters.supplier import SandboxSupplier
 from db import SessionFactory
 from domain import stock
 from models.steps import PurchaseOrderView, RaisePurchaseOrder, ReceivePurchaseOrder, StockKey
 from services import replenishment
+
+OFFER_ROUNDS = 5  # attempts at offering received stock to orders that do not answer
 
 
 class ReplenishmentActivities:
@@ -22,12 +25,14 @@ class ReplenishmentActivities:
         supplier: SandboxSupplier,
         task_queue: str,
         lead_time: timedelta,
+        offer_timeout: timedelta = replenishment.OFFER_TIMEOUT,
     ) -> None:
         self._sessions = sessions
         self._client = client
         self._supplier = supplier
         self._task_queue = task_queue
         self._lead_time = lead_time
+        self._offer_timeout = offer_timeout
 
     @activity.defn
     async def replenish_if_low(self, keys: list[StockKey]) -> list[str]:
@@ -45,7 +50,19 @@ class ReplenishmentActivities:
 
     @activity.defn
     async def release_backorders(self, skus: list[str]) -> list[str]:
-        return await replenishment.release_backorders(self._client, self._sessions, skus)
+        """Offer the received stock to the orders backordered on it; the orders served. An order that
+        did not answer in time (busy, its worker restarting) would never hear of this stock: the
+        step fails and its retry (with backoff) offers again, up to OFFER_ROUNDS attempts; after
+        that the order's backorder timeout still stands."""
+        offers = await replenishment.release_backorders(
+            self._client, self._sessions, skus, self._offer_timeout
+        )
+        if offers.unanswered and activity.info().attempt < OFFER_ROUNDS:
+            raise ApplicationError(
+                f"{len(offers.unanswered)} backordered order(s) did not answer the stock offer "
+                f"({', '.join(offers.unanswered)}); offering again"
+            )
+        return offers.served
 
     @activity.defn
     def low_stock(self, keys: list[StockKey]) -> list[StockKey]:

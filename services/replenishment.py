@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -63,29 +64,41 @@ async def replenish_for_backorders(
     return await replenish_if_low(client, sessions, task_queue, lead_time, keys)
 
 
-async def release_backorders(client: Client, sessions: SessionFactory, skus: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Offers:
+    """What offering stock to backordered orders came to."""
+
+    served: list[str]  # orders that got their stock
+    unanswered: list[str]  # busy or stuck orders that did not answer in time: offer to them again
+
+
+async def release_backorders(
+    client: Client, sessions: SessionFactory, skus: list[str], timeout: timedelta = OFFER_TIMEOUT
+) -> Offers:
     """Offer stock to backordered orders wanting these SKUs, one at a time in placement order.
 
     Each order tries to reserve in full before the next is asked, so earlier orders are served first;
-    one that still cannot be filled keeps waiting without blocking later, smaller ones.
-    Returns the orders that got their stock.
+    one that still cannot be filled keeps waiting without blocking later, smaller ones. An order that
+    does not answer within `timeout` is passed over (it must not hold up the queue behind it) and
+    named in `unanswered`: the stock stays on the shelf, and only an offer made again reaches it.
     """
-    served = []
+    served, unanswered = [], []
     for order_id in await asyncio.to_thread(_backordered, sessions, skus):
         update = client.get_workflow_handle(order_workflow_id(order_id)).execute_update(
             OrderUpdate.retry_reservation, result_type=bool
         )
         try:
-            reserved = await within(update, OFFER_TIMEOUT.total_seconds())
+            reserved = await within(update, timeout.total_seconds())
         except (WorkflowUpdateFailedError, RPCError) as exc:  # no longer backordered: nothing to offer
             log.info("order %s not offered stock: %s", order_id, exc)
             continue
-        except TimeoutError:  # a busy or stuck order must not hold up the queue behind it
-            log.warning("order %s did not answer the stock offer within %s", order_id, OFFER_TIMEOUT)
+        except TimeoutError:
+            log.warning("order %s did not answer the stock offer within %s", order_id, timeout)
+            unanswered.append(order_id)
             continue
         if reserved:
             served.append(order_id)
-    return served
+    return Offers(served, unanswered)
 
 
 def _backordered(sessions: SessionFactory, skus: list[str]) -> list[str]:

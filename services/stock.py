@@ -33,7 +33,7 @@ async def adjust(
     return StockChange(
         level=level,
         replenishing=await _replenish_if_low(client, sessions, settings, sku, warehouse),
-        backorders_served=await replenishment.release_backorders(client, sessions, [sku])
+        backorders_served=(await replenishment.release_backorders(client, sessions, [sku])).served
         if delta > 0
         else [],
     )
@@ -60,7 +60,8 @@ async def receive(
     """Goods booked in without a purchase order; they are offered to backorders at once."""
     level = await asyncio.to_thread(stock.receive_stock, sessions, sku, warehouse, quantity)
     return StockChange(
-        level=level, backorders_served=await replenishment.release_backorders(client, sessions, [sku])
+        level=level,
+        backorders_served=(await replenishment.release_backorders(client, sessions, [sku])).served,
     )
 
 

@@ -4,6 +4,7 @@ warehouse, received goods serve backordered orders first come first served, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.replenishment import OFFER_ROUNDS, ReplenishmentActivities
+from adapters.supplier import SandboxSupplier
 from config import Settings
 from db import SessionFactory
 from domain import stock
@@ -20,6 +25,7 @@ from models import tables as t
 from models.steps import EventBatch, PurchaseOrderView, StockKey
 from models.workflow_names import replenishment_workflow_id as replenishment_id
 from services.orders import handle, order_view
+from services.replenishment import Offers, release_backorders
 from tests.helpers import (
     add_order_row,
     add_products,
@@ -539,3 +545,36 @@ async def test_an_order_that_backorders_on_stock_nobody_reorders_asks_for_it(cli
     assert await replenishment_runs(client, sku)
     view = await order_view(client, order_id)
     assert any(e.type == "order_backordered" for e in view.events) and view.status == "backordered"
+
+
+async def test_a_backorder_that_does_not_answer_the_offer_is_offered_again(client, settings, sessions):
+    """An order too busy to answer the stock offer in time (here: no worker polls its queue) is passed
+    over and named; the replenishment's release step then fails, so that its retry offers again, up
+    to OFFER_ROUNDS attempts, after which the order's own backorder timeout stands."""
+    sku = add_products(sessions, {"KETTLE": 0})["KETTLE"]
+    idle = settings.model_copy(update={"task_queue": f"{settings.task_queue}-nobody-{unique('q')}"})
+    order_id = await place(client, idle, order_doc([(sku, 1)]))  # its workflow never runs
+    with sessions.begin() as session:  # what its row says once it has backordered
+        add_order_row(
+            session,
+            order_id,
+            unique("C"),
+            status="backordered",
+            payment_status="authorized",
+            placed_at=datetime.now(UTC),
+        )
+        session.add(t.OrderLine(order_id=order_id, line_no=1, sku=sku, quantity=1, unit_price=Decimal("5")))
+
+    offers = await release_backorders(client, sessions, [sku], timeout=timedelta(seconds=0.5))
+    assert offers == Offers(served=[], unanswered=[order_id])
+
+    activities = ReplenishmentActivities(
+        sessions, client, SandboxSupplier(), idle.task_queue, timedelta(days=1), timedelta(seconds=0.5)
+    )
+    first = ActivityEnvironment()
+    with pytest.raises(ApplicationError, match=f"did not answer the stock offer \\({order_id}\\)") as raised:
+        await first.run(activities.release_backorders, [sku])
+    assert not raised.value.non_retryable  # the retry is the offer made again
+    last = ActivityEnvironment()
+    last.info = dataclasses.replace(last.info, attempt=OFFER_ROUNDS)
+    assert await last.run(activities.release_backorders, [sku]) == []  # it gives up: the timeout stands
