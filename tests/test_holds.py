@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,7 +17,6 @@ from tests.helpers import (
     cli,
     eventually,
     ledger,
-    notification_kinds,
     notifications,
     order_doc,
     outbox,
@@ -120,34 +118,6 @@ async def test_blocklist_add_confirms_in_plain_english(settings):
 async def test_blocklist_needs_an_address(settings, capsys):
     assert await cli(settings, "blocklist", "add") == (2, "")
     assert "blocklist add needs an e-mail address" in capsys.readouterr().err
-
-
-async def test_an_order_held_too_long_is_cancelled_and_its_authorization_voided(client, settings, sessions):
-    skus = add_products(sessions, {"SOFA": 2}, price="750.00")
-    order_id = await place(
-        client,
-        settings,
-        order_doc([(skus["SOFA"], 1)]),
-        review_above=Decimal("100"),
-        hold_timeout=timedelta(seconds=2),
-    )
-    await wait_status(client, order_id, "on_hold")
-
-    view = await asyncio.wait_for(handle(client, order_id).result(), timeout=30)
-
-    assert (view.status, view.payment_status) == ("cancelled", "voided")
-    (cancelled,) = [e for e in view.events if e.type == "order_cancelled"]
-    assert cancelled.detail == "on hold for longer than 0:00:02"
-    assert [e.detail for e in view.events if e.type == "compensated"] == ["void the authorization"]
-    assert ledger(sessions, order_id) == {"authorization": Decimal("750.00"), "void": Decimal("750.00")}
-    assert assert_ledger_invariants(sessions, order_id).voided
-    assert stock_of(sessions, skus["SOFA"]) == (2, 0)
-    assert notification_kinds(sessions, order_id) == ["order_on_hold", "order_cancelled"]
-    mail = notifications(sessions, order_id)[-1]
-    assert "on hold for longer than" in mail.body and "nothing was charged" in mail.body
-    with sessions() as session:
-        order = session.get(t.Order, order_id)
-        assert order is not None and (order.status, order.payment_status) == ("cancelled", "voided")
 
 
 async def test_a_support_note_shows_in_the_status(client, settings, sessions, capsys):

@@ -262,28 +262,6 @@ async def test_out_of_stock_with_nothing_on_order_is_rejected(client, settings, 
     assert purchase_orders(sessions, sku) == []
 
 
-async def test_a_backorder_that_waits_too_long_is_cancelled(client, sessions, gated_worker):
-    settings, _ = await gated_worker(supplier_lead_time=LONG)
-    sku = add_products(sessions, {"RUG": 2}, price="50.00")["RUG"]
-    set_stock(sessions, sku, "W1", 2, reorder_point=1, reorder_qty=5)
-    po = await open_purchase_order(settings, sessions, sku)
-
-    order_id = await place(client, settings, order_doc([(sku, 3)]), backorder_timeout=timedelta(seconds=2))
-
-    await wait_status(client, order_id, "backordered")
-    view = await wait_status(client, order_id, "cancelled", timeout=15)
-    assert view.payment_status == "voided"
-    (cancelled,) = [e for e in view.events if e.type == "order_cancelled"]
-    assert "still out of stock" in cancelled.detail
-    assert "void" in ledger(sessions, order_id)
-    sent = await wait_notified(sessions, order_id, ["order_backordered", "order_cancelled"])
-    assert "nothing was charged" in sent[-1].body
-    assert stock_of(sessions, sku) == (1, 0)
-    assert (
-        purchase_orders(sessions, sku)[0].id == po.id and purchase_orders(sessions, sku)[0].status == "open"
-    )
-
-
 async def test_cancelling_a_backordered_order(client, sessions, gated_worker):
     settings, _ = await gated_worker(supplier_lead_time=LONG)
     sku = add_products(sessions, {"DESK": 2}, price="120.00")["DESK"]

@@ -261,40 +261,6 @@ async def test_support_cancel_and_the_run_still_complete_as_before(client, setti
     assert description.status == WorkflowExecutionStatus.COMPLETED
 
 
-async def test_the_compensation_runs_to_its_end_through_failing_attempts(client, settings, sessions):
-    """The void fails twice (a gateway outage) after the run was cancelled: it is retried until it
-    goes through, because the compensation no longer belongs to the cancelled part of the run."""
-    sku = add_products(sessions, {"TV": 3}, price="900.00")["TV"]
-    doc = order_doc([(sku, 1)], token="tok_flaky_void")
-    order_id = await place(client, settings, doc, review_above=Decimal("500"))
-    await wait_status(client, order_id, "on_hold")
-
-    await handle(client, order_id).cancel()
-
-    view = await cancelled_run(client, order_id)
-    assert_cancelled_by_operator(view, sessions, order_id)
-    assert view.payment_status == "voided"
-    assert ledger(sessions, order_id) == {"authorization": Decimal("900.00"), "void": Decimal("900.00")}
-    assert await attempts_of(client, order_id, "void_payment") == [3]  # failed twice, then voided
-
-
-async def attempts_of(client: Client, order_id: str, activity: str) -> list[int]:
-    """The attempt each run of `activity` finished on."""
-    history = await handle(client, order_id).fetch_history()
-    scheduled = {
-        e.event_id
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    }
-    return [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
-    ]
-
-
 async def test_a_cancellation_during_supports_cancel_lets_it_finish(client, sessions, gated_worker):
     """Support's cancel is compensating (its void held at the gateway) when an operator cancels the run
     from Temporal: nothing is interrupted, the void completes, and the run ends as support's cancel

@@ -207,6 +207,17 @@ class World:
     def message(self, order_id: str, kind: str) -> NotificationRequest:
         return next(n for n in self.notifications[order_id].values() if n.kind == kind)
 
+    def rendered(self, order_id: str, kind: str) -> tuple[str, str]:
+        """The message's subject and body as the real outbox renders them (activities.notifications:
+        its templates, the order's context, the customer's name, here the driver's Ada Lovelace)."""
+        from string import Template
+
+        from activities.notifications import TEMPLATES
+
+        subject, body = TEMPLATES[kind]
+        values = {"order_id": order_id, "name": "Ada Lovelace", **self.message(order_id, kind).context}
+        return Template(subject).safe_substitute(values), Template(body).safe_substitute(values)
+
     def last_status(self, order_id: str) -> str | None:
         """The status the orders row would mirror: the last written event's."""
         written = self.events[order_id]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,7 +13,7 @@ from temporalio.exceptions import CancelledError
 
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
 from services.orders import Refused
-from tests.fast.driver import Shop, new_sku
+from tests.fast.driver import Shop, eventually, new_sku
 from tests.fast.fakes import World
 
 
@@ -55,6 +58,10 @@ async def test_backorder_timeout_cancels(shop: Shop, world: World) -> None:
     cancelled = next(e for e in final.events if e.type == "order_cancelled")
     assert "still out of stock 7 days, 0:00:00 after backordering" in cancelled.detail
     assert world.money(order) == {"authorization": Decimal("60.00"), "void": 1}
+    assert world.messages(order) == ["order_backordered", "order_cancelled"]
+    assert "nothing was charged" in world.rendered(order, "order_cancelled")[1]
+    assert world.level(sku) == (0, 0)
+    assert world.on_order[sku] == 4  # the stock on order stays on order
 
 
 async def test_out_of_stock_and_nothing_on_order_rejects(shop: Shop, world: World) -> None:
@@ -200,3 +207,97 @@ async def test_temporal_cancel_after_handover_keeps_the_parcel(shop: Shop, world
     assert view.payment.captured == Decimal("30.00") and view.payment.refunded == 0
     assert world.level(sku) == (2, 0)  # the units are on the van, not back on the books
     assert any("already handed to the carrier" in e.detail for e in view.events if e.type == "run_cancelled")
+
+
+async def test_temporal_cancel_compensation_runs_to_its_end_through_failing_attempts(
+    shop: Shop, world: World
+) -> None:
+    """Moved from tests/test_temporal_cancel.py: the void fails twice (a gateway outage) after the run
+    was cancelled, and is retried until it goes through (the compensation is not part of what the
+    cancellation interrupts)."""
+    sku = world.add_product(new_sku("TV"), price="900.00", stock={"W1": 3})
+    order = await shop.place([(sku, 1)], policy={"review_above": Decimal("500")})
+    assert (await shop.settled(order)).status == OrderStatus.on_hold
+    world.fail("void_payment", times=2)
+    before = world.calls["void_payment"]
+    await shop.handle(order).cancel()
+    await shop.skip(order, timedelta(minutes=1))  # the void's back-off
+    with pytest.raises(WorkflowFailureError) as failed:
+        await shop.result(order)
+    assert isinstance(failed.value.cause, CancelledError)
+    view = await shop.view(order)
+    assert (view.status, view.payment_status) == (OrderStatus.cancelled, PaymentStatus.voided)
+    assert next(e.detail for e in view.events if e.type == "order_cancelled").startswith(
+        "cancelled from Temporal by an operator"
+    )
+    assert world.money(order) == {"authorization": Decimal("900.00"), "void": 1}
+    assert world.calls["void_payment"] - before == 3  # failed twice, then voided
+    assert await _attempts_of(shop, order, "void_payment") == [3]  # one void, retried: not three
+    assert world.messages(order)[-1] == "order_cancelled"
+    assert world.level(sku) == (3, 0)
+
+
+async def test_a_stuck_order_can_be_cancelled_from_temporal(shop: Shop, world: World) -> None:
+    """Moved from tests/test_stuck_steps.py: a step that would retry for ever (the label printer is
+    offline) is interrupted by Temporal's cancellation, and the order compensates (the picked units
+    back on the shelf, the authorization voided)."""
+    from models import search_attributes as sa
+
+    sku = world.add_product(new_sku("MUG"), price="8.00", stock={"W1": 4})
+    order = await shop.place([(sku, 2)])
+    await shop.settled(order)
+    await shop.skip(order, shop.policy.release_delay)
+    (shipment,) = (await shop.released(order)).shipments
+    await shop.pick(shipment)
+    await shop.until(order, lambda v: v.shipments[0].status == ShipmentStatus.picked)
+    # the booking is a regular activity: its back-off is the server's to skip (a local one's is not)
+    world.fail("book_carrier", times=10_000, message="label printer offline")
+    before = world.calls["book_carrier"]
+    pack = asyncio.create_task(shop.pack(shipment.id))  # answered once acted on: never, until the end
+    await eventually(
+        lambda: _const(world.calls["book_carrier"]), lambda n: n > before, "the carrier being booked"
+    )
+    await shop.skip(order, timedelta(minutes=2))  # the retries' back-off: stuck, and still retrying
+    view = await shop.until(order, lambda v: "step_stuck" in [e.type for e in v.events], "step_stuck")
+    (stuck,) = [e for e in view.events if e.type == "step_stuck"]
+    assert stuck.detail.startswith(f"book the carrier for {shipment.id}: failed 5 attempts, still retrying")
+    assert "label printer offline" in stuck.detail
+    attention = (await shop.handle(order).describe()).typed_search_attributes.get(sa.NEEDS_ATTENTION)
+    assert attention is True
+
+    await shop.handle(order).cancel()  # the step would retry for ever: it is interrupted
+    with pytest.raises(WorkflowFailureError) as failed:
+        await shop.result(order)
+    assert isinstance(failed.value.cause, CancelledError)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pack, 20)
+    view = await shop.view(order)
+    assert (view.status, view.payment_status) == (OrderStatus.cancelled, PaymentStatus.voided)
+    assert world.level(sku) == (4, 0)  # picked, then put back
+    assert world.money(order) == {"authorization": Decimal("16.00"), "void": 1}
+    assert world.messages(order)[-1] == "order_cancelled"
+    attention = (await shop.handle(order).describe()).typed_search_attributes.get(sa.NEEDS_ATTENTION)
+    assert attention is False  # nothing is stuck any more
+
+
+async def _const(value: int) -> int:
+    return value
+
+
+async def _attempts_of(shop: Shop, order: str, activity: str) -> list[int]:
+    """The attempt each run of `activity` finished on (from the order's history)."""
+    from temporalio.api.enums.v1 import EventType
+
+    history = await shop.handle(order).fetch_history()
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
+    }
+    return [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+    ]

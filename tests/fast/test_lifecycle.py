@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from models import search_attributes as sa
 from models.orders import OrderStatus, PaymentStatus
 from tests.fast.driver import Shop, new_sku
 from tests.fast.fakes import DECLINED_TOKEN, World
@@ -113,6 +114,10 @@ async def test_declined_card_rejects_and_reserves_nothing(shop: Shop, world: Wor
     assert world.money(order) == {}
     assert "order_rejected" in world.event_types(order)
     assert world.messages(order) == ["order_rejected"]
+    # a business refusal is not a stuck step: no step_stuck, no NeedsAttention (tests/test_stuck_steps.py)
+    assert "step_stuck" not in [e.type for e in final.events]
+    description = await shop.handle(order).describe()
+    assert description.typed_search_attributes.get(sa.NEEDS_ATTENTION) is None
 
 
 async def test_unknown_sku_is_rejected_before_the_gateway(shop: Shop, world: World) -> None:
@@ -153,9 +158,13 @@ async def test_hold_timeout_cancels_and_voids(shop: Shop, world: World) -> None:
     assert final.payment_status == PaymentStatus.voided
     assert world.money(order) == {"authorization": Decimal("900.00"), "void": 1}
     assert world.level(sku) == (2, 0)
-    cancelled = [e for e in final.events if e.type == "order_cancelled"]
-    assert cancelled and "on hold for longer than 3 days" in cancelled[0].detail
+    (cancelled,) = [e for e in final.events if e.type == "order_cancelled"]
+    assert cancelled.detail == "on hold for longer than 3 days, 0:00:00"
+    assert [e.detail for e in final.events if e.type == "compensated"] == ["void the authorization"]
     assert world.messages(order) == ["order_on_hold", "order_cancelled"]
+    _, body = world.rendered(order, "order_cancelled")
+    assert "on hold for longer than" in body and "nothing was charged" in body
+    assert world.last_status(order) == "cancelled"  # what the orders row mirrors
 
 
 async def test_release_refused_when_not_on_hold(shop: Shop, world: World) -> None:

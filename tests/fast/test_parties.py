@@ -9,7 +9,7 @@ import pytest
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
 from models.shipping import CarrierEventType, Resolution
 from services.orders import Refused
-from tests.fast.driver import Shop, new_sku
+from tests.fast.driver import Shop, eventually, new_sku
 from tests.fast.fakes import World
 
 
@@ -244,6 +244,70 @@ async def test_delivery_sla_overdue_flags_then_delivery_clears_the_wait(shop: Sh
     await shop.skip(order, shop.policy.return_window)
     final = await shop.result(order)
     assert final.status == OrderStatus.completed and final.overdue
+
+
+async def test_overdue_delivery_is_flagged_once_and_the_order_keeps_waiting(shop: Shop, world: World) -> None:
+    """Moved from tests/test_overdue.py (its 2 s SLA waited out in real time)."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    from models import search_attributes as sa
+    from services.orders import confirm_delivery
+
+    sku = world.add_product(new_sku("DESK"), stock={"W1": 2})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    (shipment,) = (await shop.to_carrier(order)).shipments
+    await shop.skip(order, shop.policy.delivery_sla)
+
+    view = await shop.until(order, lambda v: v.overdue)
+    assert view.status == OrderStatus.shipped
+    (overdue,) = [e for e in view.events if e.type == "delivery_overdue"]
+    assert overdue.detail.startswith(
+        f"{shipment.id}: no delivery confirmation 7 days, 0:00:00 after shipping"
+    )
+    await shop.messaged(order, "delivery_overdue")
+    assert world.message(order, "delivery_overdue").to_support  # the outbox sends it to SUPPORT_ADDRESS
+    subject, body = world.rendered(order, "delivery_overdue")
+    assert subject == f"[support] Order {order} delivery overdue"
+    assert shipment.tracking_number and shipment.tracking_number in body
+    description = await shop.handle(order).describe()
+    assert description.typed_search_attributes.get(sa.DELIVERY_OVERDUE) is True
+    assert description.status == WorkflowExecutionStatus.RUNNING
+
+    await confirm_delivery(shop.client, order)
+    view = await shop.status(order, OrderStatus.delivered)
+    assert view.overdue  # it was late; the record stays
+    assert [e.type for e in view.events].count("delivery_overdue") == 1
+    await shop.messaged(order, "order_delivered")
+    assert world.messages(order).count("delivery_overdue") == 1
+
+
+async def test_an_order_delivered_within_its_sla_is_never_flagged(shop: Shop, world: World) -> None:
+    """Moved from tests/test_overdue.py."""
+    from models import search_attributes as sa
+    from tests.helpers import timers
+
+    sku = world.add_product(new_sku("CHAIR"), stock={"W1": 2})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    (shipment,) = (await shop.to_carrier(order)).shipments
+    await shop.deliver_all(order)
+
+    # the delivery ended the SLA's wait: its timer was canceled and can never fire
+    await eventually(
+        lambda: timers(shop.client, order),
+        lambda t: t.get(f"delivery SLA for {shipment.id}") == "canceled",
+        "the SLA timer canceled",
+    )
+    await shop.skip(order, shop.policy.delivery_sla)  # the SLA's time passes (inside the return window)
+    view = await shop.view(order)
+    assert not view.overdue
+    assert "delivery_overdue" not in [e.type for e in view.events]
+    await shop.messaged(order, "order_delivered")
+    assert "delivery_overdue" not in world.event_types(order)
+    assert "delivery_overdue" not in world.messages(order)
+    description = await shop.handle(order).describe()
+    assert description.typed_search_attributes.get(sa.DELIVERY_OVERDUE) is None
 
 
 async def test_reports_out_of_order_or_duplicated_are_refused(shop: Shop, world: World) -> None:
