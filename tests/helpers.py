@@ -115,17 +115,23 @@ async def place(client: Client, settings: Settings, doc: dict[str, Any], **polic
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0
+    probe: Callable[[], Awaitable[T] | T],
+    check: Callable[[T], bool],
+    timeout: float = 30.0,
+    what: str = "condition",
+    every: float = 0.1,
 ) -> T:
-    """Poll `probe` until `check` accepts its value; fail with the last value seen."""
+    """Poll `probe` (a query, or a plain read of in-memory state) every `every` seconds until `check`
+    accepts its value; fail with the last value seen."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        value = await probe()
+        answer = probe()
+        value: T = await answer if inspect.isawaitable(answer) else answer  # type: ignore[assignment]
         if check(value):
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.1)
+            raise AssertionError(f"{what} not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(every)
 
 
 async def scheduled_activities(client: Client, order_id: str) -> list[str]:

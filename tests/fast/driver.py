@@ -27,7 +27,9 @@ from models.shipping import CarrierEventType, Resolution
 from models.workflow_names import OrderUpdate
 from services import fulfilment as fulfilment_service
 from services import orders as orders_service
+from tests import helpers
 from tests.fast.fakes import World
+from tests.helpers import order_doc
 
 T = TypeVar("T")
 WAIT = 20.0  # seconds of real time any one condition may take
@@ -35,26 +37,6 @@ WAIT = 20.0  # seconds of real time any one condition may take
 
 def new_sku(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6].upper()}"
-
-
-def order_doc(lines: list[tuple[str, int]], token: str = "tok_visa", **overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "order_id": f"F-{uuid.uuid4().hex[:10].upper()}",
-        "channel": "web",
-        "customer": {"id": "C-7", "name": "Ada Lovelace", "email": "ada@example.com"},
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Sq",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-        "lines": [{"sku": sku, "quantity": qty} for sku, qty in lines],
-        "currency": "EUR",
-        "payment": {"method": "card", "token": token},
-    }
-    doc.update(overrides)
-    return doc
 
 
 class Shop:
@@ -106,12 +88,12 @@ class Shop:
     async def written(self, order_id: str, event_type: str) -> None:
         """Until the order has written an event of that type (the events row, not just its view)."""
         await eventually(
-            lambda: _const(self.world.event_types(order_id)), lambda types: event_type in types, event_type
+            lambda: self.world.event_types(order_id), lambda types: event_type in types, event_type
         )
 
     async def messaged(self, order_id: str, kind: str) -> None:
         """Until the order has written a message of that kind to the outbox (with a workflow task's write)."""
-        await eventually(lambda: _const(self.world.messages(order_id)), lambda kinds: kind in kinds, kind)
+        await eventually(lambda: self.world.messages(order_id), lambda kinds: kind in kinds, kind)
 
     # ---- support ----
 
@@ -221,17 +203,6 @@ class Shop:
         return await self.status(order_id, "delivered")
 
 
-async def _const(value: T) -> T:
-    return value
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], what: str) -> T:
-    """Query until `check` accepts the answer; fail with the last answer seen."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not reached within {WAIT}s; last seen: {value!r}")
-        await asyncio.sleep(0.02)
+async def eventually(probe: Callable[[], Awaitable[T] | T], check: Callable[[T], bool], what: str) -> T:
+    """tests.helpers.eventually at the fast tier's pace: time is skipped, so answers come quickly."""
+    return await helpers.eventually(probe, check, timeout=WAIT, what=what, every=0.02)

@@ -254,9 +254,7 @@ async def test_a_stuck_order_can_be_cancelled_from_temporal(shop: Shop, world: W
     world.fail("book_carrier", times=10_000, message="label printer offline")
     before = world.calls["book_carrier"]
     pack = asyncio.create_task(shop.pack(shipment.id))  # answered once acted on: never, until the end
-    await eventually(
-        lambda: _const(world.calls["book_carrier"]), lambda n: n > before, "the carrier being booked"
-    )
+    await eventually(lambda: world.calls["book_carrier"], lambda n: n > before, "the carrier being booked")
     await shop.skip(order, timedelta(minutes=2))  # the retries' back-off: stuck, and still retrying
     view = await shop.until(order, lambda v: "step_stuck" in [e.type for e in v.events], "step_stuck")
     (stuck,) = [e for e in view.events if e.type == "step_stuck"]
@@ -278,10 +276,6 @@ async def test_a_stuck_order_can_be_cancelled_from_temporal(shop: Shop, world: W
     assert world.messages(order)[-1] == "order_cancelled"
     attention = (await shop.handle(order).describe()).typed_search_attributes.get(sa.NEEDS_ATTENTION)
     assert attention is False  # nothing is stuck any more
-
-
-async def _const(value: int) -> int:
-    return value
 
 
 async def _attempts_of(shop: Shop, order: str, activity: str) -> list[int]:
