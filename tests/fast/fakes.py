@@ -242,7 +242,7 @@ class World:
             if r.order_id == order_id and r.status == status and shipment_id in ("", r.shipment_id)
         ]
 
-    def _pay(self, request: PaymentRequest, kind: str, amount: Decimal) -> PaymentResult:
+    def _pay(self, request: PaymentRequest, kind: PaymentKind, amount: Decimal) -> PaymentResult:
         for p in self.payments:
             if p.key == request.idempotency_key:  # a repeat: the first answer
                 return PaymentResult(reference=p.reference, amount=p.amount, kind=p.kind)
@@ -250,8 +250,20 @@ class World:
         self.payments.append(Payment(request.order_id, kind, amount, request.idempotency_key, ref))
         return PaymentResult(reference=ref, amount=amount, kind=kind)
 
-    def _paid(self, order_id: str, kind: str) -> Decimal:
+    def _paid(self, order_id: str, kind: PaymentKind) -> Decimal:
         return sum((p.amount for p in self.payments if p.order_id == order_id and p.kind == kind), Decimal(0))
+
+    def _pay_within(
+        self, request: PaymentRequest, kind: PaymentKind, limit: PaymentKind, refusal: str
+    ) -> PaymentResult:
+        """A capture within what was authorized, a refund within what was captured; a repeat of one
+        already made answers as the first (the gateway's idempotency)."""
+        repeat = any(p.key == request.idempotency_key for p in self.payments)
+        if not repeat and self._paid(request.order_id, kind) + request.amount > self._paid(
+            request.order_id, limit
+        ):
+            raise refuse(ErrorType.payment_rejected, refusal, benign=False)
+        return self._pay(request, kind, request.amount)
 
     def _priced(self, request: PlaceOrder) -> PricedOrder:
         lines, problems = [], []
@@ -339,37 +351,29 @@ class World:
         self._enter("authorize_payment")
         if request.token == DECLINED_TOKEN:
             raise refuse(ErrorType.payment_declined, "card declined: insufficient funds")
-        result = self._pay(request, "authorization", request.amount)
+        result = self._pay(request, PaymentKind.authorization, request.amount)
         return result.model_copy(update={"attempt": activity.info().attempt})
 
     @activity.defn(name="capture_payment")
     async def capture_payment(self, request: PaymentRequest) -> PaymentResult:
         self._enter("capture_payment")
-        authorized = self._paid(request.order_id, "authorization")
-        captured = self._paid(request.order_id, "capture")
-        if not any(p.key == request.idempotency_key for p in self.payments) and (
-            captured + request.amount > authorized
-        ):
-            raise refuse(ErrorType.payment_rejected, "capture above the authorization", benign=False)
-        return self._pay(request, "capture", request.amount)
+        return self._pay_within(
+            request, PaymentKind.capture, PaymentKind.authorization, "capture above the authorization"
+        )
 
     @activity.defn(name="refund_payment")
     async def refund_payment(self, request: PaymentRequest) -> PaymentResult:
         self._enter("refund_payment")
-        captured = self._paid(request.order_id, "capture")
-        refunded = self._paid(request.order_id, "refund")
-        if not any(p.key == request.idempotency_key for p in self.payments) and (
-            refunded + request.amount > captured
-        ):
-            raise refuse(ErrorType.payment_rejected, "refund above what was captured", benign=False)
-        return self._pay(request, "refund", request.amount)
+        return self._pay_within(
+            request, PaymentKind.refund, PaymentKind.capture, "refund above what was captured"
+        )
 
     @activity.defn(name="void_payment")
     async def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
         self._enter("void_payment")
-        if not self._paid(request.order_id, "authorization"):
+        if not self._paid(request.order_id, PaymentKind.authorization):
             return None
-        return self._pay(request, "void", Decimal(0))
+        return self._pay(request, PaymentKind.void, Decimal(0))
 
     # ---- stock ----
 
