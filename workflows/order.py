@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
     from models.steps import (
         Admission,
         AllocatedShipment,
-        ErrorType,
         FeedbackRecord,
         PaymentRequest,
         ReserveRequest,
@@ -53,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
     from workflows.context import OrderContext
-    from workflows.failures import OrderFailed, business_refusal, refusal_code
+    from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
     from workflows.parties import Inbox, Legs, refuse_report
@@ -324,13 +323,13 @@ class OrderWorkflow:
                 if reason is None:
                     raise
                 code = refusal_code(err)
-                shortage = _shortage(err)
+                wanted = shortage(err)
             finally:
                 self._reserve_attempts += 1
             if deadline is None:
                 # the reserve step read open purchase orders in the same transaction as the stock
-                on_order = shortage.get("on_order", {})
-                short = shortage.get("short", [])
+                on_order = wanted.get("on_order", {})
+                short = wanted.get("short", [])
                 if not short or any(sku not in on_order for sku in short):
                     raise OrderFailed(OrderStatus.rejected, reason, code=code)
                 deadline = workflow.now() + ctx.policy.backorder_timeout
@@ -340,13 +339,13 @@ class OrderWorkflow:
                     f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
                 )
                 await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
-                # the orders row says backordered before the retry (lean orders write it later): stock
+                # the orders row says backordered before the retry (the writer would wait for a pause): stock
                 # received from then on is offered to this order, stock received before is found now
                 await ctx.written()
                 continue  # stock received while we became backordered was offered to nobody: try again now
             if not asked:
                 asked = True
-                await ctx.ask_for_backordered_stock(shortage.get("short", []))
+                await ctx.ask_for_backordered_stock(wanted.get("short", []))
             try:
                 await workflow.wait_condition(
                     lambda: self.stock_arrived or ctx.stop is not None,
@@ -733,11 +732,3 @@ class OrderWorkflow:
     @workflow.signal(name=OrderSignal.add_note)
     async def add_note(self, note: SupportNote) -> None:
         await self._ctx.event(OrderEventType.support_note, note.text + by_whom(note.by))
-
-
-def _shortage(err: ActivityError) -> dict:
-    """What an OutOfStock refusal says is short, and how much of it is on order (its first detail)."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:
-        return dict(cause.details[0])
-    return {}
