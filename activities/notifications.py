@@ -12,92 +12,92 @@ from config import Settings
 from db import SessionFactory
 from domain.tracking_links import TrackingLinks
 from models import tables as t
-from models.steps import NotificationRequest
+from models.steps import NotificationKind, NotificationRequest
 
 SUPPORT_ADDRESS = "support@oms.example"
 
 # kind -> (subject, body); $placeholders come from the request context plus order_id and name.
-TEMPLATES: dict[str, tuple[str, str]] = {
-    "order_confirmed": (
+TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
+    NotificationKind.order_confirmed: (
         "Your order $order_id is confirmed",
         "Hello $name,\n\nthank you for your order $order_id.\n$lines\nTotal: $total $currency\n"
         "Expected delivery: $expected_delivery\n$tracking_line",
     ),
-    "order_rejected": (
+    NotificationKind.order_rejected: (
         "We could not accept your order $order_id",
         "Hello $name,\n\nwe are sorry: your order $order_id could not be accepted ($reason).\n"
         "Nothing has been charged.\n",
     ),
-    "order_shipped": (
+    NotificationKind.order_shipped: (
         "Your order $order_id is on its way",
         "Hello $name,\n\nyour parcel $shipment_id left our $warehouse warehouse with $carrier.\n"
         "Tracking number: $tracking_number\n",
     ),
-    "order_delivered": (
+    NotificationKind.order_delivered: (
         "Your order $order_id was delivered - how did we do?",
         "Hello $name,\n\nyour parcel $shipment_id was delivered. We would love your feedback: "
         "rate your order from 1 to 5 by replying to this message.\n",
     ),
-    "order_on_hold": (
+    NotificationKind.order_on_hold: (
         "Your order $order_id is being reviewed",
         "Hello $name,\n\nyour order $order_id needs a short review before we send it. Your card is authorized, "
         "not charged. We will be in touch shortly.\n",
     ),
-    "order_backordered": (
+    NotificationKind.order_backordered: (
         "Your order $order_id is backordered",
         "Hello $name,\n\nsome items of your order $order_id ($skus) are out of stock right now. More are on the way "
         "and we will send your order as soon as they arrive. Your card is authorized, not charged.\n",
     ),
-    "order_cancelled": (
+    NotificationKind.order_cancelled: (
         "Your order $order_id was cancelled",
         "Hello $name,\n\nyour order $order_id was cancelled: $reason.\n$money\n",
     ),
-    "return_authorized": (
+    NotificationKind.return_authorized: (
         "Return $rma for order $order_id",
         "Hello $name,\n\nwe have authorized your return $rma: $lines.\nPlease pack the items with the return "
         "number $rma written on the parcel and send it to our $warehouse warehouse within $receipt_days days.\n",
     ),
-    "refund_issued": (
+    NotificationKind.refund_issued: (
         "Refund for order $order_id",
         "Hello $name,\n\nwe received your return $rma and refunded $amount $currency to your card.\n",
     ),
-    "return_expired": (
+    NotificationKind.return_expired: (
         "Return $rma for order $order_id has expired",
         "Hello $name,\n\nwe did not receive the parcel for return $rma in time, so the return is closed "
         "without a refund. Contact us if you did send it.\n",
     ),
-    "exchange_shipped": (
+    NotificationKind.exchange_shipped: (
         "Your replacement for order $order_id is on its way",
         "Hello $name,\n\nwe received return $rma and sent your replacement $sku with $carrier.\n"
         "Tracking number: $tracking_number\n$money\n",
     ),
-    "lines_cancelled": (
+    NotificationKind.lines_cancelled: (
         "Part of your order $order_id could not be sent",
         "Hello $name,\n\nwe are sorry: $lines could not be found in our warehouse and will not be sent. "
         "You will not be charged for them ($money).\n",
     ),
-    "parcel_lost": (
+    NotificationKind.parcel_lost: (
         "[support] Order $order_id: parcel $shipment_id $trouble",
         "Parcel $shipment_id ($carrier $tracking_number) of order $order_id: $trouble.\n"
         "Choose: starter.py resolve $order_id $shipment_id --reship | --refund. With no choice by "
         "$deadline the order is refunded for it.\n",
     ),
-    "parcel_refunded": (
+    NotificationKind.parcel_refunded: (
         "About your parcel $shipment_id (order $order_id)",
         "Hello $name,\n\nyour parcel $shipment_id did not reach you ($trouble). We have refunded $money "
         "to your card.\n",
     ),
-    "parcel_reshipped": (
+    NotificationKind.parcel_reshipped: (
         "A new parcel for order $order_id is on its way to the warehouse",
         "Hello $name,\n\nyour parcel $shipment_id did not reach you ($trouble), so we are sending the same "
         "items again as $new_shipments. You will not be charged again.\n",
     ),
-    "compensation_failed": (
+    NotificationKind.compensation_failed: (
         "[support] Order $order_id needs attention: compensation failed",
         "Undoing '$what' for order $order_id gave up after repeated failures: $error\n"
         "Money or stock may be out of place; please resolve it by hand.\n",
     ),
-    "delivery_overdue": (
+    NotificationKind.delivery_overdue: (
         "[support] Order $order_id delivery overdue",
         "Order $order_id was shipped but has no delivery confirmation after $sla. Please contact $carrier "
         "about $tracking_numbers.\n",

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities import refuse
 from activities.notifications import Outbox
 from db import SessionFactory
+from domain.screening import hold_reason
 from models import tables as t
 from models.events import ReasonCode
 from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
@@ -53,7 +54,8 @@ class OrderActivities:
                 hold = _hold_reason(session, ScreenRequest.of(request, priced.total))
         if refusal is not None:
             raise refusal
-        return Admission(priced=priced, hold_reason=hold)
+        code, reason = hold or (None, None)
+        return Admission(priced=priced, hold_reason=reason, hold_code=code)
 
     @activity.defn
     def price_sku(self, request: PriceRequest) -> PricedLine:
@@ -165,15 +167,11 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
     return PricedOrder(lines=lines, total=total, currency=order.currency)
 
 
-def _hold_reason(session: Session, request: ScreenRequest) -> str | None:
+def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:
     blocked = session.get(t.BlockedEmail, request.email.lower())
-    if blocked is not None:
-        return f"customer e-mail {request.email} is on the blocklist" + (
-            f" ({blocked.reason})" if blocked.reason else ""
-        )
-    if request.review_above is not None and request.total > request.review_above:
-        return f"order total {request.total} is above the review limit {request.review_above}"
-    return None
+    return hold_reason(
+        request.email, request.total, request.review_above, blocked is not None, blocked and blocked.reason
+    )
 
 
 def _write_events(session: Session, events: list[EventRecord]) -> None:

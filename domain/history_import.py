@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from db import SessionFactory
 from models import tables as t
-from models.events import OrderEventType
+from models.events import OrderEventType, ReasonCode
 from models.orders import MAX_MONEY, MAX_QUANTITY, Channel, OrderStatus, PaymentStatus, ShipmentStatus
 
 CENT = Decimal("0.01")
@@ -758,7 +758,17 @@ def _write_orders(session: Session, orders: list[_Order], fmt: HistoryFormat, wa
             for n, x in enumerate(o.lines, start=1)
         ]
         event_rows += [
-            {"order_id": o.id, "seq": seq, "at": at, "type": kind, "detail": detail}
+            {
+                "order_id": o.id,
+                "seq": seq,
+                "at": at,
+                "type": kind,
+                "detail": detail,
+                # an imported order was only ever cancelled by its source (a marketplace, an invoice)
+                "reason_code": ReasonCode.cancelled_at_source
+                if kind == OrderEventType.order_cancelled
+                else None,
+            }
             for seq, (at, kind, detail) in enumerate(o.events, start=1)
         ]
         if o.feedback is not None:

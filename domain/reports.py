@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from db import SessionFactory
 from domain.dashboard import overdue_deliveries
 from models import tables as t
-from models.events import OrderEventType, PaymentKind, ReasonCode
+from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, ReturnStatus
 
 ZERO = Decimal("0.00")
@@ -310,6 +310,8 @@ class Report:
 
 # ---- the rows ----
 
+NO_REASON_CODE = "(no reason code)"  # an event older than its code whose text named none (migration 0014)
+
 
 @dataclass
 class _Order:
@@ -333,11 +335,11 @@ class _Order:
         return next(((at, detail) for at, type_, detail in reversed(self.events) if type_ == kind), None)
 
     def reason(self, kind: Milestone) -> str:
-        """Why the last `kind` event happened: its reason code; for rows without one (older rows,
-        imported history) the category its text reads as."""
-        for (_, type_, detail), code in zip(reversed(self.events), reversed(self.codes), strict=True):
+        """Why the last `kind` event happened: its reason code (migration 0014 gave older rows theirs,
+        where their text named one)."""
+        for (_, type_, _), code in zip(reversed(self.events), reversed(self.codes), strict=True):
             if type_ == kind:
-                return code or code_of_text(detail)
+                return code or NO_REASON_CODE
         return "(no reason recorded)"
 
     @property
@@ -525,42 +527,6 @@ def _ledger_rows(session: Session, period: Period) -> list[tuple[datetime, str, 
 
 
 # ---- the sections ----
-
-_BY = re.compile(r" \(by [^)]*\)")
-
-
-def reason_of(detail: str) -> str:
-    """The fallback for events without a reason code (rows older than migration 0013, imported
-    history): the reason of a rejection or cancellation event read from its text, as a category: who asked, what was kept and
-    per-order particulars (line numbers, SKUs, quantities) are left out so that like counts with like."""
-    text = _BY.sub("", detail).split("; kept ")[0].strip()
-    text = text.removeprefix("cancelled: ").strip()
-    if text.startswith("payment declined"):
-        return text.split(" (")[0]  # "payment declined: card_declined", without the sandbox's hint
-    if text.startswith("out of stock"):
-        return "out of stock"
-    if "unknown SKU" in text or "is not active" in text or "unknown or not active" in text:
-        return "unknown or inactive SKU"
-    if "differs from catalog price" in text or "is sold in" in text:
-        return "price or currency differs from the catalog"
-    return text or "(no reason given)"
-
-
-# the categories reason_of reads in older rows' text -> the code newer rows carry
-_TEXT_CODES = {
-    "out of stock": ReasonCode.out_of_stock,
-    "unknown or inactive SKU": ReasonCode.unknown_sku,
-    "price or currency differs from the catalog": ReasonCode.price_mismatch,
-}
-
-
-def code_of_text(detail: str) -> str:
-    """The reason of an event without a code, as the code a newer row would carry where its text says
-    which (a declined payment, a shortage, an unknown SKU, a price), else as its text's category."""
-    category = reason_of(detail)
-    if category.startswith("payment declined"):
-        return ReasonCode.payment_declined
-    return _TEXT_CODES.get(category, category)
 
 
 def funnel(orders: list[_Order], returns: Iterable[tuple[str, str, str, str, Decimal, str, int]]) -> Funnel:

@@ -126,6 +126,9 @@ class ReasonCode(StrEnum):
     out_of_stock = "out_of_stock"
     carrier_refused = "carrier_refused"
     invalid_data = "invalid_data"
+    # held for a person to look at (admission's screening, activities/orders.py)
+    blocklisted_customer = "blocklisted_customer"
+    above_review_limit = "above_review_limit"
     # the order's clock ran out
     hold_timeout = "hold_timeout"
     backorder_timeout = "backorder_timeout"
@@ -133,6 +136,7 @@ class ReasonCode(StrEnum):
     # somebody stopped it
     cancelled_by_support = "cancelled_by_support"
     cancelled_from_temporal = "cancelled_from_temporal"
+    cancelled_at_source = "cancelled_at_source"  # imported history: the source had cancelled it
     # how it ended otherwise
     nothing_delivered = "nothing_delivered"
     # a parcel in trouble (ShipmentTrouble's values)

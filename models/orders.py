@@ -292,6 +292,7 @@ class EventView(BaseModel):
     at: datetime
     type: str
     detail: str = ""
+    reason_code: str | None = None  # why, as a ReasonCode (models/events.py), where the event has one
 
 
 class FeedbackView(BaseModel):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from pydantic import BaseModel
 
-from models.events import PaymentKind
+from models.events import PaymentKind, ReasonCode
 from models.orders import (
     Address,
     PlaceOrder,
@@ -122,9 +123,32 @@ class DeliveryRecord(BaseModel):
     delivered_at: datetime
 
 
+class NotificationKind(StrEnum):
+    """A message the order sends: to the customer, or (`to_support`) to support. Each has its template
+    in activities/notifications.py; the outbox row's `kind`."""
+
+    order_confirmed = "order_confirmed"
+    order_rejected = "order_rejected"
+    order_shipped = "order_shipped"
+    order_delivered = "order_delivered"
+    order_on_hold = "order_on_hold"
+    order_backordered = "order_backordered"
+    order_cancelled = "order_cancelled"
+    return_authorized = "return_authorized"
+    refund_issued = "refund_issued"
+    return_expired = "return_expired"
+    exchange_shipped = "exchange_shipped"
+    lines_cancelled = "lines_cancelled"
+    parcel_lost = "parcel_lost"
+    parcel_refunded = "parcel_refunded"
+    parcel_reshipped = "parcel_reshipped"
+    compensation_failed = "compensation_failed"
+    delivery_overdue = "delivery_overdue"
+
+
 class NotificationRequest(BaseModel):
     order_id: str
-    kind: str
+    kind: NotificationKind
     idempotency_key: str
     context: dict[str, str] = {}
     to_support: bool = False
@@ -166,6 +190,7 @@ class Admission(BaseModel):
 
     priced: PricedOrder
     hold_reason: str | None
+    hold_code: ReasonCode | None = None  # the hold's reason as a code
 
 
 class PriceRequest(BaseModel):

@@ -44,7 +44,10 @@ async def test_an_order_above_the_review_limit_waits_for_release(client, setting
         order = session.get(t.Order, order_id)
         assert order is not None and (order.status, order.payment_status) == ("on_hold", "authorized")
     (held,) = [e for e in view.events if e.type == "order_on_hold"]
-    assert held.detail == view.hold_reason
+    assert (held.detail, held.reason_code) == (view.hold_reason, "above_review_limit")
+    with sessions() as session:  # the events row carries the code the reports group by
+        row = session.query(t.OrderEvent).filter_by(order_id=order_id, type="order_on_hold").one()
+        assert row.reason_code == "above_review_limit"
     assert await eventually(lambda: outbox(sessions, order_id), bool) == ["order_on_hold"]
     assert notifications(sessions, order_id)[0].recipient == "ada@example.com"
 

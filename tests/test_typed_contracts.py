@@ -1,5 +1,6 @@
 """Issue 22: the order's vocabulary as types. Every event type the workflows write is an
-`OrderEventType`; migration 0013 adds `order_events.reason_code` and leaves older rows without one."""
+`OrderEventType`; migration 0013 adds `order_events.reason_code`, 0014 gives older rows the code
+their text names; every message the order sends is a `NotificationKind` with a template."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import text
 
+from activities.notifications import TEMPLATES
 from db import alembic_config, migrate
 from models import tables as t
 from models.events import OrderEventType, ReasonCode
 from models.orders import OrderStatus, ShipmentStatus, ShipmentTrouble
+from models.steps import NotificationKind
 from tests.helpers import add_order_row, fresh_database
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
@@ -58,39 +61,70 @@ def test_the_dynamic_event_names_map_every_status_they_can_take():
         assert ReasonCode(trouble.value)
 
 
-def test_migration_0013_adds_reason_codes_and_keeps_older_events(tmp_path):
-    with fresh_database(tmp_path, "m0013") as (url, sessions):
+# (event type, text as the code before migration 0013 wrote it) -> the code 0014 gives the row
+OLDER_ROWS: list[tuple[str, str, str | None]] = [
+    ("order_rejected", "payment declined: card_declined (not one of ...)", ReasonCode.payment_declined),
+    ("order_rejected", "out of stock: SKU-1 short by 3", ReasonCode.out_of_stock),
+    ("order_rejected", "line 1: unknown SKU FOO; line 2: SKU BAR is not active", ReasonCode.unknown_sku),
+    (
+        "order_rejected",
+        "line 1: unit price 9.00 for X differs from catalog price 10.00",
+        ReasonCode.price_mismatch,
+    ),
+    ("order_rejected", "invalid order: at least one line is required", ReasonCode.invalid_order),
+    ("order_rejected", "the data cannot be stored: a value is too long", ReasonCode.invalid_data),
+    (
+        "order_cancelled",
+        "cancelled: out of stock says the customer (by cli:ann)",
+        ReasonCode.cancelled_by_support,
+    ),
+    ("order_cancelled", "cancelled from Temporal by an operator: test", ReasonCode.cancelled_from_temporal),
+    ("order_cancelled", "on hold for longer than 3 days, 0:00:00", ReasonCode.hold_timeout),
+    (
+        "order_cancelled",
+        "still out of stock 7 days, 0:00:00 after backordering",
+        ReasonCode.backorder_timeout,
+    ),
+    ("order_cancelled", "Olist status unavailable", ReasonCode.cancelled_at_source),
+    ("order_cancelled", "every line was cancelled by a cancellation invoice", ReasonCode.cancelled_at_source),
+    ("order_backordered", "out of stock: A short by 3; on order: 10 x A", ReasonCode.out_of_stock),
+    (
+        "order_on_hold",
+        "customer e-mail x@y.z is on the blocklist (chargebacks)",
+        ReasonCode.blocklisted_customer,
+    ),
+    ("order_on_hold", "order total 900.00 is above the review limit 500", ReasonCode.above_review_limit),
+    ("order_completed", "nothing was delivered", ReasonCode.nothing_delivered),
+    (
+        "shipment_resolved",
+        "O-S1: refunded 5.00 EUR (no choice within 3 days, 0:00:00)",
+        ReasonCode.exception_timeout,
+    ),
+    ("shipment_resolved", "O-S1: reshipped as O-S2 (chosen by console:ann)", None),
+    ("order_rejected", "the gateway said something new", None),  # no rule reads it: it stays without
+    ("order_completed", "return window closed", None),
+]
+
+
+def test_migrations_0013_and_0014_give_older_events_the_codes_their_texts_name(tmp_path):
+    with fresh_database(tmp_path, "m0014") as (url, sessions):
         command.downgrade(alembic_config(url), "0012")
         at = datetime.now(UTC)
         with sessions.begin() as session:
-            add_order_row(session, "M13-1", "C13", status="rejected", payment_status="declined", placed_at=at)
-            session.execute(  # the table as 0012 had it: no reason_code column for the ORM to write
-                text(
-                    "INSERT INTO order_events (order_id, seq, at, type, detail)"
-                    " VALUES ('M13-1', 1, :at, 'order_rejected', 'payment declined: card_declined')"
-                ),
-                {"at": at},
-            )
-        migrate(url)
-        with sessions.begin() as session:
-            old = session.query(t.OrderEvent).filter_by(order_id="M13-1").one()
-            assert (old.type, old.detail, old.reason_code) == (
-                OrderEventType.order_rejected,
-                "payment declined: card_declined",
-                None,
-            )
-            session.add(
-                t.OrderEvent(
-                    order_id="M13-1",
-                    seq=2,
-                    at=at,
-                    type=OrderEventType.support_note,
-                    detail="x",
-                    reason_code=ReasonCode.cancelled_by_support,
+            add_order_row(session, "M14-1", "C14", status="rejected", payment_status="declined", placed_at=at)
+            for seq, (type_, detail, _) in enumerate(OLDER_ROWS, start=1):
+                session.execute(  # the table as 0012 had it: no reason_code column for the ORM to write
+                    text(
+                        "INSERT INTO order_events (order_id, seq, at, type, detail)"
+                        " VALUES ('M14-1', :seq, :at, :type, :detail)"
+                    ),
+                    {"seq": seq, "at": at, "type": type_, "detail": detail},
                 )
-            )
+        migrate(url)
         with sessions() as session:
-            codes = [
-                e.reason_code for e in session.query(t.OrderEvent).filter_by(order_id="M13-1").order_by("seq")
-            ]
-            assert codes == [None, "cancelled_by_support"]
+            rows = session.query(t.OrderEvent).filter_by(order_id="M14-1").order_by(t.OrderEvent.seq).all()
+            assert [(e.type, e.detail, e.reason_code) for e in rows] == OLDER_ROWS
+
+
+def test_every_message_kind_has_its_template_and_nothing_else_has_one():
+    assert set(TEMPLATES) == set(NotificationKind)

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.replenishment import ReplenishmentActivities
     from models.events import OrderEventType, ReasonCode
     from models.orders import OrderStatus, OrderView, PaymentStatus, PlaceOrder
+    from models.steps import NotificationKind
     from models.workflow_names import step_key
     from workflows.failures import OrderFailed
     from workflows.journal import Journal
@@ -109,7 +110,9 @@ class OrderContext:
     def upsert(self, update: Any, with_next_status: bool = False) -> None:
         self.journal.upsert(update, with_next_status)
 
-    async def notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
+    async def notify(
+        self, kind: NotificationKind, key: str, to_support: bool = False, **context: str
+    ) -> None:
         await self.journal.notify(kind, key, to_support, **context)
 
     def writes_held(self) -> AbstractContextManager[None]:

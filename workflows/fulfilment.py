@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
-    from models.steps import DeliveryRecord, PaymentRequest, ShipmentRef, ShipRequest
+    from models.steps import DeliveryRecord, NotificationKind, PaymentRequest, ShipmentRef, ShipRequest
     from workflows.context import OrderContext
     from workflows.journal import by_whom
     from workflows.payments import money
@@ -226,7 +226,7 @@ class Fulfilment:
             ctx.view.overdue = True
             ctx.upsert(sa.DELIVERY_OVERDUE.value_set(True))
         await ctx.notify(
-            "delivery_overdue",
+            NotificationKind.delivery_overdue,
             f"overdue:{shipment.id}",
             to_support=True,
             sla=str(sla),
@@ -234,11 +234,14 @@ class Fulfilment:
             tracking_numbers=shipment.tracking_number or "",
         )
 
-    async def set_status(self, shipment: ShipmentView, status: ShipmentStatus, detail: str) -> None:
+    async def set_status(
+        self, shipment: ShipmentView, status: ShipmentStatus, detail: str, code: ReasonCode | None = None
+    ) -> None:
+        """`code`: why, where the status alone does not say; a parcel in trouble's event says why by
+        its trouble (lost, coming back)."""
         shipment.status = status
-        # a parcel in trouble: its event says why as a code (lost, coming back)
         trouble = shipment.trouble_kind if status == ShipmentStatus.exception else None
-        code = ReasonCode(trouble.value) if trouble else None
+        code = ReasonCode(trouble.value) if trouble else code
         ctx = self._ctx
         originals = [s for s in ctx.view.shipments if s.exchange_for is None]
         stages = [_ORDER_STAGE[s.status] for s in originals if s.status in _ORDER_STAGE]

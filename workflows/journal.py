@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.orders import EventView, OrderStatus, OrderView
-    from models.steps import EventBatch, EventRecord, NotificationRequest
+    from models.steps import EventBatch, EventRecord, NotificationKind, NotificationRequest
     from models.workflow_names import step_key
     from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER
 
@@ -52,7 +52,7 @@ class Journal:
         self._seq += 1
         at = workflow.now()
         view = self._view
-        view.events.append(EventView(at=at, type=event_type, detail=detail))
+        view.events.append(EventView(at=at, type=event_type, detail=detail, reason_code=reason_code))
         workflow.set_current_details(self._details())
         record = EventRecord(
             order_id=view.order_id,
@@ -89,7 +89,9 @@ class Journal:
             self._upsert_due = True
             self._write_soon()
 
-    async def notify(self, kind: str, key: str, to_support: bool = False, **context: str) -> None:
+    async def notify(
+        self, kind: NotificationKind, key: str, to_support: bool = False, **context: str
+    ) -> None:
         request = NotificationRequest(
             order_id=self._view.order_id,
             kind=kind,

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Admission,
         AllocatedShipment,
         FeedbackRecord,
+        NotificationKind,
         PaymentRequest,
         ReserveRequest,
     )
@@ -227,7 +228,7 @@ class OrderWorkflow:
         with ctx.writes_held():
             await self._authorize(priced.total)
         ctx.checkpoint()
-        await self._hold_if_screened(admission.hold_reason)
+        await self._hold_if_screened(admission.hold_reason, admission.hold_code)
 
         allocated = await self._reserve(priced.lines)
         prices = {line.sku: line.unit_price for line in priced.lines}
@@ -257,7 +258,7 @@ class OrderWorkflow:
             f"expected delivery by {ctx.view.expected_delivery:%Y-%m-%d %H:%M} UTC",
         )
         await ctx.notify(
-            "order_confirmed",
+            NotificationKind.order_confirmed,
             "confirmed",
             lines="\n".join(f"  {x.quantity} x {x.name} ({x.sku}) at {x.unit_price}" for x in priced.lines),
             total=str(priced.total),
@@ -337,8 +338,9 @@ class OrderWorkflow:
                     OrderStatus.backordered,
                     OrderEventType.order_backordered,
                     f"{reason}; on order: " + ", ".join(f"{on_order[s]} x {s}" for s in short),
+                    code,
                 )
-                await ctx.notify("order_backordered", "backordered", skus=", ".join(short))
+                await ctx.notify(NotificationKind.order_backordered, "backordered", skus=", ".join(short))
                 # the orders row says backordered before the retry (the writer would wait for a pause): stock
                 # received from then on is offered to this order, stock received before is found now
                 await ctx.written()
@@ -360,15 +362,15 @@ class OrderWorkflow:
                 ) from None
             ctx.checkpoint()
 
-    async def _hold_if_screened(self, reason: str | None) -> None:
+    async def _hold_if_screened(self, reason: str | None, code: ReasonCode | None) -> None:
         """The review rule said why a person must look at it (admission): hold the order; release
         continues it, the hold timeout cancels it."""
         ctx = self._ctx
         if reason is None:
             return
         ctx.view.hold_reason = reason
-        await ctx.set_status(OrderStatus.on_hold, OrderEventType.order_on_hold, reason)
-        await ctx.notify("order_on_hold", "on_hold")
+        await ctx.set_status(OrderStatus.on_hold, OrderEventType.order_on_hold, reason, code)
+        await ctx.notify(NotificationKind.order_on_hold, "on_hold")
         try:
             await workflow.wait_condition(
                 lambda: self._released or ctx.stop is not None,
@@ -446,7 +448,7 @@ class OrderWorkflow:
         delivered = [s.id for s in ctx.view.shipments if s.status == ShipmentStatus.delivered]
         if delivered:
             ctx.view.return_window_ends = workflow.now() + ctx.policy.return_window
-            await ctx.notify("order_delivered", "delivered", shipment_id=", ".join(delivered))
+            await ctx.notify(NotificationKind.order_delivered, "delivered", shipment_id=", ".join(delivered))
 
     def spawn(self, shipment: ShipmentView) -> None:
         """OrderHooks: run a shipment's legs (those made on the way too) alongside the others."""
@@ -465,7 +467,7 @@ class OrderWorkflow:
             ctx.stop = ctx.stop or failure
             raise
         await ctx.notify(
-            "order_shipped",
+            NotificationKind.order_shipped,
             f"shipped:{shipment.id}",
             shipment_id=shipment.id,
             warehouse=shipment.warehouse,
@@ -526,10 +528,13 @@ class OrderWorkflow:
             failure.code,
         )
         if failure.status == OrderStatus.rejected:
-            await ctx.notify("order_rejected", "rejected", reason=failure.reason)
+            await ctx.notify(NotificationKind.order_rejected, "rejected", reason=failure.reason)
         else:
             await ctx.notify(
-                "order_cancelled", "cancelled", reason=failure.reason, money=self._money_note(kept)
+                NotificationKind.order_cancelled,
+                "cancelled",
+                reason=failure.reason,
+                money=self._money_note(kept),
             )
         self._ended = True
 

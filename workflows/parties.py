@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.steps import (
         ClaimRecord,
+        NotificationKind,
         PackRecord,
         PaymentRequest,
         PickRecord,
@@ -500,7 +501,7 @@ class Legs:
             f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged",
         )
         await ctx.notify(
-            "lines_cancelled",
+            NotificationKind.lines_cancelled,
             f"lines_cancelled:{why}",
             lines=_lines(lines),
             money=f"{money(value, ctx.view.currency)} released on your card",
@@ -593,7 +594,7 @@ class Legs:
         ctx = self._ctx
         deadline = workflow.now() + ctx.policy.exception_timeout
         await ctx.notify(
-            "parcel_lost",
+            NotificationKind.parcel_lost,
             f"lost:{shipment.id}",
             to_support=True,
             shipment_id=shipment.id,
@@ -635,7 +636,7 @@ class Legs:
                 new = await self._reserve(shipment.lines, f"reship {shipment.id}", shipment.id, charge=False)
                 detail = "reshipped as " + ", ".join(s.id for s in new)
                 await ctx.notify(
-                    "parcel_reshipped",
+                    NotificationKind.parcel_reshipped,
                     f"reshipped:{shipment.id}",
                     shipment_id=shipment.id,
                     trouble=shipment.trouble or "lost",
@@ -650,7 +651,10 @@ class Legs:
             f"chosen{by_whom(who)}" if box.resolution else f"no choice within {ctx.policy.exception_timeout}"
         )
         await self._fulfilment.set_status(
-            shipment, ShipmentStatus.resolved, f"{shipment.id}: {detail} ({chosen})"
+            shipment,
+            ShipmentStatus.resolved,
+            f"{shipment.id}: {detail} ({chosen})",
+            None if box.resolution else ReasonCode.exception_timeout,
         )
         box.answers["resolution"] = detail
 
@@ -670,7 +674,7 @@ class Legs:
             )
         )
         await ctx.notify(
-            "parcel_refunded",
+            NotificationKind.parcel_refunded,
             f"refunded:{shipment.id}",
             shipment_id=shipment.id,
             trouble=shipment.trouble or "lost",

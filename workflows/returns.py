@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentView,
     )
     from models.steps import (
+        NotificationKind,
         PaymentRequest,
         PriceRequest,
         ReceiptRecord,
@@ -122,7 +123,7 @@ class ReturnDesk:
         )
         days = ctx.policy.return_receipt_timeout.total_seconds() / 86400
         await ctx.notify(
-            "return_authorized",
+            NotificationKind.return_authorized,
             f"return:{rma}",
             rma=rma,
             lines=what,
@@ -158,7 +159,7 @@ class ReturnDesk:
                 OrderEventType.return_expired,
                 f"{ret.rma}: nothing received within {ctx.policy.return_receipt_timeout}",
             )
-            await ctx.notify("return_expired", f"expired:{ret.rma}", rma=ret.rma)
+            await ctx.notify(NotificationKind.return_expired, f"expired:{ret.rma}", rma=ret.rma)
             return
         ret.condition, ret.received_at = self._receipts[ret.rma], workflow.now()
         restocked = await ctx.step(
@@ -205,7 +206,7 @@ class ReturnDesk:
             ret.refund_amount += amount
             await ctx.event(OrderEventType.refund_issued, f"{ret.rma}: {money(amount, ctx.view.currency)}")
             await ctx.notify(
-                "refund_issued",
+                NotificationKind.refund_issued,
                 f"refund:{ret.rma}",
                 rma=ret.rma,
                 amount=f"{amount:.2f}",
@@ -250,7 +251,7 @@ class ReturnDesk:
             else ""
         )
         await ctx.notify(
-            "exchange_shipped",
+            NotificationKind.exchange_shipped,
             f"exchange:{ret.rma}",
             rma=ret.rma,
             sku=ret.exchange_sku,

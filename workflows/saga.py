@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType
+    from models.steps import NotificationKind
     from workflows.context import OrderContext
 
 Undo = Callable[[RetryPolicy], Awaitable[object]]
@@ -58,5 +59,5 @@ class Saga:
         self._ctx.mark_incident()
         self._ctx.upsert(sa.NEEDS_ATTENTION.value_set(True))
         await self._ctx.notify(
-            "compensation_failed", f"incident:{what}", to_support=True, what=what, error=error
+            NotificationKind.compensation_failed, f"incident:{what}", to_support=True, what=what, error=error
         )

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType
     from models.orders import OrderStatus
+    from models.steps import PaymentResult
     from workflows.failures import OrderFailed, as_activity_error, business_refusal, error_text, refusal_code
     from workflows.journal import Journal
     from workflows.options import (
@@ -99,7 +100,7 @@ class Steps:
             raise
         self._unstuck(summary)
         await self._journal.event(OrderEventType.step_recovered, f"{summary}: succeeded after being stuck")
-        return result
+        return _counting_first_phase(result, attempts)
 
     async def run_or_fail(
         self, activity: Callable[..., Any], arg: Any, summary: str, status: OrderStatus
@@ -159,3 +160,11 @@ class Steps:
         if wanted != self._flagged:
             self._flagged = wanted
             self._journal.upsert(sa.NEEDS_ATTENTION.value_set(wanted))
+
+
+def _counting_first_phase(result: Any, attempts: int) -> Any:
+    """The second phase is a new activity execution whose attempts start again at 1: an answer that
+    says which attempt got it (a payment's, told in its event) counts the first phase's too."""
+    if isinstance(result, PaymentResult):
+        return result.model_copy(update={"attempt": result.attempt + attempts})
+    return result

@@ -28,6 +28,7 @@ from activities.sandbox_parties import NOT_HANDED_OVER, ParcelRef, Pickup, Repor
 from adapters.carrier import SandboxParcel
 from adapters.warehouse import SandboxShipment
 from domain.allocation import plan_allocation
+from domain.screening import hold_reason
 from models.events import PaymentKind
 from models.fulfilment import CarrierEvent, FulfilmentRequest, WarehouseReport
 from models.orders import PlaceOrder, PricedLine, ShipmentLine
@@ -289,13 +290,6 @@ class World:
         total = sum((x.line_total for x in lines), Decimal(0)).quantize(CENT)
         return PricedOrder(lines=lines, total=total, currency=request.order.currency)
 
-    def _hold_reason(self, email: str, total: Decimal, review_above: Decimal | None) -> str | None:
-        if email.lower() == BLOCKLISTED:
-            return f"customer e-mail {email} is on the blocklist"
-        if review_above is not None and total > review_above:
-            return f"order total {total} is above the review limit {review_above}"
-        return None
-
     def _low(self, keys: list[StockKey]) -> list[StockKey]:
         """Pairs at or below their reorder point (available = on hand - reserved)."""
         out = []
@@ -311,8 +305,10 @@ class World:
     async def admit_order(self, request: PlaceOrder) -> Admission:
         self._enter("admit_order")
         priced = self._priced(request)
-        hold = self._hold_reason(str(request.order.customer.email), priced.total, request.policy.review_above)
-        return Admission(priced=priced, hold_reason=hold)
+        email = str(request.order.customer.email)
+        hold = hold_reason(email, priced.total, request.policy.review_above, email.lower() == BLOCKLISTED)
+        code, reason = hold or (None, None)
+        return Admission(priced=priced, hold_reason=reason, hold_code=code)
 
     @activity.defn(name="price_sku")
     async def price_sku(self, request: PriceRequest) -> PricedLine:

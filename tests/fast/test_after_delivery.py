@@ -183,12 +183,6 @@ async def test_step_stuck_then_recovered(shop: Shop, world: World) -> None:
     assert world.calls["authorize_payment"] - before == 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="context.step retries a stuck step as a new activity execution, so the authorization's "
-    "`attempt` (and the payment_authorized event's 'after N attempts') counts the second phase only: "
-    "8 gateway attempts are reported as 3",
-)
 async def test_authorization_event_counts_every_gateway_attempt(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
     world.fail("authorize_payment", times=7, message="gateway unreachable")

@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from models.events import ReasonCode
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
 from services.orders import Refused
 from tests.fast.driver import Shop, eventually, new_sku
@@ -27,6 +28,7 @@ async def test_backordered_then_filled_when_stock_arrives(shop: Shop, world: Wor
     assert view.payment_status == PaymentStatus.authorized
     assert world.level(sku) == (1, 0)
     assert world.messages(order) == ["order_backordered"]
+    assert [e.reason_code for e in view.events if e.type == "order_backordered"] == [ReasonCode.out_of_stock]
     await shop.skip(order, shop.policy.backorder_timeout / 2)
     world.receive_stock(sku, "W1", 5)
     assert await shop.retry_reservation(order) is True
@@ -57,6 +59,7 @@ async def test_backorder_timeout_cancels(shop: Shop, world: World) -> None:
     assert final.payment_status == PaymentStatus.voided
     cancelled = next(e for e in final.events if e.type == "order_cancelled")
     assert "still out of stock 7 days, 0:00:00 after backordering" in cancelled.detail
+    assert cancelled.reason_code == ReasonCode.backorder_timeout
     assert world.money(order) == {"authorization": Decimal("60.00"), "void": 1}
     assert world.messages(order) == ["order_backordered", "order_cancelled"]
     assert "nothing was charged" in world.rendered(order, "order_cancelled")[1]

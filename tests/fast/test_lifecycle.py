@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from models import search_attributes as sa
+from models.events import ReasonCode
 from models.orders import OrderStatus, PaymentStatus
 from tests.fast.driver import Shop, new_sku
 from tests.fast.fakes import DECLINED_TOKEN, World
@@ -135,6 +136,9 @@ async def test_held_then_released_goes_on(shop: Shop, world: World) -> None:
     view = await shop.settled(order)
     assert view.status == OrderStatus.on_hold
     assert "above the review limit" in (view.hold_reason or "")
+    assert [e.reason_code for e in view.events if e.type == "order_on_hold"] == [
+        ReasonCode.above_review_limit
+    ]
     assert world.level(sku) == (2, 0)  # nothing reserved while held
     await shop.skip(order, shop.policy.hold_timeout / 2)  # a day and a half later support looks at it
     view = await shop.release(order)
@@ -152,6 +156,9 @@ async def test_hold_timeout_cancels_and_voids(shop: Shop, world: World) -> None:
     order = await shop.place([(sku, 1)], customer={"id": "C-9", "name": "F", "email": "fraud@example.com"})
     view = await shop.settled(order)
     assert view.status == OrderStatus.on_hold and "blocklist" in (view.hold_reason or "")
+    assert [e.reason_code for e in view.events if e.type == "order_on_hold"] == [
+        ReasonCode.blocklisted_customer
+    ]
     await shop.skip(order, shop.policy.hold_timeout)
     final = await shop.result(order)
     assert final.status == OrderStatus.cancelled
@@ -159,7 +166,10 @@ async def test_hold_timeout_cancels_and_voids(shop: Shop, world: World) -> None:
     assert world.money(order) == {"authorization": Decimal("900.00"), "void": 1}
     assert world.level(sku) == (2, 0)
     (cancelled,) = [e for e in final.events if e.type == "order_cancelled"]
-    assert cancelled.detail == "on hold for longer than 3 days, 0:00:00"
+    assert (cancelled.detail, cancelled.reason_code) == (
+        "on hold for longer than 3 days, 0:00:00",
+        ReasonCode.hold_timeout,
+    )
     assert [e.detail for e in final.events if e.type == "compensated"] == ["void the authorization"]
     assert world.messages(order) == ["order_on_hold", "order_cancelled"]
     _, body = world.rendered(order, "order_cancelled")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from models.events import ReasonCode
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
 from models.shipping import CarrierEventType, Resolution
 from services.orders import Refused
@@ -145,6 +146,7 @@ async def test_lost_parcel_settled_by_support(shop: Shop, world: World, choice: 
     await shop.messaged(order, "parcel_lost")
     await shop.resolve(order, lost.id, choice)
     view = await shop.until(order, lambda v: v.shipments[0].status == ShipmentStatus.resolved)
+    assert [e.reason_code for e in view.events if e.type == "shipment_resolved"] == [None]  # support chose
     assert [c.shipment_id for c in world.claims if c.order_id == order] == [lost.id]
     if choice == Resolution.reship:
         new = view.shipments[1]
@@ -157,6 +159,9 @@ async def test_lost_parcel_settled_by_support(shop: Shop, world: World, choice: 
     else:
         final = await shop.result(order)
         assert final.status == OrderStatus.completed  # nothing reached the customer
+        assert [e.reason_code for e in final.events if e.type == "order_completed"] == [
+            ReasonCode.nothing_delivered
+        ]
         assert final.payment_status == PaymentStatus.refunded
         assert world.money(order)["refund"] == Decimal("50.00")
         await shop.messaged(order, "parcel_refunded")
@@ -174,7 +179,9 @@ async def test_lost_parcel_refunded_when_support_does_not_choose(shop: Shop, wor
     final = await shop.result(order)
     assert final.payment.refunded == Decimal("50.00")
     assert final.shipments[0].resolution == Resolution.refund
-    assert any("no choice within 3 days" in e.detail for e in final.events)
+    (resolved,) = [e for e in final.events if e.type == "shipment_resolved"]
+    assert "no choice within 3 days" in resolved.detail
+    assert resolved.reason_code == ReasonCode.exception_timeout
 
 
 async def test_reship_with_no_stock_refunds_instead(shop: Shop, world: World) -> None:
