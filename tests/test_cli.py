@@ -61,7 +61,7 @@ async def test_status_json_is_the_live_view(client, settings, sessions):
     assert shipment["tracking_number"].startswith("SBX")
     types = [e["type"] for e in doc["events"]]
     assert types[:2] == ["order_received", "order_validated"] and "shipment_shipped" in types
-    assert all(set(e) == {"at", "type", "detail"} for e in doc["events"])
+    assert all(set(e) == {"at", "type", "detail", "reason_code"} for e in doc["events"])
     assert datetime.fromisoformat(doc["events"][0]["at"]) <= datetime.now(UTC)
     assert doc["events"][1]["detail"] == "total 25.00 EUR"
 
