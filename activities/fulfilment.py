@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -94,13 +95,14 @@ class FulfilmentActivities:
         with self._sessions.begin() as session:
             shipment = session.get(t.Shipment, request.shipment_id)
             assert shipment is not None
-            if shipment.shipped_at is None:
+            shipped_at = shipment.shipped_at
+            if shipped_at is None:
                 shipment.carrier, shipment.tracking_number = booking.carrier, booking.tracking_number
-                _ship(shipment)
+                shipped_at = _ship(shipment)
             return ShipResult(
                 carrier=booking.carrier,
                 tracking_number=booking.tracking_number,
-                shipped_at=shipment.shipped_at,
+                shipped_at=shipped_at,
             )
 
     def _book(self, request: ShipRequest):  # type: ignore[no-untyped-def]
@@ -163,9 +165,7 @@ class FulfilmentActivities:
         with self._sessions.begin() as session:
             shipment = session.get(t.Shipment, ref.shipment_id)
             assert shipment is not None
-            if shipment.shipped_at is None:
-                _ship(shipment)
-            return HandoverResult(shipped_at=shipment.shipped_at)
+            return HandoverResult(shipped_at=shipment.shipped_at or _ship(shipment))
 
     @activity.defn
     def record_tracking_event(self, record: TrackingRecord) -> None:
@@ -230,9 +230,10 @@ class FulfilmentActivities:
                 shipment.delivered_at = delivery.delivered_at
 
 
-def _ship(shipment: t.Shipment) -> None:
+def _ship(shipment: t.Shipment) -> datetime:
     shipment.status = ShipmentStatus.shipped.value
     shipment.shipped_at = t.utcnow()
+    return shipment.shipped_at
 
 
 def _label(shipment: t.Shipment, address: dict, parcels: int) -> str:  # type: ignore[type-arg]

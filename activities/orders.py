@@ -170,7 +170,11 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
 def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:
     blocked = session.get(t.BlockedEmail, request.email.lower())
     return hold_reason(
-        request.email, request.total, request.review_above, blocked is not None, blocked and blocked.reason
+        request.email,
+        request.total,
+        request.review_above,
+        blocked is not None,
+        blocked.reason if blocked else None,
     )
 
 

@@ -63,8 +63,8 @@ async def key_or_session(
         who = await principal(request, credentials, state)
         request.state.via = "api_key"
         return who
-    who = await console_session.signed_in(request, state)
-    if who is None:
+    signed_in = await console_session.signed_in(request, state)
+    if signed_in is None:
         raise ApiError(
             401,
             "unauthenticated",
@@ -73,7 +73,7 @@ async def key_or_session(
             bearer_challenge=True,
         )
     request.state.via = "session"
-    return who
+    return signed_in
 
 
 def allow(*roles: Role, identify: Callable[..., Awaitable[Principal]] = principal) -> Callable[..., object]:

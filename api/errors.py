@@ -4,7 +4,9 @@ mapping from the client layer's exceptions to HTTP statuses. Never a stack trace
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,6 +50,16 @@ class ErrorBody(BaseModel):
     problems: list[str] = []
 
 
+# A route's documented error answers (FastAPI's `responses=`), by status.
+Responses = dict[int | str, dict[str, Any]]
+# what any route behind an API key may answer
+KEYED_ROUTE_ERRORS: Responses = {
+    401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
+    403: {"model": ErrorBody, "description": "the key's role may not do this"},
+    503: {"model": ErrorBody, "description": "Temporal or the database is not answering; nothing was done"},
+}
+
+
 class ApiError(Exception):
     def __init__(
         self,
@@ -76,7 +88,7 @@ def error_response(
     error: str,
     detail: str,
     problems: list[str] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=error, detail=detail, problems=problems or [])
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)

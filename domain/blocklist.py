@@ -18,8 +18,8 @@ def update_blocklist(
             row.reason = reason
             session.add(row)
         elif action == "remove" and email:
-            row = session.get(t.BlockedEmail, email.lower())
-            if row is not None:
-                session.delete(row)
+            entry = session.get(t.BlockedEmail, email.lower())
+            if entry is not None:
+                session.delete(entry)
         rows = session.scalars(select(t.BlockedEmail).order_by(t.BlockedEmail.email))
         return [(row.email, row.reason or "") for row in rows]

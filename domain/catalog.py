@@ -34,15 +34,15 @@ def load_catalog(sessions: SessionFactory, catalog: CatalogFile) -> LoadSummary:
             session.add(row)
             summary.warehouses += 1
         for p in catalog.products:
-            row = session.get(t.Product, p.sku) or t.Product(sku=p.sku)
-            row.name, row.price, row.currency, row.weight_g, row.active = (
+            product = session.get(t.Product, p.sku) or t.Product(sku=p.sku)
+            product.name, product.price, product.currency, product.weight_g, product.active = (
                 p.name,
                 p.price,
                 p.currency,
                 p.weight_g,
                 p.active,
             )
-            session.add(row)
+            session.add(product)
             summary.products += 1
         session.flush()
         for s in catalog.stock:

@@ -135,7 +135,9 @@ def customer_profile(sessions: SessionFactory, customer_id: str) -> CustomerProf
                 .join(t.Return, t.Return.rma == t.ReturnLine.rma)
                 .where(t.Return.order_id.in_(order_ids))
                 .group_by(t.ReturnLine.rma)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         return_rows = list(
             session.scalars(

@@ -205,7 +205,9 @@ def needing_attention(session: Session) -> list[OrderLine]:
     if not flagged:
         return []
     statuses = dict(
-        session.execute(select(t.Order.id, t.Order.status).where(t.Order.id.in_(list(flagged)))).all()
+        session.execute(select(t.Order.id, t.Order.status).where(t.Order.id.in_(list(flagged))))
+        .tuples()
+        .all()
     )
     lines = [
         OrderLine(order_id, statuses.get(order_id, "?"), since, why)

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
@@ -102,7 +102,7 @@ class _Order:
     placed_at: datetime
     address: dict[str, Any]
     lines: list[_Line]
-    events: list[tuple[datetime, str, str]]  # (at, type, detail), in order
+    events: list[tuple[datetime, OrderEventType, str]]  # (at, type, detail), in order
     shipped_at: datetime | None = None  # a delivered shipment when set
     delivered_at: datetime | None = None
     feedback: tuple[int, str | None, datetime] | None = None
@@ -719,7 +719,8 @@ def _product_rows(skus: list[str], orders: list[_Order], parsed: _Parsed) -> lis
 
 def _bulk(session: Session, table: type[t.Base], rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(table.__table__), rows)  # Core executemany: no ORM bookkeeping per row
+        # Core executemany: no ORM bookkeeping per row
+        session.execute(insert(cast(Table, table.__table__)), rows)
 
 
 def _refresh_planner_statistics(sessions: SessionFactory) -> None:

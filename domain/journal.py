@@ -25,7 +25,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from db import SessionFactory
 from domain.reports import CENT, Period
@@ -119,7 +119,7 @@ class Journal:
 def journal(sessions: SessionFactory, period: Period) -> Journal:
     """The period's approved movements, oldest first, and the ledger's own sums (a second query: a
     payment recorded in between makes them differ, which `write_csv` refuses)."""
-    window = [t.Payment.status == APPROVED, *period.where(t.Payment.created_at)]
+    window: list[ColumnElement[bool]] = [t.Payment.status == APPROVED, *period.where(t.Payment.created_at)]
     with sessions() as session, session.begin():
         rows = [
             JournalRow(

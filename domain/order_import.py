@@ -207,7 +207,7 @@ def _jsonl_order(number: int, line: str, seen: dict[str, int]) -> ParsedOrder:
         return ParsedOrder(None, str(number), None, [f"{where}: invalid JSON: a number is too long"])
     raw_id = data.get("order_id") if isinstance(data, dict) else None
     order_id = _display_id(raw_id)
-    if order_id is not None:
+    if isinstance(raw_id, str) and order_id is not None:
         key = raw_id.strip()
         if key in seen:
             return ParsedOrder(
@@ -277,11 +277,11 @@ def _parse_csv(text: str) -> list[ParsedOrder]:
             entries.append((row.line, order_id, groups[order_id]))
 
     parsed: list[ParsedOrder] = []
-    for index, (_, order_id, group) in enumerate(entries):
+    for index, (_, entry_id, group) in enumerate(entries):
         if index >= MAX_IMPORT_ORDERS:
-            parsed.append(ParsedOrder(order_id, "", None))  # counted by _limit, never validated
+            parsed.append(ParsedOrder(entry_id, "", None))  # counted by _limit, never validated
             continue
-        parsed.append(_csv_order(order_id, group))
+        parsed.append(_csv_order(entry_id, group))
     last_line = max((row.line for _, _, group in entries[MAX_IMPORT_ORDERS:] for row in group), default=0)
     _limit(
         parsed,

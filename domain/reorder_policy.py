@@ -41,15 +41,15 @@ def save_recommendations(
                 if (row.sku, row.warehouse) not in keep:
                     session.delete(row)
         for rec in recommendations:
-            row = session.get(t.ReorderRecommendation, (rec.sku, rec.warehouse))
-            if row is None:
-                row = t.ReorderRecommendation(sku=rec.sku, warehouse=rec.warehouse)
-                session.add(row)
+            stored = session.get(t.ReorderRecommendation, (rec.sku, rec.warehouse))
+            if stored is None:
+                stored = t.ReorderRecommendation(sku=rec.sku, warehouse=rec.warehouse)
+                session.add(stored)
             for field, value in rec.model_dump(
                 exclude={"sku", "warehouse", "computed_at", "applied_at"}
             ).items():
-                setattr(row, field, value)
-            row.computed_at = t.utcnow()
+                setattr(stored, field, value)
+            stored.computed_at = t.utcnow()
 
 
 def recommendations(sessions: SessionFactory, sku: str | None = None) -> list[Recommendation]:

@@ -98,9 +98,10 @@ def revenue_chart(report: Report) -> str | None:
         days = [r for r in rows if r.currency == currency]
         marker = "o" if len(days) < 40 else None
         when = [date.fromisoformat(r.key) for r in days]  # real dates: a quiet day is a gap, not a neighbour
-        ax.plot(when, [float(r.net) for r in days], marker=marker, color=COLOURS[n % 8])
+        # matplotlib plots dates through its units registry; its stubs only know numbers
+        ax.plot(when, [float(r.net) for r in days], marker=marker, color=COLOURS[n % 8])  # type: ignore[arg-type]
         ax.plot(
-            when,
+            when,  # type: ignore[arg-type]
             [float(r.captured) for r in days],
             linestyle="--",
             color=COLOURS[n % 8],
@@ -110,8 +111,8 @@ def revenue_chart(report: Report) -> str | None:
     ax.set_title("Revenue per day (UTC)", loc="left")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), frameon=False)
     ax.tick_params(axis="x", labelrotation=45)
-    days = sorted({date.fromisoformat(r.key) for r in rows})
-    span = (days[-1] - days[0]).days
+    dates = sorted({date.fromisoformat(r.key) for r in rows})
+    span = (dates[-1] - dates[0]).days
     locator = (
         matplotlib.dates.DayLocator(interval=max(1, span // 10))  # whole days, never hours
         if span <= 62

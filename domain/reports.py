@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db import SessionFactory
 from domain.dashboard import overdue_deliveries
@@ -96,13 +96,15 @@ class Period:
         """Exclusive: the start of the day after `until`."""
         return datetime.combine(self.until + timedelta(days=1), time(), UTC) if self.until else None
 
-    def where(self, column: object) -> list[object]:
+    def where(
+        self, column: ColumnElement[datetime] | InstrumentedAttribute[datetime]
+    ) -> list[ColumnElement[bool]]:
         """SQL conditions keeping `column` (a timestamp) inside the period."""
-        terms: list[object] = []
+        terms: list[ColumnElement[bool]] = []
         if self.start is not None:
-            terms.append(column >= self.start)  # type: ignore[operator]
+            terms.append(column >= self.start)
         if self.end is not None:
-            terms.append(column < self.end)  # type: ignore[operator]
+            terms.append(column < self.end)
         return terms
 
     def describe(self) -> str:
@@ -388,11 +390,15 @@ def build_report(
             if row[0] in orders
         ]
         ledger = _ledger_rows(session, period)
-        stock_rows = session.execute(
-            select(t.Stock.sku, t.Stock.warehouse, t.Stock.on_hand, t.Stock.reserved).order_by(
-                t.Stock.sku, t.Stock.warehouse
+        stock_rows = (
+            session.execute(
+                select(t.Stock.sku, t.Stock.warehouse, t.Stock.on_hand, t.Stock.reserved).order_by(
+                    t.Stock.sku, t.Stock.warehouse
+                )
             )
-        ).all()
+            .tuples()
+            .all()
+        )
         overdue = [line.order_id for line in overdue_deliveries(session) if line.order_id in orders]
     values = list(orders.values())
     return Report(

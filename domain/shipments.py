@@ -97,7 +97,9 @@ def parcel_weights(sessions: SessionFactory, lines: Iterable[ShipmentLine]) -> l
         weights = dict(
             session.execute(
                 select(t.Product.sku, t.Product.weight_g).where(t.Product.sku.in_({x.sku for x in picked}))
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     missing = sorted({x.sku for x in picked} - weights.keys())
     if missing:

@@ -7,7 +7,9 @@ concurrent reservations safe without read-then-write races; the table's CHECKs a
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from models.tables import Stock, StockMovement
@@ -37,17 +39,20 @@ def move(
 ) -> bool:
     """Apply the deltas if the result keeps 0 <= reserved <= on_hand; False (nothing written) otherwise."""
     new_on_hand, new_reserved = Stock.on_hand + on_hand, Stock.reserved + reserved
-    result = session.execute(
-        update(Stock)
-        .where(
-            Stock.sku == sku,
-            Stock.warehouse == warehouse,
-            new_on_hand >= 0,
-            new_reserved >= 0,
-            new_on_hand >= new_reserved,
-        )
-        .values(on_hand=new_on_hand, reserved=new_reserved)
-        .execution_options(synchronize_session=False)
+    result = cast(  # an UPDATE's result: a cursor's, with its row count
+        CursorResult[Any],
+        session.execute(
+            update(Stock)
+            .where(
+                Stock.sku == sku,
+                Stock.warehouse == warehouse,
+                new_on_hand >= 0,
+                new_reserved >= 0,
+                new_on_hand >= new_reserved,
+            )
+            .values(on_hand=new_on_hand, reserved=new_reserved)
+            .execution_options(synchronize_session=False)
+        ),
     )
     if result.rowcount != 1:
         return False

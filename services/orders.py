@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from temporalio.api.enums.v1 import EventType
@@ -164,7 +164,7 @@ async def place_order(
     request = PlaceOrder(
         order=order, policy=policy or policy_from(settings), placed_at=datetime.now(UTC), placed_by=by
     )
-    start = {
+    start: dict[str, Any] = {
         "id": order_workflow_id(order.order_id),
         "task_queue": settings.task_queue,
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -182,7 +182,7 @@ async def place_order(
         if wait is None:
             await client.start_workflow(ORDER_WORKFLOW, request, **start)
             return Placement(order.order_id, created=True)
-        operation = WithStartWorkflowOperation(
+        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             ORDER_WORKFLOW, request, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **start
         )
         try:
@@ -245,7 +245,7 @@ async def order_status(client: Client, order_id: str) -> OrderStatus | None:
     with _known(order_id):
         description = await handle(client, order_id).describe()
     value = description.typed_search_attributes.get(sa.ORDER_STATUS)
-    return OrderStatus(value) if value in OrderStatus.__members__ else None
+    return OrderStatus(value) if value is not None and value in OrderStatus.__members__ else None
 
 
 PLACE_WAIT_TIMEOUT = 120.0  # seconds `place --wait` waits for an order to settle

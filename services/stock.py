@@ -76,9 +76,10 @@ async def receive_purchase_order(
 ) -> PurchaseOrderView:
     """Goods for an open purchase order: its replenishment workflow books them in and serves backorders.
     With `wait`, returns once the purchase order shows them received."""
-    (po,) = await asyncio.to_thread(stock.purchase_orders, sessions, po_id) or [None]
-    if po is None:
+    found = await asyncio.to_thread(stock.purchase_orders, sessions, po_id)
+    if not found:
         raise LookupError(f"unknown purchase order {po_id}")
+    (po,) = found
     if (po.sku, po.warehouse) != (sku, warehouse):
         raise stock.StockError(f"purchase order {po.id} is for {po.sku} in {po.warehouse}")
     if po.status != "open":

@@ -53,7 +53,7 @@ def refusal_code(err: ActivityError) -> ReasonCode:
         return ReasonCode.invalid_order
     if cause.type == ErrorType.invalid_order and cause.details and isinstance(cause.details[0], dict):
         with contextlib.suppress(ValueError):
-            return ReasonCode(cause.details[0].get("reason_code"))
+            return ReasonCode(str(cause.details[0].get("reason_code")))
     return REFUSAL_CODES.get(cause.type or "", ReasonCode.invalid_order)
 
 

@@ -342,8 +342,8 @@ class ReturnDesk:
                     units[line.sku][shipment.warehouse] += line.quantity
         for ret in self._ctx.view.returns:
             if ret.status != ReturnStatus.expired:
-                for line in ret.lines:
-                    units[line.sku][line.warehouse] -= line.quantity
+                for returned in ret.lines:
+                    units[returned.sku][returned.warehouse] -= returned.quantity
         return {sku: {w: q for w, q in by_wh.items() if q > 0} for sku, by_wh in units.items()}
 
     def _take(self, request: ReturnRequest) -> list[ReturnLineView]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import BaseModel, ValidationError
 
 from api.auth import SourceOrSupport, Support, SupportOrWarehouse
-from api.errors import ApiError, ErrorBody
+from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from models.orders import (
@@ -30,13 +30,9 @@ from services import orders
 router = APIRouter(tags=["orders"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 
-_errors = {
-    401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
-    403: {"model": ErrorBody, "description": "the key's role may not do this"},
-    503: {"model": ErrorBody, "description": "Temporal or the database is not answering; nothing was done"},
-}
-_order_errors = _errors | {404: {"model": ErrorBody, "description": "unknown order"}}
-_refusable = _order_errors | {409: {"model": ErrorBody, "description": "refused, with the reason"}}
+_errors = KEYED_ROUTE_ERRORS
+_order_errors: Responses = _errors | {404: {"model": ErrorBody, "description": "unknown order"}}
+_refusable: Responses = _order_errors | {409: {"model": ErrorBody, "description": "refused, with the reason"}}
 
 
 class PlacedOrder(BaseModel):

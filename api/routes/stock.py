@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role, Warehouse, allow
-from api.errors import ApiError, ErrorBody
+from api.errors import ApiError, ErrorBody, Responses
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain import stock
@@ -19,7 +19,7 @@ from services import stock as stock_changes
 router = APIRouter(tags=["stock"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
 Reader = Annotated[Principal, Depends(allow(Role.warehouse, Role.support))]
-_changes = {
+_changes: Responses = {
     404: {"model": ErrorBody, "description": "unknown purchase order"},
     409: {"model": ErrorBody, "description": "refused: the purchase order is closed"},
     422: {"model": ErrorBody, "description": "invalid: unknown SKU or warehouse, or below what is reserved"},

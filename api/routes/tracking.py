@@ -156,7 +156,7 @@ def _parcels(view: OrderView) -> list[dict[str, Any]]:
 
 async def _secret(request: Request, state: AppState) -> str:
     """The session secret, read once per application (a file read otherwise)."""
-    secret = getattr(request.app.state, "tracking_secret", None)
+    secret: str | None = getattr(request.app.state, "tracking_secret", None)
     if secret is None:
         secret = await run_in_threadpool(server_secret, state.settings)
         request.app.state.tracking_secret = secret

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal, Role, Warehouse, allow
-from api.errors import ApiError, ErrorBody
+from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.shipments import QueuedShipment
@@ -32,12 +32,8 @@ ShipmentId = Annotated[
 RETRY_AFTER_S = 5  # a report that came too early: when to try again
 ReportId = ExternalId | None
 
-_errors = {
-    401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
-    403: {"model": ErrorBody, "description": "the key's role may not do this"},
-    503: {"model": ErrorBody, "description": "Temporal or the database is not answering; nothing was done"},
-}
-_report_errors = _errors | {
+_errors = KEYED_ROUTE_ERRORS
+_report_errors: Responses = _errors | {
     404: {"model": ErrorBody, "description": "unknown shipment"},
     409: {
         "model": ErrorBody,
