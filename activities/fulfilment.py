@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from adapters.carrier import CarrierRefused, CarrierUnavailable, SandboxCarrier
+from adapters.carrier import Booking, CarrierRefused, CarrierUnavailable, SandboxCarrier
 from db import SessionFactory
 from models import tables as t
 from models.fulfilment import FulfilmentRequest
@@ -105,7 +105,7 @@ class FulfilmentActivities:
                 shipped_at=shipped_at,
             )
 
-    def _book(self, request: ShipRequest):  # type: ignore[no-untyped-def]
+    def _book(self, request: ShipRequest) -> Booking:
         key = step_key(order_workflow_id(request.order_id), f"ship:{request.shipment_id}")
         try:
             return self._carrier.book(key, request.weight_g, request.address.postal_code)
@@ -236,7 +236,7 @@ def _ship(shipment: t.Shipment) -> datetime:
     return shipment.shipped_at
 
 
-def _label(shipment: t.Shipment, address: dict, parcels: int) -> str:  # type: ignore[type-arg]
+def _label(shipment: t.Shipment, address: dict[str, Any], parcels: int) -> str:
     """The address label: shipment, origin, weight (and parcel count), and where it goes."""
     pieces = f" | {parcels} parcels" if parcels > 1 else ""
     return (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import delete, or_, select, update
@@ -273,6 +275,6 @@ def _price_lines(
     return lines, problems
 
 
-def _upsert_insert(session: Session):  # type: ignore[no-untyped-def]
+def _upsert_insert(session: Session) -> Callable[..., Any]:
     """The dialect's INSERT that supports ON CONFLICT (SQLite and PostgreSQL both do)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

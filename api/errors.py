@@ -4,7 +4,7 @@ mapping from the client layer's exceptions to HTTP statuses. Never a stack trace
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -165,7 +165,7 @@ def install(app: FastAPI) -> None:
         return error_response(500, "internal_error", "the request failed; it has been logged")
 
 
-def _plain(status: int, error: str):  # type: ignore[no-untyped-def]
+def _plain(status: int, error: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handler(_: Request, exc: Exception) -> JSONResponse:
         return error_response(status, error, str(exc))
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -57,7 +59,7 @@ class AppState:
     codec: EncryptionCodec  # the codec server's: the same keys as every worker and client
     background: set[asyncio.Task[object]] = field(default_factory=set)  # imports in progress
 
-    def spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background, holding a reference until it ends."""
         task = asyncio.get_running_loop().create_task(coro)
         self.background.add(task)

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from db import SessionFactory
@@ -120,5 +120,5 @@ def _principal(row: t.ApiKey) -> Principal:
     return Principal(name=row.name, role=Role(row.role), key_id=row.id)
 
 
-def _active(name: str):  # type: ignore[no-untyped-def]
+def _active(name: str) -> Select[tuple[t.ApiKey]]:
     return select(t.ApiKey).where(t.ApiKey.name == name, t.ApiKey.revoked_at.is_(None))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -417,7 +418,7 @@ def build_report(
     )
 
 
-def _scoped(query: Select, period: Period) -> Select:  # type: ignore[type-arg]
+def _scoped(query: Select[Any], period: Period) -> Select[Any]:
     """`query` over rows of orders placed in the period (it must select a column with the order id
     whose table joins to orders)."""
     order_id = query.selected_columns[0]

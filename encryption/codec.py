@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -110,7 +110,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return Payload.FromString(plain)
 
 
-def associated_data(metadata) -> bytes:  # type: ignore[no-untyped-def]
+def associated_data(metadata: Mapping[str, bytes]) -> bytes:
     """The clear metadata an encrypted payload is bound to."""
     fields = (KEY_ID, COMPRESSION, WORKFLOW_ID)
     return b"oms-codec/1" + b"".join(b"\x00" + metadata.get(name, b"") for name in fields)

@@ -65,7 +65,7 @@ def invalid_data(err: ActivityError) -> str | None:
     return None
 
 
-def shortage(err: ActivityError) -> dict:  # type: ignore[type-arg]
+def shortage(err: ActivityError) -> dict[str, Any]:
     """What an OutOfStock refusal says is short, and how much of it is on order (its first detail)."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type == ErrorType.out_of_stock and cause.details:

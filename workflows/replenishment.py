@@ -4,7 +4,9 @@ below its reorder point counting the orders still backordered, order again (a ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
@@ -88,7 +90,7 @@ class ReplenishmentWorkflow:
             workflow.continue_as_new(request)
         return self._po
 
-    async def _step(self, activity, arg, summary: str):  # type: ignore[no-untyped-def]
+    async def _step(self, activity: Callable[..., Any], arg: Any, summary: str) -> Any:
         return await workflow.execute_activity_method(
             activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY_FOREVER, summary=summary
         )

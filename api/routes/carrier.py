@@ -15,7 +15,7 @@ from api.errors import ApiError, ErrorBody
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.routes.warehouse import ShipmentId, too_early
 from api.state import AppState, app_state
-from domain.shipments import shipment_by_tracking
+from domain.shipments import TrackedShipment, shipment_by_tracking
 from models.fulfilment import CarrierEvent, DeliveryAttempt, ResolveRequest
 from models.orders import ExternalId, OptionalText, OrderView, ShipmentStatus, Timestamp, TrackingNumber
 from models.shipping import CarrierEventType, Resolution
@@ -116,7 +116,7 @@ async def _legacy_delivery(
     return CarrierEventResult(order_id=found.order_id, shipment_id=found.shipment_id, duplicate=False)
 
 
-async def _tracked(state: AppState, tracking_number: str):  # type: ignore[no-untyped-def]
+async def _tracked(state: AppState, tracking_number: str) -> TrackedShipment:
     found = await run_in_threadpool(shipment_by_tracking, state.reads, tracking_number)
     if found is None:
         raise ApiError(404, "not_found", f"unknown tracking number {tracking_number}")
