@@ -32,14 +32,14 @@ from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
 from activities.sandbox_parties import SandboxPartyActivities
-from adapters import build_parties
+from adapters import build_parties, payment_gateway
 from adapters.carrier import SandboxCarrier
 from adapters.mailer import SandboxMailer
-from adapters.payments import SandboxGateway
 from adapters.supplier import SandboxSupplier
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
+from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
 from services.forecast import ensure_schedule as ensure_forecast_schedule
 from services.outbox import OutboxDispatcher
@@ -63,7 +63,7 @@ PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer:
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
     orders = OrderActivities(sessions, Outbox(settings))
-    payments = PaymentActivities(SandboxGateway(sessions))
+    payments = PaymentActivities(PaymentLedger(sessions, payment_gateway(sessions)))
     inventory = InventoryActivities(sessions)
     # the warehouse and carrier as parties: sandbox workflows (`auto`) or people (`manual`), per settings
     warehouse, tracking = build_parties(client, settings)
