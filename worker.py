@@ -31,23 +31,23 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
-from activities.sandbox_parties import SandboxPartyActivities
 from adapters import build_parties, payment_gateway
-from adapters.carrier import SandboxCarrier
-from adapters.mailer import SandboxMailer
-from adapters.supplier import SandboxSupplier
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
+from sandbox.activities import SandboxPartyActivities
+from sandbox.carrier import SandboxCarrier
+from sandbox.mailer import SandboxMailer
+from sandbox.supplier import SandboxSupplier
+from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 from services.forecast import ensure_schedule as ensure_forecast_schedule
 from services.outbox import OutboxDispatcher
 from services.versions import deployment_config
 from workflows.forecast import ForecastWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
-from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
 log = logging.getLogger("oms.worker")
 
@@ -163,6 +163,8 @@ def quiet_activity_failures(level: int = logging.INFO) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+# The modules of the workflows the sandbox runs. The sandbox parties' (sandbox/workflows.py) run
+# unsandboxed, imported once like any module: they need no cache of their own.
 WORKFLOW_MODULES = Path(__file__).resolve().parent / "workflows"
 
 

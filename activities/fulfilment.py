@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from adapters.carrier import CarrierRefused, CarrierUnavailable, SandboxCarrier
+from adapters.carrier import Carrier, CarrierRefused, CarrierUnavailable
 from db import SessionFactory
 from models import tables as t
 from models.fulfilment import FulfilmentRequest
@@ -43,7 +43,7 @@ class FulfilmentActivities:
     def __init__(
         self,
         sessions: SessionFactory,
-        carrier: SandboxCarrier,
+        carrier: Carrier,
         warehouse: Warehouse | None = None,
         tracking: CarrierTracking | None = None,
     ) -> None:

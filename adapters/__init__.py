@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 def build_parties(client: Client, settings: Settings) -> tuple[Warehouse, CarrierTracking]:
     """The warehouse and carrier tracking the worker's settings choose (`OMS_SANDBOX_WAREHOUSE`,
     `OMS_SANDBOX_CARRIER`: `auto` plays the party, `manual` leaves it to a person)."""
-    from adapters.carrier import tracking_for
-    from adapters.warehouse import warehouse_for
+    from sandbox.carrier import tracking_for
+    from sandbox.warehouse import warehouse_for
 
     return warehouse_for(settings, client), tracking_for(settings, client)
 

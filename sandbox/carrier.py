@@ -1,21 +1,18 @@
-"""The carrier: booking parcels (the sandbox carrier's own ledger) and tracking them.
+"""The sandbox carrier: a `Carrier` booking parcels in its own ledger (`carrier_bookings`), and a
+`CarrierTracking` that carries each parcel (adapters/carrier.py has both interfaces).
 
 Booking is idempotent per key. A postal code of `REFUSE` makes the carrier refuse the booking
 (a business refusal), so the failure paths can be exercised like a real carrier's.
 
-Tracking: with the label, the order asks the carrier to report on the parcel. The carrier's events come back as
-`carrier_event` updates of the order (services/fulfilment.py), whoever sends them: a person
-(`manual`: the `carrier-event` command, the carrier endpoint) or the sandbox carrier (`auto`: a
-SandboxCarrierWorkflow per parcel, workflows/sandbox_parties.py).
+Tracking (`OMS_SANDBOX_CARRIER=auto`): a SandboxCarrierWorkflow per parcel (sandbox/workflows.py)
+reports its events to the order as a real carrier would.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -24,6 +21,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from adapters.carrier import (
+    Booking,
+    CarrierRefused,
+    CarrierTracking,
+    CarrierUnavailable,
+    ManualCarrierTracking,
+)
 from config import SandboxMode, Settings
 from db import SessionFactory
 from models.shipping import BookingStatus
@@ -36,41 +40,16 @@ REFUSED_POSTAL_CODE = "REFUSE"
 log = logging.getLogger(__name__)
 
 
-class CarrierRefused(Exception):
-    pass
-
-
-class CarrierUnavailable(Exception):
-    pass
-
-
 def label_ref_of(tracking_number: str) -> str:
     """The reference of a booking's shipping label. Derived, not stored: carrier_bookings has no column
     for it, and one label per tracking number is all the sandbox carrier prints."""
     return f"LBL-{tracking_number}"
 
 
-@dataclass(frozen=True)
-class Booking:
-    """A carrier booking as the carrier answers it (a copy: no database session is attached)."""
-
-    idempotency_key: str
-    carrier: str
-    tracking_number: str
-    status: BookingStatus
-    weight_g: int
-    label_ref: str
-
-    @classmethod
-    def of(cls, row: CarrierBooking) -> Booking:
-        return cls(
-            idempotency_key=row.idempotency_key,
-            carrier=row.carrier,
-            tracking_number=row.tracking_number,
-            status=BookingStatus(row.status),
-            weight_g=row.weight_g,
-            label_ref=label_ref_of(row.tracking_number),
-        )
+def _booking_of(row: CarrierBooking) -> Booking:
+    """The carrier's answer: a copy of its ledger's row (no database session attached)."""
+    status, label_ref = BookingStatus(row.status), label_ref_of(row.tracking_number)
+    return Booking(row.idempotency_key, row.carrier, row.tracking_number, status, row.weight_g, label_ref)
 
 
 class SandboxCarrier:
@@ -84,7 +63,7 @@ class SandboxCarrier:
             if (
                 done := session.scalar(select(CarrierBooking).where(CarrierBooking.idempotency_key == key))
             ) is not None:
-                return Booking.of(done)
+                return _booking_of(done)
             if postal_code.upper() == REFUSED_POSTAL_CODE:
                 raise CarrierRefused(f"carrier {self.name} does not serve postal code {postal_code}")
             booking = CarrierBooking(
@@ -99,7 +78,7 @@ class SandboxCarrier:
                 session.flush()
             except IntegrityError as exc:
                 raise CarrierUnavailable("booking collided; retry") from exc
-            return Booking.of(booking)
+            return _booking_of(booking)
 
     def cancel(self, key: str) -> bool:
         """Cancel a booking; False when there was nothing to cancel."""
@@ -116,24 +95,10 @@ class SandboxCarrier:
             row = session.scalar(
                 select(CarrierBooking).where(CarrierBooking.tracking_number == tracking_number)
             )
-            return None if row is None else Booking.of(row)
+            return None if row is None else _booking_of(row)
 
 
 # ---- tracking ----
-
-
-class CarrierTracking(Protocol):
-    async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
-        """Ask the carrier to report on a parcel, when its label is bought. Idempotent per tracking number;
-        returns fast (the events come later, as updates of the order, from the carrier's pickup on)."""
-        ...
-
-
-class ManualCarrierTracking:
-    """Nothing to ask: a person reports the carrier's events (CLI, API)."""
-
-    async def start_tracking(self, tracking_number: str, order_id: str, shipment_id: str) -> None:
-        return None
 
 
 class SandboxParcel(BaseModel):
@@ -147,7 +112,8 @@ class SandboxParcel(BaseModel):
 
 
 class SandboxCarrierTracking:
-    """The sandbox carrier carries the parcel: a SandboxCarrierWorkflow on the worker's task queue."""
+    """The sandbox carrier carries the parcel: a SandboxCarrierWorkflow on the sandbox parties' task
+    queue."""
 
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
@@ -172,6 +138,7 @@ class SandboxCarrierTracking:
 
 
 def tracking_for(settings: Settings, client: Client) -> CarrierTracking:
+    """The sandbox carrier reports (`OMS_SANDBOX_CARRIER=auto`), or a person does (`manual`)."""
     if settings.sandbox_carrier == SandboxMode.auto:
         return SandboxCarrierTracking(client, settings)
     return ManualCarrierTracking()
@@ -180,7 +147,7 @@ def tracking_for(settings: Settings, client: Client) -> CarrierTracking:
 async def start_sandbox_party(
     client: Client, workflow: str, arg: BaseModel, *, workflow_id: str, task_queue: str, summary: str
 ) -> None:
-    """Start a sandbox party's workflow (the carrier's here, the warehouse's in adapters/warehouse.py)
+    """Start a sandbox party's workflow (the carrier's here, the warehouse's in sandbox/warehouse.py)
     at most once per id: a repeat (an activity's retry, a second
     release) starts nothing and raises nothing, whether the first run is still going or has ended.
     A party that ran once must never run again: it would send its reports a second time."""

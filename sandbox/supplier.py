@@ -1,8 +1,6 @@
-"""Sandbox supplier: accepts purchase orders and confirms them with a reference of its own.
-
-Delivery takes the supplier lead time (OMS_SUPPLIER_LEAD_TIME); the replenishment workflow waits
-for it, or for a warehouse's explicit receipt (`stock receive ... --po ID`).
-"""
+"""The sandbox supplier (a `Supplier`, adapters/supplier.py): accepts every purchase order and confirms
+it with a reference of its own; it never delivers (the replenishment workflow waits the lead time, or
+for a warehouse's receipt)."""
 
 from __future__ import annotations
 

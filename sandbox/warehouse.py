@@ -1,38 +1,20 @@
-"""Warehouses: a released shipment's pick list goes to its warehouse, which reports back on its own.
-
-`release` only hands the pick list over (a real WMS integration would POST it) and returns; the
-warehouse's reports (`picked`, `packed`, `handed_over`) reach the order later, as `warehouse_report`
-updates (services/fulfilment.py), from a person (`manual`: the `warehouse` command, the warehouse
-endpoints) or from the sandbox warehouse (`auto`: a SandboxWarehouseWorkflow per shipment,
-workflows/sandbox_parties.py).
+"""The sandbox warehouse: a `Warehouse` (adapters/warehouse.py) that works through each released
+shipment itself (`OMS_SANDBOX_WAREHOUSE=auto`): a SandboxWarehouseWorkflow per shipment
+(sandbox/workflows.py) reports to the order as a real WMS would.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Protocol
 
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from adapters.carrier import start_sandbox_party
+from adapters.warehouse import ManualWarehouse, Warehouse
 from config import SandboxMode, Settings
 from models.fulfilment import FulfilmentRequest
 from models.workflow_names import SANDBOX_WAREHOUSE_WORKFLOW, sandbox_warehouse_workflow_id
-
-
-class Warehouse(Protocol):
-    async def release(self, request: FulfilmentRequest) -> None:
-        """Send the pick list. Idempotent per shipment; returns fast (the reports come later)."""
-        ...
-
-
-class ManualWarehouse:
-    """Nothing to send: the shipment waits in the warehouse's queue (`warehouse queue`, the API) for a
-    person to pick, pack and hand it over."""
-
-    async def release(self, request: FulfilmentRequest) -> None:
-        return None
+from sandbox.carrier import start_sandbox_party
 
 
 class SandboxShipment(BaseModel):
@@ -45,8 +27,8 @@ class SandboxShipment(BaseModel):
 
 
 class SandboxWarehouse:
-    """The sandbox warehouse works through the shipment: a SandboxWarehouseWorkflow on the worker's
-    task queue, one per shipment."""
+    """The sandbox warehouse works through the shipment: a SandboxWarehouseWorkflow on the sandbox
+    parties' task queue, one per shipment."""
 
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
@@ -70,6 +52,7 @@ class SandboxWarehouse:
 
 
 def warehouse_for(settings: Settings, client: Client) -> Warehouse:
+    """The sandbox warehouse works (`OMS_SANDBOX_WAREHOUSE=auto`), or a person does (`manual`)."""
     if settings.sandbox_warehouse == SandboxMode.auto:
         return SandboxWarehouse(client, settings)
     return ManualWarehouse()

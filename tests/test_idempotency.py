@@ -16,7 +16,6 @@ from activities.inventory import InventoryActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
-from adapters.carrier import SandboxCarrier
 from db import SessionFactory
 from models import tables as t
 from models.orders import LineIn, OrderInput, OrderPolicy, PlaceOrder, ShipmentLine
@@ -31,6 +30,7 @@ from models.steps import (
     ShipmentRef,
     ShipRequest,
 )
+from sandbox.carrier import SandboxCarrier
 from sandbox.gateway import sandbox_ledger
 from services.orders import handle, place_order
 from tests.helpers import add_products, eventually, ledger, order_doc, unique, wait_status

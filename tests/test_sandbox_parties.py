@@ -25,10 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client, WorkflowHandle
     from temporalio.worker import Worker
 
-    from activities.sandbox_parties import SandboxPartyActivities
     from adapters import build_parties
-    from adapters.carrier import ManualCarrierTracking, SandboxCarrier, SandboxCarrierTracking
-    from adapters.warehouse import ManualWarehouse, SandboxWarehouse
+    from adapters.carrier import ManualCarrierTracking
+    from adapters.warehouse import ManualWarehouse
     from config import SandboxMode, Settings
     from db import SessionFactory
     from domain.shipments import PACKAGING_WEIGHT_G, split_into_parcels
@@ -49,11 +48,14 @@ with workflow.unsafe.imports_passed_through():
         sandbox_carrier_workflow_id,
         sandbox_warehouse_workflow_id,
     )
+    from sandbox.activities import SandboxPartyActivities
+    from sandbox.carrier import SandboxCarrier, SandboxCarrierTracking
+    from sandbox.warehouse import SandboxWarehouse
+    from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
     from services import fulfilment
     from services.orders import Refused
     from tests.helpers import add_order_row, add_products, add_warehouse, eventually, unique
     from worker import workflow_runner
-    from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
 
 # ---- the stand-in order ----
