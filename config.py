@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.shipping import ShortPickPolicy
@@ -141,13 +141,19 @@ class Settings(BaseSettings):
     release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses
     exception_timeout: Duration = timedelta(days=3)  # a lost parcel with no choice by then is refunded
     short_pick_policy: ShortPickPolicy = ShortPickPolicy.backorder
-    # ... and the sandbox parties of the worker: `auto` plays the party, `manual` leaves it to a person
-    # (the `warehouse` and `carrier-event` commands, the warehouse and carrier endpoints)
-    sandbox_warehouse: SandboxMode = SandboxMode.auto
+    # ... and the sandbox parties of the worker (sandbox/: stand-ins for a real warehouse and carrier).
+    # OMS_SANDBOX_PARTIES: whether the worker runs their workflows and activities (a second Worker on
+    # `sandbox_task_queue`). Set it to false in production, where real warehouses and carriers report:
+    # the worker then registers none of them and polls no sandbox queue, and the warehouse and carrier
+    # below default to `manual` (an explicit `auto` is refused: nothing would play the party).
+    sandbox_parties: bool = True
+    # `auto` plays the party, `manual` leaves it to a person or a real integration (the `warehouse` and
+    # `carrier-event` commands, the warehouse and carrier endpoints)
+    sandbox_warehouse: SandboxMode = Field(default=SandboxMode.auto, validate_default=False)  # checked below
     sandbox_pick_time: Duration = timedelta(seconds=3)
     sandbox_pack_time: Duration = timedelta(seconds=3)
     sandbox_short_pick_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    sandbox_carrier: SandboxMode = SandboxMode.auto
+    sandbox_carrier: SandboxMode = Field(default=SandboxMode.auto, validate_default=False)  # checked below
     sandbox_transit_time: Duration = timedelta(seconds=20)
     sandbox_loss_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
@@ -192,6 +198,27 @@ class Settings(BaseSettings):
     session_cookie_secure: bool = False  # true behind HTTPS: the cookie is then never sent in clear
     # where customers reach this API (the tracking links in their messages: <public_url>/track/<token>)
     public_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("sandbox_warehouse", "sandbox_carrier")
+    @classmethod
+    def _auto_needs_the_sandbox_parties(cls, value: SandboxMode, info: ValidationInfo) -> SandboxMode:
+        # Runs on a value given only (validate_default=False): the default follows the parties (below).
+        # A field validator, not the model's: its error quotes this value, never the other settings.
+        if value == SandboxMode.auto and info.data.get("sandbox_parties") is False:
+            raise ValueError(
+                "`auto` needs the sandbox parties, which OMS_SANDBOX_PARTIES=false turns off: set it to"
+                " `manual`, or OMS_SANDBOX_PARTIES=true"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _without_sandbox_parties_a_person_reports(self) -> Settings:
+        """With the sandbox parties off, the warehouse and carrier not set are `manual`."""
+        if not self.sandbox_parties:
+            for field in ("sandbox_warehouse", "sandbox_carrier"):
+                if field not in self.model_fields_set:
+                    setattr(self, field, SandboxMode.manual)
+        return self
 
     @property
     def sandbox_task_queue(self) -> str:

@@ -31,23 +31,23 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
-from activities.sandbox_parties import SandboxPartyActivities
-from adapters import build_parties
-from adapters.carrier import SandboxCarrier
-from adapters.mailer import SandboxMailer
-from adapters.payments import SandboxGateway
-from adapters.supplier import SandboxSupplier
+from adapters import build_parties, payment_gateway
 from config import Settings, get_settings
 from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
+from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
+from sandbox.activities import SandboxPartyActivities
+from sandbox.carrier import SandboxCarrier
+from sandbox.mailer import SandboxMailer
+from sandbox.supplier import SandboxSupplier
+from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 from services.forecast import ensure_schedule as ensure_forecast_schedule
 from services.outbox import OutboxDispatcher
 from services.versions import deployment_config
 from workflows.forecast import ForecastWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
-from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 
 log = logging.getLogger("oms.worker")
 
@@ -55,22 +55,23 @@ ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow, ForecastWorkflow]
 # The sandbox parties poll a task queue of their own (Settings.sandbox_task_queue): they stand for
 # outside parties, and their activities wait for the order to act on their reports. Sharing the
 # order worker's activity slots, a hundred of them waiting would leave no slot for the steps they
-# wait for (seen in `make bench`: orders crawled for minutes).
+# wait for (seen in `make bench`: orders crawled for minutes). OMS_SANDBOX_PARTIES=false (production)
+# runs none of them.
 PARTY_WORKFLOWS = [SandboxWarehouseWorkflow, SandboxCarrierWorkflow]
 WORKFLOWS = ORDER_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the replayer
 PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer: no thread each
 
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
+    """The order's steps (and replenishment's and the forecast's): the order worker's activities."""
     orders = OrderActivities(sessions, Outbox(settings))
-    payments = PaymentActivities(SandboxGateway(sessions))
+    payments = PaymentActivities(PaymentLedger(sessions, payment_gateway(sessions)))
     inventory = InventoryActivities(sessions)
     # the warehouse and carrier as parties: sandbox workflows (`auto`) or people (`manual`), per settings
     warehouse, tracking = build_parties(client, settings)
     fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions), warehouse, tracking)
     notifications = NotificationActivities(sessions, settings)
     returns = ReturnActivities(sessions)
-    parties = SandboxPartyActivities(client, sessions)
     replenishment = ReplenishmentActivities(
         sessions, client, SandboxSupplier(), settings.task_queue, settings.supplier_lead_time
     )
@@ -91,10 +92,19 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         replenishment.replenish_for_backorders,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
         forecast.refresh_recommendations, forecast.apply_recommendations,
-        parties.send_warehouse_report, parties.pack_and_report, parties.send_carrier_event,
-        parties.collect_parcel,
     ]
     # fmt: on
+
+
+def build_party_activities(sessions: SessionFactory, client: Client) -> list[object]:
+    """The sandbox warehouse's and carrier's activities: the sandbox parties' worker's."""
+    parties = SandboxPartyActivities(client, sessions)
+    return [
+        parties.send_warehouse_report,
+        parties.pack_and_report,
+        parties.send_carrier_event,
+        parties.collect_parcel,
+    ]
 
 
 class ActivityFailureLog(logging.Filter):
@@ -163,6 +173,8 @@ def quiet_activity_failures(level: int = logging.INFO) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+# The modules of the workflows the sandbox runs. The sandbox parties' (sandbox/workflows.py) run
+# unsandboxed, imported once like any module: they need no cache of their own.
 WORKFLOW_MODULES = Path(__file__).resolve().parent / "workflows"
 
 
@@ -194,24 +206,28 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 class Workers:
-    """The order worker and the sandbox parties' worker, run and stopped together (like a Worker:
-    `async with`, or `run()` and `shutdown()`)."""
+    """The order worker and the sandbox parties' worker (None with OMS_SANDBOX_PARTIES=false), run and
+    stopped together (like a Worker: `async with`, or `run()` and `shutdown()`)."""
 
-    def __init__(self, orders: Worker, parties: Worker, outbox: OutboxDispatcher) -> None:
+    def __init__(self, orders: Worker, parties: Worker | None, outbox: OutboxDispatcher) -> None:
         self.orders, self.parties, self.outbox = orders, parties, outbox
         self.task_queue = orders.task_queue
 
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.orders] if self.parties is None else [self.orders, self.parties]
+
     async def run(self) -> None:
-        await asyncio.gather(self.orders.run(), self.parties.run(), self.outbox.run())
+        await asyncio.gather(*(w.run() for w in self.workers), self.outbox.run())
 
     async def shutdown(self) -> None:
         self.outbox.stop()
-        await asyncio.gather(self.orders.shutdown(), self.parties.shutdown())
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
 
     async def __aenter__(self) -> Workers:
         self._stack = AsyncExitStack()
-        await self._stack.enter_async_context(self.orders)
-        await self._stack.enter_async_context(self.parties)
+        for worker in self.workers:
+            await self._stack.enter_async_context(worker)
         dispatching = asyncio.create_task(self.outbox.run())
 
         async def stop_dispatching() -> None:
@@ -228,6 +244,7 @@ class Workers:
 def build_worker(
     client: Client, sessions: SessionFactory, settings: Settings, activities: list[object] | None = None
 ) -> Workers:
+    """The worker the settings ask for; `activities`: the order worker's (default: build_activities)."""
     threads = settings.worker_activity_threads
     quiet_activity_failures()
     activities = activities if activities is not None else build_activities(sessions, client, settings)
@@ -249,18 +266,20 @@ def build_worker(
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_polls),
         **common,
     )
-    parties = Worker(
-        client,
-        task_queue=settings.sandbox_task_queue,
-        workflows=PARTY_WORKFLOWS,
-        activities=activities,
-        # threads start as needed: the sends are async, only the sandbox weighing and lookups use one
-        activity_executor=ThreadPoolExecutor(
-            max_workers=PARTY_ACTIVITY_SLOTS, thread_name_prefix="oms-sandbox"
-        ),
-        max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
-        **common,
-    )
+    parties = None
+    if settings.sandbox_parties:
+        parties = Worker(
+            client,
+            task_queue=settings.sandbox_task_queue,
+            workflows=PARTY_WORKFLOWS,
+            activities=build_party_activities(sessions, client),
+            # threads start as needed: the sends are async, only the sandbox weighing and lookups use one
+            activity_executor=ThreadPoolExecutor(
+                max_workers=PARTY_ACTIVITY_SLOTS, thread_name_prefix="oms-sandbox"
+            ),
+            max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
+            **common,
+        )
     outbox = OutboxDispatcher(sessions, SandboxMailer(), settings.outbox_poll.total_seconds())
     return Workers(orders, parties, outbox)
 
@@ -277,6 +296,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
     async with worker:
         log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+        if worker.parties is None:
+            log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
+        else:
+            log.info("sandbox parties polling task queue %r", worker.parties.task_queue)
         await stop.wait()
         log.info("shutting down")
     engine.dispose()

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from adapters.carrier import Booking, CarrierRefused, CarrierUnavailable, SandboxCarrier
+from adapters.carrier import Booking, Carrier, CarrierRefused, CarrierUnavailable
 from db import SessionFactory
 from models import tables as t
 from models.fulfilment import FulfilmentRequest
@@ -44,7 +44,7 @@ class FulfilmentActivities:
     def __init__(
         self,
         sessions: SessionFactory,
-        carrier: SandboxCarrier,
+        carrier: Carrier,
         warehouse: Warehouse | None = None,
         tracking: CarrierTracking | None = None,
     ) -> None:
@@ -149,7 +149,7 @@ class FulfilmentActivities:
 
     def _book_label(self, request: ShipRequest) -> LabelResult:
         booking = self._book(request)
-        label_ref = getattr(booking, "label_ref", None) or f"LBL-{booking.tracking_number}"
+        label_ref = booking.label_ref or f"LBL-{booking.tracking_number}"
         with self._sessions.begin() as session:
             shipment = session.get(t.Shipment, request.shipment_id)
             assert shipment is not None

@@ -1,4 +1,5 @@
-"""Payment steps through the gateway adapter; idempotency keys come from the workflow id and step."""
+"""Payment steps: the payments ledger asks the gateway and records its answer (domain/payment_ledger.py);
+idempotency keys come from the workflow id and step."""
 
 from __future__ import annotations
 
@@ -10,19 +11,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from adapters.payments import GatewayUnavailable, PaymentDeclined, PaymentRejected, SandboxGateway
+from adapters.payments import GatewayUnavailable, PaymentDeclined, PaymentRejected
+from domain.payment_ledger import PaymentLedger
 from models.steps import ErrorType, PaymentRequest, PaymentResult
 from models.tables import Payment
 
 
 class PaymentActivities:
-    def __init__(self, gateway: SandboxGateway) -> None:
-        self._gateway = gateway
+    def __init__(self, ledger: PaymentLedger) -> None:
+        self._ledger = ledger
 
     @activity.defn
     def authorize_payment(self, request: PaymentRequest) -> PaymentResult:
         with _gateway_errors():
-            row = self._gateway.authorize(
+            row = self._ledger.authorize(
                 request.idempotency_key, request.order_id, request.amount, request.currency, request.token
             )
         # the attempt that got the answer: the order's events tell how often the gateway was tried
@@ -32,17 +34,17 @@ class PaymentActivities:
     @activity.defn
     def capture_payment(self, request: PaymentRequest) -> PaymentResult:
         with _gateway_errors():
-            return _result(self._gateway.capture(request.idempotency_key, request.order_id, request.amount))
+            return _result(self._ledger.capture(request.idempotency_key, request.order_id, request.amount))
 
     @activity.defn
     def refund_payment(self, request: PaymentRequest) -> PaymentResult:
         with _gateway_errors():
-            return _result(self._gateway.refund(request.idempotency_key, request.order_id, request.amount))
+            return _result(self._ledger.refund(request.idempotency_key, request.order_id, request.amount))
 
     @activity.defn
     def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
         with _gateway_errors():
-            row = self._gateway.void(request.idempotency_key, request.order_id, request.token)
+            row = self._ledger.void(request.idempotency_key, request.order_id, request.token)
         return None if row is None else _result(row)
 
 
@@ -52,7 +54,8 @@ def _result(row: Payment) -> PaymentResult:
 
 @contextmanager
 def _gateway_errors() -> Iterator[None]:
-    """Map gateway outcomes to Temporal: declines and invariant breaches are final, outages are retried."""
+    """Map the gateway's and the ledger's outcomes to Temporal: declines and invariant breaches are final,
+    outages are retried."""
     try:
         yield
     except PaymentDeclined as exc:

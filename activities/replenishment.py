@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from adapters.supplier import SandboxSupplier
+from adapters.supplier import Supplier
 from db import SessionFactory
 from domain import stock
 from models.steps import PurchaseOrderView, RaisePurchaseOrder, ReceivePurchaseOrder, StockKey
@@ -22,7 +22,7 @@ class ReplenishmentActivities:
         self,
         sessions: SessionFactory,
         client: Client,
-        supplier: SandboxSupplier,
+        supplier: Supplier,
         task_queue: str,
         lead_time: timedelta,
         offer_timeout: timedelta = replenishment.OFFER_TIMEOUT,

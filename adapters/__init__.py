@@ -1,5 +1,7 @@
-"""Adapters to the outside world (payment gateway, carrier, warehouse, supplier), each with a sandbox
-implementation."""
+"""Adapters to the outside world: the interface each outside party's integration implements (payment
+gateway, carrier, warehouse, supplier, mailer), and which implementation the settings choose. The only
+implementations so far are the stand-ins in sandbox/, imported here lazily: a module that needs an
+interface alone loads none of them (nor Temporal's client)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,24 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from adapters.carrier import CarrierTracking
+    from adapters.payments import PaymentGateway
     from adapters.warehouse import Warehouse
     from config import Settings
+    from db import SessionFactory
 
 
 def build_parties(client: Client, settings: Settings) -> tuple[Warehouse, CarrierTracking]:
     """The warehouse and carrier tracking the worker's settings choose (`OMS_SANDBOX_WAREHOUSE`,
-    `OMS_SANDBOX_CARRIER`: `auto` plays the party, `manual` leaves it to a person).
-
-    Imported here lazily: the other adapters (payments, supplier) need neither Temporal's client nor
-    these modules."""
-    from adapters.carrier import tracking_for
-    from adapters.warehouse import warehouse_for
+    `OMS_SANDBOX_CARRIER`: `auto` plays the party, `manual` leaves it to a person)."""
+    from sandbox.carrier import tracking_for
+    from sandbox.warehouse import warehouse_for
 
     return warehouse_for(settings, client), tracking_for(settings, client)
+
+
+def payment_gateway(sessions: SessionFactory) -> PaymentGateway:
+    """The payment provider the worker's payment steps and `reconcile` talk to: the sandbox's (a real
+    provider's class would be chosen here, by a setting)."""
+    from sandbox.gateway import SandboxGateway
+
+    return SandboxGateway(sessions)

@@ -1,5 +1,5 @@
-"""Where the notification outbox's messages go: an interface a real e-mail service implements, and
-the sandbox that accepts every message (what `make run` and the tests use)."""
+"""Where the notification outbox's messages go: the interface a real e-mail service implements (the
+sandbox's, which accepts every message, is sandbox/mailer.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,3 @@ class OutgoingMessage:
 class Mailer(Protocol):
     def send(self, message: OutgoingMessage) -> None:
         """Hand the message over; raise to leave it in the outbox for the next round."""
-
-
-class SandboxMailer:
-    """Accepts every message and keeps nothing: the outbox row (with its `sent_at`) is the record."""
-
-    def send(self, message: OutgoingMessage) -> None:
-        return None

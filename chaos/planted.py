@@ -39,7 +39,7 @@ def _release_keeps_stock() -> None:
 
 def _refund_short() -> None:
     """Every refund the gateway books is a cent short of what the order asked for."""
-    from adapters.payments import SandboxGateway
+    from domain.payment_ledger import PaymentLedger as SandboxGateway
 
     real = SandboxGateway.refund
 
@@ -75,9 +75,9 @@ def _capture_at_pack() -> None:
     capture without its shipment once an order is cancelled between the pack and the handover."""
     from sqlalchemy import select
 
-    from adapters.payments import SandboxGateway
     from models import tables as t
     from models.workflow_names import order_workflow_id, step_key
+    from sandbox.gateway import sandbox_ledger as SandboxGateway
 
     def wrap(record_pack: Callable[..., Any], sessions: Any) -> Callable[..., Any]:
         gateway = SandboxGateway(sessions)
@@ -130,7 +130,7 @@ def _damaged_restocked() -> None:
 
 def _void_skipped() -> None:
     """The gateway answers a void as if there were nothing to void: the authorization stays held."""
-    from adapters.payments import SandboxGateway
+    from domain.payment_ledger import PaymentLedger as SandboxGateway
 
     def void(self: SandboxGateway, key: str, order_id: str, token: str = "") -> None:
         return None

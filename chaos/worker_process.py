@@ -15,7 +15,7 @@ import os
 
 
 def route_warehouses(manual: frozenset[str]) -> None:
-    import adapters.warehouse as warehouses
+    import sandbox.warehouse as warehouses
 
     def warehouse_for(settings, client):  # type: ignore[no-untyped-def]
         sandbox, person = warehouses.SandboxWarehouse(client, settings), warehouses.ManualWarehouse()

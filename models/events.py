@@ -105,7 +105,7 @@ _OF_SHIPMENT: dict[ShipmentStatus, OrderEventType] = {
 
 
 class PaymentKind(StrEnum):
-    """`payments.kind`: one movement of the payment ledger (adapters/payments.py writes them)."""
+    """`payments.kind`: one movement of the payment ledger (domain/payment_ledger.py writes them)."""
 
     authorization = "authorization"
     capture = "capture"

@@ -180,7 +180,8 @@ class Reservation(Base):
 
 
 class Payment(Base):
-    """The sandbox gateway's ledger: one row per money movement, keyed by its idempotency key."""
+    """The payments ledger (domain/payment_ledger.py): one row per answer of the payment gateway, keyed
+    by the request's idempotency key."""
 
     __tablename__ = "payments"
     __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)

@@ -1,7 +1,7 @@
 """What warehouses, carriers and support do with released shipments, over the Temporal client.
 
 The client layer of issue 10: the CLI (`warehouse`, `carrier-event`, `resolve`), the HTTP API's
-warehouse and carrier endpoints and the sandbox parties (activities/sandbox_parties.py) all report
+warehouse and carrier endpoints and the sandbox parties (sandbox/activities.py) all report
 through these functions. Reports reach the order's workflow as updates; its validators refuse a
 duplicate or out-of-order report (Refused) or one that comes before the order is ready for it
 (ReportTooEarly: try again later).

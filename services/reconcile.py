@@ -5,9 +5,9 @@ compensation never happens. Reconcile finds the orders whose run is closed witho
 terminated, failed, timed out or cancelled runs, and any closed run whose order the database says has
 ended but still holds something — and settles what the database says they still hold:
 
-- an approved authorization neither captured in full nor voided: voided through the same sandbox
-  gateway the worker uses, with the idempotency key `<workflow id>:reconcile:void` (so two reconciles,
-  even at once, void once);
+- an approved authorization neither captured in full nor voided: voided through the payments ledger
+  and the same gateway the worker uses (`adapters.payment_gateway`), with the idempotency key
+  `<workflow id>:reconcile:void` (so two reconciles, even at once, void once);
 - active reservations: released through the stock ledger, as the release step does; units picked for a
   shipment that never left: put back on the shelf, as the restock compensation does;
 - the orders row: status `cancelled` (unless it had ended), and a `reconciled` event.
@@ -28,9 +28,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.payments import GatewayUnavailable, SandboxGateway, ledger_totals
+from adapters import payment_gateway
+from adapters.payments import GatewayUnavailable, PaymentGateway
 from db import SessionFactory
 from domain import reconcile as holdings
+from domain.payment_ledger import PaymentLedger, ledger_totals
 from models.orders import OrderSummary, PaymentStatus, PlaceOrder
 from models.validation import field_problems
 from models.workflow_names import ORDER_WORKFLOW, order_id_of, order_workflow_id, step_key
@@ -75,7 +77,10 @@ class _Run:
     status: str
 
 
-async def reconcile(client: Client, sessions: SessionFactory, dry_run: bool = False) -> ReconcileReport:
+async def reconcile(
+    client: Client, sessions: SessionFactory, dry_run: bool = False, gateway: PaymentGateway | None = None
+) -> ReconcileReport:
+    """Settle what closed runs left; `gateway`: the payment provider's (default: the worker's)."""
     report = ReconcileReport(dry_run=dry_run)
     runs: dict[str, _Run] = {}
     async for execution in client.list_workflows(CLOSED_NOT_COMPLETED):
@@ -86,7 +91,7 @@ async def reconcile(client: Client, sessions: SessionFactory, dry_run: bool = Fa
         if workflow_id not in runs and (run := await _closed_run(client, workflow_id)) is not None:
             runs[workflow_id] = run
 
-    gateway = SandboxGateway(sessions)
+    ledger = PaymentLedger(sessions, gateway if gateway is not None else payment_gateway(sessions))
     for run in sorted(runs.values(), key=lambda r: r.workflow_id):
         order_id = order_id_of(run.workflow_id)
         held = await asyncio.to_thread(_holding, sessions, order_id)
@@ -103,7 +108,7 @@ async def reconcile(client: Client, sessions: SessionFactory, dry_run: bool = Fa
             continue
         placed, _ = await _input(client, run)  # the card token, which the sandbox gateway reacts to
         token = placed.order.payment.token if placed is not None else ""
-        report.orders.append(await asyncio.to_thread(_settle, sessions, gateway, run, held, token, dry_run))
+        report.orders.append(await asyncio.to_thread(_settle, sessions, ledger, run, held, token, dry_run))
 
     report.needs_attention = [
         o for o in await list_orders(client, OrderFilter(needs_attention=True)) if o.running
@@ -136,9 +141,7 @@ def _holding(sessions: SessionFactory, order_id: str) -> _Holding | None:
     return _Holding(
         order_id=order_id,
         row=row,
-        open_authorization=Decimal(0)
-        if totals.voided
-        else max(totals.authorized - totals.captured, Decimal(0)),
+        open_authorization=totals.open_authorization,
         captured=totals.captured,
         reserved=holdings.held_stock(sessions, order_id),
         picked=holdings.picked_not_shipped(sessions, order_id),
@@ -146,7 +149,7 @@ def _holding(sessions: SessionFactory, order_id: str) -> _Holding | None:
 
 
 def _settle(
-    sessions: SessionFactory, gateway: SandboxGateway, run: _Run, held: _Holding, token: str, dry_run: bool
+    sessions: SessionFactory, ledger: PaymentLedger, run: _Run, held: _Holding, token: str, dry_run: bool
 ) -> SettledOrder:
     """Void, release, put back, and close the order row; with dry_run, only say so."""
     order_id, currency = held.order_id, held.row.currency
@@ -163,7 +166,7 @@ def _settle(
     voided = False
     if held.open_authorization > 0:
         try:
-            void = gateway.void(step_key(run.workflow_id, VOID_STEP), order_id, token)
+            void = ledger.void(step_key(run.workflow_id, VOID_STEP), order_id, token)
         except GatewayUnavailable as exc:
             result.problems.append(
                 f"void of {held.open_authorization:.2f} {currency} failed: {exc}; run reconcile again"

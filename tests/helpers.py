@@ -260,7 +260,7 @@ def _gated(fn: Callable[..., Any], gate: threading.Event, hold: Callable[[Any], 
 def assert_ledger_invariants(sessions: SessionFactory, order_id: str) -> Any:
     """The payments ledger of an order, checked after every step in the order the rows were written:
     captured <= authorized, refunded <= captured, and no capture after a void. Returns its LedgerTotals."""
-    from adapters.payments import ledger_totals
+    from domain.payment_ledger import ledger_totals
 
     with sessions() as session:
         totals = ledger_totals(session, order_id)

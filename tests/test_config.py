@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from config import Settings, parse_duration
+from config import SandboxMode, Settings, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,32 @@ def test_a_negative_bare_number_is_refused_like_minus_5s():
 def test_an_infinite_duration_is_refused_with_the_helpful_message(text):
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+# ---- the sandbox parties (OMS_SANDBOX_PARTIES) ----
+
+
+def test_the_sandbox_parties_play_by_default(monkeypatch):
+    for name in ("OMS_SANDBOX_PARTIES", "OMS_SANDBOX_WAREHOUSE", "OMS_SANDBOX_CARRIER"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.sandbox_parties is True
+    assert (settings.sandbox_warehouse, settings.sandbox_carrier) == (SandboxMode.auto, SandboxMode.auto)
+
+
+def test_without_the_sandbox_parties_the_warehouse_and_carrier_are_manual(monkeypatch):
+    monkeypatch.delenv("OMS_SANDBOX_WAREHOUSE", raising=False)
+    monkeypatch.setenv("OMS_SANDBOX_PARTIES", "false")
+    monkeypatch.setenv("OMS_SANDBOX_CARRIER", "manual")
+    settings = Settings()
+    assert settings.sandbox_parties is False
+    assert (settings.sandbox_warehouse, settings.sandbox_carrier) == (SandboxMode.manual, SandboxMode.manual)
+
+
+@pytest.mark.parametrize("variable", ["OMS_SANDBOX_WAREHOUSE", "OMS_SANDBOX_CARRIER"])
+def test_a_sandbox_party_set_to_auto_without_the_parties_is_refused(monkeypatch, variable):
+    """Nothing would play it: its workflows would wait on a task queue no worker polls."""
+    monkeypatch.setenv("OMS_SANDBOX_PARTIES", "false")
+    monkeypatch.setenv(variable, "auto")
+    with pytest.raises(ValueError, match="`auto` needs the sandbox parties, which OMS_SANDBOX_PARTIES=false"):
+        Settings()

@@ -16,8 +16,6 @@ from activities.inventory import InventoryActivities
 from activities.notifications import NotificationActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
-from adapters.carrier import SandboxCarrier
-from adapters.payments import SandboxGateway
 from db import SessionFactory
 from models import tables as t
 from models.orders import LineIn, OrderInput, OrderPolicy, PlaceOrder, ShipmentLine
@@ -32,6 +30,8 @@ from models.steps import (
     ShipmentRef,
     ShipRequest,
 )
+from sandbox.carrier import SandboxCarrier
+from sandbox.gateway import sandbox_ledger
 from services.orders import handle, place_order
 from tests.helpers import add_products, eventually, ledger, order_doc, unique, wait_status
 
@@ -125,7 +125,7 @@ def test_every_step_of_a_fulfilled_order_runs_once(sessions):
     order_id = request.order_id
     twice = Twice(sessions, order_id, list(skus.values()))
     orders, inventory = OrderActivities(sessions), InventoryActivities(sessions)
-    payments = PaymentActivities(SandboxGateway(sessions))
+    payments = PaymentActivities(sandbox_ledger(sessions))
     fulfilment = FulfilmentActivities(sessions, SandboxCarrier(sessions))
     notifications = NotificationActivities(sessions)
     ref = ShipmentRef(order_id=order_id, shipment_id=f"{order_id}-S1")
@@ -231,7 +231,10 @@ def test_compensation_steps_run_once(sessions):
     request, skus = place_request(sessions, {"C": 5}, {"C": 2})
     order_id = request.order_id
     twice = Twice(sessions, order_id, list(skus.values()))
-    inventory, payments = InventoryActivities(sessions), PaymentActivities(SandboxGateway(sessions))
+    inventory, payments = (
+        InventoryActivities(sessions),
+        PaymentActivities(sandbox_ledger(sessions)),
+    )
     OrderActivities(sessions).admit_order(request)
     payments.authorize_payment(payment(order_id, "authorize", "16.00", "tok_visa"))
     inventory.reserve_stock(
@@ -255,7 +258,7 @@ def test_a_declined_authorization_stays_declined(sessions):
     request, skus = place_request(sessions, {"D": 1}, {"D": 1}, token="tok_declined")
     order_id = request.order_id
     OrderActivities(sessions).admit_order(request)
-    payments = PaymentActivities(SandboxGateway(sessions))
+    payments = PaymentActivities(sandbox_ledger(sessions))
     auth = payment(order_id, "authorize", "8.00", "tok_declined")
     rows = []
     for _ in range(2):

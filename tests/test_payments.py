@@ -1,4 +1,4 @@
-"""Payments: declined cards, a flaky gateway, and the sandbox ledger's invariants."""
+"""Payments: declined cards, a flaky gateway, and the payments ledger's invariants and idempotency."""
 
 from __future__ import annotations
 
@@ -12,17 +12,12 @@ from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from adapters.payments import (
-    TEST_TOKENS,
-    GatewayUnavailable,
-    PaymentDeclined,
-    PaymentRejected,
-    SandboxGateway,
-    ledger_totals,
-)
+from adapters.payments import GatewayReceipt, GatewayUnavailable, PaymentDeclined, PaymentRejected
 from config import Settings
 from db import SessionFactory
+from domain.payment_ledger import PaymentLedger, ledger_totals
 from models import tables as t
+from sandbox.gateway import TEST_TOKENS, SandboxGateway, sandbox_ledger
 from services.orders import handle
 from tests.helpers import (
     add_products,
@@ -221,17 +216,17 @@ async def test_place_wait_exits_1_when_the_order_is_rejected(
         assert "error" not in err
 
 
-# ---- the gateway's ledger, directly ----
+# ---- the ledger with the sandbox gateway, directly ----
 
 
 @pytest.fixture
-def gateway(sessions: SessionFactory) -> SandboxGateway:
-    return SandboxGateway(sessions)
+def payment_ledger(sessions: SessionFactory) -> PaymentLedger:
+    return sandbox_ledger(sessions)
 
 
-def authorized(gateway: SandboxGateway, amount: str = "50.00") -> str:
+def authorized(payment_ledger: PaymentLedger, amount: str = "50.00") -> str:
     order_id = unique("PAY")
-    gateway.authorize(f"{order_id}:authorize", order_id, Decimal(amount), "EUR", "tok_visa")
+    payment_ledger.authorize(f"{order_id}:authorize", order_id, Decimal(amount), "EUR", "tok_visa")
     return order_id
 
 
@@ -243,73 +238,75 @@ def totals(sessions: SessionFactory, order_id: str) -> tuple[Decimal, Decimal, D
     return found.authorized, found.captured, found.refunded
 
 
-def test_capture_beyond_the_authorization_is_refused(gateway, sessions):
-    order_id = authorized(gateway)
+def test_capture_beyond_the_authorization_is_refused(payment_ledger, sessions):
+    order_id = authorized(payment_ledger)
     with pytest.raises(PaymentRejected):
-        gateway.capture(f"{order_id}:capture", order_id, Decimal("50.01"))
+        payment_ledger.capture(f"{order_id}:capture", order_id, Decimal("50.01"))
     assert totals(sessions, order_id) == (Decimal("50.00"), 0, 0)
     assert len(payments(sessions, order_id)) == 1
 
 
-def test_partial_captures_up_to_the_authorization(gateway, sessions):
-    order_id = authorized(gateway)
-    gateway.capture(f"{order_id}:capture:1", order_id, Decimal("20.00"))
-    gateway.capture(f"{order_id}:capture:2", order_id, Decimal("30.00"))
+def test_partial_captures_up_to_the_authorization(payment_ledger, sessions):
+    order_id = authorized(payment_ledger)
+    payment_ledger.capture(f"{order_id}:capture:1", order_id, Decimal("20.00"))
+    payment_ledger.capture(f"{order_id}:capture:2", order_id, Decimal("30.00"))
     assert totals(sessions, order_id) == (Decimal("50.00"), Decimal("50.00"), 0)
     with pytest.raises(PaymentRejected):
-        gateway.capture(f"{order_id}:capture:3", order_id, Decimal("0.01"))
+        payment_ledger.capture(f"{order_id}:capture:3", order_id, Decimal("0.01"))
     assert totals(sessions, order_id) == (Decimal("50.00"), Decimal("50.00"), 0)
 
 
-def test_capture_after_void_is_refused(gateway, sessions):
-    order_id = authorized(gateway)
-    gateway.capture(f"{order_id}:capture:1", order_id, Decimal("20.00"))
-    void = gateway.void(f"{order_id}:void", order_id)
+def test_capture_after_void_is_refused(payment_ledger, sessions):
+    order_id = authorized(payment_ledger)
+    payment_ledger.capture(f"{order_id}:capture:1", order_id, Decimal("20.00"))
+    void = payment_ledger.void(f"{order_id}:void", order_id)
     assert void is not None and void.amount == Decimal("30.00")  # what was left uncaptured
     with pytest.raises(PaymentRejected):
-        gateway.capture(f"{order_id}:capture:2", order_id, Decimal("10.00"))
+        payment_ledger.capture(f"{order_id}:capture:2", order_id, Decimal("10.00"))
     assert totals(sessions, order_id) == (Decimal("50.00"), Decimal("20.00"), 0)
 
 
-def test_refund_beyond_the_capture_is_refused(gateway, sessions):
-    order_id = authorized(gateway)
-    gateway.capture(f"{order_id}:capture", order_id, Decimal("30.00"))
+def test_refund_beyond_the_capture_is_refused(payment_ledger, sessions):
+    order_id = authorized(payment_ledger)
+    payment_ledger.capture(f"{order_id}:capture", order_id, Decimal("30.00"))
     with pytest.raises(PaymentRejected):
-        gateway.refund(f"{order_id}:refund:1", order_id, Decimal("30.01"))
-    gateway.refund(f"{order_id}:refund:2", order_id, Decimal("30.00"))
+        payment_ledger.refund(f"{order_id}:refund:1", order_id, Decimal("30.01"))
+    payment_ledger.refund(f"{order_id}:refund:2", order_id, Decimal("30.00"))
     with pytest.raises(PaymentRejected):
-        gateway.refund(f"{order_id}:refund:3", order_id, Decimal("0.01"))
+        payment_ledger.refund(f"{order_id}:refund:3", order_id, Decimal("0.01"))
     assert totals(sessions, order_id) == (Decimal("50.00"), Decimal("30.00"), Decimal("30.00"))
 
 
-def test_repeated_key_replays_the_original_outcome(gateway, sessions):
+def test_repeated_key_replays_the_original_outcome(payment_ledger, sessions):
     order_id = unique("PAY")
-    first = gateway.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
-    again = gateway.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
+    first = payment_ledger.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
+    again = payment_ledger.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
     assert (again.id, again.reference) == (first.id, first.reference)
-    capture = gateway.capture(f"{order_id}:capture", order_id, Decimal("50.00"))
+    capture = payment_ledger.capture(f"{order_id}:capture", order_id, Decimal("50.00"))
     # a retry after a lost response: replayed, not refused as a capture beyond the authorization
-    replay = gateway.capture(f"{order_id}:capture", order_id, Decimal("50.00"))
+    replay = payment_ledger.capture(f"{order_id}:capture", order_id, Decimal("50.00"))
     assert (replay.id, replay.reference) == (capture.id, capture.reference)
     assert sorted(p.kind for p in payments(sessions, order_id)) == ["authorization", "capture"]
     assert totals(sessions, order_id) == (Decimal("50.00"), Decimal("50.00"), 0)
 
 
-def test_repeated_declined_key_declines_again_without_a_second_row(gateway, sessions):
+def test_repeated_declined_key_declines_again_without_a_second_row(payment_ledger, sessions):
     order_id = unique("PAY")
     for _ in range(2):
         with pytest.raises(PaymentDeclined) as declined:
-            gateway.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_declined")
+            payment_ledger.authorize(
+                f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_declined"
+            )
         assert declined.value.code == "card_declined"
     (row,) = payments(sessions, order_id)
     assert (row.status, row.decline_code) == ("declined", "card_declined")
     assert totals(sessions, order_id) == (0, 0, 0)
 
 
-def test_an_unknown_token_is_declined(gateway, sessions):
+def test_an_unknown_token_is_declined(payment_ledger, sessions):
     order_id = unique("PAY")
     with pytest.raises(PaymentDeclined) as declined:
-        gateway.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_amex")
+        payment_ledger.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_amex")
     assert declined.value.code == "unknown_test_token"
     assert [(p.status, p.decline_code) for p in payments(sessions, order_id)] == [
         ("declined", "unknown_test_token")
@@ -317,14 +314,15 @@ def test_an_unknown_token_is_declined(gateway, sessions):
 
 
 def test_the_flaky_count_survives_a_worker_restart(sessions):
-    """The failures are counted in the database: a new gateway (a restarted worker) goes on counting."""
+    """The failures are counted in the database: a new ledger and gateway (a restarted worker) go on
+    counting."""
     order_id = unique("PAY")
     key = f"{order_id}:authorize"
     for _ in range(2):
         with pytest.raises(GatewayUnavailable):
-            SandboxGateway(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
+            sandbox_ledger(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
         assert payments(sessions, order_id) == []  # an outage writes nothing to the ledger
-    row = SandboxGateway(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
+    row = sandbox_ledger(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_flaky")
     assert (row.kind, row.status) == ("authorization", "approved")
     with sessions() as session:
         counted = session.get(t.GatewayAttempt, key)
@@ -332,25 +330,94 @@ def test_the_flaky_count_survives_a_worker_restart(sessions):
     # the void of tok_flaky_void the same way; tok_void_unavailable never goes through
     for token, outages in (("tok_flaky_void", 2), ("tok_void_unavailable", 4)):
         order_id = unique("PAY")
-        SandboxGateway(sessions).authorize(f"{order_id}:authorize", order_id, Decimal("5.00"), "EUR", token)
+        sandbox_ledger(sessions).authorize(f"{order_id}:authorize", order_id, Decimal("5.00"), "EUR", token)
         for _ in range(outages):
             with pytest.raises(GatewayUnavailable):
-                SandboxGateway(sessions).void(f"{order_id}:void", order_id, token)
+                sandbox_ledger(sessions).void(f"{order_id}:void", order_id, token)
         if token == "tok_flaky_void":
-            void = SandboxGateway(sessions).void(f"{order_id}:void", order_id, token)
+            void = sandbox_ledger(sessions).void(f"{order_id}:void", order_id, token)
             assert void is not None and void.amount == Decimal("5.00")
 
 
-def test_no_authorization_nothing_to_void_capture_or_refund(gateway, sessions):
+def test_no_authorization_nothing_to_void_capture_or_refund(payment_ledger, sessions):
     order_id = unique("PAY")
     with pytest.raises(PaymentDeclined):
-        gateway.authorize(
+        payment_ledger.authorize(
             f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_insufficient_funds"
         )
-    assert gateway.void(f"{order_id}:void", order_id) is None
+    assert payment_ledger.void(f"{order_id}:void", order_id) is None
     with pytest.raises(PaymentRejected):
-        gateway.refund(f"{order_id}:refund", order_id, Decimal("1.00"))
+        payment_ledger.refund(f"{order_id}:refund", order_id, Decimal("1.00"))
     with pytest.raises(PaymentRejected):
-        gateway.capture(f"{order_id}:capture", order_id, Decimal("1.00"))
+        payment_ledger.capture(f"{order_id}:capture", order_id, Decimal("1.00"))
     assert [p.status for p in payments(sessions, order_id)] == ["declined"]  # nothing written
     assert totals(sessions, order_id) == (0, 0, 0)
+
+
+# ---- the ledger with any provider: what it asks, and what it records of the answers ----
+
+
+class CountingProvider:
+    """A PaymentGateway that approves everything and counts what it was asked, as a real provider's
+    logs would show it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, Decimal]] = []  # (operation, key, amount)
+
+    def _answer(self, operation: str, key: str, amount: Decimal) -> GatewayReceipt:
+        self.asked.append((operation, key, amount))
+        return GatewayReceipt(f"psp_{len(self.asked)}")
+
+    def authorize(
+        self, key: str, order_id: str, amount: Decimal, currency: str, token: str
+    ) -> GatewayReceipt:
+        return self._answer("authorize", key, amount)
+
+    def capture(self, key: str, authorization: str, amount: Decimal, currency: str) -> GatewayReceipt:
+        assert authorization == "psp_1"  # under the authorization the provider gave
+        return self._answer("capture", key, amount)
+
+    def refund(self, key: str, authorization: str, amount: Decimal, currency: str) -> GatewayReceipt:
+        return self._answer("refund", key, amount)
+
+    def void(
+        self, key: str, authorization: str, amount: Decimal, currency: str, token: str
+    ) -> GatewayReceipt:
+        return self._answer("void", key, amount)
+
+
+def test_a_recorded_key_or_a_refused_request_never_reaches_the_provider(sessions):
+    provider = CountingProvider()
+    book = PaymentLedger(sessions, provider)
+    order_id = unique("PAY")
+    for _ in range(2):  # the second time from the ledger: the provider is not asked again
+        book.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_any")
+        book.capture(f"{order_id}:capture", order_id, Decimal("20.00"))
+    with pytest.raises(PaymentRejected):
+        book.refund(f"{order_id}:refund", order_id, Decimal("20.01"))  # beyond the capture
+    void = book.void(f"{order_id}:void", order_id)
+    assert void is not None and void.reference == "psp_3"  # the provider's reference, recorded
+    assert provider.asked == [
+        ("authorize", f"{order_id}:authorize", Decimal("50.00")),
+        ("capture", f"{order_id}:capture", Decimal("20.00")),
+        ("void", f"{order_id}:void", Decimal("30.00")),  # what the ledger says is still held
+    ]
+    assert [(p.kind, p.amount, p.reference) for p in payments(sessions, order_id)] == [
+        ("authorization", Decimal("50.00"), "psp_1"),
+        ("capture", Decimal("20.00"), "psp_2"),
+        ("void", Decimal("30.00"), "psp_3"),
+    ]
+
+
+def test_an_answer_lost_before_its_record_is_asked_again_and_recorded_once(sessions):
+    """The worker died after the sandbox gateway answered and before the ledger recorded it: the retry
+    asks again with the same key, and the gateway answers as the first time."""
+    order_id = unique("PAY")
+    key = f"{order_id}:authorize"
+    lost = SandboxGateway(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_visa")
+    assert payments(sessions, order_id) == []
+    row = sandbox_ledger(sessions).authorize(key, order_id, Decimal("50.00"), "EUR", "tok_visa")
+    assert row.reference == lost.reference
+    assert [(p.kind, p.status, p.amount) for p in payments(sessions, order_id)] == [
+        ("authorization", "approved", Decimal("50.00"))
+    ]

@@ -17,13 +17,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.replenishment import OFFER_ROUNDS, ReplenishmentActivities
-from adapters.supplier import SandboxSupplier
 from config import Settings
 from db import SessionFactory
 from domain import stock
 from models import tables as t
 from models.steps import EventBatch, PurchaseOrderView, StockKey
 from models.workflow_names import replenishment_workflow_id as replenishment_id
+from sandbox.supplier import SandboxSupplier
 from services.orders import handle, order_view
 from services.replenishment import Offers, release_backorders
 from tests.helpers import (

@@ -21,14 +21,15 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     import pytest
     from pydantic import BaseModel
-    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.enums.v1 import EventType, TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.client import Client, WorkflowHandle
     from temporalio.worker import Worker
 
-    from activities.sandbox_parties import SandboxPartyActivities
     from adapters import build_parties
-    from adapters.carrier import ManualCarrierTracking, SandboxCarrier, SandboxCarrierTracking
-    from adapters.warehouse import ManualWarehouse, SandboxWarehouse
+    from adapters.carrier import ManualCarrierTracking
+    from adapters.warehouse import ManualWarehouse
     from config import SandboxMode, Settings
     from db import SessionFactory
     from domain.shipments import PACKAGING_WEIGHT_G, split_into_parcels
@@ -44,16 +45,21 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import ShipmentLine, ShipmentStatus
     from models.shipping import CarrierEventType
     from models.workflow_names import (
+        SANDBOX_CARRIER_WORKFLOW,
+        SANDBOX_WAREHOUSE_WORKFLOW,
         OrderUpdate,
         order_workflow_id,
         sandbox_carrier_workflow_id,
         sandbox_warehouse_workflow_id,
     )
+    from sandbox.activities import SandboxPartyActivities
+    from sandbox.carrier import SandboxCarrier, SandboxCarrierTracking
+    from sandbox.warehouse import SandboxWarehouse
+    from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
     from services import fulfilment
     from services.orders import Refused
     from tests.helpers import add_order_row, add_products, add_warehouse, eventually, unique
-    from worker import workflow_runner
-    from workflows.sandbox_parties import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
+    from worker import build_party_activities, build_worker, workflow_runner
 
 
 # ---- the stand-in order ----
@@ -150,13 +156,7 @@ def _confirms_pick(report: WarehouseReport) -> bool:
 async def queue(client: Client, sessions: SessionFactory) -> AsyncIterator[str]:
     """A worker of the sandbox parties and the stand-in on a task queue of its own."""
     name = f"sandbox-parties-{uuid.uuid4().hex[:6]}"
-    parties = SandboxPartyActivities(client, sessions)
-    activities = [
-        parties.send_warehouse_report,
-        parties.pack_and_report,
-        parties.send_carrier_event,
-        parties.collect_parcel,
-    ]
+    activities = build_party_activities(sessions, client)
     # the stand-in order on `name`; the parties where the adapters start them (Settings.sandbox_task_queue)
     async with (
         Worker(client, task_queue=name, workflows=[StandInOrder], workflow_runner=workflow_runner()),
@@ -414,6 +414,63 @@ async def test_manual_parties_start_nothing(client: Client, settings: Settings) 
     )
     auto_warehouse, auto_tracking = build_parties(client, auto)
     assert isinstance(auto_warehouse, SandboxWarehouse) and isinstance(auto_tracking, SandboxCarrierTracking)
+
+
+# ---- a worker without them (OMS_SANDBOX_PARTIES=false, production) ----
+
+
+def registered(worker: Worker) -> tuple[set[str], set[str]]:
+    """The workflow types and activity names a worker was built with."""
+    config = worker.config()
+    workflows = {workflow._Definition.must_from_class(cls).name for cls in config.get("workflows", [])}
+    activities = {fn.__temporal_activity_definition.name for fn in config.get("activities", [])}  # type: ignore[attr-defined]
+    return workflows, activities
+
+
+PARTY_WORKFLOW_NAMES = {SANDBOX_WAREHOUSE_WORKFLOW, SANDBOX_CARRIER_WORKFLOW}
+PARTY_ACTIVITY_NAMES = {
+    name for name, fn in vars(SandboxPartyActivities).items() if hasattr(fn, "__temporal_activity_definition")
+}
+
+
+async def polled(client: Client, queue: str) -> bool:
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(described.pollers)
+
+
+async def test_a_worker_without_the_sandbox_parties_registers_and_polls_none_of_them(
+    client: Client, sessions: SessionFactory, settings: Settings
+) -> None:
+    assert len(PARTY_ACTIVITY_NAMES) == 4  # send_warehouse_report, pack_and_report, ...
+    on = settings.model_copy(update={"task_queue": f"parties-on-{uuid.uuid4().hex[:6]}"})
+    with_parties = build_worker(client, sessions, on)
+    assert with_parties.parties is not None
+    assert registered(with_parties.parties) == (PARTY_WORKFLOW_NAMES, PARTY_ACTIVITY_NAMES)
+
+    off = settings.model_copy(
+        update={
+            "task_queue": f"parties-off-{uuid.uuid4().hex[:6]}",
+            "sandbox_parties": False,
+            "sandbox_warehouse": SandboxMode.manual,
+            "sandbox_carrier": SandboxMode.manual,
+        }
+    )
+    workers = build_worker(client, sessions, off)
+    assert workers.parties is None and workers.workers == [workers.orders]
+    for built in (workers, with_parties):  # the order worker never registers the parties' names
+        workflows, activities = registered(built.orders)
+        assert "OrderWorkflow" in workflows and "authorize_payment" in activities
+        assert not workflows & PARTY_WORKFLOW_NAMES and not activities & PARTY_ACTIVITY_NAMES
+
+    async with workers:  # started: its order queue is polled, the sandbox queue by nobody
+        await eventually(lambda: polled(client, off.task_queue), bool, what="the order worker to poll")
+        assert not await polled(client, off.sandbox_task_queue)
 
 
 # ---- the carrier ----

@@ -4,10 +4,12 @@ run, and without a cache (PYTHONDONTWRITEBYTECODE) it would compile their source
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shutil
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 
 import worker
 
@@ -19,7 +21,7 @@ def test_a_worker_leaves_a_current_bytecode_cache_for_every_workflow_module(
     shutil.copytree(worker.WORKFLOW_MODULES, modules, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(worker, "WORKFLOW_MODULES", modules)
     sources = sorted(modules.glob("*.py"))
-    assert {p.name for p in sources} >= {"order.py", "sandbox_parties.py"}
+    assert {p.name for p in sources} >= {"order.py", "fulfilment.py", "replenishment.py"}
     assert not (modules / "__pycache__").exists()
 
     worker.workflow_runner()
@@ -32,3 +34,19 @@ def test_a_worker_leaves_a_current_bytecode_cache_for_every_workflow_module(
         stat = source.stat()
         assert int.from_bytes(header[:4], "little") == int(stat.st_mtime) & 0xFFFFFFFF
         assert int.from_bytes(header[4:], "little") == stat.st_size & 0xFFFFFFFF
+
+
+def test_every_sandboxed_workflow_is_in_the_cached_modules() -> None:
+    """The cache is written for workflows/ only: a workflow the sandbox runs must live there. The sandbox
+    parties (sandbox/workflows.py) run unsandboxed, imported once like any module."""
+    sandboxed = {}
+    for cls in worker.WORKFLOWS:
+        definition = workflow._Definition.must_from_class(cls)
+        sandboxed[definition.name] = (definition.sandboxed, Path(inspect.getfile(cls)).parent)
+    assert {name for name, (inside, _) in sandboxed.items() if not inside} == {
+        "SandboxWarehouseWorkflow",
+        "SandboxCarrierWorkflow",
+    }
+    for name, (inside, folder) in sandboxed.items():
+        if inside:
+            assert folder == worker.WORKFLOW_MODULES, f"{name} is defined outside {worker.WORKFLOW_MODULES}"

@@ -24,9 +24,6 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import refuse
-from activities.sandbox_parties import NOT_HANDED_OVER, ParcelRef, Pickup, ReportSent
-from adapters.carrier import SandboxParcel
-from adapters.warehouse import SandboxShipment
 from domain.allocation import plan_allocation
 from domain.screening import hold_reason
 from models.events import PaymentKind
@@ -75,6 +72,9 @@ from models.workflow_names import (
     sandbox_carrier_workflow_id,
     sandbox_warehouse_workflow_id,
 )
+from sandbox.activities import NOT_HANDED_OVER, ParcelRef, Pickup, ReportSent
+from sandbox.carrier import SandboxParcel
+from sandbox.warehouse import SandboxShipment
 from services import fulfilment as fulfilment_service
 from services.orders import Refused
 

@@ -25,7 +25,7 @@ async def test_every_real_activity_has_a_fake(world: World) -> None:
     from activities.payments import PaymentActivities
     from activities.replenishment import ReplenishmentActivities
     from activities.returns import ReturnActivities
-    from activities.sandbox_parties import SandboxPartyActivities
+    from sandbox.activities import SandboxPartyActivities
 
     real = {
         name

@@ -1,7 +1,7 @@
 """The sandbox warehouse's and carrier's hands: send their reports to the orders, weigh parcels.
 
 Reports go through the client layer (services/fulfilment.py), as a WMS webhook or a person's would.
-The sandbox workflows (workflows/sandbox_parties.py) decide what to report and when; these only send.
+The sandbox workflows (sandbox/workflows.py) decide what to report and when; these only send.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from adapters.carrier import SandboxCarrier
 from db import SessionFactory
 from domain.shipments import parcel_weights
 from models import tables as t
 from models.fulfilment import CarrierEvent, ReportRefusal, WarehouseReport
 from models.orders import ShipmentLine
 from models.shipping import BookingStatus
+from sandbox.carrier import SandboxCarrier
 from services import fulfilment
 from services.orders import Refused
 

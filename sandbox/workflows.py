@@ -1,8 +1,8 @@
 """The sandbox parties (`OMS_SANDBOX_WAREHOUSE=auto`, `OMS_SANDBOX_CARRIER=auto`): a warehouse working
 through one released shipment and a carrier carrying one parcel, each reporting to the order the way a
-real one would (updates through services/fulfilment.py, by way of activities/sandbox_parties.py).
+real one would (updates through services/fulfilment.py, by way of sandbox/activities.py).
 
-Their input holds every setting they use (adapters/warehouse.py, adapters/carrier.py) and their chance
+Their input holds every setting they use (sandbox/warehouse.py, sandbox/carrier.py) and their chance
 is `workflow.random()`, so a replay decides the same. A report the order refuses for good (the order
 was cancelled, or moved on) ends the party quietly: nobody is waiting for it any more.
 """
@@ -16,13 +16,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_parties import ParcelRef, Pickup, ReportSent, SandboxPartyActivities
-    from adapters.carrier import SandboxParcel
-    from adapters.warehouse import SandboxShipment
     from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport, WarehouseStep
     from models.orders import ShipmentLine
     from models.shipping import CarrierEventType
     from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, SANDBOX_WAREHOUSE_WORKFLOW
+    from sandbox.activities import ParcelRef, Pickup, ReportSent, SandboxPartyActivities
+    from sandbox.carrier import SandboxParcel
+    from sandbox.warehouse import SandboxShipment
     from workflows.options import STEP_TIMEOUT
 
 WAREHOUSE_ACTOR = "sandbox-warehouse"
