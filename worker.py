@@ -11,10 +11,12 @@ import compileall
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
@@ -62,7 +64,11 @@ WORKFLOWS = ORDER_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the re
 PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer: no thread each
 
 
-def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> list[object]:
+# a worker's activities: bound methods of the activity classes
+Activities = list[Callable[..., Any]]
+
+
+def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> Activities:
     """The order's steps (and replenishment's and the forecast's): the order worker's activities."""
     orders = OrderActivities(sessions, Outbox(settings))
     payments = PaymentActivities(PaymentLedger(sessions, payment_gateway(sessions)))
@@ -96,7 +102,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     # fmt: on
 
 
-def build_party_activities(sessions: SessionFactory, client: Client) -> list[object]:
+def build_party_activities(sessions: SessionFactory, client: Client) -> Activities:
     """The sandbox warehouse's and carrier's activities: the sandbox parties' worker's."""
     parties = SandboxPartyActivities(client, sessions)
     return [
@@ -242,13 +248,13 @@ class Workers:
 
 
 def build_worker(
-    client: Client, sessions: SessionFactory, settings: Settings, activities: list[object] | None = None
+    client: Client, sessions: SessionFactory, settings: Settings, activities: Activities | None = None
 ) -> Workers:
     """The worker the settings ask for; `activities`: the order worker's (default: build_activities)."""
     threads = settings.worker_activity_threads
     quiet_activity_failures()
     activities = activities if activities is not None else build_activities(sessions, client, settings)
-    common = {
+    common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=10),
         "workflow_runner": workflow_runner(),
         "interceptors": [RefuseBadData()],  # no step retries for ever on data the database refuses
