@@ -66,6 +66,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from bench.orders_run import summary_ms
 from bench.throughput import OLIST_DIR, bench_database, build_catalog, read_csv, to_order_input
 from config import PROJECT_DIR, Settings
 from connection import ensure_search_attributes, exit_without_finalizing
@@ -586,19 +587,8 @@ async def open_loop(http: Poster, orders: Orders, rate: float, seconds: float) -
     return phase
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def latency_ms(phase: Phase) -> dict[str, float]:
-    values = sorted(s.latency for s in phase.sent)
-    return {f"p{p}": round(percentile(values, p) * 1000, 1) for p in (50, 90, 99)} | {
-        "max": round(values[-1] * 1000, 1) if values else 0.0
-    }
+    return summary_ms(s.latency for s in phase.sent)
 
 
 # ---- verification against Temporal ----
