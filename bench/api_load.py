@@ -71,6 +71,7 @@ from bench.throughput import OLIST_DIR, bench_database, build_catalog, read_csv,
 from config import PROJECT_DIR, Settings
 from connection import ensure_search_attributes, exit_without_finalizing
 from db import make_engine, make_session_factory
+from devtools.scratch_database import admin_url_problem
 from domain import api_keys
 from domain.catalog import load_catalog
 from encryption.converter import converter_for
@@ -1069,8 +1070,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate must be between 0 and 5000 orders/s")
     if not 1 <= args.concurrency <= 1000 or not 1 <= args.max_connections <= 5000:
         parser.error("--concurrency is 1..1000 and --max-connections 1..5000")
-    if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
-        parser.error("--database-url names a PostgreSQL server (SQLite is the default)")
+    if args.database_url and (problem := admin_url_problem(args.database_url)):
+        parser.error(f"--database-url {problem}")
     return args
 
 

@@ -203,6 +203,10 @@ def test_quick_and_the_defaults() -> None:
         (["--rate", "0"], "--rate must be more than 0"),
         (["--scale-orders", "50"], "--scale-orders must be more than 100"),
         (["--database-url", "sqlite:///x.db"], "names a PostgreSQL server"),
+        (
+            ["--database-url", "postgresql+psycopg2://postgres@db.example.org/test"],
+            "only one on this machine",
+        ),
     ],
 )
 def test_bad_options_are_refused_with_the_reason(
