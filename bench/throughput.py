@@ -23,18 +23,16 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -58,7 +56,8 @@ from bench.scale import ScaleRun, run_scale
 from bench.two_workers import worker_processes
 from config import SandboxMode, Settings
 from connection import ensure_search_attributes, exit_without_finalizing
-from db import SessionFactory, make_engine, make_session_factory, migrate
+from db import SessionFactory, make_engine, make_session_factory
+from devtools.scratch_database import admin_url_problem, scratch_database
 from domain.catalog import load_catalog
 from domain.stock import check_stock
 from encryption.converter import data_converter
@@ -67,7 +66,6 @@ from models.orders import OrderInput
 from models.workflow_names import order_workflow_id
 from worker import Workers, build_worker, freeze_startup_heap
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SHUTDOWN_TIMEOUT = 30.0  # seconds, per thing to stop
 FILL_SECONDS_PER_ORDER = 0.2  # the scale run's filling may take this long per order (5/s) before giving up
 LOADED_SAMPLES = 5  # throughput orders whose histories are also counted (under load)
@@ -80,33 +78,10 @@ def log(message: str) -> None:
 # ---- what the benchmark starts, and stops ----
 
 
-@contextmanager
-def bench_database(admin_url: str | None) -> Iterator[str]:
-    """A migrated, empty database: a temporary SQLite file, or a fresh PostgreSQL database (dropped after)."""
-    if not admin_url:
-        folder = tempfile.mkdtemp(prefix="oms-bench-")
-        try:
-            url = f"sqlite:///{folder}/oms.db"
-            migrate(url)
-            yield url
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    admin = make_url(admin_url)
-    if admin.host not in LOOPBACK:
-        raise SystemExit(f"the benchmark only talks to this machine; {admin.host} is not a loopback address")
-    name = f"oms_bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = admin.set(database=name).render_as_string(hide_password=False)
-        migrate(url)
-        yield url
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+def bench_database(admin_url: str | None) -> AbstractContextManager[str]:
+    """A migrated, empty database: a temporary SQLite file, or a fresh PostgreSQL database on this
+    machine (dropped after)."""
+    return scratch_database(admin_url, None, "oms_bench")
 
 
 @asynccontextmanager
@@ -583,8 +558,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str | None]:
         parser.error(f"--scale-orders must be more than {opts.scale_small}")
     if opts.timeout <= 0:
         parser.error("--timeout must be more than 0")
-    if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
-        parser.error("--database-url names a PostgreSQL server (SQLite is the default)")
+    if args.database_url and (problem := admin_url_problem(args.database_url)):
+        parser.error(f"--database-url {problem}")
     return opts, args.json
 
 

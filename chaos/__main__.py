@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import make_url
-
 from chaos import bad_inputs
 from chaos.fuzz import FuzzResult, door_table, run_fuzz, summary
 from chaos.orders import OrderSource, load_orders
@@ -38,6 +36,7 @@ from chaos.run import (
     table,
 )
 from connection import exit_without_finalizing
+from devtools.scratch_database import admin_url_problem
 
 T = TypeVar("T")
 FUZZ = "fuzz"
@@ -84,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--orders must be at least 1")
     if args.fuzz_cases is not None and args.fuzz_cases < 1:
         parser.error("--fuzz-cases must be at least 1")
-    if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
-        parser.error("--database-url names a PostgreSQL server (SQLite is the default)")
+    if args.database_url and (problem := admin_url_problem(args.database_url)):
+        parser.error(f"--database-url {problem}")
     return args
 
 

@@ -2,19 +2,15 @@
 file (so it can be killed with SIGKILL and restarted on the same state) and the workers (`python worker.py`).
 
 Every process gets its own session (Ctrl-C in the terminal reaches only the harness, which then stops
-them in order) and its own log file in the run's folder.
+them in order) and its own log file in the run's folder; devtools/processes.py starts, kills and stops
+them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +22,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSyste
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from config import PROJECT_DIR
+from devtools.processes import ChildProcess, free_port
 from encryption.converter import data_converter
 from encryption.keys import new_key_ring
 
@@ -43,69 +39,13 @@ def quiet_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter("ERROR", "ERROR"))))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# Linux: the child gets SIGKILL if the harness dies without stopping it (even by SIGKILL itself).
-# setpriv (util-linux) sets that and execs the command, so the pid stays the child's own.
-SETPRIV = shutil.which("setpriv") if sys.platform == "linux" else None
-
-
-class Process:
-    """One child process, known by its pid."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name, self.log_path = name, log_path
-        if SETPRIV:
-            argv = [SETPRIV, "--pdeathsig", "KILL", *argv]
-        with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.popen = subprocess.Popen(
-                argv,
-                cwd=PROJECT_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no goodbye, exactly what a crash or an OOM kill looks like."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=STOP_TIMEOUT)
-
-    def terminate(self) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), then SIGKILL if it is still there after STOP_TIMEOUT."""
-        if not self.alive():
-            return
-        self.terminate()
-        try:
-            self.popen.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\n".join(f"    {line}" for line in text)
+def start_process(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> ChildProcess:
+    """A child of the run (devtools/processes.py): its log appended to (the dev server restarts on the
+    same file), and killed by the kernel if the harness itself dies (a `kill -9` of the harness must not
+    leave workers polling)."""
+    return ChildProcess.start(
+        name, argv, log_path, env, stop_timeout=STOP_TIMEOUT, append_log=True, die_with_parent=True
+    )
 
 
 async def wait_until(
@@ -137,7 +77,7 @@ class TemporalServer:
         self.log_path = run_dir / "temporal.log"
         self.port, self.ui_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.process: Process | None = None
+        self.process: ChildProcess | None = None
         self.starts = 0
 
     def argv(self) -> list[str]:
@@ -152,7 +92,7 @@ class TemporalServer:
     async def start(self) -> None:
         if not TEMPORAL_BIN.exists():
             raise RuntimeError(f"{TEMPORAL_BIN} not found; run `make install` first")
-        self.process = Process("Temporal dev server", self.argv(), dict(os.environ), self.log_path)
+        self.process = start_process("Temporal dev server", self.argv(), dict(os.environ), self.log_path)
         self.starts += 1
         await wait_until(self._answers, f"the Temporal dev server on {self.address}")
 
@@ -184,15 +124,15 @@ class Workers:
     def __init__(self, run_dir: Path, env: dict[str, str], count: int, argv: list[str] | None = None) -> None:
         self.run_dir, self.env, self.count = run_dir, env, count
         self.argv = argv or [PYTHON, "worker.py"]
-        self.running: list[Process] = []
+        self.running: list[ChildProcess] = []
         self.started = 0
         self.killed = 0
         self.exited = 0  # exits nobody asked for (e.g. the server was away too long at start-up)
 
-    def start_one(self) -> Process:
+    def start_one(self) -> ChildProcess:
         self.started += 1
         log_path = self.run_dir / f"worker-{self.started}.log"
-        process = Process(f"worker {self.started}", self.argv, self.env, log_path)
+        process = start_process(f"worker {self.started}", self.argv, self.env, log_path)
         self.running.append(process)
         return process
 
@@ -200,7 +140,7 @@ class Workers:
         while len(self.running) < self.count:
             self.start_one()
 
-    def kill_one(self, at_work: set[int]) -> Process | None:
+    def kill_one(self, at_work: set[int]) -> ChildProcess | None:
         """Kill the longest-running worker among those polling (pids `at_work`), and start another;
         None when none of ours is at work yet (killing one still starting up proves little)."""
         victim = next((p for p in self.running if p.pid in at_work and p.alive()), None)
@@ -239,12 +179,12 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = run_dir / "api.log"
         self.env = env | {"OMS_API_HOST": "127.0.0.1", "OMS_API_PORT": str(self.port)}
-        self.process: Process | None = None
+        self.process: ChildProcess | None = None
 
     async def start(self) -> None:
         import httpx
 
-        self.process = Process("API", [PYTHON, "-m", "api"], self.env, self.log_path)
+        self.process = start_process("API", [PYTHON, "-m", "api"], self.env, self.log_path)
 
         async def ready() -> bool:
             if self.process is not None and not self.process.alive():

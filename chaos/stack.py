@@ -12,13 +12,12 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
@@ -27,6 +26,7 @@ from chaos.processes import PYTHON, ApiServer, TemporalServer, Workers, polling_
 from chaos.proxy import TcpProxy
 from connection import ensure_search_attributes
 from db import SessionFactory, make_engine, make_session_factory, migrate
+from devtools.scratch_database import scratch_database
 from domain.api_keys import Role as KeyRole
 from domain.api_keys import create_key
 from domain.catalog import load_catalog
@@ -34,7 +34,6 @@ from domain.stock import raise_purchase_order
 from encryption.keys import format_keys
 from models.catalog import CatalogFile
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _ALEMBIC = threading.Lock()  # Alembic keeps its migration context in module globals: one at a time
 WORKER_THREADS = 8  # activity threads per worker: bounds each worker's database connections
 # Scenarios run at once against one PostgreSQL (max_connections 100 by default): each process keeps a
@@ -64,30 +63,6 @@ class Stack:
     @property
     def database_kind(self) -> str:
         return make_url(self.database_url).get_backend_name()
-
-
-@contextmanager
-def scratch_database(admin_url: str | None, run_dir: Path, name: str) -> Iterator[str]:
-    """A new database, not migrated yet: a SQLite file in the run's folder, or a fresh PostgreSQL
-    database next to `admin_url` (dropped afterwards), as tests/conftest.py does."""
-    if not admin_url:
-        yield f"sqlite:///{run_dir / 'oms.db'}"
-        return
-    admin = make_url(admin_url)
-    if admin.get_backend_name() != "postgresql":
-        raise ValueError(f"{admin_url}: name a PostgreSQL server (SQLite is the default)")
-    if admin.host not in LOOPBACK:
-        raise ValueError(f"the fault-injection run only talks to this machine; {admin.host} is not loopback")
-    database = f"oms_chaos_{name}_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
-    try:
-        yield admin.set(database=database).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -135,7 +110,8 @@ async def open_stack(
     options: Options,
 ) -> AsyncIterator[Stack]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    with scratch_database(admin_url, run_dir, name) as url:
+    # not migrated yet: _prepare migrates while the workers start up
+    with scratch_database(admin_url, run_dir, f"oms_chaos_{name}", migrated=False) as url:
         proxy: TcpProxy | None = None
         server = TemporalServer(run_dir)
         pool: Workers | None = None

@@ -16,7 +16,6 @@ q% of the values at or below it), in hours.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db import SessionFactory
 from domain.dashboard import overdue_deliveries
+from domain.percentiles import nearest_rank
 from models import tables as t
 from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, ReturnStatus
@@ -566,11 +566,8 @@ def percentiles(hours: list[float]) -> Percentiles | None:
     if not hours:
         return None
     values = sorted(hours)
-
-    def nearest_rank(q: int) -> float:
-        return round(values[max(1, math.ceil(q / 100 * len(values))) - 1], 2)
-
-    return Percentiles(len(values), nearest_rank(50), nearest_rank(90), nearest_rank(99))
+    p50, p90, p99 = (round(nearest_rank(values, p), 2) for p in (50, 90, 99))
+    return Percentiles(len(values), p50, p90, p99)
 
 
 def _hours(later: datetime, earlier: datetime) -> float:

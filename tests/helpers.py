@@ -10,21 +10,21 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from config import Settings
-from db import SessionFactory, make_engine, make_session_factory, migrate
+from db import SessionFactory, make_engine, make_session_factory
+from devtools.scratch_database import scratch_database
 from domain.api_keys import Role
 from domain.catalog import load_catalog
 from models import tables as t
@@ -394,27 +394,19 @@ async def assert_stock_check_clean(settings: Settings, *skus: str) -> None:
         assert "stock ledger check passed" in out
 
 
+def suite_database(folder: Path, name: str) -> AbstractContextManager[str]:
+    """A scratch database of the suite's kind (devtools/scratch_database.py): a PostgreSQL database of
+    its own next to OMS_TEST_DATABASE_URL, on whatever server that names (a compose service's too), else
+    the SQLite file `folder/<name>.db`; migrated, and dropped afterwards."""
+    return scratch_database(os.environ.get("OMS_TEST_DATABASE_URL"), folder, name, loopback_only=False)
+
+
 @contextmanager
 def fresh_database(folder: Path, prefix: str) -> Iterator[tuple[str, SessionFactory]]:
-    """A freshly migrated, empty database of the suite's kind (a PostgreSQL database of its own next to
-    OMS_TEST_DATABASE_URL, else a SQLite file in `folder`), dropped afterwards: its url and sessions."""
-    base = os.environ.get("OMS_TEST_DATABASE_URL")
-    admin, name = None, f"oms_test_{prefix}_{uuid.uuid4().hex[:10]}"
-    if base:
-        admin_url = make_url(base)
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{folder / f'{prefix}.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        yield url, make_session_factory(engine)
-    finally:
-        engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    """A freshly migrated, empty database of the suite's kind, dropped afterwards: its url and sessions."""
+    with suite_database(folder, f"oms_test_{prefix}") as url:
+        engine = make_engine(url)
+        try:
+            yield url, make_session_factory(engine)
+        finally:
+            engine.dispose()

@@ -1,5 +1,5 @@
 """The pure parts of `make bench`: the history cost counter on real histories from the test dev server,
-the bare baselines' step counts, the percentile helper, the Olist loader and the options."""
+the bare baselines' step counts, the percentiles (domain/percentiles.py), the Olist loader and the options."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from bench.baseline import StepKind, baseline_worker, run_baseline
 from bench.gc_pauses import gc_pauses
 from bench.history_cost import history_cost
 from bench.olist import OLIST_DIR, load_sample
-from bench.orders_run import percentile, summary_ms
+from bench.orders_run import summary_ms
 from bench.throughput import parse_args
+from domain.percentiles import nearest_rank
 from models import search_attributes as sa
 
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3)
@@ -150,12 +151,14 @@ def test_gc_pauses_are_recorded_while_the_block_runs_and_only_then() -> None:
     assert len(pauses.seconds) == 2  # the block has ended: no longer recorded
 
 
-def test_percentile_is_nearest_rank() -> None:
+def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert [percentile(values, p) for p in (50, 90, 99, 100)] == [50.0, 90.0, 99.0, 100.0]
-    assert percentile([0.2], 99) == 0.2
-    assert percentile([], 50) == 0.0
+    assert [nearest_rank(values, p) for p in (7, 50, 90, 99, 100)] == [7.0, 50.0, 90.0, 99.0, 100.0]
+    assert nearest_rank([0.2], 99) == 0.2
+    with pytest.raises(ValueError):
+        nearest_rank([], 50)
     assert summary_ms([0.010, 0.020, 0.030, 0.400]) == {"p50": 20.0, "p90": 400.0, "p99": 400.0, "max": 400.0}
+    assert summary_ms([]) == {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
 
 
 def test_the_olist_loader_says_what_is_missing_and_where(tmp_path: Path) -> None:
@@ -200,6 +203,10 @@ def test_quick_and_the_defaults() -> None:
         (["--rate", "0"], "--rate must be more than 0"),
         (["--scale-orders", "50"], "--scale-orders must be more than 100"),
         (["--database-url", "sqlite:///x.db"], "names a PostgreSQL server"),
+        (
+            ["--database-url", "postgresql+psycopg2://postgres@db.example.org/test"],
+            "only one on this machine",
+        ),
     ],
 )
 def test_bad_options_are_refused_with_the_reason(
