@@ -39,14 +39,14 @@ def _release_keeps_stock() -> None:
 
 def _refund_short() -> None:
     """Every refund the gateway books is a cent short of what the order asked for."""
-    from domain.payment_ledger import PaymentLedger as SandboxGateway
+    from domain.payment_ledger import PaymentLedger
 
-    real = SandboxGateway.refund
+    real = PaymentLedger.refund
 
-    def refund(self: SandboxGateway, key: str, order_id: str, amount: Decimal) -> Any:
+    def refund(self: PaymentLedger, key: str, order_id: str, amount: Decimal) -> Any:
         return real(self, key, order_id, amount - Decimal("0.01"))
 
-    SandboxGateway.refund = refund  # type: ignore[method-assign]
+    PaymentLedger.refund = refund  # type: ignore[method-assign]  # the plant: a wrong ledger
 
 
 def _wrap_activity(name: str, wrap: Callable[[Callable[..., Any], Any], Callable[..., Any]]) -> None:
@@ -77,10 +77,10 @@ def _capture_at_pack() -> None:
 
     from models import tables as t
     from models.workflow_names import order_workflow_id, step_key
-    from sandbox.gateway import sandbox_ledger as SandboxGateway
+    from sandbox.gateway import sandbox_ledger
 
     def wrap(record_pack: Callable[..., Any], sessions: Any) -> Callable[..., Any]:
-        gateway = SandboxGateway(sessions)
+        gateway = sandbox_ledger(sessions)
 
         def captured_at_pack(record: Any) -> Any:
             result = record_pack(record)
@@ -130,12 +130,12 @@ def _damaged_restocked() -> None:
 
 def _void_skipped() -> None:
     """The gateway answers a void as if there were nothing to void: the authorization stays held."""
-    from domain.payment_ledger import PaymentLedger as SandboxGateway
+    from domain.payment_ledger import PaymentLedger
 
-    def void(self: SandboxGateway, key: str, order_id: str, token: str = "") -> None:
+    def void(self: PaymentLedger, key: str, order_id: str, token: str = "") -> None:
         return None
 
-    SandboxGateway.void = void  # type: ignore[method-assign,assignment]
+    PaymentLedger.void = void  # type: ignore[method-assign,assignment]  # the plant: a void that does nothing
 
 
 PLANTS: dict[str, Plant] = {
