@@ -128,7 +128,7 @@ class Settings(BaseSettings):
 
     worker_activity_threads: int = 32
     # polls a worker keeps open for workflow and for activity tasks (the SDK's default is 5 each;
-    # chosen by `make bench`, see README Performance)
+    # chosen by `make bench`, see docs/performance.md)
     worker_workflow_polls: int = Field(default=5, ge=2)
     worker_activity_polls: int = Field(default=5, ge=1)
     # database connections a worker or an API process keeps (as many again when busy); a worker's: at

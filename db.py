@@ -24,7 +24,7 @@ def make_engine(url: str, read_only: bool = False, pool_size: int = 20) -> Engin
     """The engine of the database at `url`. `read_only` (for SQLite) skips taking the write lock up
     front, so reads proceed next to writers (WAL) instead of queueing behind them. `pool_size`: the
     connections a process keeps (PostgreSQL), as many again when busy; a worker's is
-    OMS_DATABASE_POOL_SIZE, sized to its activity threads (see README, scaling)."""
+    OMS_DATABASE_POOL_SIZE, sized to its activity threads (see docs/operations.md, scaling)."""
     # hide_parameters: a database error's text carries no bound values (customers' names, e-mails,
     # addresses), so no log line and no error message quotes them
     if url.startswith("sqlite"):

@@ -1,6 +1,6 @@
 """Demand forecast per (sku, warehouse) and the reorder point and quantity it recommends.
 
-Method (README "Demand forecast and reorder points"):
+Method (docs/analytics.md, "Demand forecast and reorder points"):
 - Each series is the dense daily demand of a pair (domain/demand.py).
 - Back-test, one origin: the last HOLDOUT_DAYS (8 weeks) are held out, every model forecasts them
   from the days before, and each model's mean absolute error (MAE, units/day) is measured. The pair's

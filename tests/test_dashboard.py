@@ -4,7 +4,7 @@ a signed-in support person sees them, a signed-out browser is sent to sign in.
 
 The database is the suite's, shared with other tests: the figures are checked for our orders and as
 increases, never as absolute totals. OMS_UPDATE_SCREENSHOTS=1 writes the page's picture to
-docs/images/console-dashboard.png (the README's); otherwise it goes to the test's tmp dir.
+docs/images/console-dashboard.png (docs/console.md's); otherwise it goes to the test's tmp dir.
 """
 
 from __future__ import annotations

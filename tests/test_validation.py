@@ -228,7 +228,7 @@ async def test_place_wait_prints_the_rejection_reason(settings, sessions, tmp_pa
 
     status, out = await run_cli(settings, "place", str(path), "--wait")
 
-    assert status == 1  # refused: the README's exit status for a rejected order
+    assert status == 1  # refused: docs/cli.md's exit status for a rejected order
     assert out == f"{doc['order_id']} rejected: line 1: SKU {ok} is sold in EUR, order is in USD\n"
 
 

@@ -32,7 +32,7 @@ RETRY_BACKOFF = (5.0, 60.0)  # seconds: first and longest wait before an interru
 _BODY_DOC = {
     "requestBody": {
         "required": True,
-        "description": "CSV (one row per line item, grouped by order_id; see the README for the columns) "
+        "description": "CSV (one row per line item, grouped by order_id; see docs/orders.md for the columns) "
         "or JSON Lines (one order document per line).",
         "content": {
             "text/csv": {"schema": {"type": "string"}},
