@@ -185,8 +185,11 @@ def test_every_app_service_shares_the_codec_keys() -> None:
     assert settings.pop().startswith("${OMS_CODEC_KEYS:?"), "required from the environment, never a default"
 
 
-def test_the_api_signs_sessions_with_a_secret_from_the_environment() -> None:
-    assert env("api")["OMS_SESSION_SECRET"].startswith("${OMS_SESSION_SECRET:?")
+def test_every_app_service_signs_with_one_secret_from_the_environment() -> None:
+    """The API signs sessions and checks tracking links; the workers sign the links they e-mail."""
+    secrets = {env(name).get("OMS_SESSION_SECRET") for name in APP_SERVICES}
+    assert len(secrets) == 1 and None not in secrets, "workers and the API must sign with the same secret"
+    assert secrets.pop().startswith("${OMS_SESSION_SECRET:?"), "required from the environment, never a default"
 
 
 def test_the_web_ui_decodes_through_the_api_codec_server() -> None:
