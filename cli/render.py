@@ -391,8 +391,8 @@ def render_report(r: Report) -> str:
         + f"; exchanges: {ret.exchanges}; not back yet: {ret.open}",
     ]
     if ret.by_reason:
-        reasons = [(x.reason, x.returns, x.units) for x in ret.by_reason]
-        parts += ["", table(["RETURN REASON", "RETURNS", "UNITS"], reasons)]
+        return_reasons = [(x.reason, x.returns, x.units) for x in ret.by_reason]
+        parts += ["", table(["RETURN REASON", "RETURNS", "UNITS"], return_reasons)]
     money = [
         (m.key, m.currency, m.authorized, m.captured, m.refunded, m.voided, m.net)
         for m in r.revenue.totals + r.revenue.per_channel
@@ -518,7 +518,9 @@ def render_versions(found: DeploymentVersions) -> str:
     parts = [head, "", table(["BUILD", "STATUS", "OPEN ORDERS", "OTHER OPEN"], rows)]
     # what the operator came for: which old builds' workers may stop now (not a new one, never current)
     retiring = (VersionStatus.draining, VersionStatus.drained)
-    retired = [v.build_id for v in builds if v.drained and v.status in retiring]
+    retired = [
+        v.build_id for v in found.versions if v.build_id is not None and v.drained and v.status in retiring
+    ]
     if retired:
         parts += ["", f"nothing open on {', '.join(retired)}: those workers may stop"]
     return "\n".join(parts)
