@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test test-fast test-fast-cov lint worker api clean histories bench bench-quick bench-api bench-codec chaos
+.PHONY: install run test test-fast test-fast-cov lint worker api clean histories bench bench-quick bench-api bench-codec bench-cli chaos
 
 install: .venv/.installed
 
@@ -44,9 +44,10 @@ test-fast-cov: install
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 clean:
-	rm -rf .venv .tools .data .pytest_cache .ruff_cache
+	rm -rf .venv .tools .data .pytest_cache .ruff_cache .mypy_cache
 
 # Issue 12's figures: baselines, OMS placed -> shipped, latency, hot SKU, two workers, scale (python -m
 # bench.throughput --help); bench-quick is the same in a couple of minutes (20 orders, scale 500).
@@ -59,6 +60,12 @@ bench-quick: install
 # What the payload codec costs per payload and what compression saves (python -m bench.codec --help).
 bench-codec: install
 	.venv/bin/python -m bench.codec
+
+# How long the command line takes to answer: `starter.py --help` and `status ID` as whole processes,
+# against a dev server and worker it starts itself (python -m bench.cli_startup --help: --compare DIR
+# times another checkout in turn, --breakdown shows what `status` imports).
+bench-cli: install
+	.venv/bin/python -m bench.cli_startup
 
 # The HTTP API under open-loop load (python -m bench.api_load --help for options).
 bench-api: install

@@ -1,21 +1,26 @@
-"""Connecting to Temporal, and making sure the namespace knows our search attributes."""
+"""Connecting to Temporal, and making sure the namespace knows our search attributes.
+
+The Temporal SDK is imported inside the functions that use it, not at the top: commands that never
+talk to Temporal (`starter.py migrate`, `stock`, `codec generate`, ...) import this module only for
+`exit_without_finalizing`, and should not pay the SDK's import time for it."""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
-from config import Settings
-from encryption.converter import converter_for
-from models import search_attributes
+    from config import Settings
 
 
 async def connect(settings: Settings) -> Client:
+    from temporalio.client import Client
+
+    from encryption.converter import converter_for
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -25,6 +30,11 @@ async def connect(settings: Settings) -> Client:
 
 async def ensure_search_attributes(client: Client) -> list[str]:
     """Register the custom search attributes the namespace lacks; returns the names added."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from models import search_attributes
+
     existing = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import PROJECT_DIR
+
+# Alembic (with its templates and every dialect's DDL) costs about as much to import as SQLAlchemy
+# itself: it is imported by the two functions that migrate, not by every process that opens a session.
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # SQLite stores Numeric as text-backed decimals; the warning is about precision we keep by quantizing.
 warnings.filterwarnings("ignore", category=sa_exc.SAWarning, message=r".*does \*not\* support Decimal.*")
@@ -45,10 +48,14 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 def migrate(url: str) -> None:
     """Apply all Alembic migrations (idempotent)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config(str(PROJECT_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(PROJECT_DIR / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

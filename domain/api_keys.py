@@ -9,23 +9,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from db import SessionFactory
 from models import tables as t
+from models.choices import Role
 
 KEY_PREFIX = "oms_"
-
-
-class Role(StrEnum):
-    source = "source"  # order sources: web shops, marketplaces, POS, CSV batches
-    support = "support"  # support staff and their tools
-    carrier = "carrier"  # carriers' webhooks
-    warehouse = "warehouse"  # warehouses: stock, receipts, returned parcels
-    admin = "admin"  # everything
 
 
 class ApiKeyError(ValueError):

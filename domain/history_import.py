@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from db import SessionFactory
 from models import tables as t
+from models.choices import HistoryFormat
 from models.events import OrderEventType, ReasonCode
 from models.orders import MAX_MONEY, MAX_QUANTITY, Channel, OrderStatus, PaymentStatus, ShipmentStatus
 
@@ -44,11 +45,6 @@ HISTORY_WAREHOUSE = ("HIST", "Historical sales")  # created only when the databa
 UNKNOWN_WEIGHT_G = 0  # the files give no weight; the products are inactive until the catalog sets one
 MAX_KEY = 40  # ids from the files: order and customer ids get a prefix and must fit String(64)
 PAYMENT_METHOD = "card"  # the only method the orders table holds (models.orders.PaymentIn)
-
-
-class HistoryFormat(StrEnum):
-    olist = "olist"
-    online_retail = "online-retail"
 
 
 class SkipReason(StrEnum):

@@ -7,10 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-
-class ImportFormat(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
+from models.choices import ImportFormat
 
 
 class ImportState(StrEnum):

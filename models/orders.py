@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
 
+from models.choices import Channel, OrderStatus, ReturnCondition
 from models.countries import ISO_COUNTRIES
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
 from models.text import CONTROL_CHARACTERS
@@ -91,32 +92,6 @@ ExternalId = Annotated[str, Field(min_length=1, max_length=100), PlainText]
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=40), PlainText]
 # Who asked for a change (an API key's name, or cli:<user>): set by the door, written to the event log.
 Actor = Annotated[str | None, Field(default=None, max_length=120), PlainText]
-
-
-class Channel(StrEnum):
-    web = "web"
-    phone = "phone"
-    store = "store"
-    marketplace = "marketplace"
-    api = "api"
-    csv = "csv"
-
-
-class OrderStatus(StrEnum):
-    received = "received"
-    rejected = "rejected"
-    backordered = "backordered"
-    on_hold = "on_hold"
-    confirmed = "confirmed"
-    picking = "picking"
-    packed = "packed"
-    shipped = "shipped"
-    delivered = "delivered"
-    delivery_exception = "delivery_exception"  # a parcel is in trouble: lost, coming back, or held up
-    partially_returned = "partially_returned"
-    returned = "returned"
-    completed = "completed"
-    cancelled = "cancelled"
 
 
 class PaymentStatus(StrEnum):
@@ -355,11 +330,6 @@ class ReturnIn(_Strict):
 
 class ReturnRequest(ReturnIn):
     by: Actor
-
-
-class ReturnCondition(StrEnum):
-    good = "good"
-    damaged = "damaged"
 
 
 class ReceiptIn(_Strict):

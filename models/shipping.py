@@ -7,17 +7,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from models.choices import CarrierEventType
+from models.choices import Resolution as Resolution  # re-exported: its users import it from here
+
 DELIVERY_ATTEMPTS = 3  # failed delivery attempts after which the carrier sends a parcel back
-
-
-class CarrierEventType(StrEnum):
-    in_transit = "in_transit"
-    out_for_delivery = "out_for_delivery"
-    delivered = "delivered"
-    delivery_failed = "delivery_failed"
-    exception = "exception"  # in trouble (damaged, held at customs, address problem): may recover
-    lost = "lost"
-    returned_to_sender = "returned_to_sender"
 
 
 # Events that end a parcel's journey without a delivery: support chooses reship or refund.
@@ -39,11 +32,6 @@ class BookingStatus(StrEnum):
 
     booked = "booked"
     cancelled = "cancelled"  # the order was cancelled before the handover: nothing to carry
-
-
-class Resolution(StrEnum):
-    reship = "reship"  # a new shipment from stock; a claim is lodged with the carrier
-    refund = "refund"  # the parcel's lines are refunded
 
 
 class ShortPickPolicy(StrEnum):

@@ -361,7 +361,7 @@ def set_stock(
 
 async def cli(settings: Settings, *argv: str) -> tuple[int, str]:
     """Run a command line as a person would; returns the exit status and what it printed."""
-    from starter import dispatch
+    from cli import dispatch
 
     out = io.StringIO()
     status = await dispatch(list(argv), settings, out)

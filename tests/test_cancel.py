@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-import starter
 from activities.inventory import InventoryActivities
 from activities.orders import OrderActivities
+from cli import dispatch
 from models import tables as t
 from models.orders import ShipmentLine
 from models.steps import EventBatch, EventRecord, ReserveRequest
@@ -86,7 +86,7 @@ async def test_cancel_refused_after_shipping_changes_nothing(client, settings, s
 
     with pytest.raises(Refused, match="can no longer be cancelled"):
         await cancel_order(client, order_id, "too late")
-    status = await starter.dispatch(["cancel", order_id, "--reason", "too late"], settings, io.StringIO())
+    status = await dispatch(["cancel", order_id, "--reason", "too late"], settings, io.StringIO())
     assert status == 1
     assert "request a return instead" in capsys.readouterr().err
     view = await order_view(client, order_id)
@@ -102,7 +102,7 @@ async def test_cancel_refused_after_shipping_changes_nothing(client, settings, s
 
 
 async def test_cancel_unknown_order(client, settings, capsys):
-    assert await starter.dispatch(["cancel", "NOPE-1", "--reason", "x"], settings, io.StringIO()) == 1
+    assert await dispatch(["cancel", "NOPE-1", "--reason", "x"], settings, io.StringIO()) == 1
     assert "unknown order NOPE-1" in capsys.readouterr().err
 
 
@@ -111,10 +111,10 @@ async def test_release_continues_held_order(client, settings, sessions):
     order_id = await place(client, settings, order_doc([(skus["TV"], 1)]), review_above=Decimal("500"))
     await wait_status(client, order_id, "on_hold")
     out = io.StringIO()
-    assert await starter.dispatch(["release", order_id], settings, out) == 0
+    assert await dispatch(["release", order_id], settings, out) == 0
     view = await wait_status(client, order_id, "shipped")
     assert any(e.type == "hold_released" for e in view.events)
-    assert await starter.dispatch(["release", order_id], settings, io.StringIO()) == 1  # not on hold any more
+    assert await dispatch(["release", order_id], settings, io.StringIO()) == 1  # not on hold any more
     await eventually(lambda: order_view(client, order_id), lambda v: v.payment_status == "captured")
 
 

@@ -189,7 +189,9 @@ def test_every_app_service_signs_with_one_secret_from_the_environment() -> None:
     """The API signs sessions and checks tracking links; the workers sign the links they e-mail."""
     secrets = {env(name).get("OMS_SESSION_SECRET") for name in APP_SERVICES}
     assert len(secrets) == 1 and None not in secrets, "workers and the API must sign with the same secret"
-    assert secrets.pop().startswith("${OMS_SESSION_SECRET:?"), "required from the environment, never a default"
+    assert secrets.pop().startswith("${OMS_SESSION_SECRET:?"), (
+        "required from the environment, never a default"
+    )
 
 
 def test_the_web_ui_decodes_through_the_api_codec_server() -> None:

@@ -116,10 +116,10 @@ def test_the_commands_are_documented_in_the_synopsis():
 
 
 def test_carrier_event_help_says_how_to_make_a_resend_harmless(capsys):
-    import starter
+    from cli import build_parser
 
     with pytest.raises(SystemExit):
-        starter.build_parser().parse_args(["carrier-event", "--help"])
+        build_parser().parse_args(["carrier-event", "--help"])
     assert "Pass the carrier's own id to make a resend harmless" in " ".join(capsys.readouterr().out.split())
 
 

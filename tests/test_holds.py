@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from cli.common import CLI_ACTOR
 from models import tables as t
 from services.orders import cancel_order, handle, order_view
-from starter import CLI_ACTOR
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.common import CLI_ACTOR
 from config import Settings
 from db import SessionFactory
 from models import tables as t
 from models.orders import OrderView, ReturnReceipt, ReturnRequest, ReturnView
 from services.orders import Refused, add_note, confirm_delivery, handle, order_view, request_return
-from starter import CLI_ACTOR
 from tests.helpers import (
     add_products,
     assert_ledger_invariants,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowExecutionStatus
 
-import starter
+from cli import dispatch
 from config import Settings
 from db import SessionFactory
 from models import tables as t
@@ -59,7 +59,7 @@ def priced(price: Any) -> Callable[[dict[str, Any]], str]:
 
 async def run_cli(settings: Settings, *argv: str) -> tuple[int, str]:
     out = io.StringIO()
-    status = await starter.dispatch(list(argv), settings, out)
+    status = await dispatch(list(argv), settings, out)
     return status, out.getvalue()
 
 

@@ -19,12 +19,12 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import worker as worker_module
+from cli.render import render_versions
 from config import Settings
 from db import SessionFactory
 from models.versions import DeploymentVersions, VersionCount, VersionStatus
 from services import versions
 from services.orders import handle
-from starter import render_versions
 from tests.conftest import TEST_CONVERTER
 from tests.helpers import add_products, cli, eventually, order_doc, place, timers, unique, wait_status
 from tests.incompatible_order import EXTRA_TIMER, OrderWorkflowThatWaitsFirst

@@ -1,0 +1,203 @@
+"""What support staff do to one order: `cancel`, `release`, `note`, `feedback`, `return`,
+`receive-return`, `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
+(services/orders.py, services/fulfilment.py, domain/blocklist.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, TextIO
+
+from cli.common import CLI_ACTOR, EXIT_INVALID, CommandError, database, first_problem, order_call
+from models.choices import Resolution, ReturnCondition
+
+if TYPE_CHECKING:
+    from cli.common import Subcommands
+    from config import Settings
+
+
+def add_resolve(sub: Subcommands) -> None:
+    resolve = sub.add_parser(
+        "resolve", help="support's choice for a parcel that was lost or returned to sender"
+    )
+    resolve.add_argument("order_id")
+    resolve.add_argument("shipment_id")
+    choice = resolve.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--reship",
+        dest="resolution",
+        action="store_const",
+        const=Resolution.reship.value,
+        help="send the parcel's lines again from stock (a claim is lodged with the carrier)",
+    )
+    choice.add_argument(
+        "--refund",
+        dest="resolution",
+        action="store_const",
+        const=Resolution.refund.value,
+        help="refund the parcel's lines",
+    )
+    resolve.set_defaults(handler=cmd_resolve)
+
+
+def add_feedback(sub: Subcommands) -> None:
+    feedback = sub.add_parser("feedback", help="the customer's feedback on a delivered order")
+    feedback.add_argument("order_id")
+    feedback.add_argument("--score", type=int, required=True)
+    feedback.add_argument("--comment")
+    feedback.set_defaults(handler=cmd_feedback)
+
+
+def add_cancel(sub: Subcommands) -> None:
+    cancel = sub.add_parser("cancel", help="cancel an order that has not shipped (with compensation)")
+    cancel.add_argument("order_id")
+    cancel.add_argument("--reason", required=True)
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def add_release(sub: Subcommands) -> None:
+    release = sub.add_parser("release", help="release an order held for review")
+    release.add_argument("order_id")
+    release.set_defaults(handler=cmd_release)
+
+
+def add_note(sub: Subcommands) -> None:
+    note = sub.add_parser("note", help="add a support note to the order's event log")
+    note.add_argument("order_id")
+    note.add_argument("text")
+    note.set_defaults(handler=cmd_note)
+
+
+def add_return(sub: Subcommands) -> None:
+    ret = sub.add_parser("return", help="authorize a return (RMA) of delivered units")
+    ret.add_argument("order_id")
+    ret.add_argument("--sku", required=True)
+    ret.add_argument("--qty", type=int, required=True)
+    ret.add_argument("--reason", required=True)
+    ret.add_argument("--exchange-sku")
+    ret.set_defaults(handler=cmd_return)
+
+
+def add_receive_return(sub: Subcommands) -> None:
+    receive = sub.add_parser("receive-return", help="the warehouse received a returned parcel")
+    receive.add_argument("order_id")
+    receive.add_argument("rma")
+    receive.add_argument("--condition", choices=[c.value for c in ReturnCondition], default="good")
+    receive.set_defaults(handler=cmd_receive_return)
+
+
+def add_blocklist(sub: Subcommands) -> None:
+    blocklist = sub.add_parser("blocklist", help="customer e-mails whose orders are held for review")
+    blocklist.add_argument("action", choices=["add", "remove", "list"])
+    blocklist.add_argument("email", nargs="?")
+    blocklist.add_argument("--reason")
+    blocklist.set_defaults(handler=cmd_blocklist)
+
+
+async def cmd_resolve(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.fulfilment import ResolveRequest
+    from services import fulfilment, orders
+
+    try:
+        request = ResolveRequest(
+            shipment_id=args.shipment_id, resolution=Resolution(args.resolution), by=CLI_ACTOR
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid resolution: {first_problem(exc)}", EXIT_INVALID) from None
+    try:
+        view = await fulfilment.resolve_shipment(await connect(settings), args.order_id, request)
+    except (orders.UnknownOrder, orders.Refused, fulfilment.UnknownShipment) as exc:
+        raise CommandError(str(exc)) from None
+    shipments = ", ".join(f"{s.id} {s.status.value}" for s in view.shipments)
+    print(
+        f"{args.shipment_id}: {request.resolution.value}; order {view.status.value} ({shipments})", file=out
+    )
+
+
+async def cmd_feedback(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.orders import FeedbackIn
+    from services import orders
+
+    try:
+        feedback = FeedbackIn(score=args.score, comment=args.comment)
+    except ValidationError as exc:
+        raise CommandError(f"invalid feedback: {first_problem(exc)}", EXIT_INVALID) from None
+    await order_call(orders.give_feedback(await connect(settings), args.order_id, feedback, by=CLI_ACTOR))
+    print(f"feedback recorded for {args.order_id}", file=out)
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from connection import connect
+    from services import orders
+
+    view = await order_call(
+        orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR)
+    )
+    print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
+
+
+async def cmd_release(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from connection import connect
+    from services import orders
+
+    view = await order_call(orders.release_order(await connect(settings), args.order_id, by=CLI_ACTOR))
+    print(f"{view.order_id} released: {view.status.value}", file=out)
+
+
+async def cmd_note(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from connection import connect
+    from services import orders
+
+    await order_call(orders.add_note(await connect(settings), args.order_id, args.text, by=CLI_ACTOR))
+    print(f"note added to {args.order_id}", file=out)
+
+
+async def cmd_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.orders import ReturnIn
+    from services import orders
+
+    try:
+        request = ReturnIn(
+            sku=args.sku, quantity=args.qty, reason=args.reason, exchange_sku=args.exchange_sku
+        )
+    except ValidationError as exc:
+        raise CommandError(f"invalid return: {first_problem(exc)}", EXIT_INVALID) from None
+    ret = await order_call(
+        orders.request_return(await connect(settings), args.order_id, request, by=CLI_ACTOR)
+    )
+    print(ret.rma, file=out)
+
+
+async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from connection import connect
+    from models.orders import ReturnReceipt
+    from services import orders
+
+    receipt = ReturnReceipt(rma=args.rma, condition=ReturnCondition(args.condition), by=CLI_ACTOR)
+    await order_call(orders.receive_return(await connect(settings), args.order_id, receipt))
+    print(f"receipt of {args.rma} ({args.condition}) recorded", file=out)
+
+
+BLOCKLIST_DONE = {"add": "added", "remove": "removed"}
+
+
+async def cmd_blocklist(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from cli.render import render_blocklist
+    from domain.blocklist import update_blocklist
+
+    if args.action != "list" and not args.email:
+        raise CommandError(f"blocklist {args.action} needs an e-mail address", EXIT_INVALID)
+    with database(settings) as sessions:
+        entries = update_blocklist(sessions, args.action, args.email, args.reason)
+    print(
+        render_blocklist(entries) if args.action == "list" else f"{args.email} {BLOCKLIST_DONE[args.action]}",
+        file=out,
+    )

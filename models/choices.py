@@ -1,0 +1,76 @@
+"""The closed sets of values people pick from at the doors: statuses, channels, roles, formats.
+
+Plain enums, and nothing but the standard library: the command line offers them as choices (`list
+--status`, `apikey create --role`, ...) and builds its parser without loading pydantic, so that
+`starter.py --help` answers at once. The modules that own these words import them from here
+(`models.orders`, `models.shipping`, `models.imports`, `domain.history_import`, `domain.api_keys`), and
+are where the rest of the code reads them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    web = "web"
+    phone = "phone"
+    store = "store"
+    marketplace = "marketplace"
+    api = "api"
+    csv = "csv"
+
+
+class OrderStatus(StrEnum):
+    received = "received"
+    rejected = "rejected"
+    backordered = "backordered"
+    on_hold = "on_hold"
+    confirmed = "confirmed"
+    picking = "picking"
+    packed = "packed"
+    shipped = "shipped"
+    delivered = "delivered"
+    delivery_exception = "delivery_exception"  # a parcel is in trouble: lost, coming back, or held up
+    partially_returned = "partially_returned"
+    returned = "returned"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class ReturnCondition(StrEnum):
+    good = "good"
+    damaged = "damaged"
+
+
+class CarrierEventType(StrEnum):
+    in_transit = "in_transit"
+    out_for_delivery = "out_for_delivery"
+    delivered = "delivered"
+    delivery_failed = "delivery_failed"
+    exception = "exception"  # in trouble (damaged, held at customs, address problem): may recover
+    lost = "lost"
+    returned_to_sender = "returned_to_sender"
+
+
+class Resolution(StrEnum):
+    reship = "reship"  # a new shipment from stock; a claim is lodged with the carrier
+    refund = "refund"  # the parcel's lines are refunded
+
+
+class ImportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class HistoryFormat(StrEnum):
+    olist = "olist"
+    online_retail = "online-retail"
+
+
+class Role(StrEnum):
+    source = "source"  # order sources: web shops, marketplaces, POS, CSV batches
+    support = "support"  # support staff and their tools
+    carrier = "carrier"  # carriers' webhooks
+    warehouse = "warehouse"  # warehouses: stock, receipts, returned parcels
+    admin = "admin"  # everything
