@@ -10,6 +10,7 @@ import io
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -99,9 +100,10 @@ def revenue_chart(report: Report) -> str | None:
         marker = "o" if len(days) < 40 else None
         when = [date.fromisoformat(r.key) for r in days]  # real dates: a quiet day is a gap, not a neighbour
         # matplotlib plots dates through its units registry; its stubs only know numbers
-        ax.plot(when, [float(r.net) for r in days], marker=marker, color=COLOURS[n % 8])  # type: ignore[arg-type]
+        dates_axis: Any = when
+        ax.plot(dates_axis, [float(r.net) for r in days], marker=marker, color=COLOURS[n % 8])
         ax.plot(
-            when,  # type: ignore[arg-type]
+            dates_axis,
             [float(r.captured) for r in days],
             linestyle="--",
             color=COLOURS[n % 8],

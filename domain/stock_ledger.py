@@ -7,11 +7,10 @@ concurrent reservations safe without read-then-write races; the table's CHECKs a
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from db import rows_changed
 from models.tables import Stock, StockMovement
 
 
@@ -39,22 +38,19 @@ def move(
 ) -> bool:
     """Apply the deltas if the result keeps 0 <= reserved <= on_hand; False (nothing written) otherwise."""
     new_on_hand, new_reserved = Stock.on_hand + on_hand, Stock.reserved + reserved
-    result = cast(  # an UPDATE's result: a cursor's, with its row count
-        CursorResult[Any],
-        session.execute(
-            update(Stock)
-            .where(
-                Stock.sku == sku,
-                Stock.warehouse == warehouse,
-                new_on_hand >= 0,
-                new_reserved >= 0,
-                new_on_hand >= new_reserved,
-            )
-            .values(on_hand=new_on_hand, reserved=new_reserved)
-            .execution_options(synchronize_session=False)
-        ),
+    result = session.execute(
+        update(Stock)
+        .where(
+            Stock.sku == sku,
+            Stock.warehouse == warehouse,
+            new_on_hand >= 0,
+            new_reserved >= 0,
+            new_on_hand >= new_reserved,
+        )
+        .values(on_hand=new_on_hand, reserved=new_reserved)
+        .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         return False
     session.add(
         StockMovement(

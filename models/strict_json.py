@@ -41,7 +41,11 @@ def loads(text: str | bytes) -> Any:
         found = True
         with_duplicates = _WithDuplicates(obj)
         seen: set[str] = set()
-        with_duplicates.duplicates = [k for k, _ in items if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+        with_duplicates.duplicates = []
+        for key, _ in items:
+            if key in seen:
+                with_duplicates.duplicates.append(key)
+            seen.add(key)
         return with_duplicates
 
     data = json.loads(text, object_pairs_hook=pairs)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, update
 from temporalio.client import Client
 
 from config import Settings
-from db import SessionFactory
+from db import SessionFactory, rows_changed
 from domain.order_import import ImportFormat, parse_import
 from models import tables as t
 from models.imports import ImportOutcomeKind, ImportProblem, ImportState, ImportStatus
@@ -121,11 +121,13 @@ def import_status(sessions: SessionFactory, import_id: str) -> ImportStatus | No
         if row is None:
             return None
         counts: dict[str, int] = dict(
-            session.execute(  # type: ignore[arg-type]
+            session.execute(
                 select(outcome.outcome, func.count())
                 .where(outcome.import_id == import_id)
                 .group_by(outcome.outcome)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         refused = session.execute(
             select(outcome.rows, outcome.order_id, outcome.reason)
@@ -212,11 +214,12 @@ async def run_import(
         await renewing
     if holder.lost:
         raise ImportBusy(f"import {import_id} was taken over by another runner (its lease ran out)")
-    if run.failure is not None or holder.failure is not None:
+    failure = run.failure or holder.failure
+    if failure is not None:
         await asyncio.to_thread(holder.release)
         status = await asyncio.to_thread(import_status, sessions, import_id)
         assert status is not None
-        raise ImportInterrupted(status, run.failure or holder.failure)  # type: ignore[arg-type]
+        raise ImportInterrupted(status, failure)
     await asyncio.to_thread(holder.finish)
     if holder.lost:
         raise ImportBusy(f"import {import_id} was taken over by another runner (its lease ran out)")
@@ -355,7 +358,7 @@ def _record(
             .values(outcome=outcome.value, reason=reason, order_json=None)
         )
         session.commit()
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 # ---- the lease: one runner at a time ----
@@ -378,7 +381,7 @@ def _claim(sessions: SessionFactory, import_id: str) -> datetime | None:
             .values(lease_until=until)
         )
         session.commit()
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if rows_changed(result) == 1:
             return until
         row = session.get(imports, import_id)
     if row is None:
@@ -429,13 +432,13 @@ class _Lease:
         if not self._update(values, ~still_pending) and not self._update({"lease_until": None}):
             self.lost = True
 
-    def _update(self, values: dict[str, object], *where: object) -> bool:
+    def _update(self, values: dict[str, object], *where: ColumnElement[bool]) -> bool:
         imports = t.OrderImport
         with self.sessions() as session:
             result = session.execute(
                 update(imports)
-                .where(imports.id == self.import_id, imports.lease_until == self.until, *where)  # type: ignore[arg-type]
+                .where(imports.id == self.import_id, imports.lease_until == self.until, *where)
                 .values(**values)
             )
             session.commit()
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return rows_changed(result) == 1

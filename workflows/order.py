@@ -611,10 +611,11 @@ class OrderWorkflow:
         """Stock arrived: try to reserve now; True when the order got its stock."""
         attempts = self._reserve_attempts
         self.stock_arrived = True
-        if self._legs is not None and self._reserved:  # units a warehouse was short of wait for stock
-            tried = self._legs.backorder_attempts
+        legs = self._legs
+        if legs is not None and self._reserved:  # units a warehouse was short of wait for stock
+            tried = legs.backorder_attempts
             await workflow.wait_condition(
-                lambda: self._legs.backorder_attempts > tried or self._ctx.stop is not None  # type: ignore[union-attr]
+                lambda: legs.backorder_attempts > tried or self._ctx.stop is not None
             )
             return not any(s.status == ShipmentStatus.backordered for s in self._ctx.view.shipments)
         await workflow.wait_condition(
