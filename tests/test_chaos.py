@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from chaos import bad_inputs
 from chaos.fuzz import FuzzResult, door_table, run_fuzz, summary
-from chaos.orders import Role, load_orders
+from chaos.orders import Role, load_orders, plan_orders
 from chaos.run import (
     NO_CONNECTION_TO_CUT,
     SHORT,
@@ -134,6 +135,13 @@ async def test_a_planted_release_that_keeps_the_stock_is_caught(runs, capsys):
     caught = plant.caught_by
     assert plant.violations, "the planted bug went unnoticed"
     assert caught["nothing-reserved"] and caught["stock-ledger"], caught
+
+
+def test_the_short_run_plans_an_order_for_every_role():
+    """SHORT.orders is kept small for `make test`: small enough, not smaller."""
+    plan = plan_orders(load_orders(SHORT.orders), "X", random.Random(1))
+    planned = {p.role for p in plan.orders}
+    assert [role.value for role in Role if role not in planned] == []
 
 
 @pytest.mark.parametrize("case", list(bad_inputs.BAD_INPUTS))
