@@ -38,7 +38,9 @@ ORDERS_DOC = Path(__file__).resolve().parent.parent / "docs" / "orders.md"  # th
 
 def payments(sessions: SessionFactory, order_id: str) -> list[t.Payment]:
     with sessions() as session:
-        return list(session.scalars(select(t.Payment).where(t.Payment.order_id == order_id)))
+        return list(
+            session.scalars(select(t.Payment).where(t.Payment.order_id == order_id).order_by(t.Payment.id))
+        )
 
 
 # ---- through the workflow ----
