@@ -979,7 +979,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=sorted(TEMPORAL_STORES),
         default="wal-normal",
         help="the dev server's state: a SQLite file in WAL mode with synchronous=normal (default), in WAL "
-        "mode syncing every commit, in the default rollback-journal mode (as `make run` has it), or in memory",
+        "mode syncing every commit, in the default rollback-journal mode, or in memory",
     )
     parser.add_argument(
         "--baseline-seconds",

@@ -166,8 +166,8 @@ async def list_orders(
 
 @router.post("/orders/{order_id}/cancel", dependencies=[JSON_BODY], responses=_refusable, summary="Cancel")
 async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> OrderView:
-    """Cancel with compensation (stock released, authorization voided, customer told); refused once
-    anything has been packed or shipped."""
+    """Cancel with compensation (stock released, picked units restocked, carrier bookings cancelled,
+    authorization voided, customer told); refused once a parcel is with the carrier."""
     return await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
 
 
