@@ -64,6 +64,10 @@ WORKFLOWS = ORDER_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the re
 PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer: no thread each
 
 
+# On SIGTERM the worker stops polling and gives the activities in flight this long to finish (a
+# container's stop grace period must be longer: docker-compose.yml, tests/test_compose.py).
+DRAIN_TIMEOUT = timedelta(seconds=10)
+
 # a worker's activities: bound methods of the activity classes
 Activities = list[Callable[..., Any]]
 
@@ -255,7 +259,7 @@ def build_worker(
     quiet_activity_failures()
     activities = activities if activities is not None else build_activities(sessions, client, settings)
     common: dict[str, Any] = {
-        "graceful_shutdown_timeout": timedelta(seconds=10),
+        "graceful_shutdown_timeout": DRAIN_TIMEOUT,
         "workflow_runner": workflow_runner(),
         "interceptors": [RefuseBadData()],  # no step retries for ever on data the database refuses
         # one build = one deployment version for both queues (set current together); None: unversioned

@@ -7,6 +7,7 @@ without needing Docker.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from functools import cache
 from itertools import pairwise
@@ -17,17 +18,51 @@ from urllib.parse import urlsplit
 import yaml
 
 from config import Settings
+from worker import DRAIN_TIMEOUT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / "deploy" / "compose.env.example"  # what `.env` must hold
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 APP_SERVICES = ("migrate", "worker", "api")  # services running the application image
 
 
+# ${VAR}, ${VAR:-default}, ${VAR:?message}: compose's interpolation of its environment and `.env`
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
+
+
+def example_env() -> dict[str, str]:
+    """deploy/compose.env.example as a filled-in `.env`: its values, or a stand-in for the empty ones."""
+    found = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip() or f"example-{key.strip().lower()}"
+    return found
+
+
+def interpolate(text: str, variables: dict[str, str]) -> str:
+    """The file as compose reads it with `variables` set; a required one missing fails the test."""
+
+    def value(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        if variables.get(name):
+            return variables[name]
+        assert operator != "?", f"{name} is required ({argument}) and not in {ENV_EXAMPLE.name}"
+        return argument if operator == "-" else ""
+
+    return VARIABLE.sub(value, text)
+
+
 @cache
 def load_compose() -> dict[str, Any]:
-    with COMPOSE_FILE.open() as fh:
-        return yaml.safe_load(fh)
+    return yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), example_env()))
+
+
+@cache
+def raw_compose() -> dict[str, Any]:
+    """The file as written, before interpolation."""
+    return yaml.safe_load(COMPOSE_FILE.read_text())
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -39,12 +74,18 @@ def service(name: str) -> dict[str, Any]:
     return services()[name]
 
 
-def env(name: str) -> dict[str, str]:
-    """A service's environment as a dict, whichever of the two compose forms it uses."""
-    raw = service(name).get("environment") or {}
+def env(name: str, compose: dict[str, Any] | None = None) -> dict[str, str]:
+    """A service's environment as a dict, whichever of the two compose forms it uses (as compose reads
+    it, or as `compose` has it)."""
+    raw = (compose or load_compose())["services"][name].get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
     return {key: str(value) for key, value in raw.items()}
+
+
+def raw_env(name: str) -> dict[str, str]:
+    """A service's environment as the file writes it, `${...}` not yet replaced."""
+    return env(name, raw_compose())
 
 
 def depends_on(name: str) -> dict[str, dict[str, Any]]:
@@ -180,14 +221,14 @@ def test_temporal_ui_points_at_temporal() -> None:
 
 
 def test_every_app_service_shares_the_codec_keys() -> None:
-    settings = {env(name).get("OMS_CODEC_KEYS") for name in APP_SERVICES}
+    settings = {raw_env(name).get("OMS_CODEC_KEYS") for name in APP_SERVICES}
     assert len(settings) == 1 and None not in settings, "workers and the API must hold the same keys"
     assert settings.pop().startswith("${OMS_CODEC_KEYS:?"), "required from the environment, never a default"
 
 
 def test_every_app_service_signs_with_one_secret_from_the_environment() -> None:
     """The API signs sessions and checks tracking links; the workers sign the links they e-mail."""
-    secrets = {env(name).get("OMS_SESSION_SECRET") for name in APP_SERVICES}
+    secrets = {raw_env(name).get("OMS_SESSION_SECRET") for name in APP_SERVICES}
     assert len(secrets) == 1 and None not in secrets, "workers and the API must sign with the same secret"
     assert secrets.pop().startswith("${OMS_SESSION_SECRET:?"), (
         "required from the environment, never a default"
@@ -219,8 +260,64 @@ def test_worker_is_scalable() -> None:
     assert "container_name" not in worker, "a fixed container_name prevents scaling"
     assert "ports" not in worker, "host port bindings would collide between replicas"
     assert int(worker.get("deploy", {}).get("replicas", 1)) > 1
-    # Workers must not start against an unmigrated schema.
+    # Workers must not start against an unmigrated schema, nor before Temporal has its namespace.
     assert depends_on("worker")["migrate"].get("condition") == "service_completed_successfully"
+    assert depends_on("worker")["temporal-namespace"].get("condition") == "service_completed_successfully"
+
+
+def test_the_worker_is_given_longer_to_stop_than_it_drains() -> None:
+    grace = service("worker").get("stop_grace_period", "10s")  # Docker's default
+    assert grace.endswith("s") and int(grace[:-1]) > DRAIN_TIMEOUT.total_seconds() + 5, grace
+
+
+def test_every_variable_the_file_requires_is_in_the_env_example() -> None:
+    required = {m.group(1) for m in VARIABLE.finditer(COMPOSE_FILE.read_text()) if m.group(2) == "?"}
+    assert required <= example_env().keys(), sorted(required - example_env().keys())
+    assert {"OMS_DB_PASSWORD", "TEMPORAL_DB_PASSWORD", "OMS_CODEC_KEYS", "OMS_SESSION_SECRET"} <= required
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    """Passwords, keys and secrets are `${VAR:?...}` from `.env`; `.env` stays out of git and images."""
+    raw = raw_compose()["services"]
+    secrets = [
+        raw["temporal-db"]["environment"]["POSTGRES_PASSWORD"],
+        raw["temporal"]["environment"]["POSTGRES_PWD"],
+        raw["temporal-schema"]["environment"]["TEMPORAL_DB_PASSWORD"],
+        raw["oms-db"]["environment"]["POSTGRES_PASSWORD"],
+        # the URL's password (not urlsplit: the `?` of the interpolation reads as a query)
+        raw["worker"]["environment"]["OMS_DATABASE_URL"].split("@")[0].split(":", 2)[2],
+        raw["worker"]["environment"]["OMS_CODEC_KEYS"],
+        raw["worker"]["environment"]["OMS_SESSION_SECRET"],
+    ]
+    for secret in secrets:
+        assert secret.startswith("${") and ":?" in secret, f"a secret written in the file: {secret!r}"
+    for ignore in (REPO_ROOT / ".gitignore", REPO_ROOT / ".dockerignore"):
+        assert ".env" in ignore.read_text().split(), f"{ignore.name} must keep .env out"
+
+
+def test_temporal_is_set_up_by_its_admin_tools_not_auto_setup() -> None:
+    images = {name: str(s.get("image", "")) for name, s in services().items()}
+    assert not any("auto-setup" in image for image in images.values()), "auto-setup is deprecated"
+    for name, image in images.items():
+        if image.startswith("temporalio/"):
+            tag = image.partition(":")[2]
+            assert tag and tag != "latest", f"{name}: pin {image}"
+    server = images["temporal"].partition(":")[2]
+    for job in ("temporal-schema", "temporal-namespace"):
+        assert images[job].startswith(f"temporalio/admin-tools:{server}-"), (
+            "admin-tools must match the server"
+        )
+        for volume in service(job).get("volumes", []):
+            assert (REPO_ROOT / volume.split(":")[0]).is_file(), f"{job} mounts a missing {volume}"
+    assert depends_on("temporal")["temporal-schema"].get("condition") == "service_completed_successfully"
+    assert depends_on("temporal-namespace")["temporal"] is not None
+
+
+def test_customers_and_browsers_reach_the_api_at_its_public_url() -> None:
+    public = example_env()["OMS_PUBLIC_URL"]
+    for name in APP_SERVICES:
+        assert env(name)["OMS_PUBLIC_URL"] == public  # the tracking links in e-mails
+    assert env("temporal-ui")["TEMPORAL_CODEC_ENDPOINT"] == f"{public}/codec"  # the Web UI's browser
 
 
 def test_app_settings_are_known() -> None:
@@ -238,9 +335,9 @@ def test_api_is_published_and_health_checked() -> None:
     assert api_env.get("OMS_API_HOST") == "0.0.0.0"
     port = int(api_env.get("OMS_API_PORT", Settings.model_fields["api_port"].default))
     assert port in container_ports("api"), f"the api listens on {port} but does not publish it"
-    # Like the workers: not before the schema is migrated and Temporal answers.
+    # Like the workers: not before the schema is migrated and Temporal answers with its namespace.
     assert depends_on("api")["migrate"].get("condition") == "service_completed_successfully"
-    assert depends_on("api")["temporal"].get("condition") == "service_healthy"
+    assert depends_on("api")["temporal-namespace"].get("condition") == "service_completed_successfully"
     # The healthcheck asks /readyz on that port with the image's Python (it has no curl or wget).
     test = command_words(api["healthcheck"]["test"])
     assert test[0] == "CMD" and test[1] == "python" and test[2] == "-c", test
