@@ -25,9 +25,11 @@
     python starter.py report [--since DATE] [--until DATE] [--html FILE] [--json]
     python starter.py export journal --since DATE --until DATE FILE.csv
     python starter.py versions [--deployment NAME] [--json] | set-current-version BUILD_ID [--deployment NAME]
+    python starter.py doctor
 
 
-Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected), 2 invalid input.
+Exit status: 0 done, 1 refused or unknown order (and `place --wait`: the order was rejected) or Temporal
+unavailable as configured, 2 invalid input.
 
 The commands live in cli/, one module per group (cli/__init__.py lists them); this file is the entry point.
 """

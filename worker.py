@@ -11,6 +11,7 @@ import compileall
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -35,7 +36,7 @@ from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
 from adapters import build_parties, payment_gateway
 from config import Settings, get_settings
-from connection import connect, ensure_search_attributes, exit_without_finalizing
+from connection import TemporalUnavailable, connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
@@ -305,7 +306,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     freeze_startup_heap()
 
     async with worker:
-        log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+        log.info(
+            "worker polling task queue %r on %s",
+            settings.task_queue,
+            client.service_client.config.target_host,
+        )
         if worker.parties is None:
             log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
         else:
@@ -325,7 +330,13 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(get_settings(), stop)
 
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except (
+        TemporalUnavailable
+    ) as exc:  # a certificate, a CA, a key: one line naming the setting, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        exit_without_finalizing(1)
     exit_without_finalizing(0)
 
 

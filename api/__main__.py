@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from config import get_settings
-from connection import exit_without_finalizing
+from connection import TemporalUnavailable, check_temporal_settings, exit_without_finalizing
 from logs import configure_logging
 
 # What uvicorn answers, before the application sees anything, to a request that is not valid HTTP (a
@@ -40,6 +41,13 @@ class JsonErrorsProtocol(HttpToolsProtocol):
 def main() -> None:
     configure_logging()
     settings = get_settings()
+    try:
+        # its Temporal client connects lazily (it serves 503 while Temporal is down), so a certificate
+        # file that is not there would only show in /readyz: stop here instead, with the setting named
+        check_temporal_settings(settings)
+    except TemporalUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        exit_without_finalizing(1)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -26,9 +26,10 @@ from api.routes import (
 )
 from api.state import AppState, KeyCache
 from config import Settings
+from connection import connect, temporal_target
 from db import make_engine, make_session_factory
 from encryption.codec import EncryptionCodec
-from encryption.converter import converter_for, key_ring
+from encryption.converter import key_ring
 
 DESCRIPTION = """
 The order management system's HTTP API: order sources place orders (one at a time or in batches),
@@ -47,12 +48,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
-        temporal = client or await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=converter_for(settings),
-            lazy=True,  # start and answer 503 while Temporal is down, instead of not starting at all
-        )
+        # lazy: start and answer 503 while Temporal is down, instead of not starting at all
+        temporal = client or await connect(settings, lazy=True)
         # on SQLite, reads (keys, stock, progress) get an engine that does not queue behind writers
         read_engine = (
             make_engine(settings.database_url, read_only=True, pool_size=settings.database_pool_size)
@@ -63,6 +60,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         state = AppState(
             settings=settings,
             client=temporal,
+            temporal_target=temporal_target(settings),
             engine=engine,
             sessions=sessions,
             reads=make_session_factory(read_engine) if read_engine is not engine else sessions,

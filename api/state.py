@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from config import Settings
+from connection import TemporalTarget
 from db import SessionFactory
 from domain.api_keys import Principal, hash_key
 from encryption.codec import EncryptionCodec
@@ -51,6 +52,7 @@ class KeyCache:
 class AppState:
     settings: Settings
     client: Client  # lazy: connects on first use, so the API starts (and says 503) while Temporal is down
+    temporal_target: TemporalTarget  # where `client` connects, as /readyz shows it (never the API key)
     engine: Engine
     sessions: SessionFactory
     # reads (keys, stock, imports' progress): on SQLite they need not queue behind the worker's writes

@@ -67,13 +67,12 @@ from temporalio.client import Client
 from bench.orders_run import summary_ms
 from bench.throughput import OLIST_DIR, bench_database, build_catalog, read_csv, to_order_input
 from config import Settings
-from connection import ensure_search_attributes, exit_without_finalizing
+from connection import connect, ensure_search_attributes, exit_without_finalizing
 from db import make_engine, make_session_factory
 from devtools.processes import ChildProcess, free_port
 from devtools.scratch_database import admin_url_problem
 from domain import api_keys
 from domain.catalog import load_catalog
-from encryption.converter import converter_for
 from models.catalog import CatalogFile, StockRow
 from models.orders import OrderInput
 from models.workflow_names import ORDER_WORKFLOW, order_workflow_id
@@ -281,10 +280,11 @@ async def start_temporal(children: Children, data_dir: Path, store: str) -> tupl
     log(f"starting the Temporal dev server on {address} (store: {store}, in {data_dir})")
     child = children.start("Temporal dev server", argv, dict(os.environ), "temporal.log")
 
-    async def connect() -> Client:
-        return await Client.connect(address, data_converter=converter_for(Settings()))
+    async def connect_bench_server() -> Client:
+        # the app's connect (its converter), at the address of the bench's own server
+        return await connect(Settings(temporal_address=address))
 
-    return await wait_until(children, connect, f"Temporal on {address}"), child
+    return await wait_until(children, connect_bench_server, f"Temporal on {address}"), child
 
 
 async def start_api(

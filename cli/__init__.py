@@ -5,7 +5,7 @@
     fulfilment.py  warehouse queue|pick|pack|handover, carrier-event, deliver
     stock.py       catalog load, stock (levels, check, adjust, receive, write-off), purchase-orders, forecast
     analytics.py   report, export journal
-    admin.py       migrate, apikey, codec, reconcile, versions, set-current-version
+    admin.py       migrate, apikey, codec, reconcile, versions, set-current-version, doctor
     render.py      what the commands print: tables, summaries, JSON
     common.py      exit statuses, CommandError, the actor, reading input, opening the database
 
@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from cli import admin, analytics, fulfilment, orders, stock, support
-from cli.common import EXIT_INVALID, CommandError
+from cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, CommandError
+from connection import TemporalUnavailable
 
 if TYPE_CHECKING:
     from cli.common import Subcommands
@@ -63,6 +64,7 @@ _ADD_COMMANDS: list[Callable[[Subcommands], None]] = [
     stock.add_forecast,
     admin.add_versions,
     admin.add_set_current_version,
+    admin.add_doctor,
 ]
 
 
@@ -80,12 +82,16 @@ async def dispatch(argv: list[str], settings: Settings, out: TextIO = sys.stdout
 
 
 async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Run the parsed command: 0 done, 1 refused or unknown, 2 invalid input (`error: ...` on stderr)."""
+    """Run the parsed command: 0 done, 1 refused, unknown or Temporal unavailable, 2 invalid input
+    (`error: ...` on stderr)."""
     try:
         await args.handler(args, settings, out)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
+    except TemporalUnavailable as exc:  # any command that connects: one line naming the setting at fault
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except ValueError as exc:
         if not _is_order_input_error(exc):
             raise

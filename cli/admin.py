@@ -1,6 +1,7 @@
 """Running the system: `migrate`, `apikey`, `codec` (the payload keys), `reconcile` (after a terminate),
-and worker versioning, `versions` and `set-current-version` (db.py, domain/api_keys.py, encryption/,
-services/reconcile.py, services/versions.py, docs/versioning.md)."""
+worker versioning, `versions` and `set-current-version`, and `doctor`, the check of the connection to
+Temporal (db.py, domain/api_keys.py, encryption/, services/reconcile.py, services/versions.py,
+connection.py, docs/versioning.md)."""
 
 from __future__ import annotations
 
@@ -204,6 +205,29 @@ async def cmd_set_current_version(args: argparse.Namespace, settings: Settings, 
         raise CommandError(str(exc)) from None
     was = f"build {previous}" if previous else "unversioned workers"
     print(f"{deployment}:{build_id} is current (before: {was}); new orders start on it", file=out)
+
+
+def add_doctor(sub: Subcommands) -> None:
+    sub.add_parser(
+        "doctor", help="check the connection to Temporal: where, with what credentials, the server's answer"
+    ).set_defaults(handler=cmd_doctor)
+
+
+async def cmd_doctor(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """Where the settings point, then whether the server answers there; a failure exits 1 with the reason
+    (connection.TemporalUnavailable, as every command that connects)."""
+    from cli.render import render_temporal_target
+    from connection import check_server, connect, temporal_target
+
+    print(render_temporal_target(temporal_target(settings).describe()), file=out)
+    out.flush()  # what was tried stays on the screen above the error, if there is one
+    client = await connect(settings)
+    checked = await check_server(client)
+    print(
+        f"server       Temporal {checked['server_version']}; namespace {checked['namespace']}"
+        f" {checked['namespace_state']}",
+        file=out,
+    )
 
 
 def _deployment(args: argparse.Namespace, settings: Settings) -> str:

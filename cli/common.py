@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 EXIT_REFUSED, EXIT_INVALID = 1, 2
+# Temporal cannot be reached as configured (connection.TemporalUnavailable): like a refusal, nothing was
+# done and the same command may work later, or with the setting the message names corrected
+EXIT_UNAVAILABLE = EXIT_REFUSED
 CLI_ACTOR = f"cli:{getpass.getuser()}"  # who did it, in the order's event log
 T = TypeVar("T")
 

@@ -524,3 +524,25 @@ def render_versions(found: DeploymentVersions) -> str:
     if retired:
         parts += ["", f"nothing open on {', '.join(retired)}: those workers may stop"]
     return "\n".join(parts)
+
+
+def render_temporal_target(target: dict[str, Any]) -> str:
+    """`doctor`'s first lines: where the settings point and with what (connection.TemporalTarget.describe)."""
+
+    def yes_no(flag: object) -> str:
+        return "yes" if flag else "no"
+
+    tls = "on" if target["tls"] else "off"
+    if target["tls"]:
+        tls += f", server name {target['server_name'] or '(from the address)'}"
+        tls += f", CA {target['server_ca_cert'] or '(the system roots)'}"
+    return "\n".join(
+        [
+            f"address      {target['address']}",
+            f"namespace    {target['namespace']}",
+            f"profile      {target['profile']}",
+            f"tls          {tls}",
+            f"client cert  {yes_no(target['client_cert'])}",
+            f"api key      {yes_no(target['api_key'])}",
+        ]
+    )

@@ -53,10 +53,15 @@ async def no_workflow(client, order_id: str) -> bool:
 # ---- probes ----
 
 
-async def test_health_and_readiness_need_no_key(http):
+async def test_health_and_readiness_need_no_key(http, settings):
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"temporal": "ok", "database": "ok"}
+    assert ready.status_code == 200, ready.text
+    answer = ready.json()
+    assert (answer["temporal"], answer["database"]) == ("ok", "ok")
+    # where the API connects, and how: the same target `starter.py doctor` prints
+    assert answer["temporal_target"]["address"] == settings.temporal_address
+    assert answer["temporal_target"]["tls"] is False and answer["temporal_target"]["api_key"] is False
     assert (await http.get("/docs")).status_code == 200
     assert "/orders/import" in (await http.get("/openapi.json")).json()["paths"]
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.state import AppState, app_state
+from connection import explain_connect_failure
 
 router = APIRouter(tags=["health"])
 PROBE_TIMEOUT = 3.0
@@ -27,14 +28,20 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: Annotated[AppState, Depends(app_state)]) -> JSONResponse:
     temporal, database = await asyncio.gather(_temporal(state), _database(state))
     ready = temporal == "ok" and database == "ok"
-    return JSONResponse({"temporal": temporal, "database": database}, status_code=200 if ready else 503)
+    return JSONResponse(
+        # the target too: a 503 from a misconfigured address or TLS setting says so at once
+        {"temporal": temporal, "database": database, "temporal_target": state.temporal_target.describe()},
+        status_code=200 if ready else 503,
+    )
 
 
 async def _temporal(state: AppState) -> str:
     try:
         await asyncio.wait_for(state.client.service_client.check_health(), PROBE_TIMEOUT)
+    except TimeoutError:
+        return "unavailable: TimeoutError"
     except Exception as exc:  # any failure means not ready; the reason is shown, never a traceback
-        return f"unavailable: {type(exc).__name__}"
+        return f"unavailable: {explain_connect_failure(state.temporal_target, exc)}"
     return "ok"
 
 
