@@ -84,6 +84,11 @@ def _unset_if_blank(value: object) -> object:
     return None if value == "" else value
 
 
+class LogFormat(StrEnum):
+    text = "text"  # for people: time, level, logger, message (logs.py)
+    json = "json"  # for a log pipeline: one JSON object per line
+
+
 class SandboxMode(StrEnum):
     auto = "auto"
     manual = "manual"
@@ -173,6 +178,9 @@ class Settings(BaseSettings):
         if not 0.5 < value < 1:  # z would be <= 0 (no safety stock) or infinite
             raise ValueError(f"OMS_SERVICE_LEVEL must be between 0.5 and 1 (e.g. 0.95), not {value}")
         return value
+
+    # how the worker and the API write their logs (logs.py): `text` for people, `json` for a pipeline
+    log_format: LogFormat = LogFormat.text
 
     # the HTTP API (api/)
     api_host: str = "127.0.0.1"

@@ -312,7 +312,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    configure_logging()
+    configure_logging(get_settings().log_format)
 
     async def _main() -> None:
         stop = asyncio.Event()

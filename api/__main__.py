@@ -38,8 +38,8 @@ class JsonErrorsProtocol(HttpToolsProtocol):
 
 
 def main() -> None:
-    configure_logging()
     settings = get_settings()
+    configure_logging(settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
