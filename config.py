@@ -79,9 +79,26 @@ def _check_version_part(what: str, value: str) -> str:
     return value
 
 
+# The least each of the worker's capacities takes. Fewer than 2 workflow task slots (or polls) would
+# stall a worker that caches workflows, as ours does (the SDK's sticky queues): it refuses them.
+_WORKER_CAPACITY_MINIMUM = {
+    "worker_activity_threads": 1,
+    "worker_activities": 1,
+    "worker_local_activities": 1,
+    "worker_workflow_tasks": 2,
+    "worker_workflow_polls": 2,
+    "worker_activity_polls": 1,
+}
+
+
 def _unset_if_blank(value: object) -> object:
     """An empty variable means unset (`OMS_WORKER_BUILD_ID=` in a compose file, a build arg not given)."""
     return None if value == "" else value
+
+
+class LogFormat(StrEnum):
+    text = "text"  # for people: time, level, logger, message (logs.py)
+    json = "json"  # for a log pipeline: one JSON object per line
 
 
 class SandboxMode(StrEnum):
@@ -126,11 +143,31 @@ class Settings(BaseSettings):
     def _build_id_is_sane(cls, value: str | None) -> str | None:
         return None if value is None else check_build_id(value)
 
+    # how much one worker takes at once (docs/configuration.md says what each trades): threads for the
+    # steps written as plain functions, local or not; outside parties' steps (activities; default: one
+    # per thread), database steps (local activities) and workflow tasks in flight (the SDK's 100 each)
     worker_activity_threads: int = 32
+    worker_activities: int | None = None
+    worker_local_activities: int = 100
+    worker_workflow_tasks: int = 100
     # polls a worker keeps open for workflow and for activity tasks (the SDK's default is 5 each;
     # chosen by `make bench`, see docs/performance.md)
-    worker_workflow_polls: int = Field(default=5, ge=2)
-    worker_activity_polls: int = Field(default=5, ge=1)
+    worker_workflow_polls: int = 5
+    worker_activity_polls: int = 5
+
+    @field_validator(*_WORKER_CAPACITY_MINIMUM)
+    @classmethod
+    def _worker_capacity_is_enough(cls, value: int | None, info: ValidationInfo) -> int | None:
+        least = _WORKER_CAPACITY_MINIMUM[str(info.field_name)]
+        if value is not None and value < least:
+            raise ValueError(f"OMS_{str(info.field_name).upper()} must be at least {least}, not {value}")
+        return value
+
+    @property
+    def worker_activity_slots(self) -> int:
+        """Activities one worker runs at once: OMS_WORKER_ACTIVITIES, else one per activity thread."""
+        return self.worker_activities if self.worker_activities is not None else self.worker_activity_threads
+
     # database connections a worker or an API process keeps (as many again when busy); a worker's: at
     # least its activity threads, which run the steps, local or not, plus the outbox dispatcher
     database_pool_size: int = Field(default=20, ge=1)
@@ -173,6 +210,9 @@ class Settings(BaseSettings):
         if not 0.5 < value < 1:  # z would be <= 0 (no safety stock) or infinite
             raise ValueError(f"OMS_SERVICE_LEVEL must be between 0.5 and 1 (e.g. 0.95), not {value}")
         return value
+
+    # how the worker and the API write their logs (logs.py): `text` for people, `json` for a pipeline
+    log_format: LogFormat = LogFormat.text
 
     # the HTTP API (api/)
     api_host: str = "127.0.0.1"

@@ -22,7 +22,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerTuner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import RefuseBadData
@@ -272,7 +272,13 @@ def build_worker(
         workflows=ORDER_WORKFLOWS,
         activities=activities,
         activity_executor=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="oms-activity"),
-        max_concurrent_activities=threads,
+        # The slots as a tuner, which is what the SDK builds from max_concurrent_*: those would also
+        # size its workflow task thread pool by the workflow task slots (else 500), a change of its own
+        tuner=WorkerTuner.create_fixed(
+            workflow_slots=settings.worker_workflow_tasks,
+            activity_slots=settings.worker_activity_slots,
+            local_activity_slots=settings.worker_local_activities,
+        ),
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_polls),
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_polls),
         **common,
@@ -321,7 +327,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    configure_logging()
+    configure_logging(get_settings().log_format)
 
     async def _main() -> None:
         stop = asyncio.Event()

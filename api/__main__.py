@@ -39,8 +39,8 @@ class JsonErrorsProtocol(HttpToolsProtocol):
 
 
 def main() -> None:
-    configure_logging()
     settings = get_settings()
+    configure_logging(settings.log_format)
     try:
         # its Temporal client connects lazily (it serves 503 while Temporal is down), so a certificate
         # file that is not there would only show in /readyz: stop here instead, with the setting named

@@ -36,6 +36,11 @@ class ApiServer:
 
 
 def api_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
+    return process_env(settings, OMS_API_HOST="127.0.0.1", OMS_API_PORT=str(port), **overrides)
+
+
+def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment of an OMS process (the API, a worker) on the suite's dev server and database."""
     return {
         **os.environ,
         "OMS_DATABASE_URL": settings.database_url,
@@ -48,8 +53,6 @@ def api_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
         "OMS_RELEASE_DELAY": f"{settings.release_delay.total_seconds():.0f}s",
         "OMS_EXCEPTION_TIMEOUT": f"{settings.exception_timeout.total_seconds():.0f}s",
         "OMS_SHORT_PICK_POLICY": settings.short_pick_policy.value,
-        "OMS_API_HOST": "127.0.0.1",
-        "OMS_API_PORT": str(port),
         "PYTHONUNBUFFERED": "1",
         **overrides,
     }

@@ -1,12 +1,16 @@
-"""Durations in settings: '30d', '6h', '500ms' and friends, and the OMS_ environment variables."""
+"""Durations in settings: '30d', '6h', '500ms' and friends, the OMS_ environment variables, and the
+worker's capacities."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from temporalio.client import Client
 
 from config import SandboxMode, Settings, parse_duration
+from db import SessionFactory
+from worker import build_worker
 
 
 @pytest.mark.parametrize(
@@ -88,3 +92,55 @@ def test_a_sandbox_party_set_to_auto_without_the_parties_is_refused(monkeypatch,
     monkeypatch.setenv(variable, "auto")
     with pytest.raises(ValueError, match="`auto` needs the sandbox parties, which OMS_SANDBOX_PARTIES=false"):
         Settings()
+
+
+# ---- the worker's capacities (OMS_WORKER_*) ----
+
+WORKER_CAPACITIES = [
+    "OMS_WORKER_ACTIVITY_THREADS",
+    "OMS_WORKER_ACTIVITIES",
+    "OMS_WORKER_LOCAL_ACTIVITIES",
+    "OMS_WORKER_WORKFLOW_TASKS",
+    "OMS_WORKER_WORKFLOW_POLLS",
+    "OMS_WORKER_ACTIVITY_POLLS",
+]
+
+
+@pytest.mark.parametrize("variable", WORKER_CAPACITIES)
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_worker_capacity_below_its_least_is_refused_by_name(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"{variable} must be at least [12], not {value}"):
+        Settings()
+
+
+def test_one_workflow_task_slot_is_refused():
+    """The SDK caches workflows (sticky queues): one slot would stall it, so 2 is the least."""
+    with pytest.raises(ValueError, match="OMS_WORKER_WORKFLOW_TASKS must be at least 2, not 1"):
+        Settings(worker_workflow_tasks=1)
+
+
+async def test_the_worker_defaults_are_the_slots_it_always_had(
+    client: Client, sessions: SessionFactory, settings: Settings
+):
+    """The SDK's 100 workflow task and local activity slots, one activity slot per thread; and no
+    max_concurrent_workflow_tasks, which would resize the SDK's workflow thread pool (500 without it)."""
+    # a queue of its own: the SDK refuses a second worker on a queue a running one polls
+    own = settings.model_copy(update={"task_queue": f"{settings.task_queue}-defaults"})
+    orders = build_worker(client, sessions, own).orders
+    config = orders.config()
+    assert config.get("max_concurrent_workflow_tasks") is None
+    tuner = config["tuner"]
+    assert tuner is not None
+    slots = (
+        tuner._get_workflow_task_slot_supplier(),
+        tuner._get_activity_task_slot_supplier(),
+        tuner._get_local_activity_task_slot_supplier(),
+    )
+    assert [s.num_slots for s in slots] == [100, settings.worker_activity_threads, 100]
+
+
+def test_the_worker_activity_slots_can_outnumber_its_threads():
+    """Async steps need no thread: more of them can be in flight than there are threads."""
+    assert Settings(worker_activity_threads=8, worker_activities=64).worker_activity_slots == 64
+    assert Settings(worker_activity_threads=8).worker_activity_slots == 8
