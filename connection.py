@@ -229,10 +229,15 @@ def explain_connect_failure(target: TemporalTarget, exc: Exception) -> str:
         )
     if "InvalidContentType" in text or "InvalidMessage" in text:
         return f"{where}: the server does not speak TLS; turn TLS off ({target.setting('tls')}=false)"
-    if target.tls and ("close_notify" in text or "CertificateRequired" in text or "HandshakeFailure" in text):
+    refused = "close_notify" in text or "CertificateRequired" in text or "HandshakeFailure" in text
+    # In TLS 1.3 the server checks a client's certificate after the client has finished its handshake,
+    # so the refusal may reach the client only as a connection broken under its first request.
+    broken = "broken pipe" in text.lower() or "connection reset" in text.lower() or "ConnectionReset" in text
+    if target.tls and (refused or (broken and target.client_cert is None)):
         if target.client_cert is None:
+            because = "it requires" if refused else "if it requires"
             return (
-                f"{where}: the server closed the TLS connection; it requires a client certificate (mTLS):"
+                f"{where}: the server closed the TLS connection; {because} a client certificate (mTLS),"
                 f" set {_SETTINGS['client_cert'][0]} and {_SETTINGS['client_key'][0]}"
             )
         return (

@@ -264,3 +264,25 @@ async def test_an_api_key_reaches_the_server_as_the_authorization_header(
         status, out = await cli(from_environment(settings), "doctor")
         assert status == 0 and "api key      yes" in out and key not in out
         assert ("authorization", f"Bearer {key}") in proxy.request_headers
+
+
+@pytest.mark.parametrize(
+    "transport_error",
+    [
+        'Status { code: Unknown, message: "transport error", source: hyper::Error(Io, Custom { kind: BrokenPipe,'
+        ' error: "stream closed because of a broken pipe" }) }',
+        "transport error: Connection reset by peer (os error 104)",
+        "received fatal alert: CertificateRequired",
+    ],
+)
+def test_a_tls_connection_the_server_drops_without_a_client_certificate_names_it(
+    transport_error: str,
+) -> None:
+    """TLS 1.3: the server's refusal of a client without a certificate may come back as a broken pipe
+    or a reset (the client's handshake was already done), depending on timing: each says the same."""
+    from connection import TemporalTarget, explain_connect_failure
+
+    target = TemporalTarget(address="127.0.0.1:7233", namespace="default", profile="default", tls=True)
+    line = explain_connect_failure(target, RuntimeError(transport_error))
+    assert "requires a client certificate" in line and "TEMPORAL_TLS_CLIENT_CERT_PATH" in line, line
+    assert "\n" not in line
