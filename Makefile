@@ -26,8 +26,7 @@ api: install
 
 # The whole suite in TEST_WORKERS processes (pytest-xdist), each with its own dev server, database and
 # API; a module's tests run in one process, in order (they share module fixtures). Much of a test is
-# waiting on Temporal: on two cores one process keeps 1.2 of them busy, three keep 1.6 (CI form:
-# 495 s in one process, 359 s in three).
+# waiting on Temporal: on two cores one process keeps 1.2 of them busy, three keep 1.6.
 TEST_WORKERS ?= 3
 
 test: install lint
