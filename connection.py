@@ -232,7 +232,10 @@ def explain_connect_failure(target: TemporalTarget, exc: Exception) -> str:
     refused = "close_notify" in text or "CertificateRequired" in text or "HandshakeFailure" in text
     # In TLS 1.3 the server checks a client's certificate after the client has finished its handshake,
     # so the refusal may reach the client only as a connection broken under its first request.
-    broken = "broken pipe" in text.lower() or "connection reset" in text.lower() or "ConnectionReset" in text
+    lowered = text.lower()
+    broken = any(
+        sign in lowered for sign in ("broken pipe", "brokenpipe", "connection reset", "connectionreset")
+    )
     if target.tls and (refused or (broken and target.client_cert is None)):
         if target.client_cert is None:
             because = "it requires" if refused else "if it requires"
@@ -272,7 +275,7 @@ async def check_server(client: Client) -> dict[str, str]:
 def _namespace_state(state: int) -> str:
     from temporalio.api.enums.v1 import NamespaceState
 
-    return NamespaceState.Name(state).removeprefix("NAMESPACE_STATE_").lower()  # type: ignore[arg-type]
+    return NamespaceState.Name(NamespaceState.ValueType(state)).removeprefix("NAMESPACE_STATE_").lower()
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:
