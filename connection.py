@@ -13,6 +13,7 @@ talk to Temporal (`starter.py migrate`, `stock`, `codec generate`, ...) import t
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -248,8 +249,18 @@ def explain_connect_failure(target: TemporalTarget, exc: Exception) -> str:
             f" ({_shown(target.client_cert)})"
         )
     if "Unauthenticated" in text or "PermissionDenied" in text or "Request unauthorized" in text:
-        return f"{where}: the server refused our credentials ({target.setting('api_key')}): {_one_line(text)}"
+        return (
+            f"{where}: the server refused our credentials ({target.setting('api_key')}): "
+            f"{_server_message(text)}"
+        )
     return f"{where}: cannot connect: {_one_line(text)}"
+
+
+def _server_message(text: str) -> str:
+    """The server's own words out of the SDK's `Status { code: …, message: "…", … }` text (e.g. Temporal
+    Cloud's "Jwt is expired"), else the whole text on one line."""
+    found = re.search(r'message: "((?:[^"\\]|\\.)*)"', text)
+    return _one_line(found.group(1) if found and found.group(1) else text)
 
 
 def _one_line(text: str) -> str:

@@ -22,6 +22,7 @@ from config import Settings
 from connection import TemporalUnavailable, connect, temporal_target
 from db import SessionFactory
 from tests.helpers import add_products, cli, order_doc, place, wait_status
+from tests.refusing_frontend import RefusingFrontend
 from tests.tls_proxy import Certificates, TlsProxy, make_certificates
 from worker import build_worker
 
@@ -264,6 +265,27 @@ async def test_an_api_key_reaches_the_server_as_the_authorization_header(
         status, out = await cli(from_environment(settings), "doctor")
         assert status == 0 and "api key      yes" in out and key not in out
         assert ("authorization", f"Bearer {key}") in proxy.request_headers
+
+
+async def test_an_expired_api_key_is_one_line_with_the_servers_words(
+    certificates: Certificates, no_temporal_settings: Path
+) -> None:
+    """Temporal Cloud refuses a revoked or expired key with UNAUTHENTICATED on the first call: the worker
+    stops at start saying so, with the server's reason, naming the setting and never printing the key."""
+    async with RefusingFrontend(certificates, "Jwt is expired") as frontend:
+        key = f"oms-expired-{uuid.uuid4().hex}"
+        env = {
+            "TEMPORAL_CONFIG_FILE": str(no_temporal_settings),
+            "TEMPORAL_ADDRESS": frontend.address,
+            "TEMPORAL_API_KEY": key,
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(certificates.ca_cert),
+        }
+        status, out, err = await run("worker.py", env=env)
+        assert f"Bearer {key}" in frontend.authorizations  # the key was offered, and refused
+    assert status == 1 and "Traceback" not in err, err
+    assert err.strip().count("\n") == 0, err
+    assert "refused our credentials (TEMPORAL_API_KEY): Jwt is expired" in err, err
+    assert key not in err + out
 
 
 @pytest.mark.parametrize(
