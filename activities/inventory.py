@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities import refuse
 from db import SessionFactory
 from domain.allocation import plan_allocation
-from domain.stock import low_stock_in, stock_on_order
+from domain.stock import low_stock_in, request_count, stock_on_order
 from domain.stock_ledger import move
 from models import tables as t
 from models.orders import ShipmentLine, ShipmentStatus
@@ -158,6 +158,8 @@ class InventoryActivities:
                     reason=f"short pick of {record.shipment_id}: shelf count corrected",
                 ):
                     raise RuntimeError(f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}")
+                if short:
+                    request_count(session, r.sku, r.warehouse, f"short pick of {record.shipment_id}")
                 if picked:
                     r.quantity, r.status = picked, "picked"
                 else:  # nothing found: the row keeps what was reserved, for the record
@@ -209,7 +211,7 @@ def _reserve(session: Session, request: ReserveRequest, wanted: dict[str, int]) 
         )
     ).all()
     available = {(sku, wh): qty for sku, wh, qty in rows}
-    plan, short = plan_allocation(wanted, available, warehouses)
+    plan, short = plan_allocation(wanted, available, warehouses, take_last=request.take_last)
     if short:
         detail = ", ".join(f"{sku} short by {qty}" for sku, qty in sorted(short.items()))
         shortage = {

@@ -223,9 +223,18 @@ def render_outcome(outcome: ReportOutcome) -> str:
 
 def render_stock_levels(levels: Sequence[StockLevel]) -> str:
     return table(
-        ["SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE", "REORDER AT", "REORDER QTY"],
+        ["SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE", "REORDER AT", "REORDER QTY", "COUNT"],
         [
-            (s.sku, s.warehouse, s.on_hand, s.reserved, s.available, s.reorder_point, s.reorder_qty)
+            (
+                s.sku,
+                s.warehouse,
+                s.on_hand,
+                s.reserved,
+                s.available,
+                s.reorder_point,
+                s.reorder_qty,
+                f"due: {s.count_reason}" if s.count_requested_at else "",
+            )
             for s in levels
         ],
     )

@@ -126,7 +126,7 @@ async def cmd_stock(args: argparse.Namespace, settings: Settings, out: TextIO) -
     with database(settings) as sessions:
         levels = stock.stock_levels(sessions, args.sku)
     if args.json:
-        print(as_json([level.model_dump() for level in levels]), file=out)
+        print(as_json(levels), file=out)
         return
     print(render_stock_levels(levels), file=out)
 

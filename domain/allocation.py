@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import combinations
 
 Plan = dict[str, dict[str, int]]  # warehouse -> sku -> quantity
@@ -13,11 +13,15 @@ def plan_allocation(
     wanted: Mapping[str, int],
     available: Mapping[tuple[str, str], int],
     warehouses: Sequence[str],
+    take_last: Collection[str] = (),
 ) -> tuple[Plan, dict[str, int]]:
     """Ship from as few warehouses as possible: one that ships everything if there is one, else the
     smallest set that does. `warehouses` is in preference order (priority, then code), which breaks
-    ties. Returns the plan and the shortage per sku; the plan is only usable when the shortage is empty.
+    ties; `take_last` go to the end of it: a short pick's warehouse, whose shelf count was just found
+    wrong, ships again only when no plan of as few warehouses does without it. Returns the plan and the shortage per sku; the
+    plan is only usable when the shortage is empty.
     """
+    warehouses = [w for w in warehouses if w not in take_last] + [w for w in warehouses if w in take_last]
     wanted = {sku: qty for sku, qty in wanted.items() if qty > 0}
     useful = [w for w in warehouses if any(available.get((sku, w), 0) > 0 for sku in wanted)]
     enough = all(sum(available.get((sku, w), 0) for w in useful) >= qty for sku, qty in wanted.items())

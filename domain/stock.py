@@ -60,6 +60,8 @@ def stock_levels(sessions: SessionFactory, sku: str | None = None) -> list[Stock
                 available=s.on_hand - s.reserved,
                 reorder_point=s.reorder_point,
                 reorder_qty=s.reorder_qty,
+                count_requested_at=s.count_requested_at,
+                count_reason=s.count_reason,
             )
             for s in session.scalars(query)
         ]
@@ -91,10 +93,27 @@ def stock_movements(sessions: SessionFactory, sku: str, limit: int) -> list[Stoc
 
 
 def adjust_stock(sessions: SessionFactory, sku: str, warehouse: str, delta: int, reason: str) -> StockLevel:
-    """A cycle-count correction of on-hand stock."""
+    """A cycle-count correction of on-hand stock; it answers a count a short pick asked for. A delta of
+    0 is such a count finding the books right: no movement, the request cleared."""
     if delta == 0:
-        raise StockError("an adjustment needs a non-zero delta")
+        with sessions.begin() as session:
+            stock = session.get(t.Stock, (sku, warehouse))
+            if stock is None or stock.count_requested_at is None:
+                raise StockError(
+                    "an adjustment needs a non-zero delta (0 only confirms a count a short pick asked for)"
+                )
+            stock.count_requested_at = stock.count_reason = None
+        return next(level for level in stock_levels(sessions, sku) if level.warehouse == warehouse)
     return _change(sessions, sku, warehouse, "adjust", delta, reason=reason)
+
+
+def request_count(session: Session, sku: str, warehouse: str, reason: str) -> None:
+    """Ask for a cycle count of a pair whose shelf count was found wrong (in the caller's transaction).
+    The first request's time stays; the reason is the latest."""
+    stock = ensure_stock_row(session, sku, warehouse)
+    if stock.count_requested_at is None:
+        stock.count_requested_at = t.utcnow()
+    stock.count_reason = reason[:200]
 
 
 def write_off_stock(
@@ -134,6 +153,8 @@ def _change(
                 f"{sku} in {warehouse}: on hand {stock.on_hand} {delta:+d} would fall below the "
                 f"{stock.reserved} units reserved"
             )
+        if kind == "adjust":  # a person counted the shelf
+            stock.count_requested_at = stock.count_reason = None
     return next(level for level in stock_levels(sessions, sku) if level.warehouse == warehouse)
 
 

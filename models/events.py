@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from models.choices import CarrierEventType
 from models.orders import OrderStatus, ShipmentStatus
 
 
@@ -46,6 +47,11 @@ class OrderEventType(StrEnum):
     shipment_exception = "shipment_exception"
     shipment_resolved = "shipment_resolved"
     shipment_cancelled = "shipment_cancelled"
+    # a carrier's scan that leaves the parcel's status as it was (a status change is the shipment's event)
+    parcel_in_transit = "parcel_in_transit"
+    parcel_out_for_delivery = "parcel_out_for_delivery"
+    parcel_delivery_failed = "parcel_delivery_failed"  # an attempt short of the last
+    parcel_held_up = "parcel_held_up"  # the carrier's `exception`: customs, an address problem
     # money
     payment_authorized = "payment_authorized"
     payment_captured = "payment_captured"
@@ -76,6 +82,12 @@ class OrderEventType(StrEnum):
         """The event of a shipment reaching `status`."""
         return _OF_SHIPMENT[status]
 
+    @classmethod
+    def of_scan(cls, scan: CarrierEventType) -> OrderEventType | None:
+        """The event of a carrier's scan that did not change its parcel's status; None for the scans that
+        always do (delivered, lost, returned to sender)."""
+        return _OF_SCAN.get(scan)
+
 
 _OF_ORDER: dict[OrderStatus, OrderEventType] = {
     OrderStatus.received: OrderEventType.order_received,
@@ -101,6 +113,14 @@ _OF_SHIPMENT: dict[ShipmentStatus, OrderEventType] = {
     ShipmentStatus.exception: OrderEventType.shipment_exception,
     ShipmentStatus.resolved: OrderEventType.shipment_resolved,
     ShipmentStatus.cancelled: OrderEventType.shipment_cancelled,
+}
+
+
+_OF_SCAN: dict[CarrierEventType, OrderEventType] = {
+    CarrierEventType.in_transit: OrderEventType.parcel_in_transit,
+    CarrierEventType.out_for_delivery: OrderEventType.parcel_out_for_delivery,
+    CarrierEventType.delivery_failed: OrderEventType.parcel_delivery_failed,
+    CarrierEventType.exception: OrderEventType.parcel_held_up,
 }
 
 

@@ -88,6 +88,9 @@ class ReserveRequest(BaseModel):
     # the first shipment's number: a later reservation for the same order (units a warehouse could not
     # find, a lost parcel reshipped) continues the order's numbering (-S3, -S4...)
     numbers_from: int = 1
+    # warehouses to take from only when no other has the units: a short pick's own, whose shelf was
+    # just found wanting (a pick list back to it would likely come back short again)
+    take_last: list[str] = []
 
 
 class ShipmentRef(BaseModel):

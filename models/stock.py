@@ -21,6 +21,8 @@ class StockLevel(BaseModel):
     available: int
     reorder_point: int | None = None  # replenish at or below this many available (None: no rule)
     reorder_qty: int | None = None
+    count_requested_at: datetime | None = None  # a short pick here asked for a cycle count
+    count_reason: str | None = None
 
 
 class StockMovementView(BaseModel):

@@ -94,6 +94,10 @@ class Stock(Base):
     reserved: Mapped[int] = mapped_column(Integer, default=0)
     reorder_point: Mapped[int | None] = mapped_column(Integer)
     reorder_qty: Mapped[int | None] = mapped_column(Integer)
+    # a cycle count asked for: a pick found fewer units than the books promised here, so the shelf
+    # count is suspect; the next adjustment of the pair (a count, even one that changes nothing) clears it
+    count_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    count_reason: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class StockMovement(Base):

@@ -168,13 +168,15 @@ async def test_stock_shows_on_hand_reserved_and_available(settings, sessions):
             "available": 7,
             "reorder_point": None,
             "reorder_qty": None,
+            "count_requested_at": None,
+            "count_reason": None,
         }
     ]
 
     status, out = await cli(settings, "stock", "--sku", skus["LAMP"])
     header, _, row = out.splitlines()
     assert status == 0
-    assert header.split() == "SKU WAREHOUSE ON HAND RESERVED AVAILABLE REORDER AT REORDER QTY".split()
+    assert header.split() == "SKU WAREHOUSE ON HAND RESERVED AVAILABLE REORDER AT REORDER QTY COUNT".split()
     assert row.split() == [skus["LAMP"], "W1", "10", "3", "7"]
 
 

@@ -361,6 +361,8 @@ async def test_stock_receive_books_goods_in(settings, sessions, capsys):
             "available": 17,
             "reorder_point": None,
             "reorder_qty": None,
+            "count_requested_at": None,
+            "count_reason": None,
         }
     ]
 

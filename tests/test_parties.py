@@ -15,6 +15,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 
 from config import SandboxMode
+from domain import stock
 from domain.stock import check_stock
 from models import tables as t
 from models.fulfilment import CarrierEvent, PickedLine, ResolveRequest, WarehouseReport, WarehouseStep
@@ -348,6 +349,41 @@ async def test_a_short_pick_is_reallocated_to_another_warehouse(client, sessions
     assert_ledgers_exact(sessions)
 
 
+async def test_a_short_pick_goes_elsewhere_first_and_asks_for_a_count_of_the_short_shelf(
+    client, sessions, gated_worker
+):
+    """The short warehouse still shows units on its books (the shelf count is suspect): the rest comes
+    from another warehouse, and the short location is flagged for a cycle count until someone counts."""
+    settings = await manual_worker(gated_worker)
+    sku = add_products(sessions, {"LAMP": 10}, price="25.00")["LAMP"]  # W1, the first choice
+    other = add_warehouse(sessions, priority=500)
+    set_stock(sessions, sku, other, 4)
+    order_id = await place(client, settings, order_doc([(sku, 3)]))
+    (first,) = (await wait_status(client, order_id, "picking")).shipments
+    assert first.warehouse == "W1"
+
+    done = await submit_warehouse_report(
+        client, report(first.id, WarehouseStep.picked, lines=[PickedLine(sku=sku, quantity=1)])
+    )
+
+    assert f"re-allocated to {order_id}-S2 ({other})" in done.detail
+    assert stock_of(sessions, sku) == (7, 0)  # 10 - 1 picked - 2 written off: 7 still on W1's books
+    assert stock_of(sessions, sku, other) == (4, 2)
+    status, out = await cli(settings, "stock", "--sku", sku)
+    w1 = next(line for line in out.splitlines() if " W1 " in f" {line} ")
+    assert status == 0 and f"due: short pick of {first.id}" in w1, out
+    assert "due:" not in next(line for line in out.splitlines() if other in line)
+
+    # the count: the books were right after all (0 moves nothing); a second 0 is refused
+    status, out = await cli(settings, "stock", "adjust", sku, "W1", "0", "--reason", "counted 7")
+    assert status == 0, out
+    assert stock.stock_levels(sessions, sku)[0].count_requested_at is None
+    assert stock_of(sessions, sku) == (7, 0)
+    status, _ = await cli(settings, "stock", "adjust", sku, "W1", "0", "--reason", "again")
+    assert status == 2
+    assert_ledgers_exact(sessions)
+
+
 async def test_a_short_pick_with_nothing_elsewhere_cancels_those_lines_and_charges_only_what_ships(
     client, sessions, gated_worker
 ):
@@ -521,7 +557,17 @@ async def test_a_carrier_exception_is_a_delivery_exception_until_the_parcel_move
     await submit_carrier_event(client, sessions, event(tracking, CarrierEventType.out_for_delivery))
     await wait_status(client, order_id, "shipped")
     await submit_carrier_event(client, sessions, event(tracking, CarrierEventType.delivered))
-    await wait_status(client, order_id, "delivered")
+    view = await wait_status(client, order_id, "delivered")
+    # the story: scans that left the parcel's status as it was are scans, not a second `shipped`
+    story = [
+        (e.type, e.detail.split(": ", 1)[-1]) for e in view.events if e.detail.startswith(f"{order_id}-S1")
+    ]
+    assert [kind for kind, _ in story if kind.startswith("parcel_")] == [
+        "parcel_held_up",
+        "parcel_out_for_delivery",
+    ], story
+    assert ("parcel_held_up", "exception at customs") in story
+    assert [kind for kind, _ in story].count("shipment_shipped") == 1  # the handover alone
 
 
 # ---- the sandbox parties, unattended ----

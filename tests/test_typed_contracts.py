@@ -14,8 +14,10 @@ from sqlalchemy import text
 from activities.notifications import TEMPLATES
 from db import alembic_config, migrate
 from models import tables as t
+from models.choices import CarrierEventType
 from models.events import OrderEventType, ReasonCode
 from models.orders import OrderStatus, ShipmentStatus, ShipmentTrouble
+from models.shipping import PARCEL_LOST
 from models.steps import NotificationKind
 from tests.helpers import add_order_row, fresh_database
 
@@ -33,7 +35,7 @@ def _event_type_arguments() -> list[tuple[str, str]]:
             index = {"event": 0, "set_status": 1}.get(node.func.attr)
             if index is None or len(node.args) <= index:
                 continue
-            arg = ast.unparse(node.args[index])
+            arg = ast.unparse(node.args[index]).removeprefix("event_type or ")  # an override, else this
             if arg.startswith("ShipmentStatus.") or arg in ("status or shipment.status", "event_type"):
                 continue  # a shipment's status (fulfilment.set_status), or a delegation
             found.append((f"{path.name}:{node.lineno}", arg))
@@ -59,6 +61,9 @@ def test_the_dynamic_event_names_map_every_status_they_can_take():
         assert OrderEventType.of_order(status) == f"order_{status.value}"
     for trouble in ShipmentTrouble:  # a parcel's trouble is also the reason code of its exception event
         assert ReasonCode(trouble.value)
+    for scan in CarrierEventType:  # a scan that can leave the status as it was has its own event
+        changes_status = scan in (CarrierEventType.delivered, *PARCEL_LOST)
+        assert (OrderEventType.of_scan(scan) is None) == changes_status, scan
 
 
 # (event type, text as the code before migration 0013 wrote it) -> the code 0014 gives the row
@@ -128,3 +133,39 @@ def test_migrations_0013_and_0014_give_older_events_the_codes_their_texts_name(t
 
 def test_every_message_kind_has_its_template_and_nothing_else_has_one():
     assert set(TEMPLATES) == set(NotificationKind)
+
+
+# (type, text) as the workflows wrote carrier scans before migration 0017 -> the type 0017 gives the row
+OLDER_SCANS: list[tuple[str, str, str]] = [
+    ("shipment_shipped", "O-S1: in_transit at Leipzig hub (by carrier-api)", "parcel_in_transit"),
+    ("shipment_shipped", "O-S1: in_transit", "parcel_in_transit"),
+    ("shipment_shipped", "O-S1: out_for_delivery at Berlin", "parcel_out_for_delivery"),
+    ("shipment_exception", "O-S1: out_for_delivery", "parcel_out_for_delivery"),  # moving again
+    ("shipment_shipped", "O-S1: delivery_failed (attempt 1 of 3)", "parcel_delivery_failed"),
+    ("shipment_shipped", "O-S1: exception at customs", "parcel_held_up"),
+    # a status change stays the status's event: the last failed attempt, a loss, the handover
+    ("shipment_exception", "O-S1: delivery_failed (attempt 3 of 3)", "shipment_exception"),
+    ("shipment_exception", "O-S1: lost at Leipzig hub", "shipment_exception"),
+    ("shipment_shipped", "O-S1 with DHL, tracking T1 (by wh-anna)", "shipment_shipped"),
+]
+
+
+def test_migration_0017_gives_older_carrier_scans_their_own_event_types(tmp_path):
+    with fresh_database(tmp_path, "m0017") as (url, sessions):
+        command.downgrade(alembic_config(url), "0014")
+        at = datetime.now(UTC)
+        with sessions.begin() as session:
+            add_order_row(session, "M17-1", "C17", status="shipped", payment_status="captured", placed_at=at)
+            for seq, (type_, detail, _) in enumerate(OLDER_SCANS, start=1):
+                session.execute(
+                    text(
+                        "INSERT INTO order_events (order_id, seq, at, type, detail)"
+                        " VALUES ('M17-1', :seq, :at, :type, :detail)"
+                    ),
+                    {"seq": seq, "at": at, "type": type_, "detail": detail},
+                )
+        migrate(url)
+        with sessions() as session:
+            rows = session.query(t.OrderEvent).filter_by(order_id="M17-1").order_by(t.OrderEvent.seq).all()
+            assert [(e.type, e.detail) for e in rows] == [(new, detail) for _, detail, new in OLDER_SCANS]
+            assert {e.type for e in rows} <= set(OrderEventType)

@@ -235,10 +235,16 @@ class Fulfilment:
         )
 
     async def set_status(
-        self, shipment: ShipmentView, status: ShipmentStatus, detail: str, code: ReasonCode | None = None
+        self,
+        shipment: ShipmentView,
+        status: ShipmentStatus,
+        detail: str,
+        code: ReasonCode | None = None,
+        event_type: OrderEventType | None = None,
     ) -> None:
         """`code`: why, where the status alone does not say; a parcel in trouble's event says why by
-        its trouble (lost, coming back)."""
+        its trouble (lost, coming back). `event_type`: the event, where it is not the status's own (a
+        carrier's scan that left the status as it was)."""
         shipment.status = status
         trouble = shipment.trouble_kind if status == ShipmentStatus.exception else None
         code = ReasonCode(trouble.value) if trouble else code
@@ -251,6 +257,6 @@ class Fulfilment:
         )
         if shipment.exchange_for is None and ctx.view.status in _FOLLOWS_SHIPMENTS and (stages or in_trouble):
             stage = OrderStatus.delivery_exception if in_trouble else min(stages, key=_STAGES.index)
-            await ctx.set_status(stage, OrderEventType.of_shipment(status), detail, code)
+            await ctx.set_status(stage, event_type or OrderEventType.of_shipment(status), detail, code)
         else:
-            await ctx.event(OrderEventType.of_shipment(status), detail, code)
+            await ctx.event(event_type or OrderEventType.of_shipment(status), detail, code)

@@ -394,7 +394,9 @@ class Legs:
         order permitting), else those lines are cancelled and not charged. Says which."""
         ctx = self._ctx
         try:
-            moved = await self._reserve(missing, f"re-allocate what {shipment.id} was short")
+            moved = await self._reserve(
+                missing, f"re-allocate what {shipment.id} was short", take_last=[shipment.warehouse]
+            )
         except _OutOfStock as short:
             if ctx.policy.short_pick == ShortPickPolicy.backorder and short.on_order:
                 self._backorders += 1
@@ -456,10 +458,16 @@ class Legs:
             ctx.checkpoint()
 
     async def _reserve(
-        self, lines: list[ShipmentLine], summary: str, replaces: str | None = None, charge: bool = True
+        self,
+        lines: list[ShipmentLine],
+        summary: str,
+        replaces: str | None = None,
+        charge: bool = True,
+        take_last: list[str] | None = None,
     ) -> list[ShipmentView]:
         """Reserve `lines` as new shipments of this order (released at once: no second window). A reship
-        is not charged again (`charge=False`): the customer paid with the parcel that was lost."""
+        is not charged again (`charge=False`): the customer paid with the parcel that was lost.
+        `take_last`: warehouses to use only if no other has the units (ReserveRequest)."""
         ctx = self._ctx
         numbers = [
             int(s.id.rpartition("-S")[2]) for s in ctx.view.shipments if s.id.rpartition("-S")[2].isdigit()
@@ -469,6 +477,7 @@ class Legs:
             shipment_prefix=f"{ctx.order_id}-S",
             lines=lines,
             numbers_from=max(numbers, default=0) + 1,
+            take_last=take_last or [],
         )
         try:
             allocated = await ctx.step(InventoryActivities.reserve_stock, request, summary)
@@ -585,7 +594,11 @@ class Legs:
         shipment.trouble, shipment.trouble_kind, shipment.delivery_attempts = trouble, kind, attempts
         if status == ShipmentStatus.delivered:
             shipment.delivered_at = event.at
-        await self._fulfilment.set_status(shipment, status or shipment.status, detail + by_whom(event.by))
+        # a scan that moved the parcel on is its new status's event; one that did not is a scan's own
+        scan = None if status else OrderEventType.of_scan(event.type)
+        await self._fulfilment.set_status(
+            shipment, status or shipment.status, detail + by_whom(event.by), event_type=scan
+        )
         box.answers[key] = detail
 
     async def _settle_lost(self, shipment: ShipmentView, box: ShipmentInbox) -> None:

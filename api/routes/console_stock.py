@@ -44,6 +44,7 @@ class LevelRow(BaseModel):
     available: int
     reorder_point: int | None
     low: bool  # available at or below the reorder point (when replenishment starts)
+    count_reason: str | None = None  # a cycle count is due (a short pick found the shelf wanting)
 
 
 class _Invalid(ValueError):
@@ -89,8 +90,7 @@ async def adjust_action(
             count = int(delta.strip())
         except ValueError:
             raise _Invalid(f"delta: {delta.strip()!r} is not a whole number") from None
-        if count == 0:
-            raise _Invalid("delta: an adjustment needs a non-zero delta")
+        # 0 is the domain's to judge: it confirms a count a short pick asked for, and is refused elsewhere
         body = StockAdjustmentIn(sku=sku, warehouse=warehouse, delta=count, reason=reason)
         await stock_changes.adjust(
             state.client,

@@ -392,7 +392,7 @@ class World:
         for line in request.lines:
             wanted[line.sku] += line.quantity
         available = {key: row.on_hand - row.reserved for key, row in self.stock.items()}
-        plan, short = plan_allocation(wanted, available, self.warehouses)
+        plan, short = plan_allocation(wanted, available, self.warehouses, take_last=request.take_last)
         if short:
             detail = ", ".join(f"{sku} short by {qty}" for sku, qty in sorted(short.items()))
             on_order = {sku: self.on_order[sku] for sku in short if self.on_order.get(sku)}
