@@ -75,12 +75,12 @@ def monitoring_figures(sessions: SessionFactory, now: datetime | None = None) ->
 
 
 def order_outcomes(session: Session) -> list[OutcomeCount]:
-    """Live orders that reached each outcome, by channel and reason code (orders, not events: an order
-    confirmed again after a backorder counts once)."""
+    """Live orders that reached each outcome, by channel and reason code. Events, counted as orders: the
+    workflow writes each of these at most once per order (workflows/order.py), and counting rows takes
+    a fifth of the time of counting distinct orders (PostgreSQL, 1.2 million events: 115 against
+    600 ms; docs/observability.md)."""
     rows = session.execute(
-        select(
-            t.OrderEvent.type, t.Order.channel, t.OrderEvent.reason_code, func.count(t.Order.id.distinct())
-        )
+        select(t.OrderEvent.type, t.Order.channel, t.OrderEvent.reason_code, func.count())
         .join(t.Order, t.Order.id == t.OrderEvent.order_id)
         .where(t.OrderEvent.type.in_(list(_OUTCOME_OF)), t.Order.imported_from.is_(None))
         .group_by(t.OrderEvent.type, t.Order.channel, t.OrderEvent.reason_code)
