@@ -40,7 +40,7 @@ from connection import TemporalUnavailable, connect, ensure_search_attributes, e
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
-from observability.endpoint import MetricsEndpoint, MetricsPortUnavailable
+from observability.endpoint import MetricsEndpoint, MetricsPortUnavailable, metrics_endpoint
 from observability.health import STALL_SECONDS, Health, LoopHeartbeat
 from observability.sdk_metrics import SdkMetrics
 from observability.step_timings import StepTimings
@@ -330,10 +330,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     endpoint: MetricsEndpoint | None = None
     if settings.metrics_port is not None:  # first: a port in use stops the worker before it connects
         sdk = SdkMetrics()
-        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-        endpoint = MetricsEndpoint(
-            settings.metrics_host, settings.metrics_port, token=token, health=liveness, extra=sdk.text
-        ).start()
+        endpoint = metrics_endpoint(settings, health=liveness, extra=sdk.text).start()
     try:
         await _serve(settings, stop, liveness, sdk)
     finally:

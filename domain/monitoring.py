@@ -28,6 +28,7 @@ class OrderOutcome(StrEnum):
     """The order facts counted: each is one event type (OUTCOME_EVENTS)."""
 
     placed = "placed"
+    backordered = "backordered"  # short of stock with stock on order: the order waits (a stock-out)
     confirmed = "confirmed"
     rejected = "rejected"
     cancelled = "cancelled"
@@ -35,6 +36,7 @@ class OrderOutcome(StrEnum):
 
 OUTCOME_EVENTS: Mapping[OrderOutcome, OrderEventType] = {
     OrderOutcome.placed: OrderEventType.order_received,
+    OrderOutcome.backordered: OrderEventType.order_backordered,
     OrderOutcome.confirmed: OrderEventType.order_confirmed,
     OrderOutcome.rejected: OrderEventType.order_rejected,
     OrderOutcome.cancelled: OrderEventType.order_cancelled,

@@ -65,7 +65,7 @@ class DatabaseCollector(Collector):
 def families(figures: MonitoringFigures) -> Iterator[Metric]:
     orders = CounterMetricFamily(
         "oms_orders",
-        "Live orders that were placed, confirmed, rejected or cancelled, by channel and reason code"
+        "Live orders that were placed, backordered, confirmed, rejected or cancelled, by channel and reason code"
         " (reason empty for placed and confirmed). From the order events: the same on every API replica.",
         labels=["outcome", "channel", "reason"],
     )

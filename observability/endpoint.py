@@ -28,6 +28,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import CollectorRegistry
 
+from config import Settings
 from observability.health import Health, always_healthy
 
 log = logging.getLogger("oms.metrics")
@@ -38,6 +39,20 @@ HEALTH_PATH = "/healthz"
 
 class MetricsPortUnavailable(Exception):
     """The endpoint cannot listen as configured: one line naming the setting, printed without a traceback."""
+
+
+def metrics_endpoint(
+    settings: Settings,
+    *,
+    health: Callable[[], Health] = always_healthy,
+    extra: Callable[[], bytes] | None = None,
+) -> MetricsEndpoint:
+    """The endpoint OMS_METRICS_HOST, _PORT and _TOKEN ask for (not started); the port must be set."""
+    assert settings.metrics_port is not None, "OMS_METRICS_PORT is unset: no endpoint"
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    return MetricsEndpoint(
+        settings.metrics_host, settings.metrics_port, token=token, health=health, extra=extra
+    )
 
 
 class MetricsEndpoint:
