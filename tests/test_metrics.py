@@ -31,10 +31,12 @@ from encryption.converter import key_ring
 from models import tables as t
 from models.events import OrderEventType, ReasonCode
 from observability.database_collector import DatabaseCollector
+from observability.endpoint import MetricsEndpoint
 from tests.api_server import free_port, process_env, running_api
-from tests.helpers import add_order_row, add_products, as_, eventually, fresh_database, order_doc
+from tests.helpers import add_order_row, add_products, as_, eventually, fresh_database, order_doc, unique
 from tests.test_codec_server import body, plain, sealed
 from tests.worker_process import running_worker
+from worker import Liveness, build_worker
 
 CHANNEL = "marketplace"  # the suite's other tests place `web` orders: this module's counts are its own
 TOKEN = "metrics-test-token"
@@ -260,6 +262,30 @@ async def test_health_and_the_token(stack: Stack):
         assert (await http.get(f"{stack.worker_metrics}/other")).status_code == 404
         # the public API has no /metrics: it is on the metrics port only
         assert (await http.get(f"{stack.api}/metrics")).status_code == 404
+
+
+async def test_the_worker_health_follows_its_pollers(client: Client, sessions, settings: Settings):
+    """503 before the worker polls, 200 while it does, 503 once it stopped: the endpoint over HTTP,
+    the worker in this process on a task queue of its own."""
+    liveness = Liveness()
+    endpoint = MetricsEndpoint("127.0.0.1", 0, health=liveness).start()
+    own = settings.model_copy(update={"task_queue": unique("health-queue"), "sandbox_parties": False})
+
+    async def health() -> tuple[int, str]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.get(f"http://127.0.0.1:{endpoint.port}/healthz")
+        return answer.status_code, answer.json()["detail"]
+
+    try:
+        assert await health() == (503, "starting: not polling yet")
+        workers = build_worker(client, sessions, own)
+        liveness.workers = workers
+        assert (await health())[0] == 503  # built, not polling yet
+        async with workers, liveness.heartbeat:
+            assert await health() == (200, "polling")
+        assert await health() == (503, f"not polling task queue {own.task_queue!r}")
+    finally:
+        endpoint.stop()
 
 
 def test_a_metrics_port_in_use_stops_the_worker_with_one_line(settings: Settings):
