@@ -14,6 +14,8 @@ import urllib.request
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from observability.endpoint import MetricsPortUnavailable
+
 SCRAPE_TIMEOUT = 5.0  # seconds: the exporter is in this process, a slow answer means trouble
 
 
@@ -22,7 +24,16 @@ class SdkMetrics:
 
     def __init__(self) -> None:
         self.port = _free_loopback_port()
-        self.runtime = Runtime(
+        try:
+            self.runtime = self._runtime()
+        except ValueError as exc:  # the SDK's "Failed starting Prometheus exporter: ..."
+            raise MetricsPortUnavailable(
+                f"OMS_METRICS_PORT: the Temporal SDK's metrics exporter cannot start on internal port"
+                f" {self.port}: {exc} (start the worker again)"
+            ) from None
+
+    def _runtime(self) -> Runtime:
+        return Runtime(
             telemetry=TelemetryConfig(
                 metrics=PrometheusConfig(
                     bind_address=f"127.0.0.1:{self.port}",
