@@ -214,6 +214,17 @@ class Settings(BaseSettings):
     # how the worker and the API write their logs (logs.py): `text` for people, `json` for a pipeline
     log_format: LogFormat = LogFormat.text
 
+    # Prometheus metrics (docs/observability.md): with a port, the worker and the API each serve
+    # /metrics and /healthz on it (observability/endpoint.py), a port of its own next to the API's
+    # public one; unset (the default: dev, tests, `make run`, where several processes share a host)
+    # no such port is opened. All interfaces by default: the scraper and the kubelet's probes come
+    # from another address. With a token, /metrics wants `Authorization: Bearer <token>`.
+    metrics_port: Annotated[
+        Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_unset_if_blank)
+    ] = None
+    metrics_host: str = "0.0.0.0"
+    metrics_token: Annotated[SecretStr | None, BeforeValidator(_unset_if_blank)] = None
+
     # the HTTP API (api/)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.envconfig import ClientConfigProfile
+    from temporalio.runtime import Runtime
 
     from config import Settings
 
@@ -192,10 +193,12 @@ def check_temporal_settings(settings: Settings) -> TemporalTarget:
     return target
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     """The one way this system's processes connect to its Temporal (worker, API, CLI, bench). Raises
     TemporalUnavailable, one line naming the setting at fault, when it cannot; with lazy=True only for
-    a setting that cannot work (an unreadable certificate): a lazy client connects on first use."""
+    a setting that cannot work (an unreadable certificate): a lazy client connects on first use.
+    `runtime`: the SDK runtime the client (and workers built on it) run on, e.g. the worker's with its
+    metrics exporter (observability/sdk_metrics.py); None is the SDK's default."""
     from temporalio.client import Client
 
     from encryption.converter import converter_for
@@ -203,7 +206,9 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     target = temporal_target(settings)
     options = _connect_options(target)
     try:
-        return await Client.connect(**options, data_converter=converter_for(settings), lazy=lazy)
+        return await Client.connect(
+            **options, data_converter=converter_for(settings), lazy=lazy, runtime=runtime
+        )
     except RuntimeError as exc:
         raise TemporalUnavailable(explain_connect_failure(target, exc)) from None
 

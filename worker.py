@@ -40,6 +40,10 @@ from connection import TemporalUnavailable, connect, ensure_search_attributes, e
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
+from observability.endpoint import MetricsEndpoint, MetricsPortUnavailable, metrics_endpoint
+from observability.health import STALL_SECONDS, Health, LoopHeartbeat
+from observability.sdk_metrics import SdkMetrics
+from observability.step_timings import StepTimings
 from sandbox.activities import SandboxPartyActivities
 from sandbox.carrier import SandboxCarrier
 from sandbox.mailer import SandboxMailer
@@ -252,6 +256,25 @@ class Workers:
         await self._stack.aclose()
 
 
+class Liveness:
+    """What the worker's /healthz answers (OMS_METRICS_PORT): healthy while every worker polls its task
+    queue and the event loop turns. Called from the endpoint's thread: it only reads flags."""
+
+    def __init__(self) -> None:
+        self.workers: Workers | None = None  # set once they are built
+        self.heartbeat = LoopHeartbeat()
+
+    def __call__(self) -> Health:
+        if self.workers is None:
+            return Health(False, "starting: not polling yet")
+        stopped = [w.task_queue for w in self.workers.workers if not w.is_running]
+        if stopped:
+            return Health(False, f"not polling task queue {', '.join(map(repr, stopped))}")
+        if (stalled := self.heartbeat.age()) > STALL_SECONDS:
+            return Health(False, f"event loop stalled for {stalled:.0f} s")
+        return Health(True, "polling")
+
+
 def build_worker(
     client: Client, sessions: SessionFactory, settings: Settings, activities: Activities | None = None
 ) -> Workers:
@@ -281,7 +304,7 @@ def build_worker(
         ),
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_polls),
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_polls),
-        **common,
+        **common | {"interceptors": [StepTimings(), *common["interceptors"]]},  # the order's steps timed
     )
     parties = None
     if settings.sandbox_parties:
@@ -302,16 +325,31 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    client = await connect(settings)
+    liveness = Liveness()
+    sdk: SdkMetrics | None = None
+    endpoint: MetricsEndpoint | None = None
+    if settings.metrics_port is not None:  # first: a port in use stops the worker before it connects
+        sdk = SdkMetrics()
+        endpoint = metrics_endpoint(settings, health=liveness, extra=sdk.text).start()
+    try:
+        await _serve(settings, stop, liveness, sdk)
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, liveness: Liveness, sdk: SdkMetrics | None) -> None:
+    client = await connect(settings, runtime=sdk.runtime if sdk is not None else None)
     added = await ensure_search_attributes(client)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     await ensure_forecast_schedule(client, settings)  # `forecast-daily`: created, or updated to the settings
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     worker = build_worker(client, make_session_factory(engine), settings)
+    liveness.workers = worker
     freeze_startup_heap()
 
-    async with worker:
+    async with worker, liveness.heartbeat:
         log.info(
             "worker polling task queue %r on %s",
             settings.task_queue,
@@ -338,9 +376,7 @@ def main() -> None:
 
     try:
         asyncio.run(_main())
-    except (
-        TemporalUnavailable
-    ) as exc:  # a certificate, a CA, a key: one line naming the setting, no traceback
+    except (TemporalUnavailable, MetricsPortUnavailable) as exc:  # one line naming the setting, no traceback
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     exit_without_finalizing(0)

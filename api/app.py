@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import console_session, errors
-from api.middleware import AuditLog, BodyLimit, PathCors, RefuseControlCharacters
+from api.middleware import AuditLog, BodyLimit, PathCors, RefuseControlCharacters, RequestMetrics
 from api.routes import (
     carrier,
     codec,
@@ -114,4 +114,5 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         methods=["POST"],
         headers=["content-type", "x-namespace", "authorization"],
     )
+    app.add_middleware(RequestMetrics)  # outermost: every answer counts, refusals of the others too
     return app

@@ -1,6 +1,6 @@
 """Plain ASGI middlewares: a request-size limit (413), control characters refused in paths and query
-parameters (422), the audit line of every mutating request, and the codec server's CORS for the
-Temporal Web UI (and nothing else's)."""
+parameters (422), the audit line of every mutating request, the codec server's CORS for the
+Temporal Web UI (and nothing else's), and the requests' metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.text import CONTROL_CHARACTERS, printable
+from observability.metrics import observe_request
 
 audit_log = logging.getLogger("oms.api.audit")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -194,3 +195,32 @@ class AuditLog:
                 status,
                 (time.perf_counter() - began) * 1000,
             )
+
+
+class RequestMetrics:
+    """Counts and times every request (`oms_api_requests_total`, `oms_api_request_duration_seconds`) by
+    method, the route's template and status. Outermost, so that the other middlewares' refusals (413,
+    403) count too; those never reached a route and count as `unmatched`, like a path no route serves."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the application raises before answering
+        began = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            # the router writes the matched route into the request's scope (FastAPI's APIRoute)
+            route = getattr(scope.get("route"), "path_format", None)
+            observe_request(scope["method"], route, status, time.perf_counter() - began)

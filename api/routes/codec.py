@@ -29,6 +29,7 @@ from api.state import AppState, app_state
 from domain.api_keys import Principal
 from domain.codec_audit import CodecUse, Operation, Via, join_workflow_ids, record_codec_use
 from encryption.codec import EncryptionCodec, UndecryptablePayload, workflow_of
+from observability.metrics import CodecOutcome, count_codec_call
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 State = Annotated[AppState, Depends(app_state)]
@@ -108,7 +109,9 @@ async def _run(
     try:
         payloads = _parse(await request.body())
     except ApiError as refusal:
-        await _audit(state, use(workflow_ids="", payloads=0, outcome=f"refused: {refusal.error}"))
+        await _audit(
+            state, use(workflow_ids="", payloads=0, outcome=f"refused: {refusal.error}"), CodecOutcome.refused
+        )
         raise
     workflow_ids = join_workflow_ids(workflow_of(p) for p in payloads)
     audited = partial(use, workflow_ids=workflow_ids, payloads=len(payloads))
@@ -116,9 +119,11 @@ async def _run(
         # AES and zlib over up to OMS_CODEC_MAX_BODY: off the event loop, like the database calls
         result = await run_in_threadpool(_apply, state.codec, operation, payloads)
     except UndecryptablePayload as exc:
-        await _audit(state, audited(outcome=f"refused: undecryptable, key {exc.key_id}"))
+        await _audit(
+            state, audited(outcome=f"refused: undecryptable, key {exc.key_id}"), CodecOutcome.undecryptable
+        )
         raise ApiError(422, "undecryptable_payload", str(exc)) from None
-    await _audit(state, audited(outcome="ok"))
+    await _audit(state, audited(outcome="ok"), CodecOutcome.ok)
     return JSONResponse({"payloads": [MessageToDict(p) for p in result]})
 
 
@@ -144,8 +149,9 @@ def _apply(codec: EncryptionCodec, operation: Operation, payloads: Sequence[Payl
     return [step(p) for p in payloads]
 
 
-async def _audit(state: AppState, use: CodecUse) -> None:
+async def _audit(state: AppState, use: CodecUse, outcome: CodecOutcome) -> None:
     await run_in_threadpool(record_codec_use, state.sessions, use)
+    count_codec_call(use.operation.value, outcome, use.payloads)  # audited, so counted (never before)
     audit_log.info(
         # the namespace, origin and workflow ids are the caller's to choose: quoted, so one line each
         "codec %s key=%s role=%s via=%s namespace=%r workflows=%r payloads=%d origin=%r -> %s",
