@@ -366,6 +366,19 @@ def test_containers_run_scripts_that_exist(which: str) -> None:
             assert (REPO_ROOT / script).is_file(), script
 
 
+def test_the_migration_is_applied_with_what_it_needs_and_nothing_else() -> None:
+    """docs/operations.md applies `-l 'app.kubernetes.io/component in (config,migrate)'` first and
+    waits for the Job: that must bring the Job and the ConfigMap it reads, and no Deployment."""
+    first = {
+        identity(obj)
+        for obj in objects()
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component") in ("config", "migrate")
+    }
+    assert first == {("ConfigMap", "oms-config"), ("Job", "oms-migrate")}
+    operations = (REPO_ROOT / "docs" / "operations.md").read_text()
+    assert "-l 'app.kubernetes.io/component in (config,migrate)'" in operations
+
+
 def test_the_base_names_no_namespace() -> None:
     assert not [identity(obj) for obj in objects("base") if "namespace" in obj["metadata"]]
 
