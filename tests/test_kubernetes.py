@@ -1,8 +1,9 @@
-"""Static checks of deploy/kubernetes: the base and the example overlay, rendered and validated.
+"""Static checks of deploy/kubernetes: base/, worker/ and the example overlay, rendered and validated.
 
 There is no kubectl or cluster here. `render` applies the few kustomize features the files use
-(resources, namespace, images, replicas, patches of maps) and refuses any other, so a kustomization
-that starts using more fails here rather than being rendered wrongly. Every object is validated
+(resources, namespace, images, replicas, patches of maps, nameSuffix and labels on a worker pool) and
+refuses any other, so a kustomization that starts using more fails here rather than being rendered
+wrongly. Every object is validated
 against the Kubernetes JSON schemas (`kubernetes-validate`, bundled, offline, strict: an unknown or
 misspelt field fails). The ServiceMonitor is a Prometheus Operator CRD those schemas lack: its
 fields are checked by hand, against the Service it selects.
@@ -22,7 +23,7 @@ import yaml
 
 from api.routes.health import router as health_router
 from connection import _SETTINGS as TEMPORAL_SETTINGS
-from tests.test_compose import REPO_ROOT, known_settings, referenced_scripts
+from tests.test_compose import REPO_ROOT, dockerfile_instructions, known_settings, referenced_scripts
 from worker import DRAIN_TIMEOUT
 
 KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"
@@ -32,7 +33,7 @@ OVERLAY = KUBERNETES / "overlays" / "example"
 # the newest the validator knows (an API removed since fails).
 OLDEST_KUBERNETES = "1.30.0"
 
-# The variables the Temporal SDK's envconfig reads (connection.py), besides its settings' own names
+# The Temporal variables connection.py reads (through the SDK's envconfig)
 TEMPORAL_VARIABLES = {variable for variable, _key in TEMPORAL_SETTINGS.values()} | {
     "TEMPORAL_NAMESPACE",
     "TEMPORAL_PROFILE",
@@ -40,7 +41,8 @@ TEMPORAL_VARIABLES = {variable for variable, _key in TEMPORAL_SETTINGS.values()}
 }
 SECRETS = {"OMS_DATABASE_URL", "OMS_CODEC_KEYS", "OMS_SESSION_SECRET", "TEMPORAL_API_KEY"}
 WORKER_HEALTH_PATH = "/healthz"  # served on OMS_METRICS_PORT by the worker (branch metrics)
-IMAGE_USER = 10001  # the Dockerfile's `useradd --uid`
+# the image's user (`useradd --uid` in the Dockerfile): the pods run as it
+IMAGE_USER = int(re.findall(r"useradd .*--uid (\d+)", "\n".join(dockerfile_instructions("RUN")))[0])
 
 Object = dict[str, Any]
 
