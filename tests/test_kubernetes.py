@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from api.routes.health import router as health_router
+from config import check_build_id
 from connection import _SETTINGS as TEMPORAL_SETTINGS
 from tests.test_compose import REPO_ROOT, dockerfile_instructions, known_settings, referenced_scripts
 from worker import DRAIN_TIMEOUT
@@ -407,6 +408,9 @@ def test_the_pools_of_two_builds_never_share_pods() -> None:
     assert len(pools) >= 2, "the example shows a release: a draining build beside the current one"
     for pool in pools:
         build = pool["metadata"]["labels"][VERSION]
+        assert check_build_id(build) == build  # what the worker in that image takes
+        # the API server's rule for a label value, which the schemas do not carry
+        assert len(build) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", build), build
         assert pool["spec"]["selector"]["matchLabels"][VERSION] == build == pod_labels(pool)[VERSION]
         assert image_tag(pool) == build, "the pool runs the build it is labelled with"
         assert pool["metadata"]["name"] == f"oms-worker-{build.replace('.', '-')}"
