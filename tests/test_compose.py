@@ -25,6 +25,16 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / "deploy" / "compose.env.example"  # what `.env` must hold
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 APP_SERVICES = ("migrate", "worker", "api")  # services running the application image
+OBSERVABILITY = "observability"  # the optional profile: Prometheus and Grafana
+# Files the metrics branch writes (the dashboard, the scrape config, the alert rules): the compose file
+# mounts them already; until that branch is merged they may be missing, and only they may.
+METRICS_FILES = {
+    "deploy/grafana/oms-dashboard.json",
+    "deploy/prometheus/alerts.yml",
+    "deploy/prometheus/prometheus.yml",
+}
+# Settings of branch metrics (the worker's /metrics and /healthz port), not yet in config.Settings.
+PENDING_SETTINGS = {"OMS_METRICS_PORT"}
 
 
 # ${VAR}, ${VAR:-default}, ${VAR:?message}: compose's interpolation of its environment and `.env`
@@ -105,6 +115,30 @@ def container_ports(name: str) -> set[int]:
         else:
             ports.add(int(str(entry).split("/")[0].rsplit(":", 1)[-1]))
     return ports
+
+
+def known_settings() -> set[str]:
+    """The OMS_* variables config.Settings reads (it ignores unknown ones, so a misspelt variable would
+    silently change nothing), and those promised by a branch not merged yet."""
+    return {f"OMS_{field.upper()}" for field in Settings.model_fields} | PENDING_SETTINGS
+
+
+def bind_mounts(name: str) -> list[tuple[str, str]]:
+    """A service's bind mounts as (source relative to the repo, target), short or long syntax."""
+    mounts = []
+    for volume in service(name).get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((volume["source"], volume["target"]))
+        elif volume.startswith(("./", "../")):
+            source, target = volume.split(":")[:2]
+            mounts.append((source, target))
+    return [(str(Path(source)), target) for source, target in mounts]
+
+
+def long_running(name: str) -> bool:
+    """A service that stays up (the one-shot jobs say `restart: "no"`)."""
+    return str(service(name).get("restart", "no")) != "no"
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -321,10 +355,8 @@ def test_customers_and_browsers_reach_the_api_at_its_public_url() -> None:
 
 
 def test_app_settings_are_known() -> None:
-    # config.Settings ignores unknown OMS_* variables, so a misspelt one would silently change nothing.
-    known = {f"OMS_{field.upper()}" for field in Settings.model_fields}
     for name in APP_SERVICES:
-        unknown = {key for key in env(name) if key.startswith("OMS_")} - known
+        unknown = {key for key in env(name) if key.startswith("OMS_")} - known_settings()
         assert not unknown, f"{name} sets unknown settings {sorted(unknown)}"
 
 
@@ -343,6 +375,99 @@ def test_api_is_published_and_health_checked() -> None:
     assert test[0] == "CMD" and test[1] == "python" and test[2] == "-c", test
     compile(test[3], "healthcheck", "exec")
     assert f"127.0.0.1:{port}/readyz" in test[3]
+
+
+def healthcheck_words(name: str) -> list[str]:
+    test = service(name)["healthcheck"]["test"]
+    return command_words(test) if isinstance(test, list) else ["CMD-SHELL", test]
+
+
+def test_every_long_running_service_is_health_checked() -> None:
+    """`docker compose ps` shows each one healthy or not; a check the image cannot run (a missing curl)
+    would show a working service as unhealthy forever, so each runs a tool its image has."""
+    running = [name for name in services() if long_running(name)]
+    assert {"temporal", "temporal-ui", "worker", "api", "prometheus", "grafana"} <= set(running)
+    for name in running:
+        assert "healthcheck" in service(name), f"{name} runs on without a healthcheck"
+        kind, *words = healthcheck_words(name)
+        assert kind in ("CMD", "CMD-SHELL") and not service(name)["healthcheck"].get("disable")
+        tool = words[0] if kind == "CMD" else shlex.split(words[0])[0]
+        if "build" in service(name):
+            assert tool == "python", f"{name}: the application image (python:3.11-slim) has no {tool}"
+        else:  # postgres: pg_isready; Alpine (Temporal, its UI, Grafana) and busybox (Prometheus)
+            assert tool in ("pg_isready", "curl", "wget", "nc"), f"{name} ({service(name)['image']}): {tool}"
+
+
+def test_the_worker_is_healthy_while_it_polls() -> None:
+    port = int(env("worker")["OMS_METRICS_PORT"])
+    words = healthcheck_words("worker")
+    assert words[1:3] == ["python", "-c"], words
+    compile(words[3], "healthcheck", "exec")
+    assert f"127.0.0.1:{port}/healthz" in words[3]
+    # Docker's default 0 s would count the worker's start (connect, register search attributes) as failures.
+    assert service("worker")["healthcheck"].get("start_period")
+
+
+def test_the_web_ui_is_checked_on_the_port_it_serves() -> None:
+    ui_port = {int(p.split(":")[1]) for p in service("temporal-ui")["ports"]}
+    words = healthcheck_words("temporal-ui")
+    assert words[1] == "curl" and "-fsS" in words, words  # -f: an HTTP error fails the check
+    assert any(urlsplit(w).port in ui_port and urlsplit(w).hostname == "127.0.0.1" for w in words), words
+
+
+def test_observability_runs_only_under_its_profile() -> None:
+    """`docker compose up` starts the system alone; `--profile observability` adds Prometheus and
+    Grafana, and nothing of the system waits for them."""
+    profiled = {name for name, svc in services().items() if svc.get("profiles")}
+    assert profiled == {"prometheus", "grafana"}, sorted(profiled)
+    for name in profiled:
+        assert service(name)["profiles"] == [OBSERVABILITY]
+    for name in set(services()) - profiled:
+        assert not set(depends_on(name)) & profiled, f"{name} would pull in the profile"
+    prometheus_port = container_ports("prometheus")
+    datasource = yaml.safe_load(
+        (REPO_ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"]
+    assert [urlsplit(d["url"]).hostname for d in datasource] == ["prometheus"]
+    assert {urlsplit(d["url"]).port for d in datasource} <= prometheus_port
+
+
+def test_the_grafana_password_comes_from_the_environment() -> None:
+    password = raw_env("grafana")["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "never a default such as admin"
+
+
+def test_mounted_files_exist() -> None:
+    mounted = {source for name in services() for source, _target in bind_mounts(name)}
+    # the metrics branch's files are mounted where Prometheus and Grafana read them
+    assert mounted >= METRICS_FILES, sorted(METRICS_FILES - mounted)
+    for source in mounted - METRICS_FILES:
+        assert (REPO_ROOT / source).exists(), f"a mount of a missing {source}"
+
+
+def test_grafana_loads_the_dashboard_where_it_is_mounted() -> None:
+    provisioning = dict(bind_mounts("grafana"))["deploy/grafana/provisioning"]
+    assert provisioning == "/etc/grafana/provisioning"
+    dashboard = dict(bind_mounts("grafana"))["deploy/grafana/oms-dashboard.json"]
+    providers = yaml.safe_load((REPO_ROOT / "deploy/grafana/provisioning/dashboards/oms.yml").read_text())[
+        "providers"
+    ]
+    assert str(Path(dashboard).parent) in {p["options"]["path"] for p in providers}
+
+
+def test_prometheus_reads_its_config_and_rules_where_they_are_mounted() -> None:
+    mounts = dict(bind_mounts("prometheus"))
+    assert mounts["deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"  # its default
+    # beside the config, so that `rule_files: [alerts.yml]` finds it
+    assert mounts["deploy/prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
+
+
+def test_every_image_is_pinned() -> None:
+    for name, svc in services().items():
+        if "image" in svc:
+            image = str(svc["image"])
+            tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+            assert tag and tag != "latest", f"{name}: pin {image}"
 
 
 def test_dockerfile_references_existing_files() -> None:
