@@ -34,9 +34,6 @@ METRICS_FILES = {
     "deploy/prometheus/prometheus.yml",
 }
 # Settings of branch metrics (the worker's /metrics and /healthz port), not yet in config.Settings.
-PENDING_SETTINGS = {"OMS_METRICS_PORT"}
-
-
 # ${VAR}, ${VAR:-default}, ${VAR:?message}: compose's interpolation of its environment and `.env`
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
 
@@ -120,7 +117,7 @@ def container_ports(name: str) -> set[int]:
 def known_settings() -> set[str]:
     """The OMS_* variables config.Settings reads (it ignores unknown ones, so a misspelt variable would
     silently change nothing), and those promised by a branch not merged yet."""
-    return {f"OMS_{field.upper()}" for field in Settings.model_fields} | PENDING_SETTINGS
+    return {f"OMS_{field.upper()}" for field in Settings.model_fields}
 
 
 def bind_mounts(name: str) -> list[tuple[str, str]]:

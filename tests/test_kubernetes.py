@@ -294,9 +294,12 @@ def test_the_metrics_services_list_every_pod_on_its_metrics_port() -> None:
         assert named_port(worker, port["targetPort"]) == int(env_value(pool, "OMS_METRICS_PORT"))
     api = find("Deployment", "oms-api")
     service = find("Service", "oms-api")["spec"]
-    (port,) = service["ports"]
+    ports = {port["name"]: port for port in service["ports"]}
     assert selects(service["selector"], pod_labels(api))
-    assert named_port(only_container(api), port["targetPort"]) == int(env_value(api, "OMS_API_PORT"))
+    served = {"http": "OMS_API_PORT", "metrics": "OMS_METRICS_PORT"}  # traffic, and the scrapes apart
+    assert set(ports) == set(served)
+    for name, setting in served.items():
+        assert named_port(only_container(api), ports[name]["targetPort"]) == int(env_value(api, setting))
 
 
 @pytest.mark.parametrize("which", RENDERINGS)
