@@ -52,6 +52,7 @@ from temporalio.client import Client
 
 from config import PROJECT_DIR, Settings
 from connection import exit_without_finalizing
+from devtools.dev_stack import STACK_FILE, runs, shared_settings
 from devtools.processes import ChildProcess
 
 PYTHON = sys.executable  # the venv's interpreter: `make run` starts us as .venv/bin/python
@@ -64,7 +65,6 @@ DEMO_KEY_ROLES = ("source", "support", "carrier", "warehouse", "admin")  # each 
 API_ORDER = "marketplace"  # the demo order placed through the HTTP API, as a marketplace connector would
 ORDER_PROGRESS_TIMEOUT = 90.0
 CLI_TIMEOUT = 180.0
-PID_FILE = "devstack.pids"  # in the data dir: this run's pid and its children's, for the next run to check
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -183,6 +183,7 @@ class Stack:
     def __init__(self, pid_path: Path | None = None) -> None:
         self.children: list[ChildProcess] = []
         self.pid_path = pid_path
+        self.settings: dict[str, str] = {}  # what commands beside it adopt (devtools/dev_stack.py)
 
     def start(
         self, name: str, argv: list[str], log_path: Path, env: dict[str, str], stop_timeout: float
@@ -205,6 +206,7 @@ class Stack:
                 for c in self.children
                 if c.process.returncode is None
             ],
+            "settings": self.settings,
         }
         with contextlib.suppress(OSError):
             partial = self.pid_path.with_name(f".{self.pid_path.name}.tmp")
@@ -253,12 +255,12 @@ class Stack:
 
 def check_leftovers(cfg: DevConfig) -> None:
     """Refuse to start next to a process of an earlier run on this data dir, naming it and its pid."""
-    path = cfg.data_dir / PID_FILE
+    path = cfg.data_dir / STACK_FILE
     try:
         doc = json.loads(path.read_text())
         runner, children = doc["devstack"], list(doc["children"])
-        alive = [c for c in children if _runs(int(c["pid"]), list(c["argv"]))]
-        runner_alive = _runs(int(runner["pid"]), list(runner["argv"]))
+        alive = [c for c in children if runs(int(c["pid"]), list(c["argv"]))]
+        runner_alive = runs(int(runner["pid"]), list(runner["argv"]))
     except FileNotFoundError:
         return
     except (OSError, ValueError, KeyError, TypeError):  # unreadable: nothing to go by
@@ -286,31 +288,6 @@ def check_leftovers(cfg: DevConfig) -> None:
 def _a(name: str) -> str:
     """'a Temporal server', 'a worker', 'an HTTP API'."""
     return f"{'an' if name.startswith(('HTTP', 'A', 'E', 'I', 'O', 'U')) else 'a'} {name}"
-
-
-def _runs(pid: int, argv: list[str]) -> bool:
-    """Whether process `pid` is alive and still runs `argv` (pids are reused)."""
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, someone else's: its command line tells
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if Path("/proc/self/cmdline").exists():  # Linux
-        try:
-            return cmdline.read_bytes().split(b"\0")[:-1] == [os.fsencode(arg) for arg in argv]
-        except OSError:
-            return False
-    try:  # macOS and other Unixes
-        shown = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return True  # cannot tell: better named than missed
-    return shown == " ".join(argv)
 
 
 def ensure_port_free(port: int, what: str, variable: str) -> None:
@@ -891,7 +868,8 @@ def main() -> int:
         check_leftovers(cfg)  # before the ports: a child left behind is named, not just its port
         ensure_ports_free(cfg)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        stack.pid_path = cfg.data_dir / PID_FILE
+        stack.pid_path = cfg.data_dir / STACK_FILE
+        stack.settings = shared_settings(env)
         stack.record()
         start_temporal(stack, cfg, env)
         prepare_database(stack, env)

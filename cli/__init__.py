@@ -110,8 +110,12 @@ def _is_order_input_error(exc: ValueError) -> bool:
 def main() -> None:
     args = build_parser().parse_args()  # --help and usage errors end here, before any heavy import
     import asyncio
+    import os
 
     from config import get_settings
     from connection import exit_without_finalizing
+    from devtools.dev_stack import adopt
 
+    if note := adopt(os.environ):  # beside a running `make run`: its database, server and delays
+        print(note, file=sys.stderr)
     exit_without_finalizing(asyncio.run(run(args, get_settings())))

@@ -105,7 +105,7 @@ class Run:
 
     def recorded(self) -> dict[str, int]:
         """The children in its pid file (kept, to check and to clean up)."""
-        doc = json.loads((self.data_dir / devstack.PID_FILE).read_text())
+        doc = json.loads((self.data_dir / devstack.STACK_FILE).read_text())
         assert doc["devstack"]["pid"] == self.process.pid
         self.children = {child["name"]: child["pid"] for child in doc["children"]}
         return self.children
@@ -126,7 +126,7 @@ class Run:
             time.sleep(0.2)
         left = {name: pid for name, pid in self.children.items() if alive(pid)}
         assert left == {}, f"left running: {left}\n{self.text()}"
-        assert not (self.data_dir / devstack.PID_FILE).exists()  # all stopped: nothing to report next time
+        assert not (self.data_dir / devstack.STACK_FILE).exists()  # all stopped: nothing to report next time
         return status
 
     def text(self) -> str:
@@ -214,7 +214,7 @@ def test_a_child_left_by_an_earlier_run_is_named_with_its_pid(tmp_path: Path):
     no_such_pid = 2**22 + 1  # above Linux's highest pid: the earlier devstack is gone
     leftover = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        (data_dir / devstack.PID_FILE).write_text(
+        (data_dir / devstack.STACK_FILE).write_text(
             json.dumps(
                 {
                     "devstack": {"pid": no_such_pid, "argv": [sys.executable, "devstack.py"]},
@@ -251,7 +251,7 @@ def test_a_recorded_pid_now_running_another_program_is_not_reported(tmp_path: Pa
     data_dir.mkdir()
     other = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        (data_dir / devstack.PID_FILE).write_text(
+        (data_dir / devstack.STACK_FILE).write_text(
             json.dumps(
                 {
                     "devstack": {"pid": 2**22 + 1, "argv": [sys.executable, "devstack.py"]},
@@ -270,7 +270,7 @@ def test_a_recorded_pid_now_running_another_program_is_not_reported(tmp_path: Pa
             api_wait_timeout=1.0,
         )
         devstack.check_leftovers(cfg)  # no error
-        assert not (data_dir / devstack.PID_FILE).exists()
+        assert not (data_dir / devstack.STACK_FILE).exists()
     finally:
         other.kill()
         other.wait()
