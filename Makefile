@@ -7,8 +7,10 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
 install: .venv/.installed
 
+# Everything: the dev tools and the `analytics` extra (the forecast's and the report charts' libraries,
+# which the order worker's image leaves out: docs/operations.md).
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --extra analytics --python $(PYTHON)
 	@touch $@
 
 .tools/bin/uv:
