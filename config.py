@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "orders"
+    # the demand forecast's queue, which only the analytics worker (`worker.py --role analytics`) polls:
+    # the order worker runs without the `analytics` extra's libraries (extras.py)
+    analytics_task_queue: str = "analytics"
     database_url: str = f"sqlite:///{DATA_DIR / 'oms.db'}"
 
     delivery_sla: Duration = timedelta(days=7)

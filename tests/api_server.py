@@ -47,6 +47,7 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "OMS_TEMPORAL_ADDRESS": settings.temporal_address,
         "OMS_TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "OMS_TASK_QUEUE": settings.task_queue,
+        "OMS_ANALYTICS_TASK_QUEUE": settings.analytics_task_queue,
         "OMS_DELIVERY_SLA": f"{settings.delivery_sla.total_seconds():.0f}s",
         "OMS_RETURN_WINDOW": f"{settings.return_window.total_seconds():.0f}s",
         # the order's policy is the placing door's: the API places orders as the suite's worker expects

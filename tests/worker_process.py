@@ -11,11 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.client import Client
-
 from config import Settings
 from devtools.processes import ChildProcess
-from services.forecast import ensure_schedule
 from tests.api_server import START_TIMEOUT, process_env
 
 READY = "worker polling task queue"  # its log line once it polls (worker.py, run_worker)
@@ -49,11 +46,10 @@ def _ready_lines(log_path: Path) -> int:
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, suite_settings: Settings, log_path: Path, **environment: str
+    suite_settings: Settings, log_path: Path, **environment: str
 ) -> AsyncIterator[tuple[Settings, ChildProcess]]:
-    """A worker process on a task queue of its own for the block (its settings, and the process),
-    stopped (SIGTERM) after it. A worker start points the `forecast-daily` schedule at its task queue:
-    it is put back on the suite's afterwards."""
+    """An order worker process on a task queue of its own for the block (its settings, and the
+    process), stopped (SIGTERM) after it."""
     queue = f"{suite_settings.task_queue}-process-{uuid.uuid4().hex[:6]}"
     settings = suite_settings.model_copy(update={"task_queue": queue})
     worker = await start_worker(settings, log_path, **environment)
@@ -61,4 +57,3 @@ async def running_worker(
         yield settings, worker
     finally:
         await asyncio.to_thread(worker.stop)
-        await ensure_schedule(client, suite_settings)
