@@ -61,14 +61,15 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_api(
-    settings: Settings, log_dir: Path, ready: bool = True, **overrides: str
+    settings: Settings, log_dir: Path, ready: bool = True, python: str = sys.executable, **overrides: str
 ) -> Iterator[ApiServer]:
-    """Start the API; wait until it answers /readyz (or, with ready=False, /healthz); stop it after."""
+    """Start the API with `python` (default: this venv's); wait until it answers /readyz (or, with
+    ready=False, /healthz); stop it after."""
     port = free_port()
     log_path = log_dir / f"api-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api"],
+            [python, "-m", "api"],
             cwd=PROJECT_DIR,
             env=api_env(settings, port, **overrides),
             stdout=log,

@@ -19,12 +19,15 @@ READY = "worker polling task queue"  # its log line once it polls (worker.py, ru
 DRAIN_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL: the worker gives its activities 10
 
 
-async def start_worker(settings: Settings, log_path: Path, **environment: str) -> ChildProcess:
-    """Start a worker on `settings` (its task queue included); return once its log says it polls."""
+async def start_worker(
+    settings: Settings, log_path: Path, python: str = sys.executable, **environment: str
+) -> ChildProcess:
+    """Start an order worker on `settings` (its task queue included) with `python` (default: this
+    venv's); return once its log says it polls."""
     started_before = _ready_lines(log_path)
     worker = ChildProcess.start(
         "worker",
-        [sys.executable, "worker.py"],
+        [python, "worker.py"],
         log_path,
         process_env(settings, **environment),
         stop_timeout=DRAIN_TIMEOUT,
@@ -46,13 +49,13 @@ def _ready_lines(log_path: Path) -> int:
 
 @asynccontextmanager
 async def running_worker(
-    suite_settings: Settings, log_path: Path, **environment: str
+    suite_settings: Settings, log_path: Path, python: str = sys.executable, **environment: str
 ) -> AsyncIterator[tuple[Settings, ChildProcess]]:
     """An order worker process on a task queue of its own for the block (its settings, and the
     process), stopped (SIGTERM) after it."""
     queue = f"{suite_settings.task_queue}-process-{uuid.uuid4().hex[:6]}"
     settings = suite_settings.model_copy(update={"task_queue": queue})
-    worker = await start_worker(settings, log_path, **environment)
+    worker = await start_worker(settings, log_path, python, **environment)
     try:
         yield settings, worker
     finally:
