@@ -101,6 +101,13 @@ class LogFormat(StrEnum):
     json = "json"  # for a log pipeline: one JSON object per line
 
 
+class WorkerRole(StrEnum):
+    """What a worker process runs (`python worker.py --role ROLE`); each polls its own task queue."""
+
+    orders = "orders"  # orders, replenishment, the sandbox parties, the outbox: no analytics library
+    analytics = "analytics"  # the demand forecast: the `analytics` extra's libraries (extras.py)
+
+
 class SandboxMode(StrEnum):
     auto = "auto"
     manual = "manual"
@@ -267,6 +274,10 @@ class Settings(BaseSettings):
     def sandbox_task_queue(self) -> str:
         """Where the sandbox warehouse and carrier work (worker.py): a queue of their own."""
         return f"{self.task_queue}-sandbox-parties"
+
+    def worker_task_queue(self, role: WorkerRole) -> str:
+        """The task queue the worker of `role` polls for its workflows."""
+        return self.analytics_task_queue if role == WorkerRole.analytics else self.task_queue
 
     @property
     def temporal_ui_origins(self) -> list[str]:

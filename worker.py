@@ -19,7 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
 from adapters import build_parties, payment_gateway
-from config import Settings, get_settings
+from config import Settings, WorkerRole, get_settings
 from connection import TemporalUnavailable, connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
@@ -58,11 +57,6 @@ from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 
 log = logging.getLogger("oms.worker")
-
-
-class WorkerRole(StrEnum):
-    orders = "orders"  # orders, replenishment, the sandbox parties, the outbox: no analytics library
-    analytics = "analytics"  # the demand forecast: the `analytics` extra's libraries
 
 
 ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
