@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test test-fast test-fast-cov lint worker api clean histories bench bench-quick bench-api bench-codec bench-cli chaos
+.PHONY: install run test test-fast test-fast-cov lint worker analytics-worker api clean histories bench bench-quick bench-api bench-codec bench-cli chaos
 
 install: .venv/.installed
 
@@ -22,6 +22,10 @@ run: install
 
 worker: install
 	.venv/bin/python worker.py
+
+# The demand forecast's worker (docs/analytics.md): the one process that needs the `analytics` extra.
+analytics-worker: install
+	.venv/bin/python worker.py --role analytics
 
 api: install
 	.venv/bin/python -m api
