@@ -58,7 +58,6 @@ from workflows.replenishment import ReplenishmentWorkflow
 
 log = logging.getLogger("oms.worker")
 
-
 ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
 # The forecast polls a queue of its own (Settings.analytics_task_queue) on the analytics worker: its
 # libraries (statsforecast, pandas, numba...: 700 MB) stay out of the order worker's image, and a
