@@ -387,7 +387,7 @@ def start_workers(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
         argv = [PYTHON, "worker.py", "--role", role]
         stack.start(name, argv, cfg.data_dir / f"{log}.log", env, stop_timeout=15)
     # Polling implies the order worker also registered the search attributes that placing an order
-    # needs, and the analytics worker the `forecast-daily` schedule.
+    # needs.
     for role, (name, _) in WORKER_CHILDREN.items():
         queue = cfg.task_queues[role]
         polling = functools.partial(_worker_polling, cfg, queue)

@@ -345,8 +345,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, role: WorkerRole =
         added = await ensure_search_attributes(client)
         if added:
             log.info("registered search attributes: %s", ", ".join(added))
-    else:  # the worker that runs the forecast keeps its schedule: created, or updated to the settings
-        await ensure_forecast_schedule(client, settings)
+    # `forecast-daily`: created, or updated to the settings, by every worker of either role. The order
+    # workers too, as before the roles: the first worker of a build that moved the forecast to its own
+    # queue points the schedule there, so no run is started on the orders' queue, where no worker of
+    # the build would run it (and, open for ever, it would make the schedule skip every later run). On
+    # the analytics queue a run waits, harmlessly, for an analytics worker to poll.
+    await ensure_forecast_schedule(client, settings)
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     sessions = make_session_factory(engine)
     worker: Workers | Worker = (

@@ -86,8 +86,7 @@ async def apply(
 
 async def ensure_schedule(client: Client, settings: Settings) -> None:
     """Create the `forecast-daily` schedule, or bring an existing one up to the current settings
-    (interval, task queue, auto-apply): idempotent, called at every start of the analytics worker,
-    which is the one that polls its queue."""
+    (interval, task queue, auto-apply): idempotent, called at every worker start (worker.run_worker)."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             FORECAST_WORKFLOW,

@@ -295,8 +295,9 @@ def test_each_worker_runs_its_role_and_the_analytics_worker_is_one() -> None:
 
 
 def test_the_workers_agree_on_each_others_queues() -> None:
-    """The analytics worker polls the queue its schedule starts the forecast on, and starts
-    replenishments on the order workers' queue: every app service reads both from the same values."""
+    """The analytics worker polls the queue every worker's `forecast-daily` schedule starts the forecast
+    on, and starts replenishments on the order workers' queue: every app service reads both from the
+    same values."""
     for setting in ("OMS_TASK_QUEUE", "OMS_ANALYTICS_TASK_QUEUE"):
         values = {env(name).get(setting) for name in APP_SERVICES}
         assert len(values) == 1 and None not in values, (setting, values)

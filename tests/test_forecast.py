@@ -352,7 +352,7 @@ async def test_the_daily_schedule_runs_the_forecast_workflow(
     ship_daily(sessions, sku, "W1", [3] * 90, yesterday)
 
     await ensure_schedule(client, settings)
-    await ensure_schedule(client, settings)  # a second analytics worker start: updated, not duplicated
+    await ensure_schedule(client, settings)  # a second worker start: updated, not duplicated
     handle = client.get_schedule_handle(FORECAST_SCHEDULE_ID)
     described = await handle.describe()
     assert described.schedule.spec.intervals == [ScheduleIntervalSpec(every=timedelta(days=1))]

@@ -52,7 +52,8 @@ async def running_worker(
     suite_settings: Settings, log_path: Path, python: str = sys.executable, **environment: str
 ) -> AsyncIterator[tuple[Settings, ChildProcess]]:
     """An order worker process on a task queue of its own for the block (its settings, and the
-    process), stopped (SIGTERM) after it."""
+    process), stopped (SIGTERM) after it. Its start updates the `forecast-daily` schedule to the
+    suite's settings: the forecast's queue is the suite's, not a queue of its own."""
     queue = f"{suite_settings.task_queue}-process-{uuid.uuid4().hex[:6]}"
     settings = suite_settings.model_copy(update={"task_queue": queue})
     worker = await start_worker(settings, log_path, python, **environment)
