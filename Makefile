@@ -3,12 +3,14 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: install run test test-fast test-fast-cov lint worker api clean histories bench bench-quick bench-api bench-codec bench-cli chaos
+.PHONY: install run test test-fast test-fast-cov lint worker analytics-worker api clean histories bench bench-quick bench-api bench-codec bench-cli chaos
 
 install: .venv/.installed
 
+# Everything: the dev tools and the `analytics` extra (the forecast's and the report charts' libraries,
+# which the order worker's image leaves out: docs/operations.md).
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --extra analytics --python $(PYTHON)
 	@touch $@
 
 .tools/bin/uv:
@@ -20,6 +22,10 @@ run: install
 
 worker: install
 	.venv/bin/python worker.py
+
+# The demand forecast's worker (docs/analytics.md): the one process that needs the `analytics` extra.
+analytics-worker: install
+	.venv/bin/python worker.py --role analytics
 
 api: install
 	.venv/bin/python -m api

@@ -101,6 +101,13 @@ class LogFormat(StrEnum):
     json = "json"  # for a log pipeline: one JSON object per line
 
 
+class WorkerRole(StrEnum):
+    """What a worker process runs (`python worker.py --role ROLE`); each polls its own task queue."""
+
+    orders = "orders"  # orders, replenishment, the sandbox parties, the outbox: no analytics library
+    analytics = "analytics"  # the demand forecast: the `analytics` extra's libraries (extras.py)
+
+
 class SandboxMode(StrEnum):
     auto = "auto"
     manual = "manual"
@@ -112,6 +119,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "orders"
+    # the demand forecast's queue, which only the analytics worker (`worker.py --role analytics`) polls:
+    # the order worker runs without the `analytics` extra's libraries (extras.py)
+    analytics_task_queue: str = "analytics"
     database_url: str = f"sqlite:///{DATA_DIR / 'oms.db'}"
 
     delivery_sla: Duration = timedelta(days=7)
@@ -275,6 +285,10 @@ class Settings(BaseSettings):
     def sandbox_task_queue(self) -> str:
         """Where the sandbox warehouse and carrier work (worker.py): a queue of their own."""
         return f"{self.task_queue}-sandbox-parties"
+
+    def worker_task_queue(self, role: WorkerRole) -> str:
+        """The task queue the worker of `role` polls for its workflows."""
+        return self.analytics_task_queue if role == WorkerRole.analytics else self.task_queue
 
     @property
     def temporal_ui_origins(self) -> list[str]:

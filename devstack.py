@@ -1,6 +1,7 @@
 """`make run`: the whole system on one machine, then a short demo through the real command line and API.
 
-Starts the Temporal dev server, a worker and the HTTP API as child processes, applies the migrations,
+Starts the Temporal dev server, the two workers (orders, analytics) and the HTTP API as child processes,
+applies the migrations,
 loads the demo catalog, creates a demo API key per role, places a few demo orders (one through the API)
 and walks them to delivery, then keeps running until Ctrl-C.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
@@ -50,7 +52,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from config import PROJECT_DIR, Settings
+from config import PROJECT_DIR, Settings, WorkerRole
 from connection import exit_without_finalizing
 from devtools.dev_stack import STACK_FILE, runs, shared_settings
 from devtools.processes import ChildProcess
@@ -94,7 +96,7 @@ class DevConfig:
     port: int
     ui_port: int
     namespace: str
-    task_queue: str
+    task_queues: dict[WorkerRole, str]  # the queue each worker polls
     api_host: str
     api_port: int
     api_wait_timeout: float  # seconds the API's ?wait=true waits before it answers 504
@@ -142,7 +144,7 @@ class DevConfig:
             port=_port_from_env("OMS_DEV_PORT", 7233),
             ui_port=_port_from_env("OMS_DEV_UI_PORT", 8233),
             namespace=settings.temporal_namespace,
-            task_queue=settings.task_queue,
+            task_queues={role: settings.worker_task_queue(role) for role in WorkerRole},
             api_host=settings.api_host,
             api_port=settings.api_port,
             api_wait_timeout=settings.api_wait_timeout.total_seconds(),
@@ -286,8 +288,8 @@ def check_leftovers(cfg: DevConfig) -> None:
 
 
 def _a(name: str) -> str:
-    """'a Temporal server', 'a worker', 'an HTTP API'."""
-    return f"{'an' if name.startswith(('HTTP', 'A', 'E', 'I', 'O', 'U')) else 'a'} {name}"
+    """'a Temporal server', 'a worker', 'an analytics worker', 'an HTTP API'."""
+    return f"{'an' if name.startswith('HTTP') or name[:1].upper() in 'AEIOU' else 'a'} {name}"
 
 
 def ensure_port_free(port: int, what: str, variable: str) -> None:
@@ -347,14 +349,26 @@ def start_temporal(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
     )
 
 
-def start_worker(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
-    print(f"starting the worker (log: {_shown(cfg.data_dir / 'worker.log')})")
-    # Graceful shutdown lets running activities finish (10 s in worker.py); allow a little more.
-    stack.start("worker", [PYTHON, "worker.py"], cfg.data_dir / "worker.log", env, stop_timeout=15)
-    # Polling implies the worker also registered the search attributes that placing an order needs.
-    _wait_until(
-        stack, lambda: _worker_polling(cfg), WORKER_START_TIMEOUT, "the worker to poll its task queue"
-    )
+# Each worker role as a child: its name (in messages and the pid file) and its log, DATA_DIR/<log>.log.
+WORKER_CHILDREN = {
+    WorkerRole.orders: ("worker", "worker"),
+    WorkerRole.analytics: ("analytics worker", "analytics-worker"),
+}
+
+
+def start_workers(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
+    """The order worker and the analytics worker (the forecast), started together, then waited for."""
+    for role, (name, log) in WORKER_CHILDREN.items():
+        print(f"starting the {name} (log: {_shown(cfg.data_dir / f'{log}.log')})")
+        # Graceful shutdown lets running activities finish (10 s in worker.py); allow a little more.
+        argv = [PYTHON, "worker.py", "--role", role]
+        stack.start(name, argv, cfg.data_dir / f"{log}.log", env, stop_timeout=15)
+    # Polling implies the order worker also registered the search attributes that placing an order
+    # needs.
+    for role, (name, _) in WORKER_CHILDREN.items():
+        queue = cfg.task_queues[role]
+        polling = functools.partial(_worker_polling, cfg, queue)
+        _wait_until(stack, polling, WORKER_START_TIMEOUT, f"the {name} to poll {queue!r}")
 
 
 def start_api(stack: Stack, cfg: DevConfig, env: dict[str, str]) -> None:
@@ -384,7 +398,7 @@ def _server_ready(cfg: DevConfig) -> bool:
     return asyncio.run(probe())
 
 
-def _worker_polling(cfg: DevConfig) -> bool:
+def _worker_polling(cfg: DevConfig, task_queue: str) -> bool:
     async def probe() -> bool:
         # A fresh server process knows no pollers yet, so any poller is the worker we just started.
         try:
@@ -392,7 +406,7 @@ def _worker_polling(cfg: DevConfig) -> bool:
             described = await client.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(
                     namespace=cfg.namespace,
-                    task_queue=TaskQueue(name=cfg.task_queue),
+                    task_queue=TaskQueue(name=task_queue),
                     task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
                 )
             )
@@ -709,7 +723,8 @@ def place_demo_order(stack: Stack, env: dict[str, str], name: str, suffix: str) 
 
 def print_running(cfg: DevConfig, api: Api) -> None:
     address = "" if cfg.port == 7233 else f"OMS_TEMPORAL_ADDRESS={cfg.address} "
-    logs = ", ".join(_shown(cfg.data_dir / f"{name}.log") for name in ("worker", "api", "temporal"))
+    names = [log for _, log in WORKER_CHILDREN.values()] + ["api", "temporal"]
+    logs = ", ".join(_shown(cfg.data_dir / f"{name}.log") for name in names)
     keys = "\n".join(
         f"{'  API keys:' if n == 0 else '':20}{role:10} demo-{role:10} {key}"
         for n, (role, key) in enumerate(api.keys.items())
@@ -873,7 +888,7 @@ def main() -> int:
         stack.record()
         start_temporal(stack, cfg, env)
         prepare_database(stack, env)
-        start_worker(stack, cfg, env)
+        start_workers(stack, cfg, env)
         start_api(stack, cfg, env)
         api = Api(cfg.api_url, create_demo_keys(stack, env), cfg.api_wait_timeout)
         try:

@@ -1,11 +1,14 @@
-"""The worker: builds the database engine, adapters and activities, and runs the order workflows.
+"""The worker: builds the database engine, adapters and activities, and runs the workflows of its role.
 
-Run it as `python worker.py` (configuration from OMS_* variables). SIGINT/SIGTERM stop it gracefully:
-running activities get time to finish, workflows simply continue on another worker.
+`python worker.py` is the order worker: orders, replenishment, the sandbox parties and the outbox.
+`python worker.py --role analytics` is the analytics worker: the demand forecast, the one role that
+needs the `analytics` extra (extras.py). Configuration from OMS_* variables. SIGINT/SIGTERM stop either
+gracefully: running activities get time to finish, workflows simply continue on another worker.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import compileall
 import gc
@@ -35,10 +38,11 @@ from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
 from adapters import build_parties, payment_gateway
-from config import Settings, get_settings
+from config import Settings, WorkerRole, get_settings
 from connection import TemporalUnavailable, connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
+from extras import Extra, ExtraMissing, require
 from logs import configure_logging
 from observability.endpoint import MetricsEndpoint, MetricsPortUnavailable, metrics_endpoint
 from observability.health import STALL_SECONDS, Health, LoopHeartbeat
@@ -58,15 +62,22 @@ from workflows.replenishment import ReplenishmentWorkflow
 
 log = logging.getLogger("oms.worker")
 
-ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow, ForecastWorkflow]
+ORDER_WORKFLOWS = [OrderWorkflow, ReplenishmentWorkflow]
+# The forecast polls a queue of its own (Settings.analytics_task_queue) on the analytics worker: its
+# libraries (statsforecast, pandas, numba...: 700 MB) stay out of the order worker's image, and a
+# forecast of hundreds of series never holds the order worker's CPU or activity slots.
+ANALYTICS_WORKFLOWS = [ForecastWorkflow]
 # The sandbox parties poll a task queue of their own (Settings.sandbox_task_queue): they stand for
 # outside parties, and their activities wait for the order to act on their reports. Sharing the
 # order worker's activity slots, a hundred of them waiting would leave no slot for the steps they
 # wait for (seen in `make bench`: orders crawled for minutes). OMS_SANDBOX_PARTIES=false (production)
 # runs none of them.
 PARTY_WORKFLOWS = [SandboxWarehouseWorkflow, SandboxCarrierWorkflow]
-WORKFLOWS = ORDER_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the replayer
+WORKFLOWS = ORDER_WORKFLOWS + ANALYTICS_WORKFLOWS + PARTY_WORKFLOWS  # every workflow type, for the replayer
 PARTY_ACTIVITY_SLOTS = 200  # mostly async sends waiting for an update's answer: no thread each
+# one forecast at a time (the schedule never overlaps its runs; a CLI forecast runs in its own process),
+# and the apply after it
+ANALYTICS_ACTIVITY_SLOTS = 2
 
 
 # On SIGTERM the worker stops polling and gives the activities in flight this long to finish (a
@@ -78,7 +89,7 @@ Activities = list[Callable[..., Any]]
 
 
 def build_activities(sessions: SessionFactory, client: Client, settings: Settings) -> Activities:
-    """The order's steps (and replenishment's and the forecast's): the order worker's activities."""
+    """The order's steps (and replenishment's): the order worker's activities."""
     orders = OrderActivities(sessions, Outbox(settings))
     payments = PaymentActivities(PaymentLedger(sessions, payment_gateway(sessions)))
     inventory = InventoryActivities(sessions)
@@ -90,7 +101,6 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     replenishment = ReplenishmentActivities(
         sessions, client, SandboxSupplier(), settings.task_queue, settings.supplier_lead_time
     )
-    forecast = ForecastActivities(sessions, client, settings)
     # fmt: off
     return [
         orders.admit_order, orders.price_sku, orders.record_events, orders.record_feedback,
@@ -106,9 +116,14 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         replenishment.replenish_if_low, replenishment.release_backorders, replenishment.low_stock,
         replenishment.replenish_for_backorders,
         replenishment.raise_purchase_order, replenishment.receive_purchase_order,
-        forecast.refresh_recommendations, forecast.apply_recommendations,
     ]
     # fmt: on
+
+
+def build_analytics_activities(sessions: SessionFactory, client: Client, settings: Settings) -> Activities:
+    """The forecast's steps: the analytics worker's activities."""
+    forecast = ForecastActivities(sessions, client, settings)
+    return [forecast.refresh_recommendations, forecast.apply_recommendations]
 
 
 def build_party_activities(sessions: SessionFactory, client: Client) -> Activities:
@@ -261,13 +276,13 @@ class Liveness:
     queue and the event loop turns. Called from the endpoint's thread: it only reads flags."""
 
     def __init__(self) -> None:
-        self.workers: Workers | None = None  # set once they are built
+        self.workers: list[Worker] | None = None  # set once they are built
         self.heartbeat = LoopHeartbeat()
 
     def __call__(self) -> Health:
         if self.workers is None:
             return Health(False, "starting: not polling yet")
-        stopped = [w.task_queue for w in self.workers.workers if not w.is_running]
+        stopped = [w.task_queue for w in self.workers if not w.is_running]
         if stopped:
             return Health(False, f"not polling task queue {', '.join(map(repr, stopped))}")
         if (stalled := self.heartbeat.age()) > STALL_SECONDS:
@@ -275,20 +290,26 @@ class Liveness:
         return Health(True, "polling")
 
 
-def build_worker(
-    client: Client, sessions: SessionFactory, settings: Settings, activities: Activities | None = None
-) -> Workers:
-    """The worker the settings ask for; `activities`: the order worker's (default: build_activities)."""
-    threads = settings.worker_activity_threads
+def _common_options(settings: Settings) -> dict[str, Any]:
+    """What every Worker of every role is built with."""
     quiet_activity_failures()
-    activities = activities if activities is not None else build_activities(sessions, client, settings)
-    common: dict[str, Any] = {
+    return {
         "graceful_shutdown_timeout": DRAIN_TIMEOUT,
         "workflow_runner": workflow_runner(),
         "interceptors": [RefuseBadData()],  # no step retries for ever on data the database refuses
-        # one build = one deployment version for both queues (set current together); None: unversioned
+        # one build = one deployment version for every queue of every role (set current together);
+        # None: unversioned
         "deployment_config": deployment_config(settings),
     }
+
+
+def build_worker(
+    client: Client, sessions: SessionFactory, settings: Settings, activities: Activities | None = None
+) -> Workers:
+    """The order worker the settings ask for; `activities`: its activities (default: build_activities)."""
+    threads = settings.worker_activity_threads
+    common = _common_options(settings)
+    activities = activities if activities is not None else build_activities(sessions, client, settings)
     orders = Worker(
         client,
         task_queue=settings.task_queue,
@@ -324,7 +345,24 @@ def build_worker(
     return Workers(orders, parties, outbox)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+def build_analytics_worker(client: Client, sessions: SessionFactory, settings: Settings) -> Worker:
+    """The analytics worker: ForecastWorkflow and its steps, on Settings.analytics_task_queue."""
+    return Worker(
+        client,
+        task_queue=settings.analytics_task_queue,
+        workflows=ANALYTICS_WORKFLOWS,
+        activities=build_analytics_activities(sessions, client, settings),
+        activity_executor=ThreadPoolExecutor(
+            max_workers=ANALYTICS_ACTIVITY_SLOTS, thread_name_prefix="oms-analytics"
+        ),
+        max_concurrent_activities=ANALYTICS_ACTIVITY_SLOTS,
+        **_common_options(settings),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, role: WorkerRole = WorkerRole.orders) -> None:
+    if role == WorkerRole.analytics:
+        require(Extra.analytics, "the analytics worker")  # at start, not at the first forecast's run
     liveness = Liveness()
     sdk: SdkMetrics | None = None
     endpoint: MetricsEndpoint | None = None
@@ -332,39 +370,68 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         sdk = SdkMetrics()
         endpoint = metrics_endpoint(settings, health=liveness, extra=sdk.text).start()
     try:
-        await _serve(settings, stop, liveness, sdk)
+        await _serve(settings, stop, role, liveness, sdk)
     finally:
         if endpoint is not None:
             endpoint.stop()
 
 
-async def _serve(settings: Settings, stop: asyncio.Event, liveness: Liveness, sdk: SdkMetrics | None) -> None:
+async def _serve(
+    settings: Settings, stop: asyncio.Event, role: WorkerRole, liveness: Liveness, sdk: SdkMetrics | None
+) -> None:
     client = await connect(settings, runtime=sdk.runtime if sdk is not None else None)
-    added = await ensure_search_attributes(client)
-    if added:
-        log.info("registered search attributes: %s", ", ".join(added))
-    await ensure_forecast_schedule(client, settings)  # `forecast-daily`: created, or updated to the settings
+    if role == WorkerRole.orders:  # the order workflows write them
+        added = await ensure_search_attributes(client)
+        if added:
+            log.info("registered search attributes: %s", ", ".join(added))
+    # `forecast-daily`: created, or updated to the settings, by every worker of either role. The order
+    # workers too, as before the roles: the first worker of a build that moved the forecast to its own
+    # queue points the schedule there, so no run is started on the orders' queue, where no worker of
+    # the build would run it (and, open for ever, it would make the schedule skip every later run). On
+    # the analytics queue a run waits, harmlessly, for an analytics worker to poll.
+    await ensure_forecast_schedule(client, settings)
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
-    worker = build_worker(client, make_session_factory(engine), settings)
-    liveness.workers = worker
+    sessions = make_session_factory(engine)
+    worker: Workers | Worker = (
+        build_worker(client, sessions, settings)
+        if role == WorkerRole.orders
+        else build_analytics_worker(client, sessions, settings)
+    )
+    liveness.workers = worker.workers if isinstance(worker, Workers) else [worker]
     freeze_startup_heap()
 
     async with worker, liveness.heartbeat:
         log.info(
-            "worker polling task queue %r on %s",
-            settings.task_queue,
+            "%s worker polling task queue %r on %s",
+            role,
+            worker.task_queue,
             client.service_client.config.target_host,
         )
-        if worker.parties is None:
-            log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
-        else:
-            log.info("sandbox parties polling task queue %r", worker.parties.task_queue)
+        if isinstance(worker, Workers):
+            if worker.parties is None:
+                log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
+            else:
+                log.info("sandbox parties polling task queue %r", worker.parties.task_queue)
         await stop.wait()
         log.info("shutting down")
     engine.dispose()
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The OMS Temporal worker (settings: OMS_* variables).")
+    parser.add_argument(
+        "--role",
+        type=WorkerRole,
+        choices=list(WorkerRole),
+        default=WorkerRole.orders,
+        help="orders (the default): orders, replenishment, the sandbox parties; "
+        "analytics: the demand forecast (needs the `analytics` extra)",
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> None:
+    role: WorkerRole = parse_args().role
     configure_logging(get_settings().log_format)
 
     async def _main() -> None:
@@ -372,11 +439,12 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(get_settings(), stop)
+        await run_worker(get_settings(), stop, role)
 
     try:
         asyncio.run(_main())
-    except (TemporalUnavailable, MetricsPortUnavailable) as exc:  # one line naming the setting, no traceback
+    # a certificate, a CA, a key, a missing extra: one line naming what to do, no traceback
+    except (TemporalUnavailable, ExtraMissing, MetricsPortUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     exit_without_finalizing(0)

@@ -48,12 +48,14 @@ async def cmd_report(args: argparse.Namespace, settings: Settings, out: TextIO) 
     with database(settings) as sessions:
         report = build_report(sessions, period, settings.delivery_sla)
     if args.html is not None:
-        from domain.report_html import render_html  # matplotlib: loaded only when a chart is drawn
+        from domain.report_html import CHARTS_MISSING, charts_available, render_html
 
         args.html.write_text(render_html(report), encoding="utf-8")
     print(as_json(asdict(report)) if args.json else render_report(report), file=out)
     if args.html is not None:
         print(f"wrote {args.html}", file=sys.stderr if args.json else out)
+        if not charts_available():  # the page says so too
+            print(f"without charts: {CHARTS_MISSING}", file=sys.stderr)
 
 
 async def cmd_export_journal(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

@@ -229,6 +229,7 @@ async def cmd_forecast(args: argparse.Namespace, settings: Settings, out: TextIO
     from cli.render import as_json, render_applied, render_forecast
     from connection import connect
     from domain.reorder_policy import ForecastError
+    from extras import ExtraMissing
     from services import forecast as forecasting
 
     as_of = _day(args.as_of, "--as-of") if args.as_of else None
@@ -242,6 +243,8 @@ async def cmd_forecast(args: argparse.Namespace, settings: Settings, out: TextIO
             )
         except ForecastError as exc:
             raise CommandError(str(exc), EXIT_INVALID) from None
+        except ExtraMissing as exc:  # the runtime image: one line saying what to install, no traceback
+            raise CommandError(str(exc)) from None
     if args.json:
         print(
             as_json(

@@ -22,6 +22,7 @@ from temporalio.client import (
 from config import Settings
 from db import SessionFactory
 from domain import reorder_policy
+from extras import Extra, require
 from models.forecast import (
     FORECAST_SCHEDULE_ID,
     FORECAST_WORKFLOW,
@@ -38,7 +39,9 @@ def refresh(
     sessions: SessionFactory, settings: Settings, sku: str | None = None, as_of: date | None = None
 ) -> list[ForecastView]:
     """Forecast every pair with shipped demand (or one SKU's) and store the recommendations.
-    Raises reorder_policy.ForecastError for an unknown SKU (nothing stored)."""
+    Raises reorder_policy.ForecastError for an unknown SKU (nothing stored), extras.ExtraMissing
+    without the `analytics` extra."""
+    require(Extra.analytics, "the demand forecast")
     # pandas (1.5 s to import) loads when a forecast runs, not with every command and worker start
     from domain.demand import daily_demand
     from domain.forecast import as_of_default, forecast_series, lead_time_days, recommend
@@ -83,13 +86,13 @@ async def apply(
 
 async def ensure_schedule(client: Client, settings: Settings) -> None:
     """Create the `forecast-daily` schedule, or bring an existing one up to the current settings
-    (interval, task queue, auto-apply): idempotent, called at every worker start."""
+    (interval, task queue, auto-apply): idempotent, called at every worker start (worker.run_worker)."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             FORECAST_WORKFLOW,
             ForecastRequest(apply=settings.auto_apply_forecast),
             id=FORECAST_WORKFLOW_ID,
-            task_queue=settings.task_queue,
+            task_queue=settings.analytics_task_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.forecast_every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),  # a slow run is never doubled

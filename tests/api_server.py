@@ -47,6 +47,7 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "OMS_TEMPORAL_ADDRESS": settings.temporal_address,
         "OMS_TEMPORAL_NAMESPACE": settings.temporal_namespace,
         "OMS_TASK_QUEUE": settings.task_queue,
+        "OMS_ANALYTICS_TASK_QUEUE": settings.analytics_task_queue,
         "OMS_DELIVERY_SLA": f"{settings.delivery_sla.total_seconds():.0f}s",
         "OMS_RETURN_WINDOW": f"{settings.return_window.total_seconds():.0f}s",
         # the order's policy is the placing door's: the API places orders as the suite's worker expects
@@ -60,14 +61,15 @@ def process_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_api(
-    settings: Settings, log_dir: Path, ready: bool = True, **overrides: str
+    settings: Settings, log_dir: Path, ready: bool = True, python: str = sys.executable, **overrides: str
 ) -> Iterator[ApiServer]:
-    """Start the API; wait until it answers /readyz (or, with ready=False, /healthz); stop it after."""
+    """Start the API with `python` (default: this venv's); wait until it answers /readyz (or, with
+    ready=False, /healthz); stop it after."""
     port = free_port()
     log_path = log_dir / f"api-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api"],
+            [python, "-m", "api"],
             cwd=PROJECT_DIR,
             env=api_env(settings, port, **overrides),
             stdout=log,

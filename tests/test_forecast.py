@@ -358,7 +358,8 @@ async def test_the_daily_schedule_runs_the_forecast_workflow(
     assert described.schedule.spec.intervals == [ScheduleIntervalSpec(every=timedelta(days=1))]
     action = described.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
-    assert (action.workflow, action.task_queue) == (FORECAST_WORKFLOW, settings.task_queue)
+    # the analytics worker's queue: the order worker has no forecast to run
+    assert (action.workflow, action.task_queue) == (FORECAST_WORKFLOW, settings.analytics_task_queue)
 
     before = {w.id async for w in client.list_workflows(f"WorkflowType='{FORECAST_WORKFLOW}'")}
     await handle.trigger()
@@ -384,7 +385,7 @@ async def test_the_daily_schedule_runs_the_forecast_workflow(
         FORECAST_WORKFLOW,
         ForecastRequest(apply=True),
         id=unique("forecast-apply"),
-        task_queue=settings.task_queue,
+        task_queue=settings.analytics_task_queue,
         result_type=ForecastRun,
     )
     assert applied.applied >= 1

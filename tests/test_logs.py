@@ -114,7 +114,7 @@ async def test_a_worker_with_json_logs_writes_json_lines_naming_the_order_on_act
     client: Client, settings: Settings, sessions: SessionFactory, tmp_path: Path
 ):
     log_path = tmp_path / "worker.log"
-    async with running_worker(client, settings, log_path, OMS_LOG_FORMAT="json") as (own, _):
+    async with running_worker(settings, log_path, OMS_LOG_FORMAT="json") as (own, _):
         skus = add_products(sessions, {"TEE": 5}, price="19.90")
         declined = await place(client, own, order_doc([(skus["TEE"], 1)], token="tok_declined"))
         confirmed = await place(client, own, order_doc([(skus["TEE"], 1)]))

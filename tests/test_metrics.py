@@ -64,7 +64,7 @@ async def stack(
     logs = tmp_path_factory.mktemp("metrics")
     worker_port, api_port = free_port(), free_port()
     async with running_worker(
-        client, settings, logs / "worker.log", OMS_METRICS_PORT=str(worker_port), OMS_METRICS_HOST="127.0.0.1"
+        settings, logs / "worker.log", OMS_METRICS_PORT=str(worker_port), OMS_METRICS_HOST="127.0.0.1"
     ) as (own, _):
         with running_api(
             own, logs, OMS_METRICS_PORT=str(api_port), OMS_METRICS_HOST="127.0.0.1", OMS_METRICS_TOKEN=TOKEN
@@ -279,7 +279,7 @@ async def test_the_worker_health_follows_its_pollers(client: Client, sessions, s
     try:
         assert await health() == (503, "starting: not polling yet")
         workers = build_worker(client, sessions, own)
-        liveness.workers = workers
+        liveness.workers = workers.workers
         assert (await health())[0] == 503  # built, not polling yet
         async with workers, liveness.heartbeat:
             assert await health() == (200, "polling")
@@ -425,7 +425,7 @@ def test_the_alert_rules_and_scrape_config_are_well_formed():
         job["job_name"]: [(d["names"], d["port"]) for d in job["dns_sd_configs"]]
         for job in scrape["scrape_configs"]
     }
-    assert targets == {"oms-worker": [(["worker"], 9464)], "oms-api": [(["api"], 9464)]}
+    assert targets == {"oms-worker": [(["worker", "analytics-worker"], 9464)], "oms-api": [(["api"], 9464)]}
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["title"] and dashboard["uid"] and len(dashboard["panels"]) >= 10
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

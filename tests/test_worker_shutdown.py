@@ -42,7 +42,7 @@ async def test_sigterm_under_load_drains_and_a_second_worker_finishes_every_orde
 ):
     log_path = tmp_path / "workers.log"
     skus = add_products(sessions, {"TEE": ORDERS + 2}, price="19.90")
-    async with running_worker(client, settings, log_path, **BUSY_WORKER) as (own, first):
+    async with running_worker(settings, log_path, **BUSY_WORKER) as (own, first):
         order_ids = await asyncio.gather(
             *(place(client, own, order_doc([(skus["TEE"], 1)])) for _ in range(ORDERS))
         )

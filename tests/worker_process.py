@@ -11,23 +11,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.client import Client
-
 from config import Settings
 from devtools.processes import ChildProcess
-from services.forecast import ensure_schedule
 from tests.api_server import START_TIMEOUT, process_env
 
 READY = "worker polling task queue"  # its log line once it polls (worker.py, run_worker)
 DRAIN_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL: the worker gives its activities 10
 
 
-async def start_worker(settings: Settings, log_path: Path, **environment: str) -> ChildProcess:
-    """Start a worker on `settings` (its task queue included); return once its log says it polls."""
+async def start_worker(
+    settings: Settings, log_path: Path, python: str = sys.executable, **environment: str
+) -> ChildProcess:
+    """Start an order worker on `settings` (its task queue included) with `python` (default: this
+    venv's); return once its log says it polls."""
     started_before = _ready_lines(log_path)
     worker = ChildProcess.start(
         "worker",
-        [sys.executable, "worker.py"],
+        [python, "worker.py"],
         log_path,
         process_env(settings, **environment),
         stop_timeout=DRAIN_TIMEOUT,
@@ -49,16 +49,15 @@ def _ready_lines(log_path: Path) -> int:
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, suite_settings: Settings, log_path: Path, **environment: str
+    suite_settings: Settings, log_path: Path, python: str = sys.executable, **environment: str
 ) -> AsyncIterator[tuple[Settings, ChildProcess]]:
-    """A worker process on a task queue of its own for the block (its settings, and the process),
-    stopped (SIGTERM) after it. A worker start points the `forecast-daily` schedule at its task queue:
-    it is put back on the suite's afterwards."""
+    """An order worker process on a task queue of its own for the block (its settings, and the
+    process), stopped (SIGTERM) after it. Its start updates the `forecast-daily` schedule to the
+    suite's settings: the forecast's queue is the suite's, not a queue of its own."""
     queue = f"{suite_settings.task_queue}-process-{uuid.uuid4().hex[:6]}"
     settings = suite_settings.model_copy(update={"task_queue": queue})
-    worker = await start_worker(settings, log_path, **environment)
+    worker = await start_worker(settings, log_path, python, **environment)
     try:
         yield settings, worker
     finally:
         await asyncio.to_thread(worker.stop)
-        await ensure_schedule(client, suite_settings)

@@ -78,7 +78,9 @@ async def report_download(
 
 
 def _render(report: Report) -> str:
-    from domain.report_html import render_html  # matplotlib: loaded when the first report is drawn
+    # jinja and, where the `analytics` extra is installed, matplotlib: loaded when the first report is
+    # drawn; without the extra the page has the tables and says where the charts went
+    from domain.report_html import render_html
 
     return render_html(report)
 
