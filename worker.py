@@ -40,6 +40,7 @@ from connection import TemporalUnavailable, connect, ensure_search_attributes, e
 from db import SessionFactory, make_engine, make_session_factory
 from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
+from observability.tracing import SERVICE_WORKER, TracingMisconfigured, start_tracing
 from sandbox.activities import SandboxPartyActivities
 from sandbox.carrier import SandboxCarrier
 from sandbox.mailer import SandboxMailer
@@ -337,10 +338,12 @@ def main() -> None:
         await run_worker(get_settings(), stop)
 
     try:
+        start_tracing(SERVICE_WORKER)  # before connecting: the client and the engine are traced
         asyncio.run(_main())
     except (
-        TemporalUnavailable
-    ) as exc:  # a certificate, a CA, a key: one line naming the setting, no traceback
+        TemporalUnavailable,
+        TracingMisconfigured,
+    ) as exc:  # a certificate, a CA, a key, an OTLP endpoint: one line naming the setting, no traceback
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     exit_without_finalizing(0)

@@ -12,6 +12,7 @@ from api.app import create_app
 from config import get_settings
 from connection import TemporalUnavailable, check_temporal_settings, exit_without_finalizing
 from logs import configure_logging
+from observability.tracing import SERVICE_API, TracingMisconfigured, start_tracing
 
 # What uvicorn answers, before the application sees anything, to a request that is not valid HTTP (a
 # control character in a header, such as an Idempotency-Key): the API's error shape, not plain text.
@@ -45,7 +46,8 @@ def main() -> None:
         # its Temporal client connects lazily (it serves 503 while Temporal is down), so a certificate
         # file that is not there would only show in /readyz: stop here instead, with the setting named
         check_temporal_settings(settings)
-    except TemporalUnavailable as exc:
+        start_tracing(SERVICE_API)  # before create_app, which instruments itself when tracing
+    except (TemporalUnavailable, TracingMisconfigured) as exc:
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     uvicorn.run(

@@ -113,5 +113,13 @@ def main() -> None:
 
     from config import get_settings
     from connection import exit_without_finalizing
+    from observability.tracing import SERVICE_CLI, TracingMisconfigured, span, start_tracing
 
-    exit_without_finalizing(asyncio.run(run(args, get_settings())))
+    try:
+        start_tracing(SERVICE_CLI)
+    except TracingMisconfigured as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        exit_without_finalizing(EXIT_UNAVAILABLE)
+    with span(f"cli {args.command}"):  # when tracing: the root of what the command does
+        status = asyncio.run(run(args, get_settings()))
+    exit_without_finalizing(status)

@@ -1,0 +1,1 @@
+"""Observability: what the processes tell about themselves besides their logs."""
