@@ -128,7 +128,7 @@ def start_tracing(service_name: str, environ: Mapping[str, str] | None = None) -
     _exporter = QuietExporter(OTLPSpanExporter(endpoint=url), url)
     _provider = tracer_provider(service_name)
     _provider.add_span_processor(BatchSpanProcessor(_exporter))
-    log.info("tracing: sending spans of %s to %s", _provider.resource.attributes.get("service.name"), url)
+    log.info("sending spans of %s to %s", _provider.resource.attributes.get("service.name"), url)
     return True
 
 
@@ -151,6 +151,8 @@ def stop_tracing() -> None:
         _exporter.stopping = True
     if _provider is not None:
         _provider.shutdown()
+    if _exporter is not None and _exporter.dropped:  # the count of what the one warning was about
+        log.info("%d spans were not sent to %s", _exporter.dropped, _exporter.url)
     _provider = _exporter = None
 
 
@@ -263,19 +265,22 @@ class QuietExporter(_ExporterBase):
             if not self.failing:
                 self.failing = True
                 log.warning(
-                    "tracing: cannot send spans to %s (%s); dropping them until it takes them again, "
+                    "cannot send spans to %s (%s); dropping them until it takes them again, "
                     "orders are not affected",
                     self.url,
                     self.reasons.first or "no answer",
                 )
         elif self.failing:
             self.failing = False
-            log.warning("tracing: %s takes spans again; %d were dropped meanwhile", self.url, self.dropped)
+            log.warning("%s takes spans again; %d were dropped meanwhile", self.url, self.dropped)
             self.dropped = 0
         return result
 
     def shutdown(self) -> None:
         self.exporter.shutdown()
+        # the library's records are its own again (a test process goes on after its tracing stops)
+        logging.getLogger(EXPORTER_LOGGER).removeFilter(self.reasons)
+        logging.getLogger(PROCESSOR_LOGGER).removeFilter(self._queue_full_while_failing)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.exporter.force_flush(timeout_millis)
