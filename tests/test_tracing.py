@@ -31,7 +31,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
 
 from api.app import create_app
 from config import PROJECT_DIR, Settings
@@ -40,11 +41,19 @@ from db import SessionFactory, make_engine, make_session_factory
 from domain.api_keys import Role
 from logs import JsonFormatter
 from models.workflow_names import order_workflow_id
-from observability.tracing import QuietExporter, TracingMisconfigured, traces_url, tracing_to
+from observability.tracing import (
+    QuietExporter,
+    TracingMisconfigured,
+    client_interceptors,
+    traces_url,
+    tracing_to,
+)
 from tests.api_server import free_port
+from tests.conftest import TEST_CONVERTER
 from tests.helpers import add_products, as_, eventually, gate_activities, order_doc, place, wait_status
+from tests.test_replay import HISTORIES
 from tests.worker_process import running_worker
-from worker import build_activities, build_worker
+from worker import WORKFLOWS, build_activities, build_worker, workflow_runner
 
 INSIDE_AN_ACTIVITY = "inside reserve_stock"
 
@@ -186,6 +195,28 @@ async def test_one_trace_runs_from_the_http_request_to_the_order_s_sql(
     inside = [line for line in json_lines.lines if line["message"] == INSIDE_AN_ACTIVITY]
     assert inside and inside[0]["trace_id"] == trace_id
     assert inside[0]["span_id"] == format(by_name["RunActivity:reserve_stock"].context.span_id, "016x")
+
+
+async def test_recorded_orders_replay_on_a_traced_worker():
+    """Tracing turned on while orders are in flight: their histories, recorded untraced, replay on a
+    worker with the tracing interceptor (it adds no workflow command)."""
+    with tracing_to(TracerProvider()):
+        interceptors = client_interceptors()
+    assert interceptors
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        for path in HISTORIES:
+            yield WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=TEST_CONVERTER,
+        workflow_runner=workflow_runner(),
+        interceptors=interceptors,
+    )
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
+    assert dict(results.replay_failures) == {}
+    assert len(HISTORIES) > 20
 
 
 def test_sql_outside_a_trace_makes_no_span(database_url: str):
