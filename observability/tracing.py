@@ -103,21 +103,22 @@ def traces_url(environ: Mapping[str, str]) -> str | None:
 def _check_url(name: str, value: str) -> None:
     parts = urlsplit(value)
     try:
-        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
-        parts = parts._replace(netloc="")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        usable = False
+    if not usable:
         raise TracingMisconfigured(
             f"{name}={value!r} is not an http(s) URL: write it like http://otel-collector:4318"
         )
 
 
-def start_tracing(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
+def start_tracing(service_name: str) -> bool:
     """Trace this process if the OTEL_* variables ask for it; returns whether it does. `service_name`
     names the process in the traces unless OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) does.
     Raises TracingMisconfigured (see traces_url): called before the process does anything else."""
     global _provider, _exporter
-    url = traces_url(os.environ if environ is None else environ)
+    url = traces_url(os.environ)  # as the exporter reads the rest: from this process's environment
     if url is None:
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
