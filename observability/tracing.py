@@ -85,15 +85,13 @@ def traces_url(environ: Mapping[str, str]) -> str | None:
         raise TracingMisconfigured(
             f"OTEL_TRACES_EXPORTER={exporter!r}: traces go over OTLP only (otlp), or nowhere (none)"
         )
-    for variable in PROTOCOL_VARIABLES:
-        protocol = environ.get(variable, "").strip()
-        if protocol and protocol != PROTOCOL:
-            raise TracingMisconfigured(
-                f"{variable}={protocol!r}: traces are sent over OTLP/HTTP only ({PROTOCOL}, a collector's"
-                " port 4318)"
-            )
-        if protocol:
-            break
+    protocols = [(v, environ[v].strip()) for v in PROTOCOL_VARIABLES if environ.get(v, "").strip()]
+    if protocols and protocols[0][1] != PROTOCOL:
+        variable, protocol = protocols[0]
+        raise TracingMisconfigured(
+            f"{variable}={protocol!r}: traces are sent over OTLP/HTTP only ({PROTOCOL}, a collector's"
+            " port 4318)"
+        )
     _check_url(name, endpoint)
     if name == "OTEL_EXPORTER_OTLP_ENDPOINT":
         return f"{endpoint.removesuffix('/')}/{TRACES_PATH}"
