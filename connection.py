@@ -202,12 +202,17 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
     from temporalio.client import Client
 
     from encryption.converter import converter_for
+    from observability.tracing import client_interceptors
 
     target = temporal_target(settings)
     options = _connect_options(target)
     try:
         return await Client.connect(
-            **options, data_converter=converter_for(settings), lazy=lazy, runtime=runtime
+            **options,
+            data_converter=converter_for(settings),
+            interceptors=client_interceptors(),  # none unless tracing (it also traces the workers)
+            lazy=lazy,
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(explain_connect_failure(target, exc)) from None
@@ -318,7 +323,11 @@ async def ensure_search_attributes(client: Client) -> list[str]:
 
 def exit_without_finalizing(status: int) -> NoReturn:
     """Flush and leave at once. The SDK's native runtime can abort the interpreter while it finalizes
-    (temporalio/sdk-python#300); callers have finished and flushed their work when they call this."""
+    (temporalio/sdk-python#300); callers have finished and flushed their work when they call this.
+    The spans still queued are sent first (observability/tracing.py; nothing to do when not tracing)."""
+    from observability.tracing import stop_tracing
+
+    stop_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import PROJECT_DIR
+from observability.tracing import instrument_engine
 
 # Alembic (with its templates and every dialect's DDL) costs about as much to import as SQLAlchemy
 # itself: it is imported by the two functions that migrate, not by every process that opens a session.
@@ -36,10 +37,12 @@ def make_engine(url: str, read_only: bool = False, pool_size: int = 20) -> Engin
             url, connect_args={"timeout": 60, "check_same_thread": False}, hide_parameters=True
         )
         _serialize_sqlite_writers(engine, take_write_lock=not read_only)
-        return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
-    )
+    else:
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+        )
+    instrument_engine(engine)  # a span per statement when tracing (observability/tracing.py)
+    return engine
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

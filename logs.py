@@ -46,7 +46,7 @@ def _opentelemetry_trace() -> Any:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: `time` (UTC, ISO 8601), `level`, `logger`, `message` and, where the
     record was made inside Temporal work, `workflow_id`, `run_id`, `order_id` (an order's workflow),
-    `activity` and `attempt`; `trace_id` and `span_id` when an OpenTelemetry span is recording;
+    `activity` and `attempt`; `trace_id` and `span_id` when made inside an OpenTelemetry trace;
     `exception` with the traceback.
 
     Only these fields, never the record's other attributes: a library's `extra` (or the SDK's full
@@ -81,10 +81,11 @@ class JsonFormatter(logging.Formatter):
     def trace_fields(self) -> dict[str, str]:
         if self.trace is None:
             return {}
-        span = self.trace.get_current_span()
-        if not span.is_recording():
+        # the current span's context, recording or not: the API's audit line is written once the
+        # response is sent, after its request's span has ended, and belongs to that trace all the same
+        context = self.trace.get_current_span().get_span_context()
+        if not context.is_valid:
             return {}
-        context = span.get_span_context()
         return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
 
 

@@ -48,6 +48,7 @@ from observability.endpoint import MetricsEndpoint, MetricsPortUnavailable, metr
 from observability.health import STALL_SECONDS, Health, LoopHeartbeat
 from observability.sdk_metrics import SdkMetrics
 from observability.step_timings import StepTimings
+from observability.tracing import SERVICE_WORKER, TracingMisconfigured, start_tracing
 from sandbox.activities import SandboxPartyActivities
 from sandbox.carrier import SandboxCarrier
 from sandbox.mailer import SandboxMailer
@@ -442,9 +443,11 @@ def main() -> None:
         await run_worker(get_settings(), stop, role)
 
     try:
+        start_tracing(SERVICE_WORKER)  # before connecting: the client and the engine are traced
         asyncio.run(_main())
-    # a certificate, a CA, a key, a missing extra: one line naming what to do, no traceback
-    except (TemporalUnavailable, ExtraMissing, MetricsPortUnavailable) as exc:
+    # a certificate, a CA, a key, a missing extra, a metrics port or an OTLP endpoint: one line naming
+    # what to do, no traceback
+    except (TemporalUnavailable, ExtraMissing, MetricsPortUnavailable, TracingMisconfigured) as exc:
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     exit_without_finalizing(0)

@@ -14,6 +14,7 @@ from connection import TemporalUnavailable, check_temporal_settings, exit_withou
 from logs import configure_logging
 from observability.api_endpoint import start_api_metrics
 from observability.endpoint import MetricsPortUnavailable
+from observability.tracing import SERVICE_API, TracingMisconfigured, start_tracing
 
 # What uvicorn answers, before the application sees anything, to a request that is not valid HTTP (a
 # control character in a header, such as an Idempotency-Key): the API's error shape, not plain text.
@@ -49,7 +50,8 @@ def main() -> None:
         check_temporal_settings(settings)
         # OMS_METRICS_PORT: before uvicorn, so that a port in use stops it here with one line
         start_api_metrics(settings)
-    except (TemporalUnavailable, MetricsPortUnavailable) as exc:
+        start_tracing(SERVICE_API)  # before create_app, which instruments itself when tracing
+    except (TemporalUnavailable, MetricsPortUnavailable, TracingMisconfigured) as exc:
         print(f"error: {exc}", file=sys.stderr)
         exit_without_finalizing(1)
     uvicorn.run(

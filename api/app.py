@@ -30,6 +30,7 @@ from connection import connect, temporal_target
 from db import make_engine, make_session_factory
 from encryption.codec import EncryptionCodec
 from encryption.converter import key_ring
+from observability.tracing import instrument_app
 
 DESCRIPTION = """
 The order management system's HTTP API: order sources place orders (one at a time or in batches),
@@ -114,5 +115,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         methods=["POST"],
         headers=["content-type", "x-namespace", "authorization"],
     )
-    app.add_middleware(RequestMetrics)  # outermost: every answer counts, refusals of the others too
+    app.add_middleware(RequestMetrics)  # every answer counts, refusals of the others too
+    instrument_app(app)  # when tracing: a span per request, outside every middleware (their logs in it)
     return app

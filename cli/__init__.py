@@ -115,7 +115,15 @@ def main() -> None:
     from config import get_settings
     from connection import exit_without_finalizing
     from devtools.dev_stack import adopt
+    from observability.tracing import SERVICE_CLI, TracingMisconfigured, span, start_tracing
 
     if note := adopt(os.environ):  # beside a running `make run`: its database, server and delays
         print(note, file=sys.stderr)
-    exit_without_finalizing(asyncio.run(run(args, get_settings())))
+    try:
+        start_tracing(SERVICE_CLI)
+    except TracingMisconfigured as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        exit_without_finalizing(EXIT_UNAVAILABLE)
+    with span(f"cli {args.command}"):  # when tracing: the root of what the command does
+        status = asyncio.run(run(args, get_settings()))
+    exit_without_finalizing(status)

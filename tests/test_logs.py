@@ -98,15 +98,18 @@ def test_a_plain_loggers_record_inside_an_activity_names_the_activity():
     assert "order_id" not in fields
 
 
-def test_the_trace_id_is_written_while_an_opentelemetry_span_records():
-    span_context = SimpleNamespace(trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331)
-    recording = SimpleNamespace(is_recording=lambda: True, get_span_context=lambda: span_context)
+def test_the_trace_id_is_written_inside_an_opentelemetry_trace():
+    span_context = SimpleNamespace(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331, is_valid=True
+    )
+    span = SimpleNamespace(get_span_context=lambda: span_context)
     formatter = JsonFormatter()
-    formatter.trace = SimpleNamespace(get_current_span=lambda: recording)
+    formatter.trace = SimpleNamespace(get_current_span=lambda: span)
     fields = json.loads(formatter.format(record("traced")))
     assert fields["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert fields["span_id"] == "b7ad6b7169203331"
-    formatter.trace = SimpleNamespace(get_current_span=lambda: SimpleNamespace(is_recording=lambda: False))
+    outside = SimpleNamespace(get_span_context=lambda: SimpleNamespace(is_valid=False))  # INVALID_SPAN's
+    formatter.trace = SimpleNamespace(get_current_span=lambda: outside)
     assert "trace_id" not in json.loads(formatter.format(record("not traced")))
 
 
