@@ -24,7 +24,14 @@ import yaml
 from api.routes.health import router as health_router
 from config import check_build_id
 from connection import _SETTINGS as TEMPORAL_SETTINGS
-from tests.test_compose import REPO_ROOT, dockerfile_instructions, known_settings, referenced_scripts
+from tests.test_compose import (
+    REPO_ROOT,
+    command_words,
+    dockerfile_instructions,
+    known_settings,
+    referenced_scripts,
+    service,
+)
 from worker import DRAIN_TIMEOUT
 
 KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"
@@ -176,9 +183,26 @@ def component(obj: Object) -> str:
 
 
 def worker_pools(which: str = "overlay") -> list[Object]:
+    """The pools of order workers (`python worker.py`), one per build."""
     pools = [obj for obj in of_kind("Deployment", which) if component(obj) == "worker"]
     assert pools, f"{which}: no worker Deployment"
     return pools
+
+
+def analytics_workers(which: str = "overlay") -> list[Object]:
+    """The analytics workers (`python worker.py --role analytics`), one per build."""
+    found = [obj for obj in of_kind("Deployment", which) if component(obj) == "analytics-worker"]
+    assert found, f"{which}: no analytics worker Deployment"
+    return found
+
+
+def all_workers(which: str = "overlay") -> list[Object]:
+    """Every Temporal worker of every kind and build: what drains, probes /healthz and is scraped."""
+    return worker_pools(which) + analytics_workers(which)
+
+
+def build_of(obj: Object) -> str:
+    return str(obj["metadata"]["labels"][VERSION])
 
 
 def workloads(which: str = "overlay") -> list[Object]:
@@ -288,10 +312,13 @@ def test_the_metrics_services_list_every_pod_on_its_metrics_port() -> None:
     service = find("Service", "oms-worker-metrics")["spec"]
     (port,) = service["ports"]
     assert service["clusterIP"] == "None"  # every worker pod an endpoint of its own
-    for pool in worker_pools():  # of every build
+    for pool in all_workers():  # of every build, the order workers and the analytics workers
         assert selects(service["selector"], pod_labels(pool)), pool["metadata"]["name"]
         worker = only_container(pool)
         assert named_port(worker, port["targetPort"]) == int(env_value(pool, "OMS_METRICS_PORT"))
+    # the workers' and no other pods: the API's metrics are scraped by its own Service
+    others = [d for d in workloads() if d not in all_workers()]
+    assert not [identity(d) for d in others if selects(service["selector"], pod_labels(d))]
     api = find("Deployment", "oms-api")
     service = find("Service", "oms-api")["spec"]
     ports = {port["name"]: port for port in service["ports"]}
@@ -362,13 +389,13 @@ def test_the_temporal_client_certificate_is_the_mounted_secret() -> None:
 
 
 def test_a_worker_is_given_longer_to_stop_than_it_drains() -> None:
-    for pool in worker_pools():
+    for pool in all_workers():
         grace = pod_spec(pool)["terminationGracePeriodSeconds"]
         assert grace > DRAIN_TIMEOUT.total_seconds() + 5, grace
 
 
 def test_probes_ask_what_the_processes_serve() -> None:
-    for pool in worker_pools():
+    for pool in all_workers():
         worker = only_container(pool)
         assert set(probes(worker)) == {"startupProbe", "readinessProbe", "livenessProbe"}
         for probe in probes(worker).values():
@@ -390,8 +417,15 @@ def test_probes_ask_what_the_processes_serve() -> None:
 
 def test_each_disruption_budget_covers_its_own_pods() -> None:
     """A node drain takes one pod of a pool at a time, and the budget of one build's pool counts none
-    of another's (nor the API's)."""
-    deployments = of_kind("Deployment")
+    of another's (nor the API's, nor an analytics worker's). The analytics worker, one replica, has
+    none: a budget could only forbid its drain or allow it (worker/analytics.yaml)."""
+    deployments = [d for d in of_kind("Deployment") if component(d) != "analytics-worker"]
+    for analytics in analytics_workers():
+        assert not [
+            b
+            for b in of_kind("PodDisruptionBudget")
+            if selects(b["spec"]["selector"]["matchLabels"], pod_labels(analytics))
+        ], analytics["metadata"]["name"]
     for budget in of_kind("PodDisruptionBudget"):
         covered = [
             d for d in deployments if selects(budget["spec"]["selector"]["matchLabels"], pod_labels(d))
@@ -426,12 +460,72 @@ def test_the_pools_of_two_builds_never_share_pods() -> None:
                 assert not selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(other))
 
 
+def test_every_build_runs_its_analytics_worker() -> None:
+    """A build is one deployment version for every queue (docs/versioning.md): each build directory
+    renders, beside its order workers, one analytics worker on the analytics image of the same tag
+    (the same OMS_WORKER_BUILD_ID baked in), which no order worker's selector or budget takes, and
+    which the workers' ServiceMonitor scrapes."""
+    pools = {build_of(pool): pool for pool in worker_pools()}
+    analytics = {build_of(worker): worker for worker in analytics_workers()}
+    assert len(analytics) == len(analytics_workers()), "one analytics worker per build"
+    assert set(analytics) == set(pools), "every build with order workers has its analytics worker"
+    order_image = image_name(only_container(next(iter(pools.values())))["image"])
+    for build, worker in analytics.items():
+        container = only_container(worker)
+        assert worker["metadata"]["name"] == f"oms-analytics-worker-{build.replace('.', '-')}"
+        assert worker["spec"]["replicas"] == 1
+        assert worker["spec"]["selector"]["matchLabels"][VERSION] == build == pod_labels(worker)[VERSION]
+        # the build's analytics image: the order workers' image name with `-analytics`, the same tag
+        assert image_name(container["image"]) == f"{order_image}-analytics"
+        assert image_tag(worker) == image_tag(pools[build]) == build
+        assert container["command"] == ["python", "worker.py", "--role", "analytics"]
+        assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        # no order worker's Deployment or budget of any build takes its pods
+        for pool in worker_pools():
+            assert not selects(pool["spec"]["selector"]["matchLabels"], pod_labels(worker))
+        for budget in of_kind("PodDisruptionBudget"):
+            assert not selects(budget["spec"]["selector"]["matchLabels"], pod_labels(worker))
+        # scraped: a Service a ServiceMonitor selects lists it, on the port its /metrics is served
+        scraping = [
+            s
+            for s in of_kind("Service")
+            if s["spec"].get("clusterIP") == "None" and selects(s["spec"]["selector"], pod_labels(worker))
+        ]
+        assert len(scraping) == 1, [s["metadata"]["name"] for s in scraping]
+        (port,) = scraping[0]["spec"]["ports"]
+        assert named_port(container, port["targetPort"]) == int(env_value(worker, "OMS_METRICS_PORT"))
+        monitors = [
+            m
+            for m in of_kind("ServiceMonitor")
+            if selects(m["spec"]["selector"]["matchLabels"], scraping[0]["metadata"]["labels"])
+        ]
+        assert [e["port"] for m in monitors for e in m["spec"]["endpoints"]] == [port["name"]]
+
+
+def test_the_analytics_worker_is_what_compose_and_the_dockerfile_run() -> None:
+    """The same command as compose's `analytics-worker`, on an image the Dockerfile builds (its
+    `analytics` target)."""
+    (worker, *_) = analytics_workers("worker")
+    command = only_container(worker)["command"]
+    assert command == command_words(service("analytics-worker")["command"])
+    stages = [
+        argument.split()[-1] for argument in dockerfile_instructions("FROM") if " AS " in argument.upper()
+    ]
+    assert "analytics" in stages
+    assert only_container(worker)["image"] == "oms-analytics"  # what a build directory maps
+
+
 def test_the_migration_and_the_api_run_the_newest_build() -> None:
     builds = sorted(pool["metadata"]["labels"][VERSION] for pool in worker_pools())
     for name, kind in (("oms-api", "Deployment"), ("oms-migrate", "Job")):
         assert image_tag(find(kind, name)) == builds[-1], name
-    images = {image_name(only_container(obj)["image"]) for obj in workloads()}
-    assert len(images) == 1 and "/" in next(iter(images)), "one image, from a registry"
+    # the runtime image for all but the analytics workers, which run the analytics image
+    runtime = {
+        image_name(only_container(obj)["image"]) for obj in workloads() if obj not in analytics_workers()
+    }
+    analytics = {image_name(only_container(obj)["image"]) for obj in analytics_workers()}
+    assert len(runtime) == 1 and "/" in next(iter(runtime)), "one runtime image, from a registry"
+    assert len(analytics) == 1 and analytics != runtime, "one analytics image, another than the runtime"
 
 
 @pytest.mark.parametrize("which", RENDERINGS)
@@ -457,6 +551,7 @@ def test_containers_run_scripts_that_exist() -> None:
     assert commands == {
         "migrate": ["python", "starter.py", "migrate"],
         "worker": ["python", "worker.py"],
+        "analytics-worker": ["python", "worker.py", "--role", "analytics"],
         "api": ["python", "-m", "api"],
     }
     for command in commands.values():
