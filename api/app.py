@@ -17,6 +17,7 @@ from api.routes import (
     console,
     console_dashboard,
     console_stock,
+    console_webhooks,
     health,
     imports,
     orders,
@@ -91,6 +92,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         console,
         console_dashboard,
         console_stock,
+        console_webhooks,
         tracking,
         webhooks,
     )

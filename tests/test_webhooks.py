@@ -4,6 +4,7 @@ the API, sent by the suite's worker, verified with the Standard Webhooks referen
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +25,9 @@ from domain.api_keys import Role
 from domain.dashboard import dashboard
 from models.choices import WebhookEventType
 from services.webhook_dispatcher import WebhookDispatcher
-from tests.api_server import free_port, running_api
+from tests.api_server import ApiServer, free_port, running_api
 from tests.helpers import add_products, as_, cli, eventually, order_doc, place, set_stock, unique, wait_status
+from tests.test_console_session import csrf_of, sign_in
 
 SLOW = 1.6  # seconds the receiver sleeps in its slow phase: past the suite's webhook_timeout (1 s)
 
@@ -306,3 +308,30 @@ async def test_a_subscription_failing_for_a_day_is_disabled_and_shown_to_admins(
     assert status == 0 and sub_id in out_text and "disabled" in out_text
     status, _ = await cli(settings, "webhooks", "remove", sub_id)
     assert status == 0
+
+
+async def test_the_console_page_is_an_admins_and_shows_the_secret_once(api: ApiServer, api_keys):
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as support:
+        await sign_in(support, api_keys[Role.support])
+        assert (await support.get("/console/webhooks")).status_code == 403
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as browser:
+        await sign_in(browser, api_keys[Role.admin])
+        page = await browser.get("/console/webhooks")
+        assert page.status_code == 200 and "Subscribe a URL" in page.text
+        url = f"http://127.0.0.1:{free_port()}/console-hooks"
+        form = {"csrf": csrf_of(page), "url": url, "events": ["order.created", "refund.issued"]}
+        created = await browser.post("/console/webhooks", data=form)
+        assert created.status_code == 201, created.text
+        secret = re.search(r'<code id="secret">(whsec_[^<]+)</code>', created.text)
+        assert secret is not None
+        again = await browser.get("/console/webhooks")
+        assert url in again.text and secret.group(1) not in again.text
+        bad = await browser.post("/console/webhooks", data={**form, "events": ["order.teleported"]})
+        assert bad.status_code == 422 and "order.teleported" in bad.text
+        sub_id = re.search(r'action="/console/webhooks/(wh_[0-9a-f]+)/remove"', again.text)
+        assert sub_id is not None
+        removed = await browser.post(
+            f"/console/webhooks/{sub_id.group(1)}/remove", data={"csrf": csrf_of(again)}
+        )
+        assert removed.status_code == 303
+        assert url not in (await browser.get("/console/webhooks")).text
