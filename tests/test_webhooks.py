@@ -23,7 +23,12 @@ from db import SessionFactory
 from domain import stock
 from domain.api_keys import Role
 from domain.dashboard import dashboard
+from domain.webhook_outbox import put_order_events, subscribers, webhook_types
+from domain.webhook_payloads import redacted_view
+from domain.webhook_subscriptions import NewSubscription, create, remove
 from models.choices import WebhookEventType
+from models.orders import OrderView
+from models.steps import EventRecord
 from services.webhook_dispatcher import WebhookDispatcher
 from tests.api_server import ApiServer, free_port, running_api
 from tests.helpers import add_products, as_, cli, eventually, order_doc, place, set_stock, unique, wait_status
@@ -335,3 +340,75 @@ async def test_the_console_page_is_an_admins_and_shows_the_secret_once(api: ApiS
         )
         assert removed.status_code == 303
         assert url not in (await browser.get("/console/webhooks")).text
+
+
+def _event(seq: int, kind: str, status: str, order_id: str = "W-1") -> EventRecord:
+    at = datetime(2026, 12, 6, 12, 0, seq, tzinfo=UTC)
+    return EventRecord(
+        order_id=order_id, seq=seq, at=at, type=kind, detail="", status=status, payment_status="pending"
+    )
+
+
+def test_order_events_map_to_webhook_types_by_type_and_by_status_transition():
+    batch = [
+        _event(1, "order_received", "received"),
+        _event(2, "payment_authorized", "received"),
+        _event(3, "order_backordered", "backordered"),
+        _event(4, "stock_reserved", "confirmed"),  # the backorder's stock arrived: confirmed all the same
+        _event(5, "order_confirmed", "confirmed"),  # already confirmed: no second order.confirmed
+        _event(6, "shipment_shipped", "shipped"),
+        _event(7, "refund_issued", "delivery_exception"),
+    ]
+    found = [(e.seq, kind.value) for e, kind in webhook_types(batch, "received")]
+    assert found == [
+        (1, "order.created"),
+        (4, "order.confirmed"),
+        (6, "order.shipped"),
+        (7, "refund.issued"),
+        (7, "order.delivery_exception"),
+    ]
+    # a batch starting where the orders row already is adds no transition
+    assert webhook_types([_event(8, "support_note", "delivery_exception")], "delivery_exception") == []
+
+
+def test_a_repeated_batch_writes_no_second_webhook_and_nobody_listening_writes_none(
+    sessions: SessionFactory,
+):
+    order_id = unique("W")
+    batch = [_event(1, "order_received", "received", order_id)]
+    with sessions.begin() as session:
+        listening = bool(subscribers(session))
+    if not listening:  # nobody subscribed: nothing is kept
+        with sessions.begin() as session:
+            assert put_order_events(session, batch, None) == 0
+    new = NewSubscription("http://127.0.0.1:9/x", [WebhookEventType.order_created], None, "test")
+    created, _ = create(sessions, new, datetime.now(UTC))
+    try:
+        with sessions.begin() as session:
+            assert put_order_events(session, batch, None) == 1
+        with sessions.begin() as session:
+            assert put_order_events(session, batch, None) == 0  # the retried step's batch
+    finally:
+        remove(sessions, created.id, datetime.now(UTC))
+
+
+def test_the_body_leaves_out_free_text_that_may_quote_the_customer():
+    view = OrderView.model_validate(
+        {
+            "order_id": "W-1",
+            "status": "on_hold",
+            "payment_status": "authorized",
+            "channel": "web",
+            "customer_id": "C-7",
+            "currency": "EUR",
+            "placed_at": "2026-12-06T12:00:00Z",
+            "hold_reason": "customer e-mail ada@example.com is on the blocklist",
+            "events": [{"at": "2026-12-06T12:00:00Z", "type": "support_note", "detail": "Ada called"}],
+            "feedback": {"score": 2, "comment": "Ada says no"},
+        }
+    )
+    body = json.dumps(redacted_view(view))
+    assert "ada@" not in body and "Ada" not in body
+    assert json.loads(body)["events"] == [
+        {"at": "2026-12-06T12:00:00Z", "type": "support_note", "reason_code": None}
+    ]
