@@ -11,6 +11,7 @@ least once: a subscriber deduplicates on the `webhook-id`)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from db import SessionFactory
 from models import tables as t
 from models.webhooks import DeliveryStatus
 
+log = logging.getLogger("oms.webhooks")
 EXCERPT = 300  # characters of a response body kept in the delivery log
 _PENDING = DeliveryStatus.pending.value
 
@@ -196,6 +198,12 @@ def record_outcome(
                 f"every delivery failed since {subscription.failing_since:%Y-%m-%d %H:%M} UTC; last: "
                 f"{_what_failed(outcome)}"
             )[:300]
+            log.warning(
+                "webhook subscription %s (%s) disabled: %s",
+                subscription.id,
+                subscription.url,
+                subscription.disabled_reason,
+            )
         return DeliveryStatus(delivery.status)
 
 
