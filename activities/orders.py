@@ -86,7 +86,7 @@ class OrderActivities:
         by seq, messages by idempotency key). The orders row mirrors the last event. The webhooks the
         events make join the same transaction (domain/webhook_outbox.py)."""
         with self._sessions.begin() as session:
-            before = webhook_outbox.order_status(session, batch.events[0].order_id) if batch.events else None
+            before = webhook_outbox.status_before(session, batch.events)
             _write_events(session, batch.events)
             webhook_outbox.put_order_events(session, batch.events, before)
             for request in batch.notifications:

@@ -42,9 +42,13 @@ BY_STATUS: dict[str, WebhookEventType] = {
 }
 
 
-def order_status(session: Session, order_id: str) -> str | None:
-    """The orders row's status before a batch is written: where the batch's first transition starts."""
-    return session.scalar(select(t.Order.status).where(t.Order.id == order_id))
+def status_before(session: Session, events: list[EventRecord]) -> str | None:
+    """The orders row's status before a batch of one order's events is written: where the batch's first
+    transition starts. Read only when the batch could make a webhook at all (a batch of picking and
+    packing events costs no read)."""
+    if not webhook_types(events, None):
+        return None
+    return session.scalar(select(t.Order.status).where(t.Order.id == events[0].order_id))
 
 
 def webhook_types(
