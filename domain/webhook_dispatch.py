@@ -12,6 +12,7 @@ least once: a subscriber deduplicates on the `webhook-id`)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,14 +92,14 @@ class UnbuiltEvent:
     data: dict[str, Any]
 
 
-def unbuilt_events(sessions: SessionFactory, limit: int) -> list[UnbuiltEvent]:
+def unbuilt_events(sessions: SessionFactory, limit: int, skip: Collection[str] = ()) -> list[UnbuiltEvent]:
+    """The oldest order events still without a body, but those of the orders in `skip` (whose view did
+    not come this round: they must not hold up the others)."""
+    query = select(t.WebhookEvent).where(t.WebhookEvent.body.is_(None), t.WebhookEvent.order_id.is_not(None))
+    if skip:
+        query = query.where(t.WebhookEvent.order_id.not_in(list(skip)))
     with sessions() as session:
-        rows = session.scalars(
-            select(t.WebhookEvent)
-            .where(t.WebhookEvent.body.is_(None), t.WebhookEvent.order_id.is_not(None))
-            .order_by(t.WebhookEvent.id)
-            .limit(limit)
-        ).all()
+        rows = session.scalars(query.order_by(t.WebhookEvent.id).limit(limit)).all()
         return [UnbuiltEvent(r.id, r.type, r.order_id or "", r.occurred_at, dict(r.data)) for r in rows]
 
 

@@ -28,6 +28,7 @@ from services.orders import Refused, UnknownOrder, order_view
 log = logging.getLogger("oms.webhooks")
 BATCH = 50  # deliveries sent at once (each the head of its own order's queue), bodies built per round
 USER_AGENT = "oms-webhooks/1"
+BUILD_FETCHES = 10  # batches of bodies built per round at most, so that sending is never starved
 VIEW_TIMEOUT = 10.0  # seconds an order's view may take to come; one stuck order holds up no other
 
 
@@ -72,23 +73,28 @@ class WebhookDispatcher:
         """An order event's body carries the order's view as the API shows it: queried once, when the
         dispatcher first sees the event (normally within a poll interval of it), and kept."""
         stalled: set[str] = set()  # orders whose view did not come this round: their later events wait too
-        for event in await asyncio.to_thread(dispatch.unbuilt_events, self._sessions, BATCH):
-            if event.order_id in stalled:
-                continue
-            try:
-                async with asyncio.timeout(VIEW_TIMEOUT):
-                    view = redacted_view(await order_view(self._client, event.order_id))
-            except (UnknownOrder, Refused) as exc:  # no live view (gone past retention, unreadable)
-                log.info("webhook event %s goes without the order's view: %s", event.id, exc)
-                view = None
-            except (RPCError, TimeoutError) as exc:  # Temporal away, or this order's run stuck: next round
-                log.warning("order view of %s unavailable, its webhooks wait: %s", event.order_id, exc)
-                stalled.add(event.order_id)
-                continue
-            body = message_body(
-                WebhookEventType(event.type), event.occurred_at, {**event.data, "order": view}
-            )
-            await asyncio.to_thread(dispatch.set_body, self._sessions, event.id, body)
+        for _ in range(BUILD_FETCHES):
+            events = await asyncio.to_thread(dispatch.unbuilt_events, self._sessions, BATCH, stalled)
+            for event in events:
+                await self._build_body(event, stalled)
+            if len(events) < BATCH:
+                return
+
+    async def _build_body(self, event: dispatch.UnbuiltEvent, stalled: set[str]) -> None:
+        if event.order_id in stalled:
+            return
+        try:
+            async with asyncio.timeout(VIEW_TIMEOUT):
+                view = redacted_view(await order_view(self._client, event.order_id))
+        except (UnknownOrder, Refused) as exc:  # no live view (gone past retention, unreadable)
+            log.info("webhook event %s goes without the order's view: %s", event.id, exc)
+            view = None
+        except (RPCError, TimeoutError) as exc:  # Temporal away, or this order's run stuck: next round
+            log.warning("order view of %s unavailable, its webhooks wait: %s", event.order_id, exc)
+            stalled.add(event.order_id)
+            return
+        body = message_body(WebhookEventType(event.type), event.occurred_at, {**event.data, "order": view})
+        await asyncio.to_thread(dispatch.set_body, self._sessions, event.id, body)
 
     async def _attempt(self, http: httpx.AsyncClient, due: dispatch.Due, now: datetime | None) -> None:
         outcome = await self._send(http, due)

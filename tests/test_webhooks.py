@@ -412,3 +412,24 @@ def test_the_body_leaves_out_free_text_that_may_quote_the_customer():
     assert json.loads(body)["events"] == [
         {"at": "2026-12-06T12:00:00Z", "type": "support_note", "reason_code": None}
     ]
+
+
+async def test_an_order_without_a_live_view_is_announced_with_a_null_view(
+    sessions: SessionFactory, worker, receiver: Receiver
+):
+    receiver.failing = receiver.slow = 0
+    order_id = unique("GONE")  # no workflow: as an order past Temporal's retention
+    new = NewSubscription(receiver.url, [WebhookEventType.order_created], None, "test")
+    created, _ = create(sessions, new, datetime.now(UTC))
+    try:
+        with sessions.begin() as session:
+            put_order_events(session, [_event(1, "order_received", "received", order_id)], None)
+        got = await eventually(
+            lambda: [r.message for r in receiver.accepted if r.message["data"]["order_id"] == order_id],
+            bool,
+            what="the message",
+        )
+        assert got[0]["type"] == "order.created" and got[0]["data"]["order"] is None
+        Webhook(created.secret).verify(receiver.accepted[0].body, receiver.accepted[0].headers)
+    finally:
+        remove(sessions, created.id, datetime.now(UTC))
