@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     webhook_retry_for: Duration = timedelta(hours=24)
     webhook_disable_after: Duration = timedelta(hours=24)
 
+    @field_validator("webhook_timeout", "webhook_retry_base", "webhook_retry_cap")
+    @classmethod
+    def _webhook_wait_is_not_zero(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # zero would time every request out at once, or retry a failing endpoint in a busy loop
+        if value <= timedelta(0):
+            raise ValueError(f"OMS_{str(info.field_name).upper()} must be longer than 0")
+        return value
+
     # warehouses and carriers (models/fulfilment.py): the order's policy ...
     release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses
     exception_timeout: Duration = timedelta(days=3)  # a lost parcel with no choice by then is refunded

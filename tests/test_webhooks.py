@@ -433,3 +433,9 @@ async def test_an_order_without_a_live_view_is_announced_with_a_null_view(
         Webhook(created.secret).verify(receiver.accepted[0].body, receiver.accepted[0].headers)
     finally:
         remove(sessions, created.id, datetime.now(UTC))
+
+
+@pytest.mark.parametrize("name", ["webhook_timeout", "webhook_retry_base", "webhook_retry_cap"])
+def test_a_webhook_wait_of_zero_is_refused_by_name(name: str):
+    with pytest.raises(ValueError, match=f"OMS_{name.upper()} must be longer than 0"):
+        Settings(**{name: "0s"})
