@@ -6,7 +6,7 @@
     stock.py       catalog load, stock (levels, check, adjust, receive, write-off), purchase-orders, forecast
     analytics.py   report, export journal
     admin.py       migrate, apikey, codec, reconcile, versions, set-current-version, doctor
-    webhooks.py    webhooks (add, list, remove, deliveries, redeliver)
+    webhooks.py    webhooks (add, list, remove, enable, deliveries, redeliver)
     render.py      what the commands print: tables, summaries, JSON
     common.py      exit statuses, CommandError, the actor, reading input, opening the database
 

@@ -35,6 +35,7 @@ def add_webhooks(sub: Subcommands) -> None:
     listed = actions.add_parser("list", help="subscriptions (never their secrets)")
     listed.add_argument("--json", action="store_true")
     actions.add_parser("remove", help="stop sending to a subscription").add_argument("id")
+    actions.add_parser("enable", help="send to a disabled subscription again").add_argument("id")
     log = actions.add_parser("deliveries", help="a subscription's delivery log, newest first")
     log.add_argument("id")
     log.add_argument("--limit", type=int, default=20)
@@ -66,6 +67,9 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings, out: TextIO
             elif args.action == "remove":
                 removed = await webhooks.unsubscribe(sessions, args.id)
                 print(f"{removed.id} removed: nothing more is sent to {removed.url}", file=out)
+            elif args.action == "enable":
+                enabled = await webhooks.enable(sessions, args.id)
+                print(f"{enabled.id} active: pending deliveries go out now", file=out)
             elif args.action == "deliveries":
                 log = await webhooks.deliveries(sessions, args.id, max(1, min(args.limit, 500)))
                 print(as_json(log) if args.json else render_deliveries(log), file=out)

@@ -101,6 +101,25 @@ def remove(sessions: SessionFactory, subscription_id: str, now: datetime) -> Web
         return view(row)
 
 
+def enable(sessions: SessionFactory, subscription_id: str, now: datetime) -> WebhookView:
+    """Send to a disabled subscription again (its endpoint answers again): what was pending when it was
+    disabled goes out now, in order, each with a fresh retry window. Enabling an active one changes
+    nothing. Events that happened while it was disabled were not kept for it."""
+    with sessions.begin() as session:
+        row = _live(session.get(t.WebhookSubscription, subscription_id), subscription_id)
+        if row.disabled_at is None:
+            return view(row)
+        row.disabled_at = row.disabled_reason = row.failing_since = None
+        for delivery in session.scalars(
+            select(t.WebhookDelivery).where(
+                t.WebhookDelivery.subscription_id == subscription_id,
+                t.WebhookDelivery.status == DeliveryStatus.pending.value,
+            )
+        ):
+            delivery.next_attempt_at, delivery.first_attempt_at = now, None
+        return view(row)
+
+
 def disabled(sessions: SessionFactory) -> list[WebhookView]:
     """Subscriptions disabled for failing (the dashboard's needs-attention list)."""
     return [w for w in subscriptions(sessions) if w.status == SubscriptionStatus.disabled]
@@ -153,8 +172,8 @@ def redeliver(sessions: SessionFactory, delivery_id: int, now: datetime) -> Deli
             raise WebhookConflict(f"subscription {subscription.id} was removed: nothing is sent to it")
         if subscription.disabled_at is not None:
             raise WebhookConflict(
-                f"subscription {subscription.id} is disabled ({subscription.disabled_reason}); remove it"
-                " and subscribe again once the endpoint answers"
+                f"subscription {subscription.id} is disabled ({subscription.disabled_reason}); enable it"
+                " once the endpoint answers"
             )
         delivery.status = DeliveryStatus.pending.value
         delivery.next_attempt_at, delivery.first_attempt_at = now, None

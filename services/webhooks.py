@@ -43,6 +43,10 @@ async def unsubscribe(sessions: SessionFactory, subscription_id: str) -> Webhook
     return await asyncio.to_thread(subs.remove, sessions, subscription_id, datetime.now(UTC))
 
 
+async def enable(sessions: SessionFactory, subscription_id: str) -> WebhookView:
+    return await asyncio.to_thread(subs.enable, sessions, subscription_id, datetime.now(UTC))
+
+
 async def deliveries(
     sessions: SessionFactory, subscription_id: str, limit: int = subs.DELIVERY_LIMIT
 ) -> list[DeliveryView]:

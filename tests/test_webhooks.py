@@ -258,12 +258,14 @@ async def test_a_repeated_subscribe_with_the_same_idempotency_key_creates_nothin
 
 
 async def test_a_subscription_failing_for_a_day_is_disabled_and_shown_to_admins(
-    client: Client, settings: Settings, sessions: SessionFactory, http, api_keys, worker
+    client: Client, settings: Settings, sessions: SessionFactory, http, api_keys, worker, receiver: Receiver
 ):
     admin = as_(api_keys, Role.admin)
-    dead = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
+    receiver.failing, receiver.slow = 10**9, 0  # down: 500 to everything, until the test says otherwise
     answer = await http.post(
-        "/webhooks", json={"url": dead, "events": ["stock.low", "purchase_order.raised"]}, headers=admin
+        "/webhooks",
+        json={"url": receiver.url, "events": ["stock.low", "purchase_order.raised"]},
+        headers=admin,
     )
     sub_id = answer.json()["id"]
     skus = add_products(sessions, {"bolt": 2})
@@ -311,6 +313,20 @@ async def test_a_subscription_failing_for_a_day_is_disabled_and_shown_to_admins(
     assert redo.status_code == 409 and "disabled" in redo.text
     status, out_text = await cli(settings, "webhooks", "list")
     assert status == 0 and sub_id in out_text and "disabled" in out_text
+
+    # the endpoint answers again: an admin enables the subscription and redelivers what was given up
+    receiver.failing = 0
+    status, _ = await cli(settings, "webhooks", "enable", sub_id)
+    assert status == 0
+    enabled = (await http.get(f"/webhooks/{sub_id}", headers=admin)).json()
+    assert (enabled["status"], enabled["disabled_reason"], enabled["failing_since"]) == ("active", None, None)
+    assert sub_id not in [w.id for w in dashboard(sessions).disabled_webhooks]
+    redo = await http.post(f"/webhooks/deliveries/{delivery}/redeliver", headers=admin)
+    assert redo.status_code == 202
+    webhook_id = redo.json()["webhook_id"]
+    await eventually(
+        lambda: [r.headers["webhook-id"] for r in receiver.accepted], lambda ids: webhook_id in ids
+    )
     status, _ = await cli(settings, "webhooks", "remove", sub_id)
     assert status == 0
 

@@ -68,6 +68,20 @@ async def remove_action(
     return see_other("/console/webhooks")
 
 
+@router.post("/{subscription_id}/enable")
+async def enable_action(
+    request: Request, state: State, subscription_id: str, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    who, refusal = await _admin(request, state, csrf)
+    if refusal is not None:
+        return refusal
+    try:
+        await webhooks.enable(state.sessions, subscription_id)
+    except webhooks.UnknownWebhook as exc:
+        return await _page(request, state, who, f"Not done: {exc}", 404)
+    return see_other("/console/webhooks")
+
+
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver_action(
     request: Request, state: State, delivery_id: int, csrf: Annotated[str, Form()] = ""

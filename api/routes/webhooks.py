@@ -86,6 +86,18 @@ async def remove_subscription(subscription_id: str, who: Admin, state: State) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post(
+    "/webhooks/{subscription_id}/enable", responses=_unknown, summary="Enable a disabled subscription"
+)
+async def enable_subscription(subscription_id: str, who: Admin, state: State) -> WebhookView:
+    """After it was disabled for failing: what was pending goes out now, in order, with fresh retry
+    windows. An active subscription stays as it is (idempotent)."""
+    try:
+        return await webhooks.enable(state.sessions, subscription_id)
+    except webhooks.UnknownWebhook as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
 @router.get(
     "/webhooks/{subscription_id}/deliveries", responses=_unknown, summary="A subscription's delivery log"
 )
