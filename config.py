@@ -184,6 +184,25 @@ class Settings(BaseSettings):
     # how often the worker's outbox dispatcher looks for messages to send (services/outbox.py)
     outbox_poll: Duration = timedelta(seconds=1)
 
+    # outbound webhooks (docs/webhooks.md), sent by the worker's webhook dispatcher every outbox_poll:
+    # loopback, private and link-local targets are refused unless allowed (development, tests); one
+    # request's timeout; the wait after a failure (doubled each time, up to the cap); how long one
+    # delivery is retried before it is given up, and a subscription fails before it is disabled
+    webhook_allow_private: bool = False
+    webhook_timeout: Duration = timedelta(seconds=10)
+    webhook_retry_base: Duration = timedelta(seconds=10)
+    webhook_retry_cap: Duration = timedelta(hours=1)
+    webhook_retry_for: Duration = timedelta(hours=24)
+    webhook_disable_after: Duration = timedelta(hours=24)
+
+    @field_validator("webhook_timeout", "webhook_retry_base", "webhook_retry_cap")
+    @classmethod
+    def _webhook_wait_is_not_zero(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # zero would time every request out at once, or retry a failing endpoint in a busy loop
+        if value <= timedelta(0):
+            raise ValueError(f"OMS_{str(info.field_name).upper()} must be longer than 0")
+        return value
+
     # warehouses and carriers (models/fulfilment.py): the order's policy ...
     release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses
     exception_timeout: Duration = timedelta(days=3)  # a lost parcel with no choice by then is refunded

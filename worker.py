@@ -55,8 +55,9 @@ from sandbox.mailer import SandboxMailer
 from sandbox.supplier import SandboxSupplier
 from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 from services.forecast import ensure_schedule as ensure_forecast_schedule
-from services.outbox import OutboxDispatcher
+from services.outbox import Dispatcher, Dispatchers, OutboxDispatcher
 from services.versions import deployment_config
+from services.webhook_dispatcher import WebhookDispatcher
 from workflows.forecast import ForecastWorkflow
 from workflows.order import OrderWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -240,7 +241,7 @@ class Workers:
     """The order worker and the sandbox parties' worker (None with OMS_SANDBOX_PARTIES=false), run and
     stopped together (like a Worker: `async with`, or `run()` and `shutdown()`)."""
 
-    def __init__(self, orders: Worker, parties: Worker | None, outbox: OutboxDispatcher) -> None:
+    def __init__(self, orders: Worker, parties: Worker | None, outbox: Dispatcher) -> None:
         self.orders, self.parties, self.outbox = orders, parties, outbox
         self.task_queue = orders.task_queue
 
@@ -343,7 +344,8 @@ def build_worker(
             **common,
         )
     outbox = OutboxDispatcher(sessions, SandboxMailer(), settings.outbox_poll.total_seconds())
-    return Workers(orders, parties, outbox)
+    webhooks = WebhookDispatcher(sessions, client, settings)  # docs/webhooks.md
+    return Workers(orders, parties, Dispatchers(outbox, webhooks))
 
 
 def build_analytics_worker(client: Client, sessions: SessionFactory, settings: Settings) -> Worker:

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities import refuse
 from activities.notifications import Outbox
 from db import SessionFactory
+from domain import webhook_outbox
 from domain.screening import hold_reason
 from models import tables as t
 from models.events import ReasonCode
@@ -82,9 +83,12 @@ class OrderActivities:
     @activity.defn
     def record_events(self, batch: EventBatch) -> None:
         """One workflow task's events and the messages they cause, in one transaction (idempotent: events
-        by seq, messages by idempotency key). The orders row mirrors the last event."""
+        by seq, messages by idempotency key). The orders row mirrors the last event. The webhooks the
+        events make join the same transaction (domain/webhook_outbox.py)."""
         with self._sessions.begin() as session:
+            before = webhook_outbox.status_before(session, batch.events)
             _write_events(session, batch.events)
+            webhook_outbox.put_order_events(session, batch.events, before)
             for request in batch.notifications:
                 self._outbox.put(session, request)
 

@@ -17,12 +17,14 @@ from api.routes import (
     console,
     console_dashboard,
     console_stock,
+    console_webhooks,
     health,
     imports,
     orders,
     stock,
     tracking,
     warehouse,
+    webhooks,
 )
 from api.state import AppState, KeyCache
 from config import Settings
@@ -35,7 +37,7 @@ from observability.tracing import instrument_app
 DESCRIPTION = """
 The order management system's HTTP API: order sources place orders (one at a time or in batches),
 support staff read and act on them, warehouses report picks, parcels and handovers and book stock, carriers
-report tracking events.
+report tracking events; admins subscribe URLs to outbound webhooks (`/webhooks`).
 
 Every request but the probes needs an API key (`Authorization: Bearer <key>`); each key has one role
 and reaches only its endpoints. Errors are JSON: `{"error", "detail", "problems"}`.
@@ -91,7 +93,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         console,
         console_dashboard,
         console_stock,
+        console_webhooks,
         tracking,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router)

@@ -6,6 +6,7 @@
     stock.py       catalog load, stock (levels, check, adjust, receive, write-off), purchase-orders, forecast
     analytics.py   report, export journal
     admin.py       migrate, apikey, codec, reconcile, versions, set-current-version, doctor
+    webhooks.py    webhooks (add, list, remove, enable, deliveries, redeliver)
     render.py      what the commands print: tables, summaries, JSON
     common.py      exit statuses, CommandError, the actor, reading input, opening the database
 
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from cli import admin, analytics, fulfilment, orders, stock, support
+from cli import admin, analytics, fulfilment, orders, stock, support, webhooks
 from cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, CommandError
 from connection import TemporalUnavailable
 
@@ -65,6 +66,7 @@ _ADD_COMMANDS: list[Callable[[Subcommands], None]] = [
     admin.add_versions,
     admin.add_set_current_version,
     admin.add_doctor,
+    webhooks.add_webhooks,
 ]
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from models.steps import PurchaseOrderView
     from models.stock import StockChange, StockLevel
     from models.versions import DeploymentVersions
+    from models.webhooks import DeliveryView, WebhookView
     from services.reconcile import ReconcileReport
 
 
@@ -555,3 +556,39 @@ def render_temporal_target(target: dict[str, Any]) -> str:
             f"api key      {yes_no(target['api_key'])}",
         ]
     )
+
+
+def render_webhooks(found: Sequence[WebhookView]) -> str:
+    rows = [
+        (
+            w.id,
+            w.status.value,
+            w.url,
+            ", ".join(w.events),
+            f"{w.failing_since:%Y-%m-%d %H:%M}" if w.failing_since else "",
+            w.disabled_reason or "",
+        )
+        for w in found
+    ]
+    return table(["ID", "STATUS", "URL", "EVENTS", "FAILING SINCE", "WHY DISABLED"], rows)
+
+
+def render_deliveries(found: Sequence[DeliveryView]) -> str:
+    lines = []
+    for d in found:
+        last = d.log[0] if d.log else None
+        lines.append(
+            (
+                d.id,
+                d.webhook_id,
+                d.event_type.value,
+                d.order_id or "",
+                d.status.value,
+                d.attempts,
+                "" if last is None else (last.status_code or last.error or ""),
+                "" if last is None else f"{last.latency_ms} ms",
+                "" if last is None else (last.response_excerpt or "")[:40],
+            )
+        )
+    headers = ["ID", "WEBHOOK-ID", "TYPE", "ORDER", "STATUS", "ATTEMPTS", "LAST ANSWER", "LATENCY", "EXCERPT"]
+    return table(headers, lines)

@@ -15,11 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
+from domain import webhook_subscriptions
 from domain.stock import LowStock, low_stock
 from models import tables as t
 from models.events import OrderEventType
 from models.orders import ReturnStatus
 from models.steps import StockKey
+from models.webhooks import WebhookView
 
 ATTENTION_EVENTS = (
     OrderEventType.step_stuck,
@@ -76,6 +78,8 @@ class Dashboard:
     low_stock: list[LowStock]
     open_purchase_orders: list[OpenPurchaseOrder]
     counts: dict[str, int] = field(default_factory=dict)  # the lists' full lengths
+    # webhook subscriptions disabled after failing for a day (docs/webhooks.md): an admin must act
+    disabled_webhooks: list[WebhookView] = field(default_factory=list)
 
     @property
     def total_orders(self) -> int:
@@ -110,6 +114,7 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
             )
         ]
         pos = open_purchase_orders(session, now)
+    disabled_webhooks = webhook_subscriptions.disabled(sessions)
     low = sorted(low_stock(sessions, keys), key=lambda s: (s.available - s.reorder_point, s.sku, s.warehouse))
     counts = {
         "overdue": len(overdue),
@@ -118,6 +123,7 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         "open_returns": len(returns),
         "low_stock": len(low),
         "open_purchase_orders": len(pos),
+        "disabled_webhooks": len(disabled_webhooks),
     }
     return Dashboard(
         at=now,
@@ -130,6 +136,7 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         low_stock=low[:LIST_LIMIT],
         open_purchase_orders=pos[:LIST_LIMIT],
         counts=counts,
+        disabled_webhooks=disabled_webhooks[:LIST_LIMIT],
     )
 
 

@@ -14,11 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
+from domain import webhook_outbox
 from domain.stock import ENDED_ORDER_STATUSES
 from domain.stock_ledger import move
 from models import tables as t
 from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, PaymentStatus, ShipmentStatus
+from models.steps import EventRecord
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,22 @@ def close_order(
                 seq = session.scalar(
                     select(func.max(t.OrderEvent.seq)).where(t.OrderEvent.order_id == order_id)
                 )
+                event = EventRecord(
+                    order_id=order_id,
+                    seq=(seq or 0) + 1,
+                    at=t.utcnow(),
+                    type=OrderEventType.reconciled,
+                    detail=detail,
+                    status=order.status,
+                    payment_status=order.payment_status,
+                )
                 session.add(
                     t.OrderEvent(
-                        order_id=order_id,
-                        seq=(seq or 0) + 1,
-                        at=t.utcnow(),
-                        type=OrderEventType.reconciled,
-                        detail=detail,
+                        order_id=order_id, seq=event.seq, at=event.at, type=event.type, detail=detail
                     )
                 )
+                # subscribers hear of the cancellation as of any other (docs/webhooks.md)
+                webhook_outbox.put_order_events(session, [event], before)
             return before if changed else None
         except IntegrityError:  # another reconcile appended an event at the same time: take the next seq
             if attempt == 2:

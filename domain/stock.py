@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import SessionFactory
+from domain import webhook_outbox
 from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
+from models.choices import WebhookEventType
 from models.steps import PurchaseOrderView, StockKey
 from models.stock import StockLevel, StockMovementView
 
@@ -315,6 +317,8 @@ def raise_purchase_order(
     with sessions.begin() as session:
         po = session.get(t.PurchaseOrder, po_id)
         if po is None:
+            # the pair's figures before this purchase order counts as on order
+            low = low_stock_in(session, [StockKey(sku=sku, warehouse=warehouse)])
             po = t.PurchaseOrder(
                 id=po_id,
                 sku=sku,
@@ -326,6 +330,7 @@ def raise_purchase_order(
             )
             session.add(po)
             session.flush()
+            _announce_raised(session, po, low)
         return _po_view(po)
 
 
@@ -339,6 +344,16 @@ def receive_purchase_order(sessions: SessionFactory, po_id: str, quantity: int) 
             ensure_stock_row(session, po.sku, po.warehouse)
             move(session, po.sku, po.warehouse, "receive", on_hand=quantity, purchase_order_id=po.id)
             po.status, po.received_at, po.received_quantity = "received", t.utcnow(), quantity
+            view = _po_view(po)
+            webhook_outbox.put_stock_event(
+                session,
+                WebhookEventType.purchase_order_received,
+                f"po:{po.id}:received",
+                po.sku,
+                po.warehouse,
+                view.received_at or t.utcnow(),
+                {"purchase_order": view.model_dump(mode="json")},
+            )
         return _po_view(po)
 
 
@@ -423,4 +438,30 @@ def _po_view(po: t.PurchaseOrder) -> PurchaseOrderView:
         expected_at=po.expected_at,
         received_at=po.received_at,
         received_quantity=po.received_quantity,
+    )
+
+
+def _announce_raised(session: Session, po: t.PurchaseOrder, low: list[LowStock]) -> None:
+    """The webhooks of a new purchase order: `stock.low` (the pair's figures that called for it), then
+    `purchase_order.raised`, in its transaction. A purchase order is raised once per time the pair runs
+    low, so `stock.low` says it once per time too, not once per order that found it low."""
+    at = po.created_at
+    if low:
+        webhook_outbox.put_stock_event(
+            session,
+            WebhookEventType.stock_low,
+            f"po:{po.id}:low",
+            po.sku,
+            po.warehouse,
+            at,
+            {"level": low[0].model_dump(mode="json"), "purchase_order_id": po.id},
+        )
+    webhook_outbox.put_stock_event(
+        session,
+        WebhookEventType.purchase_order_raised,
+        f"po:{po.id}:raised",
+        po.sku,
+        po.warehouse,
+        at,
+        {"purchase_order": _po_view(po).model_dump(mode="json")},
     )

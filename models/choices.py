@@ -74,3 +74,24 @@ class Role(StrEnum):
     carrier = "carrier"  # carriers' webhooks
     warehouse = "warehouse"  # warehouses: stock, receipts, returned parcels
     admin = "admin"  # everything
+
+
+class WebhookEventType(StrEnum):
+    """What a webhook subscriber can subscribe to (docs/webhooks.md): the `type` of a message's body.
+    Mapped from the order events the workflows record and from the stock ledger's purchase orders
+    (domain/webhook_outbox.py)."""
+
+    order_created = "order.created"
+    order_confirmed = "order.confirmed"
+    order_rejected = "order.rejected"
+    order_cancelled = "order.cancelled"
+    order_shipped = "order.shipped"
+    order_delivered = "order.delivered"
+    order_delivery_exception = "order.delivery_exception"
+    order_completed = "order.completed"
+    return_authorized = "return.authorized"
+    return_received = "return.received"
+    refund_issued = "refund.issued"
+    stock_low = "stock.low"
+    purchase_order_raised = "purchase_order.raised"
+    purchase_order_received = "purchase_order.received"

@@ -466,3 +466,90 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)  # created_at + session_ttl; pruned after
     ended_at: Mapped[datetime | None]  # signed out
+
+
+class WebhookSubscription(Base):
+    """An admin's outbound webhook (docs/webhooks.md). The secret is kept as given out: it signs every
+    message (HMAC), so it cannot be a hash like an API key's."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    # a repeated POST with the same Idempotency-Key answers with this subscription
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    failing_since: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    removed_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """One thing that happened, as subscribers are told it: written in the transaction that records
+    it (order events, purchase orders), for the subscriptions that wanted it then. `body` is the JSON
+    sent; an order's is filled by the dispatcher with the order's view (domain/webhook_payloads.py)."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # what made it, once: `<order>:<seq>:<type>` or `po:<id>:<type>`, so a repeated batch adds nothing
+    source_key: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    # deliveries with the same key go to a subscriber in order: `order:<id>` or `stock:<sku>@<wh>`
+    ordering_key: Mapped[str] = mapped_column(String(120))
+    order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    occurred_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the writer knew (event seq, type, ids)
+    body: Mapped[str | None] = mapped_column(Text)  # None until the dispatcher has built it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the outbox row the dispatcher works through."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "subscription_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    ordering_key: Mapped[str] = mapped_column(String(120))
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)  # the webhook-id header
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    # the retry window starts here (the first attempt, or the last manual redelivery)
+    first_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Index(
+    "ix_webhook_deliveries_due",
+    WebhookDelivery.status,
+    WebhookDelivery.next_attempt_at,
+)
+Index(
+    "ix_webhook_deliveries_queue",
+    WebhookDelivery.subscription_id,
+    WebhookDelivery.ordering_key,
+    WebhookDelivery.status,
+    WebhookDelivery.id,
+)
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per attempt."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))

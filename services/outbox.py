@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 from adapters.mailer import Mailer
 from db import SessionFactory
@@ -33,3 +34,26 @@ class OutboxDispatcher:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class Dispatcher(Protocol):
+    """What the worker runs beside its Temporal workers: a loop until stopped."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Dispatchers:
+    """Several dispatchers run and stopped as one (the notification outbox's and the webhooks'), so the
+    worker holds one (worker.Workers)."""
+
+    def __init__(self, *dispatchers: Dispatcher) -> None:
+        self._dispatchers = dispatchers
+
+    async def run(self) -> None:
+        await asyncio.gather(*(d.run() for d in self._dispatchers))
+
+    def stop(self) -> None:
+        for dispatcher in self._dispatchers:
+            dispatcher.stop()

@@ -46,6 +46,9 @@ ANALYTICS_QUEUE = f"analytics-test-{uuid.uuid4().hex[:6]}"
 TEST_CODEC_KEYS = (Path(__file__).parent / "histories" / "test-codec-keys.txt").read_text().strip()
 os.environ["OMS_CODEC_KEYS"] = TEST_CODEC_KEYS
 TEST_CONVERTER = data_converter(parse_keys(TEST_CODEC_KEYS))
+# Webhook receivers in the tests listen on 127.0.0.1, which the SSRF guard refuses by default (every
+# process the tests start, the API too); tests/test_webhooks.py checks the refusal with it off.
+os.environ["OMS_WEBHOOK_ALLOW_PRIVATE"] = "true"
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +99,10 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
         sandbox_pick_time=timedelta(0),
         sandbox_pack_time=timedelta(0),
         sandbox_carrier=SandboxMode.manual,
+        # webhooks retried within the test's patience, not a production day's (tests/test_webhooks.py)
+        webhook_timeout=timedelta(seconds=1),
+        webhook_retry_base=timedelta(milliseconds=200),
+        webhook_retry_cap=timedelta(seconds=1),
     )
 
 

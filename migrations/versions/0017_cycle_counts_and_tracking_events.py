@@ -10,7 +10,7 @@
   text the workflows wrote before (`<shipment>: <carrier event>[ at <place>]...`).
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-06 21:00:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
