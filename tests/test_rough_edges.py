@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from domain.api_keys import Role
-from tests.helpers import as_
+from tests.helpers import as_, cli
 
 
 async def _chunks(size: int, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -38,3 +38,11 @@ async def test_a_small_chunked_body_is_read_as_any_other(http: httpx.AsyncClient
         "/orders", content=body(), headers={**as_(api_keys, Role.source), "Content-Type": "application/json"}
     )
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_json"), answer.text
+
+
+async def test_the_queue_of_an_unknown_warehouse_is_404_not_an_empty_list(http, api_keys, settings):
+    answer = await http.get("/warehouses/NOPE/queue", headers=as_(api_keys, Role.warehouse))
+    assert answer.status_code == 404, answer.text
+    assert answer.json() == {"error": "not_found", "detail": "unknown warehouse NOPE", "problems": []}
+    status, out = await cli(settings, "warehouse", "queue", "NOPE", "--json")
+    assert (status, out) == (1, "")
