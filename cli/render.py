@@ -57,7 +57,9 @@ def as_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any])
 
 
 def render_view(view: OrderView) -> str:
-    total = f"{view.total} {view.currency}" if view.total is not None else f"- {view.currency}"
+    from models.money import money_text as money  # loaded already, with the view's models
+
+    total = f"{money(view.total)} {view.currency}" if view.total is not None else f"- {view.currency}"
     parts = [
         f"Order {view.order_id}  [{view.status.value}]  payment: {view.payment_status.value}"
         + ("  DELIVERY OVERDUE" if view.overdue else ""),
@@ -75,7 +77,7 @@ def render_view(view: OrderView) -> str:
             "",
             table(
                 ["SKU", "NAME", "QTY", "UNIT", "TOTAL"],
-                [(x.sku, x.name, x.quantity, x.unit_price, x.line_total) for x in view.lines],
+                [(x.sku, x.name, x.quantity, money(x.unit_price), money(x.line_total)) for x in view.lines],
             ),
         ]
     if view.shipments:
@@ -108,7 +110,7 @@ def render_view(view: OrderView) -> str:
                         r.status.value,
                         ", ".join(f"{x.quantity} x {x.sku}" for x in r.lines),
                         r.exchange_sku,
-                        r.refund_amount,
+                        money(r.refund_amount),
                         r.reason,
                     )
                     for r in view.returns
@@ -118,7 +120,8 @@ def render_view(view: OrderView) -> str:
     paid = view.payment
     parts += [
         "",
-        f"payment: authorized {paid.authorized}, captured {paid.captured}, refunded {paid.refunded} "
+        f"payment: authorized {money(paid.authorized)}, captured {money(paid.captured)}, "
+        f"refunded {money(paid.refunded)} "
         f"{view.currency}",
     ]
     if view.feedback:

@@ -42,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from models import search_attributes as sa
 from models import strict_json
+from models.money import money_from_float
 from models.orders import (
     CancelRequest,
     Channel,
@@ -393,7 +394,7 @@ def _summary(execution: WorkflowExecution) -> OrderSummary:
         status=attrs.get(sa.ORDER_STATUS) or "",
         customer_id=attrs.get(sa.CUSTOMER_ID) or "",
         channel=attrs.get(sa.ORDER_CHANNEL) or "",
-        total=attrs.get(sa.ORDER_TOTAL),
+        total=None if (total := attrs.get(sa.ORDER_TOTAL)) is None else money_from_float(total),
         overdue=bool(attrs.get(sa.DELIVERY_OVERDUE)),
         needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)),
         started_at=execution.start_time,

@@ -3,12 +3,14 @@ command line, in the console."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
 from domain.api_keys import Role
-from tests.helpers import as_, cli
+from tests.helpers import add_products, as_, cli, eventually, order_doc, unique
 
 
 async def _chunks(size: int, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -46,3 +48,33 @@ async def test_the_queue_of_an_unknown_warehouse_is_404_not_an_empty_list(http, 
     assert answer.json() == {"error": "not_found", "detail": "unknown warehouse NOPE", "problems": []}
     status, out = await cli(settings, "warehouse", "queue", "NOPE", "--json")
     assert (status, out) == (1, "")
+
+
+async def test_money_is_one_decimal_string_with_two_places_in_every_door(
+    http: httpx.AsyncClient, api_keys, sessions, settings
+):
+    skus = add_products(sessions, {"money": 5}, price="44.95")
+    customer = unique("C-MONEY")
+    doc = order_doc([(skus["money"], 2)])
+    doc["customer"]["id"] = customer
+    support = as_(api_keys, Role.support)
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201, placed.text
+
+    view = (await http.get(f"/orders/{doc['order_id']}", headers=support)).json()
+    assert view["total"] == "89.90"
+    assert (view["lines"][0]["unit_price"], view["lines"][0]["line_total"]) == ("44.95", "89.90")
+    assert view["payment"] == {"authorized": "89.90", "captured": "0.00", "refunded": "0.00"}
+    assert {s["amount"] for s in view["shipments"]} == {"89.90"}
+
+    async def listed() -> list[dict[str, Any]]:
+        answer = await http.get("/orders", params={"customer": customer}, headers=support)
+        return answer.json()["orders"]
+
+    (summary,) = await eventually(listed, lambda found: len(found) == 1, what="the order in the list")
+    assert summary["total"] == "89.90"
+
+    status, out = await cli(settings, "status", doc["order_id"], "--json")
+    assert status == 0 and json.loads(out)["payment"]["captured"] == "0.00"
+    status, out = await cli(settings, "list", "--customer", customer, "--json")
+    assert status == 0 and [o["total"] for o in json.loads(out)] == ["89.90"]

@@ -31,6 +31,7 @@ from domain.api_keys import Principal, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
 from models.events import OrderEventType
 from models.fulfilment import ResolveRequest
+from models.money import money_text
 from models.orders import (
     CancelIn,
     Channel,
@@ -47,6 +48,7 @@ from services import fulfilment, orders
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates.env.filters["money"] = money_text  # amounts as the API writes them: "89.90"
 State = Annotated[AppState, Depends(app_state)]
 
 HOME, SIGN_IN = "/console", console_session.SIGN_IN
