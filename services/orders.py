@@ -73,6 +73,7 @@ from models.workflow_names import (
     order_id_of,
     order_workflow_id,
 )
+from services.newest_first import BadPosition, Position, newest_first, newest_first_page
 from services.waiting import update_with_start_within, within
 
 T = TypeVar("T")
@@ -338,27 +339,21 @@ class BadPageToken(ValueError):
 async def list_orders_page(
     client: Client, filters: OrderFilter, page_size: int = 50, page_token: str | None = None
 ) -> OrderPage:
-    """One page of orders from Temporal visibility, newest first; `next_page_token` (URL-safe text,
-    for every door: API, console, command line) is None on the last page. Raises BadPageToken."""
+    """One page of orders from Temporal visibility, newest placed first, running and closed alike
+    (services/newest_first.py); `next_page_token` (URL-safe text, for every door: API, console,
+    command line) is None on the last page. Raises BadPageToken."""
     query = filters.query()
-    raw = _open_page_token(query, page_token) if page_token else None
-    pages = client.list_workflows(query, page_size=page_size, next_page_token=raw)
-    try:
-        await pages.fetch_next_page()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT and page_token:
-            raise BadPageToken() from None
-        raise
-    token = pages.next_page_token
+    after = _open_page_token(query, page_token) if page_token else None
+    executions, last = await newest_first_page(client, query, page_size, after)
     return OrderPage(
-        orders=[_summary(execution) for execution in pages.current_page or []],
-        next_page_token=_seal_page_token(query, token) if token else None,
+        orders=[_summary(execution) for execution in executions],
+        next_page_token=_seal_page_token(query, last.encode()) if last else None,
     )
 
 
-# Temporal's own page token goes out with a digest of it and of the query it belongs to, so that only
-# a token this system handed out, for this query, ever reaches Temporal: a made-up one (`?page_token=true`)
-# used to reach the server, which answers UNKNOWN, and the SDK retried that for seconds before a 503.
+# The page token is the position of the page's last order with a digest of it and of the query it
+# belongs to, so that only a token this system handed out, for this query, is ever read: a made-up one
+# (`?page_token=true`) is refused at once, whatever it says.
 _DIGEST_SIZE = 8
 
 
@@ -370,7 +365,7 @@ def _seal_page_token(query: str, raw: bytes) -> str:
     return base64.urlsafe_b64encode(_token_digest(query, raw) + raw).decode()
 
 
-def _open_page_token(query: str, token: str) -> bytes:
+def _open_page_token(query: str, token: str) -> Position:
     try:
         sealed = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
@@ -378,13 +373,16 @@ def _open_page_token(query: str, token: str) -> bytes:
     digest, raw = sealed[:_DIGEST_SIZE], sealed[_DIGEST_SIZE:]
     if not raw or not hmac.compare_digest(digest, _token_digest(query, raw)):
         raise BadPageToken()
-    return raw
+    try:
+        return Position.decode(raw)
+    except BadPosition:
+        raise BadPageToken() from None
 
 
 async def list_orders(client: Client, filters: OrderFilter | None = None) -> list[OrderSummary]:
-    """Every order matching the filter (all pages)."""
+    """Every order matching the filter (all pages), newest placed first."""
     query = (filters or OrderFilter()).query()
-    return [_summary(execution) async for execution in client.list_workflows(query)]
+    return [_summary(execution) for execution in await newest_first(client, query)]
 
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:

@@ -78,3 +78,41 @@ async def test_money_is_one_decimal_string_with_two_places_in_every_door(
     assert status == 0 and json.loads(out)["payment"]["captured"] == "0.00"
     status, out = await cli(settings, "list", "--customer", customer, "--json")
     assert status == 0 and [o["total"] for o in json.loads(out)] == ["89.90"]
+
+
+async def test_newest_first_is_by_placement_across_running_and_closed_orders(
+    http: httpx.AsyncClient, api_keys, sessions, settings
+):
+    skus = add_products(sessions, {"newest": 5})
+    customer = unique("C-NEWEST")
+    placed = []
+    for token in ("tok_visa", "tok_declined"):  # running (on its way), then closed at once (rejected)
+        doc = order_doc([(skus["newest"], 1)], token=token)
+        doc["customer"]["id"] = customer
+        answer = await http.post(
+            "/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"}
+        )
+        assert answer.status_code == 201, answer.text
+        placed.append(doc["order_id"])
+    running, rejected = placed
+    support = as_(api_keys, Role.support)
+
+    async def pages() -> list[list[tuple[str, str]]]:
+        found, token = [], None
+        while True:
+            params = {"customer": customer, "page_size": "1"} | ({"page_token": token} if token else {})
+            page = (await http.get("/orders", params=params, headers=support)).json()
+            found.append([(o["order_id"], o["status"]) for o in page["orders"]])
+            if not (token := page["next_page_token"]):
+                return found
+
+    listed = await eventually(
+        pages,
+        lambda found: [o for p in found for o, status in p if status != "received"] == [rejected, running],
+        what="both orders listed",
+    )
+    assert [[order for order, _ in page] for page in listed] == [[rejected], [running]]
+    status, out = await cli(settings, "list", "--customer", customer, "--json")
+    assert status == 0 and [o["order_id"] for o in json.loads(out)] == [rejected, running]
+    status, out = await cli(settings, "list", "--customer", customer, "--all", "--json")
+    assert status == 0 and [o["order_id"] for o in json.loads(out)] == [rejected, running]
