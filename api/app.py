@@ -17,6 +17,7 @@ from api.routes import (
     console,
     console_dashboard,
     console_stock,
+    docs,
     health,
     imports,
     orders,
@@ -77,8 +78,16 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             engine.dispose()
             read_engine.dispose()
 
-    app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="OMS API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are docs.install's: without a CDN
+        redoc_url=None,
+    )
     errors.install(app)
+    docs.install(app)
     routers = (
         orders,
         imports,

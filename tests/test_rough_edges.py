@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from playwright.async_api import Route, expect
 
 from domain.api_keys import Role
+from tests.api_server import ApiServer
+from tests.browser import chromium, new_context
 from tests.helpers import add_products, as_, cli, eventually, order_doc, unique
 
 
@@ -116,3 +119,25 @@ async def test_newest_first_is_by_placement_across_running_and_closed_orders(
     assert status == 0 and [o["order_id"] for o in json.loads(out)] == [rejected, running]
     status, out = await cli(settings, "list", "--customer", customer, "--all", "--json")
     assert status == 0 and [o["order_id"] for o in json.loads(out)] == [rejected, running]
+
+
+async def test_the_api_docs_render_with_no_request_beyond_the_api(api: ApiServer):
+    async with chromium() as browser:
+        context = await new_context(browser, base_url=api.url)
+        elsewhere: list[str] = []
+
+        async def only_the_api(route: Route) -> None:
+            if route.request.url.startswith(api.url):
+                await route.continue_()
+            else:  # as on a machine without the internet
+                elsewhere.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", only_the_api)
+        page = await context.new_page()
+        await page.goto("/docs")
+        await expect(page.get_by_text("Place an order").first).to_be_visible()
+        await page.goto("/redoc")
+        await expect(page.get_by_role("heading", name="Place an order")).to_be_visible()
+        await context.close()
+    assert elsewhere == []
