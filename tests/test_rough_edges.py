@@ -4,6 +4,7 @@ command line, in the console."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from domain.api_keys import Role
 from tests.api_server import ApiServer
 from tests.browser import chromium, new_context
 from tests.helpers import add_products, as_, cli, eventually, order_doc, unique
+from tests.test_console_session import sign_in
 
 
 async def _chunks(size: int, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -141,3 +143,23 @@ async def test_the_api_docs_render_with_no_request_beyond_the_api(api: ApiServer
         await expect(page.get_by_role("heading", name="Place an order")).to_be_visible()
         await context.close()
     assert elsewhere == []
+
+
+async def test_the_console_order_page_links_to_the_customers_tracking_page(
+    http: httpx.AsyncClient, api_keys, sessions
+):
+    skus = add_products(sessions, {"tracked": 5})
+    doc = order_doc([(skus["tracked"], 1)])
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201, placed.text
+    assert (await sign_in(http, api_keys[Role.support])).status_code == 303
+
+    page = await http.get(f"/console/orders/{doc['order_id']}")
+    found = re.search(
+        r'<a id="tracking-link" href="([^"]+)"[^>]*>The customer\'s tracking page</a>', page.text
+    )
+    assert found, page.text
+    link = httpx.URL(found.group(1))
+    assert link.path.startswith("/track/")  # under OMS_PUBLIC_URL, as in the customer's messages
+    tracking = await http.get(link.path)
+    assert tracking.status_code == 200 and "Ada" in tracking.text, tracking.text

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from api import console_session
 from api.console_session import CONSOLE_ROLES
+from api.routes.tracking import tracking_links
 from api.state import AppState, app_state
 from domain.api_keys import Principal, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
@@ -417,6 +418,7 @@ async def _order_page(
         "message": message,
         "placed": placed,
         "web_ui": web_ui,
+        "tracking_url": (await tracking_links(request, state)).url(order_id),
         "nonce": nonce,
         "live_url": f"/console/orders/{quote(order_id, safe='')}/live",
         "live_every_ms": LIVE_EVERY_MS,
