@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from db import SessionFactory
 from domain.stock import LowStock, low_stock
 from models import tables as t
-from models.events import OrderEventType
+from models.events import OrderEventType, ReasonCode
 from models.orders import ReturnStatus
 from models.steps import StockKey
 
@@ -216,22 +216,42 @@ def needing_attention(session: Session) -> list[OrderLine]:
     return sorted(lines, key=lambda line: (line.since, line.order_id))
 
 
+# What a hold waits for, by the reason code of its `order_on_hold` event (the order's page says it in
+# full); a hold whose event has no code (a row from before reason codes) waits for review.
+HOLD_WAITS: dict[ReasonCode, str] = {
+    ReasonCode.blocklisted_customer: "customer on the blocklist",
+    ReasonCode.above_review_limit: "above the review limit",
+}
+HOLD_WAITS_OTHERWISE = "waiting for review"
+
+
 def on_hold_orders(session: Session) -> list[OrderLine]:
-    """Orders on hold, oldest first, since they were put on hold (their last `order_on_hold` event)."""
+    """Orders on hold, oldest first, since they were put on hold (their last `order_on_hold` event),
+    each with what the hold waits for (HOLD_WAITS)."""
     rows = session.execute(
-        select(t.Order.id, t.Order.placed_at, func.max(t.OrderEvent.at))
+        select(t.Order.id, t.Order.placed_at, t.OrderEvent.at, t.OrderEvent.reason_code)
         .outerjoin(
             t.OrderEvent,
             (t.OrderEvent.order_id == t.Order.id) & (t.OrderEvent.type == OrderEventType.order_on_hold),
         )
         .where(t.Order.status == "on_hold")
-        .group_by(t.Order.id, t.Order.placed_at)
+        .order_by(t.Order.id, t.OrderEvent.seq)
     ).all()
+    last_hold: dict[str, tuple[datetime, str | None]] = {}  # the rows come in order: the last one wins
+    for order_id, placed, held, code in rows:
+        last_hold[order_id] = (held or placed, code)
     lines = [
-        OrderLine(order_id, "on_hold", held or placed, "waiting for review")
-        for order_id, placed, held in rows
+        OrderLine(order_id, "on_hold", since, _hold_waits(code))
+        for order_id, (since, code) in last_hold.items()
     ]
     return sorted(lines, key=lambda line: (line.since, line.order_id))
+
+
+def _hold_waits(code: str | None) -> str:
+    try:
+        return HOLD_WAITS.get(ReasonCode(code or ""), HOLD_WAITS_OTHERWISE)
+    except ValueError:  # a code this build does not know
+        return HOLD_WAITS_OTHERWISE
 
 
 def open_returns(session: Session) -> list[OpenReturn]:

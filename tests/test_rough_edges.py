@@ -12,6 +12,7 @@ import httpx
 from playwright.async_api import Route, expect
 
 from domain.api_keys import Role
+from domain.blocklist import update_blocklist
 from tests.api_server import ApiServer
 from tests.browser import chromium, new_context
 from tests.helpers import add_products, as_, cli, eventually, order_doc, unique
@@ -163,3 +164,20 @@ async def test_the_console_order_page_links_to_the_customers_tracking_page(
     assert link.path.startswith("/track/")  # under OMS_PUBLIC_URL, as in the customer's messages
     tracking = await http.get(link.path)
     assert tracking.status_code == 200 and "Ada" in tracking.text, tracking.text
+
+
+async def test_the_dashboard_says_why_an_order_is_held(http: httpx.AsyncClient, api_keys, sessions):
+    skus = add_products(sessions, {"held": 5})
+    doc = order_doc([(skus["held"], 1)])
+    doc["customer"]["email"] = f"{unique('blocked').lower()}@example.com"
+    update_blocklist(sessions, "add", doc["customer"]["email"], "chargebacks")
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201 and placed.json()["status"] == "on_hold", placed.text
+    assert (await sign_in(http, api_keys[Role.support])).status_code == 303
+
+    page = await http.get("/console/dashboard")
+    row = re.search(
+        rf"<tr><td><code>{re.escape(doc['order_id'])}</code></td><td>on_hold</td><td>([^<]*)</td>", page.text
+    )
+    assert row is not None, page.text
+    assert row.group(1) == "customer on the blocklist"
