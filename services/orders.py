@@ -42,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from models import search_attributes as sa
 from models import strict_json
+from models.choices import ATTENTION_STATUSES
 from models.money import money_from_float
 from models.orders import (
     CancelRequest,
@@ -299,7 +300,10 @@ class OrderFilter:
     customer: str | None = None
     channel: Channel | None = None
     overdue: bool | None = None
+    # marked NeedsAttention by the workflow, or in one of the ATTENTION_STATUSES
     needs_attention: bool | None = None
+    # marked NeedsAttention by the workflow alone (what reconcile reports)
+    marked: bool | None = None
 
     def __post_init__(self) -> None:
         """A customer id as ids are written (models.orders.Identifier): the filter is quoted into a
@@ -322,7 +326,14 @@ class OrderFilter:
         if self.overdue is not None:
             terms.append(f"{sa.DELIVERY_OVERDUE.name} = {str(self.overdue).lower()}")
         if self.needs_attention is not None:
-            terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.needs_attention).lower()}")
+            statuses = ", ".join(_quote(status.value) for status in sorted(ATTENTION_STATUSES))
+            terms.append(
+                f"({sa.NEEDS_ATTENTION.name} = true OR {sa.ORDER_STATUS.name} IN ({statuses}))"
+                if self.needs_attention
+                else f"{sa.NEEDS_ATTENTION.name} = false AND {sa.ORDER_STATUS.name} NOT IN ({statuses})"
+            )
+        if self.marked is not None:
+            terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.marked).lower()}")
         return " AND ".join(terms)
 
 
@@ -387,14 +398,15 @@ async def list_orders(client: Client, filters: OrderFilter | None = None) -> lis
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:
     attrs = execution.typed_search_attributes
+    status = attrs.get(sa.ORDER_STATUS) or ""
     return OrderSummary(
         order_id=order_id_of(execution.id),
-        status=attrs.get(sa.ORDER_STATUS) or "",
+        status=status,
         customer_id=attrs.get(sa.CUSTOMER_ID) or "",
         channel=attrs.get(sa.ORDER_CHANNEL) or "",
         total=None if (total := attrs.get(sa.ORDER_TOTAL)) is None else money_from_float(total),
         overdue=bool(attrs.get(sa.DELIVERY_OVERDUE)),
-        needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)),
+        needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)) or status in ATTENTION_STATUSES,
         started_at=execution.start_time,
         running=execution.status == WorkflowExecutionStatus.RUNNING,
     )

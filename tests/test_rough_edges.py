@@ -15,7 +15,7 @@ from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from tests.api_server import ApiServer
 from tests.browser import chromium, new_context
-from tests.helpers import add_products, as_, cli, eventually, order_doc, unique
+from tests.helpers import add_products, as_, cli, eventually, order_doc, unique, wait_status
 from tests.test_console_session import sign_in
 
 
@@ -181,3 +181,42 @@ async def test_the_dashboard_says_why_an_order_is_held(http: httpx.AsyncClient, 
     )
     assert row is not None, page.text
     assert row.group(1) == "customer on the blocklist"
+
+
+async def test_a_lost_parcel_waiting_for_supports_choice_needs_attention(
+    http: httpx.AsyncClient, api_keys, sessions, settings, client
+):
+    skus = add_products(sessions, {"lost": 5})
+    customer = unique("C-LOST")
+    doc = order_doc([(skus["lost"], 1)])
+    doc["customer"]["id"] = customer
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201, placed.text
+    order_id = doc["order_id"]
+    (shipment,) = (await wait_status(client, order_id, "shipped")).shipments
+    lost = {"tracking_number": shipment.tracking_number, "type": "lost", "event_id": unique("ev")}
+    answer = await http.post("/carrier/events", json=lost, headers=as_(api_keys, Role.carrier))
+    assert answer.status_code == 202, answer.text
+    await wait_status(client, order_id, "delivery_exception")
+    support = as_(api_keys, Role.support)
+
+    async def needing_attention() -> list[dict[str, Any]]:
+        params = {"customer": customer, "needs_attention": "true"}
+        return (await http.get("/orders", params=params, headers=support)).json()["orders"]
+
+    (listed,) = await eventually(
+        needing_attention, lambda found: len(found) == 1, what="listed as needing attention"
+    )
+    assert (listed["order_id"], listed["needs_attention"]) == (order_id, True)
+    status, out = await cli(settings, "list", "--needs-attention", "--customer", customer, "--json")
+    assert status == 0 and [o["order_id"] for o in json.loads(out)] == [order_id]
+
+    assert (await sign_in(http, api_keys[Role.support])).status_code == 303
+    page = await http.get("/console/dashboard")
+    decisions = page.text[page.text.index('id="decisions"') :]
+    row = re.search(
+        rf"<tr><td><code>{re.escape(order_id)}</code></td><td>delivery_exception</td><td>([^<]*)</td>",
+        decisions,
+    )
+    assert row is not None, page.text
+    assert row.group(1) == "lost parcel: reship or refund"
