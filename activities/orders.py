@@ -19,7 +19,7 @@ from activities.notifications import Outbox
 from db import SessionFactory
 from domain.screening import hold_reason
 from models import tables as t
-from models.events import ReasonCode
+from models.events import ReasonCode, worded
 from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
 from models.steps import (
     Admission,
@@ -196,7 +196,7 @@ def _write_events(session: Session, events: list[EventRecord]) -> None:
                 "seq": e.seq,
                 "at": e.at,
                 "type": e.type,
-                "detail": e.detail,
+                "detail": worded(e.detail),
                 "reason_code": e.reason_code,
             }
             for e in events

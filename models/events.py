@@ -5,6 +5,7 @@ stored in `order_events.type`, `order_events.reason_code` and `payments.kind`.""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from models.orders import OrderStatus, ShipmentStatus
@@ -154,3 +155,14 @@ REFUSAL_CODES: dict[str, ReasonCode] = {
     "CarrierRefused": ReasonCode.carrier_refused,
     "InvalidData": ReasonCode.invalid_data,
 }
+
+
+# The 1.0 workflows word who chose a lost parcel's fate inside another pair of brackets,
+# "T-1-S1: refunded 89.90 EUR (chosen (by cli:ann))"; they keep composing it so (a running order's
+# code stays as it was built), and what people read is worded here: the stored rows, the live view.
+_CHOSEN_BY = re.compile(r"\(chosen \(by ([^()]*)\)\)")
+
+
+def worded(detail: str) -> str:
+    """An event's text as people read it: "(chosen by cli:ann)"."""
+    return _CHOSEN_BY.sub(r"(chosen by \1)", detail)

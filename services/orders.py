@@ -43,6 +43,7 @@ from config import Settings
 from models import search_attributes as sa
 from models import strict_json
 from models.choices import ATTENTION_STATUSES
+from models.events import worded
 from models.money import money_from_float
 from models.orders import (
     CancelRequest,
@@ -236,7 +237,7 @@ def _known(order_id: str) -> Iterator[None]:
 async def order_view(client: Client, order_id: str) -> OrderView:
     with _known(order_id):
         try:
-            return await handle(client, order_id).query(OrderQuery.view, result_type=OrderView)
+            return _worded(await handle(client, order_id).query(OrderQuery.view, result_type=OrderView))
         except WorkflowQueryFailedError as exc:  # e.g. a run that could not read its own input
             raise Refused(
                 f"order {order_id} has no live view: {exc}; `starter.py reconcile` lists it"
@@ -505,12 +506,22 @@ async def update_order(
     gets the first attempt's answer instead of running the update a second time."""
     await _running(client, order_id)
     try:
-        return await handle(client, order_id).execute_update(
-            update, *args, id=update_id, result_type=result_type
+        return _worded(
+            await handle(client, order_id).execute_update(
+                update, *args, id=update_id, result_type=result_type
+            )
         )
     except WorkflowUpdateFailedError as exc:
         refused = (refusals or {}).get(getattr(exc.cause, "type", None) or "", Refused)
         raise refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+
+
+def _worded(result: T) -> T:
+    """An order's view with its story as people read it (models.events.worded); anything else as is."""
+    if isinstance(result, OrderView):
+        for event in result.events:
+            event.detail = worded(event.detail)
+    return result
 
 
 def _quote(value: str) -> str:

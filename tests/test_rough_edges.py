@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 from playwright.async_api import Route, expect
 
+from cli.common import CLI_ACTOR
 from domain.api_keys import Role
 from domain.blocklist import update_blocklist
 from tests.api_server import ApiServer
 from tests.browser import chromium, new_context
-from tests.helpers import add_products, as_, cli, eventually, order_doc, unique, wait_status
+from tests.helpers import add_products, as_, cli, events, eventually, order_doc, unique, wait_status
 from tests.test_console_session import sign_in
 
 
@@ -220,3 +221,31 @@ async def test_a_lost_parcel_waiting_for_supports_choice_needs_attention(
     )
     assert row is not None, page.text
     assert row.group(1) == "lost parcel: reship or refund"
+
+
+async def test_who_chose_a_lost_parcels_fate_reads_in_one_pair_of_brackets(
+    http: httpx.AsyncClient, api_keys, sessions, settings, client
+):
+    skus = add_products(sessions, {"chosen": 5})
+    doc = order_doc([(skus["chosen"], 1)])
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201, placed.text
+    order_id = doc["order_id"]
+    (shipment,) = (await wait_status(client, order_id, "shipped")).shipments
+    lost = {"tracking_number": shipment.tracking_number, "type": "lost", "event_id": unique("ev")}
+    assert (
+        await http.post("/carrier/events", json=lost, headers=as_(api_keys, Role.carrier))
+    ).status_code == 202
+    await wait_status(client, order_id, "delivery_exception")
+
+    status, _ = await cli(settings, "resolve", order_id, shipment.id, "--refund")
+    assert status == 0
+    view = (await http.get(f"/orders/{order_id}", headers=as_(api_keys, Role.support))).json()
+    (resolved,) = [e["detail"] for e in view["events"] if e["type"] == "shipment_resolved"]
+    assert resolved == f"{shipment.id}: refunded 10.00 EUR (chosen by {CLI_ACTOR})"
+    stored = await eventually(
+        lambda: [e.detail for e in events(sessions, order_id) if e.type == "shipment_resolved"],
+        lambda found: len(found) == 1,
+        what="the event stored",
+    )
+    assert stored == [resolved]
