@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -266,9 +266,22 @@ def render_purchase_orders(purchase_orders: Sequence[PurchaseOrderView]) -> str:
     )
 
 
-def render_forecast(views: list[ForecastView], settings: Settings, detail: bool) -> str:
+def render_forecast(
+    views: list[ForecastView], settings: Settings, as_of: date, detail: bool, by_default: bool
+) -> str:
     if not views:
-        return f"no shipped demand in the last {settings.forecast_history_days} days: nothing to forecast"
+        nothing = (
+            f"no shipped demand in the {settings.forecast_history_days} days up to {as_of:%Y-%m-%d}: "
+            "nothing to forecast"
+        )
+        if not by_default:
+            return nothing
+        # right after `make run` every parcel shipped today, and the default reads up to yesterday
+        today = as_of + timedelta(days=1)
+        return (
+            f"{nothing} (yesterday, the last complete day: a forecast reads whole days). Parcels shipped"
+            f" today count from tomorrow; to read them now: starter.py forecast --as-of {today:%Y-%m-%d}"
+        )
     first = views[0].recommendation
     parts = [
         f"forecast as of {first.as_of:%Y-%m-%d}: {len(views)} sku/warehouse pair(s); lead time "

@@ -34,6 +34,14 @@ from models.steps import StockKey
 from services import replenishment
 
 
+def last_complete_day() -> date:
+    """The day a forecast reads demand up to by default: yesterday (UTC), the last complete day (a
+    part of today would read as a slow day)."""
+    from domain.forecast import as_of_default
+
+    return as_of_default(datetime.now(UTC).date())
+
+
 def refresh(
     sessions: SessionFactory, settings: Settings, sku: str | None = None, as_of: date | None = None
 ) -> list[ForecastView]:
@@ -41,10 +49,10 @@ def refresh(
     Raises reorder_policy.ForecastError for an unknown SKU (nothing stored)."""
     # pandas (1.5 s to import) loads when a forecast runs, not with every command and worker start
     from domain.demand import daily_demand
-    from domain.forecast import as_of_default, forecast_series, lead_time_days, recommend
+    from domain.forecast import forecast_series, lead_time_days, recommend
 
     reorder_policy.require_sku(sessions, sku)
-    as_of = as_of or as_of_default(datetime.now(UTC).date())
+    as_of = as_of or last_complete_day()
     demand = daily_demand(sessions, as_of, settings.forecast_history_days, sku)
     lead_days = lead_time_days(settings.supplier_lead_time)
     forecasts = forecast_series(demand, horizon=lead_days + settings.forecast_review_days)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -249,3 +250,24 @@ async def test_who_chose_a_lost_parcels_fate_reads_in_one_pair_of_brackets(
         what="the event stored",
     )
     assert stored == [resolved]
+
+
+async def test_a_forecast_right_after_the_first_shipments_says_what_to_run(
+    http: httpx.AsyncClient, api_keys, sessions, settings, client
+):
+    skus = add_products(sessions, {"forecast": 5})
+    doc = order_doc([(skus["forecast"], 2)])
+    placed = await http.post("/orders", json=doc, headers=as_(api_keys, Role.source), params={"wait": "true"})
+    assert placed.status_code == 201, placed.text
+    await wait_status(client, doc["order_id"], "shipped")  # today, as after `make run`'s demo
+    today = datetime.now(UTC).date()
+
+    status, out = await cli(settings, "forecast", "--sku", skus["forecast"])
+    assert status == 0
+    assert "nothing to forecast" in out
+    hint = f"starter.py forecast --as-of {today:%Y-%m-%d}"
+    assert out.rstrip().endswith(hint), out
+
+    status, out = await cli(settings, "forecast", "--sku", skus["forecast"], "--as-of", f"{today:%Y-%m-%d}")
+    assert status == 0
+    assert out.startswith(f"forecast as of {today:%Y-%m-%d}: 1 sku/warehouse pair(s)"), out
