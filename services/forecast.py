@@ -5,7 +5,7 @@ Temporal schedule that does it every day."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from temporalio.client import (
     Client,
@@ -36,10 +36,9 @@ from services import replenishment
 
 def last_complete_day() -> date:
     """The day a forecast reads demand up to by default: yesterday (UTC), the last complete day (a
-    part of today would read as a slow day)."""
-    from domain.forecast import as_of_default
-
-    return as_of_default(datetime.now(UTC).date())
+    part of today would read as a slow day). Plain date arithmetic: the command line asks for it
+    before anything of the forecast's own (pandas, statsforecast) is loaded."""
+    return datetime.now(UTC).date() - timedelta(days=1)
 
 
 def refresh(
