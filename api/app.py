@@ -18,6 +18,7 @@ from api.routes import (
     console_dashboard,
     console_stock,
     console_webhooks,
+    docs,
     health,
     imports,
     orders,
@@ -80,8 +81,16 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             engine.dispose()
             read_engine.dispose()
 
-    app = FastAPI(title="OMS API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="OMS API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are docs.install's: without a CDN
+        redoc_url=None,
+    )
     errors.install(app)
+    docs.install(app)
     routers = (
         orders,
         imports,

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.shipments import UnknownWarehouse
 from domain.stock import StockError
 from services.fulfilment import ReportTooEarly, UnknownShipment, UnknownTracking
 from services.orders import OrderInputError, Refused, UnknownOrder
@@ -39,6 +40,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     UnknownOrder: (404, "not_found"),
     UnknownShipment: (404, "not_found"),
     UnknownTracking: (404, "not_found"),
+    UnknownWarehouse: (404, "not_found"),
     ReportTooEarly: (409, "too_early"),  # the routes add Retry-After (api/routes/warehouse.py)
     Refused: (409, "refused"),
 }

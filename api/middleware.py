@@ -41,28 +41,38 @@ class BodyLimit:
             await _too_large(send, limit)
             return
         received = 0
-        started = False
+        exceeded = started = answered = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, answered
+            if exceeded:
+                # A body sent without Content-Length (chunked) crosses the limit while a route reads it,
+                # and FastAPI makes any error raised there a 400 "error parsing the body": whatever the
+                # route answers to the cut-off body, the answer is 413.
+                if not started:
+                    started = answered = True
+                    await _too_large(send, limit)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            if started:
-                raise
-            await _too_large(send, limit)
+            if not started:
+                await _too_large(send, limit)
+            elif not answered:
+                raise  # the route had begun answering: only closing the connection is left
 
 
 async def _too_large(send: Send, limit: int) -> None:

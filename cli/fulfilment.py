@@ -130,11 +130,14 @@ async def cmd_warehouse_queue(args: argparse.Namespace, settings: Settings, out:
     from pydantic import TypeAdapter
 
     from cli.render import as_json, render_queue
-    from domain.shipments import QueuedShipment
+    from domain.shipments import QueuedShipment, UnknownWarehouse
     from services import fulfilment
 
     with database(settings) as sessions:
-        waiting = fulfilment.warehouse_queue(sessions, args.warehouse)
+        try:
+            waiting = fulfilment.warehouse_queue(sessions, args.warehouse)
+        except UnknownWarehouse as exc:
+            raise CommandError(str(exc)) from None
     if args.json:
         print(as_json(TypeAdapter(list[QueuedShipment]).dump_python(waiting, mode="json")), file=out)
         return

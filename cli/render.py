@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ def as_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any])
 
 
 def render_view(view: OrderView) -> str:
-    total = f"{view.total} {view.currency}" if view.total is not None else f"- {view.currency}"
+    from models.money import money_text as money  # loaded already, with the view's models
+
+    total = f"{money(view.total)} {view.currency}" if view.total is not None else f"- {view.currency}"
     parts = [
         f"Order {view.order_id}  [{view.status.value}]  payment: {view.payment_status.value}"
         + ("  DELIVERY OVERDUE" if view.overdue else ""),
@@ -76,7 +78,7 @@ def render_view(view: OrderView) -> str:
             "",
             table(
                 ["SKU", "NAME", "QTY", "UNIT", "TOTAL"],
-                [(x.sku, x.name, x.quantity, x.unit_price, x.line_total) for x in view.lines],
+                [(x.sku, x.name, x.quantity, money(x.unit_price), money(x.line_total)) for x in view.lines],
             ),
         ]
     if view.shipments:
@@ -109,7 +111,7 @@ def render_view(view: OrderView) -> str:
                         r.status.value,
                         ", ".join(f"{x.quantity} x {x.sku}" for x in r.lines),
                         r.exchange_sku,
-                        r.refund_amount,
+                        money(r.refund_amount),
                         r.reason,
                     )
                     for r in view.returns
@@ -119,7 +121,8 @@ def render_view(view: OrderView) -> str:
     paid = view.payment
     parts += [
         "",
-        f"payment: authorized {paid.authorized}, captured {paid.captured}, refunded {paid.refunded} "
+        f"payment: authorized {money(paid.authorized)}, captured {money(paid.captured)}, "
+        f"refunded {money(paid.refunded)} "
         f"{view.currency}",
     ]
     if view.feedback:
@@ -273,9 +276,22 @@ def render_purchase_orders(purchase_orders: Sequence[PurchaseOrderView]) -> str:
     )
 
 
-def render_forecast(views: list[ForecastView], settings: Settings, detail: bool) -> str:
+def render_forecast(
+    views: list[ForecastView], settings: Settings, as_of: date, detail: bool, by_default: bool
+) -> str:
     if not views:
-        return f"no shipped demand in the last {settings.forecast_history_days} days: nothing to forecast"
+        nothing = (
+            f"no shipped demand in the {settings.forecast_history_days} days up to {as_of:%Y-%m-%d}: "
+            "nothing to forecast"
+        )
+        if not by_default:
+            return nothing
+        # right after `make run` every parcel shipped today, and the default reads up to yesterday
+        today = as_of + timedelta(days=1)
+        return (
+            f"{nothing} (yesterday, the last complete day: a forecast reads whole days). Parcels shipped"
+            f" today count from tomorrow; to read them now: starter.py forecast --as-of {today:%Y-%m-%d}"
+        )
     first = views[0].recommendation
     parts = [
         f"forecast as of {first.as_of:%Y-%m-%d}: {len(views)} sku/warehouse pair(s); lead time "

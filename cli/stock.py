@@ -232,7 +232,7 @@ async def cmd_forecast(args: argparse.Namespace, settings: Settings, out: TextIO
     from extras import ExtraMissing
     from services import forecast as forecasting
 
-    as_of = _day(args.as_of, "--as-of") if args.as_of else None
+    as_of = _day(args.as_of, "--as-of") if args.as_of else forecasting.last_complete_day()
     with database(settings) as sessions:
         try:
             views = await asyncio.to_thread(forecasting.refresh, sessions, settings, args.sku, as_of)
@@ -256,7 +256,10 @@ async def cmd_forecast(args: argparse.Namespace, settings: Settings, out: TextIO
             file=out,
         )
         return
-    print(render_forecast(views, settings, detail=args.sku is not None), file=out)
+    print(
+        render_forecast(views, settings, as_of, detail=args.sku is not None, by_default=not args.as_of),
+        file=out,
+    )
     if applied is not None:
         print(render_applied(applied), file=out)
 

@@ -18,7 +18,8 @@ from db import SessionFactory
 from domain import webhook_subscriptions
 from domain.stock import LowStock, low_stock
 from models import tables as t
-from models.events import OrderEventType
+from models.choices import ATTENTION_STATUSES, OrderStatus
+from models.events import OrderEventType, ReasonCode
 from models.orders import ReturnStatus
 from models.steps import StockKey
 from models.webhooks import WebhookView
@@ -73,7 +74,7 @@ class Dashboard:
     today: list[HourCounts]  # 24 hours of the UTC day
     overdue: list[OrderLine]  # shipped, no delivery confirmation past the SLA
     attention: list[OrderLine]  # a step stuck now, a compensation that gave up, a parcel in trouble
-    on_hold: list[OrderLine]  # waiting for a support decision, oldest first
+    decisions: list[OrderLine]  # waiting for support's decision (a hold, a lost parcel), oldest first
     open_returns: list[OpenReturn]
     low_stock: list[LowStock]
     open_purchase_orders: list[OpenPurchaseOrder]
@@ -106,6 +107,9 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         overdue = overdue_deliveries(session)
         attention = needing_attention(session)
         on_hold = on_hold_orders(session)
+        decisions = sorted(
+            on_hold + parcels_awaiting_choice(session), key=lambda line: (line.since, line.order_id)
+        )
         returns = open_returns(session)
         keys = [
             StockKey(sku=sku, warehouse=wh)
@@ -120,6 +124,7 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         "overdue": len(overdue),
         "attention": len(attention),
         "on_hold": len(on_hold),
+        "decisions": len(decisions),
         "open_returns": len(returns),
         "low_stock": len(low),
         "open_purchase_orders": len(pos),
@@ -131,7 +136,7 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         today=today,
         overdue=overdue[:LIST_LIMIT],
         attention=attention[:LIST_LIMIT],
-        on_hold=on_hold[:LIST_LIMIT],
+        decisions=decisions[:LIST_LIMIT],
         open_returns=returns[:LIST_LIMIT],
         low_stock=low[:LIST_LIMIT],
         open_purchase_orders=pos[:LIST_LIMIT],
@@ -206,7 +211,7 @@ def needing_attention(session: Session) -> list[OrderLine]:
         ):
             flagged[order_id] = (kinds[OrderEventType.step_stuck][1], "step stuck")
     for order_id, updated in session.execute(
-        select(t.Order.id, t.Order.updated_at).where(t.Order.status == "delivery_exception")
+        select(t.Order.id, t.Order.updated_at).where(t.Order.status.in_(sorted(ATTENTION_STATUSES)))
     ):
         flagged.setdefault(order_id, (updated, "parcel in trouble"))
     if not flagged:
@@ -223,20 +228,71 @@ def needing_attention(session: Session) -> list[OrderLine]:
     return sorted(lines, key=lambda line: (line.since, line.order_id))
 
 
+# What a hold waits for, by the reason code of its `order_on_hold` event (the order's page says it in
+# full); a hold whose event has no code (a row from before reason codes) waits for review.
+HOLD_WAITS: dict[ReasonCode, str] = {
+    ReasonCode.blocklisted_customer: "customer on the blocklist",
+    ReasonCode.above_review_limit: "above the review limit",
+}
+HOLD_WAITS_OTHERWISE = "waiting for review"
+
+
 def on_hold_orders(session: Session) -> list[OrderLine]:
-    """Orders on hold, oldest first, since they were put on hold (their last `order_on_hold` event)."""
+    """Orders on hold, oldest first, since they were put on hold (their last `order_on_hold` event),
+    each with what the hold waits for (HOLD_WAITS)."""
     rows = session.execute(
-        select(t.Order.id, t.Order.placed_at, func.max(t.OrderEvent.at))
+        select(t.Order.id, t.Order.placed_at, t.OrderEvent.at, t.OrderEvent.reason_code)
         .outerjoin(
             t.OrderEvent,
             (t.OrderEvent.order_id == t.Order.id) & (t.OrderEvent.type == OrderEventType.order_on_hold),
         )
         .where(t.Order.status == "on_hold")
-        .group_by(t.Order.id, t.Order.placed_at)
+        .order_by(t.Order.id, t.OrderEvent.seq)
     ).all()
+    last_hold: dict[str, tuple[datetime, str | None]] = {}  # the rows come in order: the last one wins
+    for order_id, placed, held, code in rows:
+        last_hold[order_id] = (held or placed, code)
     lines = [
-        OrderLine(order_id, "on_hold", held or placed, "waiting for review")
-        for order_id, placed, held in rows
+        OrderLine(order_id, "on_hold", since, _hold_waits(code))
+        for order_id, (since, code) in last_hold.items()
+    ]
+    return sorted(lines, key=lambda line: (line.since, line.order_id))
+
+
+def _hold_waits(code: str | None) -> str:
+    try:
+        return HOLD_WAITS.get(ReasonCode(code or ""), HOLD_WAITS_OTHERWISE)
+    except ValueError:  # a code this build does not know
+        return HOLD_WAITS_OTHERWISE
+
+
+# A parcel in trouble that waits for support's choice, by the reason code of its order's last
+# `shipment_exception` event: one held up (customs, damage) may move on and takes no choice.
+CHOICE_WAITS: dict[ReasonCode, str] = {
+    ReasonCode.lost_parcel: "lost parcel: reship or refund",
+    ReasonCode.returned_to_sender: "returned to sender: reship or refund",
+}
+
+
+def parcels_awaiting_choice(session: Session) -> list[OrderLine]:
+    """Orders with a parcel lost or coming back and no choice made yet (the order is still in
+    `delivery_exception`: a reship or a refund moves it on), oldest first, since the parcel's trouble."""
+    rows = session.execute(
+        select(t.Order.id, t.OrderEvent.at, t.OrderEvent.reason_code)
+        .join(t.OrderEvent, t.OrderEvent.order_id == t.Order.id)
+        .where(
+            t.Order.status == OrderStatus.delivery_exception,
+            t.OrderEvent.type == OrderEventType.shipment_exception,
+        )
+        .order_by(t.Order.id, t.OrderEvent.seq)
+    ).all()
+    last_trouble: dict[str, tuple[datetime, str | None]] = {}  # the rows come in order: the last one wins
+    for order_id, at, code in rows:
+        last_trouble[order_id] = (at, code)
+    lines = [
+        OrderLine(order_id, OrderStatus.delivery_exception.value, since, CHOICE_WAITS[ReasonCode(code)])
+        for order_id, (since, code) in last_trouble.items()
+        if code in CHOICE_WAITS
     ]
     return sorted(lines, key=lambda line: (line.since, line.order_id))
 

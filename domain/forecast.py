@@ -23,7 +23,7 @@ import compiles with numba for seconds, which the worker and the CLI must not pa
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import timedelta
 from statistics import NormalDist
 from typing import Any
 
@@ -245,8 +245,3 @@ def _statsforecast(frame: pd.DataFrame, horizon: int) -> pd.DataFrame:
         WindowAverage(window_size=MOVING_AVERAGE_DAYS, alias=ForecastModel.moving_average.value),
     ]
     return StatsForecast(models=models, freq="D", n_jobs=1).forecast(df=frame, h=horizon)
-
-
-def as_of_default(today: date) -> date:
-    """Forecasts are made from complete days: yesterday's demand is the last one read."""
-    return today - timedelta(days=1)

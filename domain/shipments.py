@@ -52,9 +52,17 @@ class QueuedShipment(BaseModel):
     label_ref: str | None = None  # printed once the carrier is booked (after `packed`)
 
 
+class UnknownWarehouse(LookupError):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"unknown warehouse {code}")
+
+
 def warehouse_queue(sessions: SessionFactory, warehouse: str) -> list[QueuedShipment]:
-    """The shipments released to `warehouse` and not yet handed over, oldest release first."""
+    """The shipments released to `warehouse` and not yet handed over, oldest release first. Raises
+    UnknownWarehouse: a mistyped code would otherwise read as a warehouse with nothing to do."""
     with sessions() as session:
+        if session.get(t.Warehouse, warehouse) is None:
+            raise UnknownWarehouse(warehouse)
         shipments = session.scalars(
             select(t.Shipment)
             .where(

@@ -38,6 +38,13 @@ class OrderStatus(StrEnum):
     cancelled = "cancelled"
 
 
+# Orders a person must look at by their status alone, beside those the workflow marks NeedsAttention (a
+# compensation that gave up, a step stuck): a parcel in trouble waits for support's choice (reship or
+# refund) or for the carrier. `list --needs-attention`, `GET /orders?needs_attention=` and the
+# dashboard (domain/dashboard.py) all count them.
+ATTENTION_STATUSES = frozenset({OrderStatus.delivery_exception})
+
+
 class ReturnCondition(StrEnum):
     good = "good"
     damaged = "damaged"

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Ema
 
 from models.choices import Channel, OrderStatus, ReturnCondition
 from models.countries import ISO_COUNTRIES
+from models.money import Amount
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
 from models.text import CONTROL_CHARACTERS
 
@@ -52,7 +53,7 @@ def _plain_decimal(value: Any) -> Any:
 
 
 Money = Annotated[
-    Decimal, BeforeValidator(_plain_decimal), Field(ge=0, le=MAX_MONEY, max_digits=12, decimal_places=2)
+    Amount, BeforeValidator(_plain_decimal), Field(ge=0, le=MAX_MONEY, max_digits=12, decimal_places=2)
 ]
 
 # Times reported from outside (carrier events): an ISO 8601 string (no offset: UTC) within these years.
@@ -221,8 +222,8 @@ class PricedLine(BaseModel):
     sku: str
     name: str
     quantity: int
-    unit_price: Decimal
-    line_total: Decimal
+    unit_price: Amount
+    line_total: Amount
 
 
 class ShipmentLine(BaseModel):
@@ -245,7 +246,7 @@ class ShipmentView(BaseModel):
     carrier: str | None = None
     tracking_number: str | None = None
     lines: list[ShipmentLine] = []
-    amount: Decimal = Decimal("0")
+    amount: Amount = Decimal("0")
     weight_g: int | None = None
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
@@ -351,7 +352,7 @@ class ReturnStatus(StrEnum):
 class ReturnLineView(BaseModel):
     sku: str
     quantity: int
-    unit_price: Decimal
+    unit_price: Amount
     warehouse: str
 
 
@@ -363,15 +364,15 @@ class ReturnView(BaseModel):
     exchange_sku: str | None = None
     exchange_shipment_id: str | None = None
     condition: ReturnCondition | None = None
-    refund_amount: Decimal = Decimal("0")
+    refund_amount: Amount = Decimal("0")
     requested_at: datetime
     received_at: datetime | None = None
 
 
 class PaymentTotals(BaseModel):
-    authorized: Decimal = Decimal("0")
-    captured: Decimal = Decimal("0")
-    refunded: Decimal = Decimal("0")
+    authorized: Amount = Decimal("0")
+    captured: Amount = Decimal("0")
+    refunded: Amount = Decimal("0")
 
 
 class OrderView(BaseModel):
@@ -381,7 +382,7 @@ class OrderView(BaseModel):
     channel: Channel
     customer_id: str
     currency: str
-    total: Decimal | None = None
+    total: Amount | None = None
     lines: list[PricedLine] = []
     shipments: list[ShipmentView] = []
     events: list[EventView] = []
@@ -406,7 +407,7 @@ class OrderSummary(BaseModel):
     status: str
     customer_id: str
     channel: str
-    total: float | None = None
+    total: Amount | None = None
     overdue: bool = False
     needs_attention: bool = False
     started_at: datetime | None = None

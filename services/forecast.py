@@ -5,7 +5,7 @@ Temporal schedule that does it every day."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from temporalio.client import (
     Client,
@@ -35,6 +35,13 @@ from models.steps import StockKey
 from services import replenishment
 
 
+def last_complete_day() -> date:
+    """The day a forecast reads demand up to by default: yesterday (UTC), the last complete day (a
+    part of today would read as a slow day). Plain date arithmetic: the command line asks for it
+    before anything of the forecast's own (pandas, statsforecast) is loaded."""
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
 def refresh(
     sessions: SessionFactory, settings: Settings, sku: str | None = None, as_of: date | None = None
 ) -> list[ForecastView]:
@@ -44,10 +51,10 @@ def refresh(
     require(Extra.analytics, "the demand forecast")
     # pandas (1.5 s to import) loads when a forecast runs, not with every command and worker start
     from domain.demand import daily_demand
-    from domain.forecast import as_of_default, forecast_series, lead_time_days, recommend
+    from domain.forecast import forecast_series, lead_time_days, recommend
 
     reorder_policy.require_sku(sessions, sku)
-    as_of = as_of or as_of_default(datetime.now(UTC).date())
+    as_of = as_of or last_complete_day()
     demand = daily_demand(sessions, as_of, settings.forecast_history_days, sku)
     lead_days = lead_time_days(settings.supplier_lead_time)
     forecasts = forecast_series(demand, horizon=lead_days + settings.forecast_review_days)

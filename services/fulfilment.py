@@ -96,5 +96,6 @@ async def resolve_shipment(client: Client, order_id: str, request: ResolveReques
 
 
 def warehouse_queue(sessions: SessionFactory, warehouse: str) -> list[QueuedShipment]:
-    """Shipments released to `warehouse` and not yet handed over, oldest release first."""
+    """Shipments released to `warehouse` and not yet handed over, oldest release first. Raises
+    domain.shipments.UnknownWarehouse."""
     return _warehouse_queue(sessions, warehouse)

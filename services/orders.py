@@ -42,6 +42,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from models import search_attributes as sa
 from models import strict_json
+from models.choices import ATTENTION_STATUSES
+from models.money import money_from_float
 from models.orders import (
     CancelRequest,
     Channel,
@@ -72,6 +74,7 @@ from models.workflow_names import (
     order_id_of,
     order_workflow_id,
 )
+from services.newest_first import BadPosition, Position, newest_first, newest_first_page
 from services.waiting import update_with_start_within, within
 
 T = TypeVar("T")
@@ -297,7 +300,10 @@ class OrderFilter:
     customer: str | None = None
     channel: Channel | None = None
     overdue: bool | None = None
+    # marked NeedsAttention by the workflow, or in one of the ATTENTION_STATUSES
     needs_attention: bool | None = None
+    # marked NeedsAttention by the workflow alone (what reconcile reports)
+    marked: bool | None = None
 
     def __post_init__(self) -> None:
         """A customer id as ids are written (models.orders.Identifier): the filter is quoted into a
@@ -320,7 +326,14 @@ class OrderFilter:
         if self.overdue is not None:
             terms.append(f"{sa.DELIVERY_OVERDUE.name} = {str(self.overdue).lower()}")
         if self.needs_attention is not None:
-            terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.needs_attention).lower()}")
+            statuses = ", ".join(_quote(status.value) for status in sorted(ATTENTION_STATUSES))
+            terms.append(
+                f"({sa.NEEDS_ATTENTION.name} = true OR {sa.ORDER_STATUS.name} IN ({statuses}))"
+                if self.needs_attention
+                else f"{sa.NEEDS_ATTENTION.name} = false AND {sa.ORDER_STATUS.name} NOT IN ({statuses})"
+            )
+        if self.marked is not None:
+            terms.append(f"{sa.NEEDS_ATTENTION.name} = {str(self.marked).lower()}")
         return " AND ".join(terms)
 
 
@@ -337,27 +350,21 @@ class BadPageToken(ValueError):
 async def list_orders_page(
     client: Client, filters: OrderFilter, page_size: int = 50, page_token: str | None = None
 ) -> OrderPage:
-    """One page of orders from Temporal visibility, newest first; `next_page_token` (URL-safe text,
-    for every door: API, console, command line) is None on the last page. Raises BadPageToken."""
+    """One page of orders from Temporal visibility, newest placed first, running and closed alike
+    (services/newest_first.py); `next_page_token` (URL-safe text, for every door: API, console,
+    command line) is None on the last page. Raises BadPageToken."""
     query = filters.query()
-    raw = _open_page_token(query, page_token) if page_token else None
-    pages = client.list_workflows(query, page_size=page_size, next_page_token=raw)
-    try:
-        await pages.fetch_next_page()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT and page_token:
-            raise BadPageToken() from None
-        raise
-    token = pages.next_page_token
+    after = _open_page_token(query, page_token) if page_token else None
+    executions, last = await newest_first_page(client, query, page_size, after)
     return OrderPage(
-        orders=[_summary(execution) for execution in pages.current_page or []],
-        next_page_token=_seal_page_token(query, token) if token else None,
+        orders=[_summary(execution) for execution in executions],
+        next_page_token=_seal_page_token(query, last.encode()) if last else None,
     )
 
 
-# Temporal's own page token goes out with a digest of it and of the query it belongs to, so that only
-# a token this system handed out, for this query, ever reaches Temporal: a made-up one (`?page_token=true`)
-# used to reach the server, which answers UNKNOWN, and the SDK retried that for seconds before a 503.
+# The page token is the position of the page's last order with a digest of it and of the query it
+# belongs to, so that only a token this system handed out, for this query, is ever read: a made-up one
+# (`?page_token=true`) is refused at once, whatever it says.
 _DIGEST_SIZE = 8
 
 
@@ -369,7 +376,7 @@ def _seal_page_token(query: str, raw: bytes) -> str:
     return base64.urlsafe_b64encode(_token_digest(query, raw) + raw).decode()
 
 
-def _open_page_token(query: str, token: str) -> bytes:
+def _open_page_token(query: str, token: str) -> Position:
     try:
         sealed = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
@@ -377,25 +384,29 @@ def _open_page_token(query: str, token: str) -> bytes:
     digest, raw = sealed[:_DIGEST_SIZE], sealed[_DIGEST_SIZE:]
     if not raw or not hmac.compare_digest(digest, _token_digest(query, raw)):
         raise BadPageToken()
-    return raw
+    try:
+        return Position.decode(raw)
+    except BadPosition:
+        raise BadPageToken() from None
 
 
 async def list_orders(client: Client, filters: OrderFilter | None = None) -> list[OrderSummary]:
-    """Every order matching the filter (all pages)."""
+    """Every order matching the filter (all pages), newest placed first."""
     query = (filters or OrderFilter()).query()
-    return [_summary(execution) async for execution in client.list_workflows(query)]
+    return [_summary(execution) for execution in await newest_first(client, query)]
 
 
 def _summary(execution: WorkflowExecution) -> OrderSummary:
     attrs = execution.typed_search_attributes
+    status = attrs.get(sa.ORDER_STATUS) or ""
     return OrderSummary(
         order_id=order_id_of(execution.id),
-        status=attrs.get(sa.ORDER_STATUS) or "",
+        status=status,
         customer_id=attrs.get(sa.CUSTOMER_ID) or "",
         channel=attrs.get(sa.ORDER_CHANNEL) or "",
-        total=attrs.get(sa.ORDER_TOTAL),
+        total=None if (total := attrs.get(sa.ORDER_TOTAL)) is None else money_from_float(total),
         overdue=bool(attrs.get(sa.DELIVERY_OVERDUE)),
-        needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)),
+        needs_attention=bool(attrs.get(sa.NEEDS_ATTENTION)) or status in ATTENTION_STATUSES,
         started_at=execution.start_time,
         running=execution.status == WorkflowExecutionStatus.RUNNING,
     )

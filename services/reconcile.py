@@ -110,9 +110,7 @@ async def reconcile(
         token = placed.order.payment.token if placed is not None else ""
         report.orders.append(await asyncio.to_thread(_settle, sessions, ledger, run, held, token, dry_run))
 
-    report.needs_attention = [
-        o for o in await list_orders(client, OrderFilter(needs_attention=True)) if o.running
-    ]
+    report.needs_attention = [o for o in await list_orders(client, OrderFilter(marked=True)) if o.running]
     return report
 
 

@@ -112,7 +112,7 @@ async def test_list_by_customer_and_status(client, settings, sessions, capsys):
             sorted((r["order_id"], r["status"]) for r in rows) == sorted((o, "shipped") for o in mine)
         ),
     )
-    assert {(r["customer_id"], r["channel"], r["total"]) for r in listed} == {(customer, "web", 10.0)}
+    assert {(r["customer_id"], r["channel"], r["total"]) for r in listed} == {(customer, "web", "10.00")}
 
     status, _ = await cli(settings, "deliver", mine[0])
     assert status == 0

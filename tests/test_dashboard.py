@@ -112,7 +112,7 @@ async def test_the_page_shows_the_figures_to_support_and_sends_others_to_sign_in
             assert answer is not None and answer.status == 200
             assert answer.headers.get("refresh") == "30"  # it reloads itself
             await expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
-            await expect(page.locator("#on-hold")).to_contain_text(held)
+            await expect(page.locator("#decisions")).to_contain_text(held)
             await expect(page.locator("#low-stock")).to_contain_text(low_sku)
             await expect(page.locator("#open-pos")).to_contain_text(po)
             on_hold_tile = await page.locator("#tile-on-hold .n").inner_text()

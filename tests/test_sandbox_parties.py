@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from adapters.warehouse import ManualWarehouse
     from config import SandboxMode, Settings
     from db import SessionFactory
-    from domain.shipments import PACKAGING_WEIGHT_G, split_into_parcels
+    from domain.shipments import PACKAGING_WEIGHT_G, UnknownWarehouse, split_into_parcels
     from models import tables as t
     from models.fulfilment import (
         CarrierEvent,
@@ -646,7 +646,8 @@ def test_warehouse_queue_lists_released_work_oldest_first(sessions: SessionFacto
     assert by_id[middle].label_ref == "LBL-SBX1" and by_id[middle].status == ShipmentStatus.packed
     assert by_id[oldest].released_at == now - timedelta(minutes=60)
     assert {q.order_id for q in queue} == {order_id}
-    assert fulfilment.warehouse_queue(sessions, "NO-SUCH-WH") == []
+    with pytest.raises(UnknownWarehouse, match="unknown warehouse NO-SUCH-WH"):
+        fulfilment.warehouse_queue(sessions, "NO-SUCH-WH")
 
 
 # ---- parcels and labels ----

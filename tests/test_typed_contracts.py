@@ -148,15 +148,18 @@ OLDER_SCANS: list[tuple[str, str, str]] = [
     ("shipment_exception", "O-S1: lost at Leipzig hub", "shipment_exception"),
     ("shipment_shipped", "O-S1 with DHL, tracking T1 (by wh-anna)", "shipment_shipped"),
 ]
+# and a lost parcel's resolution, worded with one pair of brackets
+OLDER_RESOLUTION = ("shipment_resolved", "O-S1: refunded 5.00 EUR (chosen (by cli:ann))")
+WORDED_RESOLUTION = ("shipment_resolved", "O-S1: refunded 5.00 EUR (chosen by cli:ann)")
 
 
-def test_migration_0017_gives_older_carrier_scans_their_own_event_types(tmp_path):
+def test_migration_0017_gives_older_scans_their_types_and_rewords_resolutions(tmp_path):
     with fresh_database(tmp_path, "m0017") as (url, sessions):
         command.downgrade(alembic_config(url), "0014")
         at = datetime.now(UTC)
         with sessions.begin() as session:
             add_order_row(session, "M17-1", "C17", status="shipped", payment_status="captured", placed_at=at)
-            for seq, (type_, detail, _) in enumerate(OLDER_SCANS, start=1):
+            for seq, (type_, detail, _) in enumerate([*OLDER_SCANS, (*OLDER_RESOLUTION, "")], start=1):
                 session.execute(
                     text(
                         "INSERT INTO order_events (order_id, seq, at, type, detail)"
@@ -167,5 +170,8 @@ def test_migration_0017_gives_older_carrier_scans_their_own_event_types(tmp_path
         migrate(url)
         with sessions() as session:
             rows = session.query(t.OrderEvent).filter_by(order_id="M17-1").order_by(t.OrderEvent.seq).all()
-            assert [(e.type, e.detail) for e in rows] == [(new, detail) for _, detail, new in OLDER_SCANS]
+            assert [(e.type, e.detail) for e in rows] == [
+                *((new, detail) for _, detail, new in OLDER_SCANS),
+                WORDED_RESOLUTION,
+            ]
             assert {e.type for e in rows} <= set(OrderEventType)

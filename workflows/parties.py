@@ -660,9 +660,10 @@ class Legs:
         if choice == Resolution.refund:
             detail += await self._refund_parcel(shipment)
         shipment.resolution = choice
-        chosen = (
-            f"chosen{by_whom(who)}" if box.resolution else f"no choice within {ctx.policy.exception_timeout}"
-        )
+        if not box.resolution:
+            chosen = f"no choice within {ctx.policy.exception_timeout}"
+        else:
+            chosen = f"chosen by {who}" if who else "chosen"
         await self._fulfilment.set_status(
             shipment,
             ShipmentStatus.resolved,

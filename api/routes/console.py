@@ -26,11 +26,13 @@ from pydantic import ValidationError
 
 from api import console_session
 from api.console_session import CONSOLE_ROLES
+from api.routes.tracking import tracking_links
 from api.state import AppState, app_state
 from domain.api_keys import Principal, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
 from models.events import OrderEventType
 from models.fulfilment import ResolveRequest
+from models.money import money_text
 from models.orders import (
     CancelIn,
     Channel,
@@ -47,6 +49,7 @@ from services import fulfilment, orders
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates.env.filters["money"] = money_text  # amounts as the API writes them: "89.90"
 State = Annotated[AppState, Depends(app_state)]
 
 HOME, SIGN_IN = "/console", console_session.SIGN_IN
@@ -415,6 +418,7 @@ async def _order_page(
         "message": message,
         "placed": placed,
         "web_ui": web_ui,
+        "tracking_url": (await tracking_links(request, state)).url(order_id),
         "nonce": nonce,
         "live_url": f"/console/orders/{quote(order_id, safe='')}/live",
         "live_every_ms": LIVE_EVERY_MS,

@@ -22,9 +22,11 @@ from api.routes.console import PAGE_HEADERS
 from api.state import AppState, app_state
 from domain.dashboard import Dashboard, dashboard
 from domain.reports import Period, Report, ReportError, Stage, build_report, parse_period
+from models.money import money_text
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates.env.filters["money"] = money_text  # amounts as the API writes them: "89.90"
 State = Annotated[AppState, Depends(app_state)]
 
 REFRESH_SECONDS = 30

@@ -20,7 +20,7 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.state import AppState, app_state
-from domain.tracking_links import order_of_token, server_secret
+from domain.tracking_links import TrackingLinks, order_of_token
 from models.orders import OrderStatus, OrderView, ShipmentStatus
 from services.orders import Refused, UnknownOrder, order_view, placed_order
 
@@ -154,13 +154,18 @@ def _parcels(view: OrderView) -> list[dict[str, Any]]:
     return parcels
 
 
+async def tracking_links(request: Request, state: AppState) -> TrackingLinks:
+    """The application's tracking links, their secret read once (a file read otherwise): the console's
+    order page links to the same page the customer's messages do."""
+    links: TrackingLinks | None = getattr(request.app.state, "tracking_links", None)
+    if links is None:
+        links = await run_in_threadpool(TrackingLinks.from_settings, state.settings)
+        request.app.state.tracking_links = links
+    return links
+
+
 async def _secret(request: Request, state: AppState) -> str:
-    """The session secret, read once per application (a file read otherwise)."""
-    secret: str | None = getattr(request.app.state, "tracking_secret", None)
-    if secret is None:
-        secret = await run_in_threadpool(server_secret, state.settings)
-        request.app.state.tracking_secret = secret
-    return secret
+    return (await tracking_links(request, state)).secret
 
 
 def _not_found() -> Response:

@@ -66,7 +66,7 @@ class HandedOverIn(_Body):
 
 @router.get(
     "/warehouses/{code}/queue",
-    responses=_errors,
+    responses=_errors | {404: {"model": ErrorBody, "description": "unknown warehouse"}},
     summary="Shipments released to a warehouse and waiting, oldest first",
 )
 async def queue(code: Annotated[str, Path(max_length=64)], who: Reader, state: State) -> list[QueuedShipment]:

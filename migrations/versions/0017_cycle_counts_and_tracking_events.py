@@ -8,12 +8,15 @@
   `shipment_shipped` ("S1: in_transit at Leipzig hub"); they now have their own types (`parcel_*`,
   models/events.py). Older rows get them from their text: the rules are frozen here, and describe the
   text the workflows wrote before (`<shipment>: <carrier event>[ at <place>]...`).
+- A lost parcel's resolution said who chose inside a second pair of brackets, "S1: refunded 89.90 EUR
+  (chosen (by cli:ann))"; the workflows now write "(chosen by cli:ann)", and older rows are reworded.
 
 Revision ID: 0017
 Revises: 0015
 Create Date: 2026-12-06 21:00:00
 """
 
+import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -34,6 +37,9 @@ RULES: list[tuple[str, str, tuple[str, ...]]] = [
 ]
 
 
+CHOSEN_BY = re.compile(r"\(chosen \(by ([^()]*)\)\)")
+
+
 def upgrade() -> None:
     with op.batch_alter_table("stock") as batch:
         batch.add_column(sa.Column("count_requested_at", sa.DateTime(timezone=True), nullable=True))
@@ -46,6 +52,12 @@ def upgrade() -> None:
             .where(sa.or_(events.c.detail.like(f"%: {scan}"), events.c.detail.like(f"%: {scan} %")))
             .values(type=new_type)
         )
+    rows = sa.table("order_events", sa.column("id", sa.Integer), sa.column("detail", sa.Text))
+    bind = op.get_bind()
+    doubled = bind.execute(sa.select(rows.c.id, rows.c.detail).where(rows.c.detail.like("%(chosen (by %))%")))
+    for row_id, detail in doubled.all():
+        worded = CHOSEN_BY.sub(r"(chosen by \1)", detail)
+        bind.execute(rows.update().where(rows.c.id == row_id).values(detail=worded))
 
 
 def downgrade() -> None:
