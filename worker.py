@@ -34,7 +34,7 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
-from adapters import build_parties, payment_gateway
+from adapters import build_parties, mailer, payment_gateway
 from config import Settings, get_settings
 from connection import TemporalUnavailable, connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
@@ -42,7 +42,6 @@ from domain.payment_ledger import PaymentLedger
 from logs import configure_logging
 from sandbox.activities import SandboxPartyActivities
 from sandbox.carrier import SandboxCarrier
-from sandbox.mailer import SandboxMailer
 from sandbox.supplier import SandboxSupplier
 from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 from services.forecast import ensure_schedule as ensure_forecast_schedule
@@ -297,7 +296,7 @@ def build_worker(
             max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
             **common,
         )
-    outbox = OutboxDispatcher(sessions, SandboxMailer(), settings.outbox_poll.total_seconds())
+    outbox = OutboxDispatcher(sessions, mailer(settings), settings.outbox_poll.total_seconds())
     return Workers(orders, parties, outbox)
 
 
