@@ -144,9 +144,69 @@ def _give_up(row: t.Notification, failure: MailFailure, reason: str) -> None:
     )
 
 
-def failed_messages(session: Session, order_id: str | None = None) -> list[t.Notification]:
+class Delivery(StrEnum):
+    """Where a message stands."""
+
+    sent = "sent"
+    waiting = "waiting"  # not sent yet: due, or waiting after a failure for a passing reason
+    failed = "failed"  # given up
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """One outbox message of an order as support sees it (the console's order page)."""
+
+    kind: str
+    recipient: str
+    subject: str
+    created_at: datetime
+    delivery: Delivery
+    at: datetime  # sent, given up, or written (waiting)
+    attempts: int
+    next_attempt_at: datetime | None
+    failure_code: MailFailure | None
+    last_error: str | None
+
+    @property
+    def failure_text(self) -> str:
+        """The story's line for a message given up."""
+        return f"{self.kind} to {self.recipient} not delivered ({self.failure_code}): {self.last_error}"
+
+
+def order_messages(session: Session, order_id: str) -> list[MessageState]:
+    """An order's messages, in the order they were written."""
+    rows = session.scalars(
+        select(t.Notification).where(t.Notification.order_id == order_id).order_by(t.Notification.id)
+    )
+    return [_state(row) for row in rows]
+
+
+def failed_messages(session: Session, order_id: str | None = None) -> list[MessageState]:
     """Messages given up, oldest first: of one order, or of all."""
     query = select(t.Notification).where(t.Notification.failed_at.is_not(None))
     if order_id is not None:
         query = query.where(t.Notification.order_id == order_id)
-    return list(session.scalars(query.order_by(t.Notification.failed_at, t.Notification.id)))
+    return [
+        _state(row) for row in session.scalars(query.order_by(t.Notification.failed_at, t.Notification.id))
+    ]
+
+
+def _state(row: t.Notification) -> MessageState:
+    if row.sent_at is not None:
+        delivery, at = Delivery.sent, row.sent_at
+    elif row.failed_at is not None:
+        delivery, at = Delivery.failed, row.failed_at
+    else:
+        delivery, at = Delivery.waiting, row.created_at
+    return MessageState(
+        kind=row.kind,
+        recipient=row.recipient,
+        subject=row.subject,
+        created_at=row.created_at,
+        delivery=delivery,
+        at=at,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        failure_code=MailFailure(row.failure_code) if row.failure_code else None,
+        last_error=row.last_error,
+    )

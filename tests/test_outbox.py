@@ -138,7 +138,9 @@ def test_a_refused_message_is_given_up_and_a_deferred_one_waits_while_the_rest_g
     assert dispatch_pending(sessions, mailer, now=later) == 1  # the deferred one; the refused never again
     assert [m.id for m in mailer.sent] == [fine, deferred]
     with sessions() as session:
-        assert [n.order_id for n in failed_messages(session, order_id)] == [order_id]
+        assert [(m.recipient, m.failure_code) for m in failed_messages(session, order_id)] == [
+            ("no@x.example", "recipient_refused")
+        ]
 
 
 def test_a_message_failing_for_days_is_given_up(sessions):
