@@ -16,6 +16,7 @@ from api.routes import (
     codec,
     console,
     console_dashboard,
+    console_mailbox,
     console_stock,
     health,
     imports,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         console,
         console_dashboard,
         console_stock,
+        console_mailbox,
         tracking,
     )
     for module in routers:

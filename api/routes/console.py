@@ -124,6 +124,7 @@ def _home_page(
         "temporal_ui": origins[0] if origins else None,
         "ui_origins": origins,
         "codec_url": f"{str(request.base_url).rstrip('/')}/codec",
+        "dev_mailbox": state.settings.dev_mailbox is not None,
     }
     return render_page(request, "console.html", context, status)
 
