@@ -68,7 +68,7 @@ class Mailbox:
             recipients=[r.strip() for r in str(parsed["X-Envelope-To"] or "").split(",") if r.strip()],
             sender=str(parsed["From"] or ""),
             subject=str(parsed["Subject"] or ""),
-            message_id=str(parsed["Message-ID"] or ""),
+            message_id=str(parsed["Message-ID"] or "").strip(),  # a long one comes folded
             sent_at=parsedate_to_datetime(str(parsed["Date"])) if parsed["Date"] else None,
             text=_part(parsed, "plain"),
             html=_part(parsed, "html"),
