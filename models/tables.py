@@ -295,6 +295,10 @@ class Feedback(Base):
 
 
 Index("ix_stock_movements_sku_warehouse", StockMovement.sku, StockMovement.warehouse)
+# the outbox's pending messages, which the dispatcher takes oldest first one at a time: without it each
+# take would walk past every message ever sent (migration 0016)
+_PENDING = text("sent_at IS NULL AND failed_at IS NULL")
+Index("ix_notifications_pending", Notification.id, postgresql_where=_PENDING, sqlite_where=_PENDING)
 
 
 class BlockedEmail(Base):

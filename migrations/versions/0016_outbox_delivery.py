@@ -3,7 +3,8 @@
 `notifications.html_body` holds the HTML part rendered with the text one (activities/notifications.py);
 older rows keep NULL and go out as text only. `attempts`, `next_attempt_at` and `last_error` let a
 message the mail server defers wait its turn without holding up the others; `failed_at` and
-`failure_code` (an adapters.mailer.MailFailure) mark one it refused for good (domain/outbox.py).
+`failure_code` (an adapters.mailer.MailFailure) mark one it refused for good (domain/outbox.py). A
+partial index on the pending rows keeps taking the oldest one cheap however many were sent.
 
 Revision ID: 0016
 Revises: 0014
@@ -29,9 +30,16 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_error", sa.Text(), nullable=True))
         batch.add_column(sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("failure_code", sa.String(length=40), nullable=True))
+    # the pending messages, taken oldest first one at a time: without it each take would walk past
+    # every message ever sent
+    pending = sa.text("sent_at IS NULL AND failed_at IS NULL")
+    op.create_index(
+        "ix_notifications_pending", "notifications", ["id"], postgresql_where=pending, sqlite_where=pending
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_pending", table_name="notifications")
     with op.batch_alter_table("notifications") as batch:
         for column in ("failure_code", "failed_at", "last_error", "next_attempt_at", "attempts", "html_body"):
             batch.drop_column(column)
