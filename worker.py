@@ -320,6 +320,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
         else:
             log.info("sandbox parties polling task queue %r", worker.parties.task_queue)
+        if settings.smtp_host is not None:
+            log.info(
+                "outbox mailing %s:%d (%s) from %s",
+                settings.smtp_host,
+                settings.smtp_port_or_default,
+                settings.smtp_security.value,
+                settings.smtp_from,
+            )
+        else:  # say it: in production a forgotten OMS_SMTP_HOST would lose every message quietly
+            log.warning("outbox messages go to the sandbox mailer, which mails nothing (OMS_SMTP_HOST unset)")
         await stop.wait()
         log.info("shutting down")
     engine.dispose()

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from adapters.mailer import OutgoingMessage
-from adapters.smtp_mailer import message_id
+from adapters.smtp_mailer import compose, message_id
 from config import SandboxMode, Settings
 from db import SessionFactory
 from devtools.mail_catcher import MailCatcher
@@ -300,6 +300,22 @@ async def test_the_mailbox_pages_are_not_there_without_a_dev_mailbox_and_need_a_
             assert signed_out.status_code == 303 and "/console/sign-in" in signed_out.headers["location"]
             assert (await sign_in(browser, key)).status_code == 303
             assert (await browser.get("/console/mailbox")).status_code == 404
+
+
+# ---- the e-mail itself ----
+
+
+def test_a_message_without_html_is_plain_text_and_its_message_id_is_the_rows():
+    support = OutgoingMessage(
+        41, "order-A:notify:compensation/void", "support@oms.example", "[support] A", "x\n"
+    )
+    email = compose(support, SENDER)
+    assert email.get_content_type() == "text/plain" and not email.is_multipart()
+    assert email["Message-ID"] == "<oms-41-order-A-notify-compensation-void@shop.example>"
+    assert email["From"] == SENDER and email["To"] == "support@oms.example"
+    customer = compose(OutgoingMessage(42, "k", "ada@example.com", "Hi", "text\n", "<p>html</p>"), SENDER)
+    assert customer.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in customer.iter_parts()] == ["text/plain", "text/html"]
 
 
 # ---- settings ----
