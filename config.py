@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     # console shows a mailbox page (api/routes/console_mailbox.py)
     dev_mailbox: Annotated[Path | None, BeforeValidator(_unset_if_blank)] = None
 
+    @field_validator("smtp_timeout")
+    @classmethod
+    def _smtp_timeout_is_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):  # smtplib would take 0 as "never wait": every send would fail
+            raise ValueError("OMS_SMTP_TIMEOUT must be more than 0 (e.g. 10s)")
+        return value
+
     @field_validator("smtp_from")
     @classmethod
     def _from_is_an_address(cls, value: str) -> str:

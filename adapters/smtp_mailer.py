@@ -73,7 +73,10 @@ class SmtpMailer:
         )
 
     def send(self, message: OutgoingMessage) -> None:
-        email = compose(message, self._sender)
+        try:
+            email = compose(message, self._sender)
+        except ValueError as exc:  # e.g. a line break in a header: it would fail the same way every time
+            raise MailRefused(MailFailure.message_refused, f"cannot be written as an e-mail: {exc}") from None
         try:
             with self._connect() as smtp:
                 if self._login is not None:

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from temporalio.client import Client
 
-from adapters.mailer import OutgoingMessage
-from adapters.smtp_mailer import compose, message_id
-from config import SandboxMode, Settings
+from adapters.mailer import MailFailure, MailRefused, OutgoingMessage
+from adapters.smtp_mailer import SmtpMailer, compose, message_id
+from config import SandboxMode, Settings, SmtpSecurity
 from db import SessionFactory
 from devtools.mail_catcher import MailCatcher
 from devtools.processes import ChildProcess
@@ -318,6 +318,14 @@ def test_a_message_without_html_is_plain_text_and_its_message_id_is_the_rows():
     assert [p.get_content_type() for p in customer.iter_parts()] == ["text/plain", "text/html"]
 
 
+def test_a_message_that_cannot_be_an_e_mail_is_refused_for_good_without_a_connection():
+    mailer = SmtpMailer("127.0.0.1", 9, SmtpSecurity.none, SENDER, 1.0)  # the discard port: never reached
+    broken = OutgoingMessage(43, "k", "ada@example.com", "two\nlines", "text\n")
+    with pytest.raises(MailRefused) as refused:
+        mailer.send(broken)
+    assert refused.value.failure == MailFailure.message_refused
+
+
 # ---- settings ----
 
 
@@ -328,6 +336,8 @@ def test_a_bad_smtp_security_or_from_is_refused_naming_the_setting():
         Settings(smtp_from="orders")
     with pytest.raises(ValidationError, match="OMS_SMTP_USERNAME and OMS_SMTP_PASSWORD go together"):
         Settings(smtp_host="mail.example", smtp_username="shop")
+    with pytest.raises(ValidationError, match="OMS_SMTP_TIMEOUT must be more than 0"):
+        Settings(smtp_timeout="0s")
     assert Settings(smtp_host="mail.example", smtp_security="starttls").smtp_port_or_default == 587
 
 
