@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 
 from adapters.mailer import MailDeferred, MailFailure, MailRefused, OutgoingMessage
 from db import SessionFactory
 from domain.outbox import GIVE_UP_AFTER, dispatch_pending, failed_messages
 from models import tables as t
-from tests.helpers import add_products, eventually, notifications, order_doc, place, unique, wait_status
+from tests.helpers import (
+    add_products,
+    eventually,
+    fresh_database,
+    notifications,
+    order_doc,
+    place,
+    unique,
+    wait_status,
+)
 
 
 class RecordingMailer:
@@ -175,3 +187,37 @@ async def test_the_worker_sends_an_orders_messages(client, settings, sessions):
     rows = await eventually(messages, lambda rows: bool(rows) and all(r.sent_at is not None for r in rows))
     kinds = [n.kind for n in rows]
     assert kinds[:2] == ["order_confirmed", "order_shipped"]
+
+
+class MeetingMailer:
+    """Takes messages from two dispatchers at once: each first send waits (a bounded while) until both
+    dispatchers are inside one, so the second really runs while the first holds a row."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.lock = threading.Lock()
+        self.senders: set[int] = set()
+        self.both_inside = threading.Event()
+
+    def send(self, message: OutgoingMessage) -> None:
+        with self.lock:
+            self.senders.add(threading.get_ident())
+            if len(self.senders) == 2:
+                self.both_inside.set()
+        self.both_inside.wait(timeout=10)
+        with self.lock:
+            self.sent.append(message.id)
+
+
+def test_two_dispatchers_at_once_send_each_message_once(tmp_path):
+    with fresh_database(tmp_path, "outbox") as (url, sessions):
+        if make_url(url).get_backend_name() == "sqlite":
+            pytest.skip("SQLite has no row locks: one dispatching process only (docs/operations.md)")
+        order_id = unique("OUTBOX")
+        ids = [add_message(sessions, order_id, "order_shipped") for _ in range(20)]
+        mailer = MeetingMailer()
+        with ThreadPoolExecutor(2) as pool:
+            counts = list(pool.map(lambda _: dispatch_pending(sessions, mailer), range(2)))
+        assert mailer.both_inside.is_set()  # they did overlap
+        assert sorted(mailer.sent) == ids and sum(counts) == len(ids)
+        assert all(sent_at(sessions, ids))
