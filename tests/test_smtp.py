@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from db import SessionFactory
 from devtools.mail_catcher import MailCatcher
 from devtools.processes import ChildProcess
 from domain.api_keys import Role, create_key
+from domain.customer_mail import OrderSummary, SummaryLine, render_html
 from domain.dashboard import needing_attention
 from domain.tracking_links import TrackingLinks
 from models import tables as t
@@ -316,6 +318,17 @@ def test_a_message_without_html_is_plain_text_and_its_message_id_is_the_rows():
     customer = compose(OutgoingMessage(42, "k", "ada@example.com", "Hi", "text\n", "<p>html</p>"), SENDER)
     assert customer.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in customer.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_the_html_part_shows_markup_in_customer_data_as_text():
+    summary = OrderSummary(
+        "A-1", [SummaryLine("SKU-1", "<b>Mug</b>", 2, Decimal("4.50"))], Decimal("9.00"), "EUR", None
+    )
+    html = render_html("Hi", "Hello <script>alert(1)</script>,\n\nthanks.\n", summary)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;Mug&lt;/b&gt;" in html and "9.00 EUR" in html
+    assert "Track your order" not in html  # no link without OMS_PUBLIC_URL's signer
+    assert summary.text() == "  2 x <b>Mug</b> (SKU-1) at 4.50\nTotal: 9.00 EUR\n"
 
 
 def test_a_message_that_cannot_be_an_e_mail_is_refused_for_good_without_a_connection():
