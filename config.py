@@ -7,6 +7,7 @@ import re
 import unicodedata
 from datetime import timedelta
 from decimal import Decimal
+from email.utils import parseaddr
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -113,6 +114,18 @@ class SandboxMode(StrEnum):
     manual = "manual"
 
 
+class SmtpSecurity(StrEnum):
+    """How the SMTP mailer protects its connection (adapters/smtp_mailer.py)."""
+
+    none = "none"  # plain SMTP: a local relay or catcher only
+    starttls = "starttls"  # plain connect, then STARTTLS before anything else (port 587)
+    tls = "tls"  # TLS from the first byte, "SMTPS" (port 465)
+
+
+# the port each security setting listens on by convention, when OMS_SMTP_PORT is not given
+SMTP_DEFAULT_PORTS = {SmtpSecurity.none: 25, SmtpSecurity.starttls: 587, SmtpSecurity.tls: 465}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
 
@@ -202,6 +215,47 @@ class Settings(BaseSettings):
         if value <= timedelta(0):
             raise ValueError(f"OMS_{str(info.field_name).upper()} must be longer than 0")
         return value
+
+    # e-mail over SMTP (adapters/smtp_mailer.py): with a host the worker sends every outbox message
+    # there; without one it hands them to the sandbox mailer, which keeps nothing
+    smtp_host: Annotated[str | None, BeforeValidator(_unset_if_blank)] = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)  # default: 25, 587 or 465 by security
+    smtp_security: SmtpSecurity = SmtpSecurity.none
+    smtp_username: Annotated[str | None, BeforeValidator(_unset_if_blank)] = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "OMS <orders@oms.example>"  # the From of every message; its domain names Message-IDs
+    # one SMTP conversation's limit: the dispatcher holds the message's row lock while it talks
+    smtp_timeout: Duration = timedelta(seconds=10)
+    # development only: the folder `make run`'s SMTP catcher stores what it receives in; with it the
+    # console shows a mailbox page (api/routes/console_mailbox.py)
+    dev_mailbox: Annotated[Path | None, BeforeValidator(_unset_if_blank)] = None
+
+    @field_validator("smtp_timeout")
+    @classmethod
+    def _smtp_timeout_is_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):  # smtplib would take 0 as "never wait": every send would fail
+            raise ValueError("OMS_SMTP_TIMEOUT must be more than 0 (e.g. 10s)")
+        return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _from_is_an_address(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if "@" not in address or address.startswith("@") or address.endswith("@"):
+            raise ValueError(
+                f"OMS_SMTP_FROM must be an e-mail address (e.g. OMS <orders@shop.example>), not {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_login_is_whole(self) -> Settings:
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("OMS_SMTP_USERNAME and OMS_SMTP_PASSWORD go together: set both or neither")
+        return self
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port if self.smtp_port is not None else SMTP_DEFAULT_PORTS[self.smtp_security]
 
     # warehouses and carriers (models/fulfilment.py): the order's policy ...
     release_delay: Duration = timedelta(minutes=10)  # confirmed -> released to the warehouses

@@ -16,6 +16,11 @@ second copy next to another one: OMS_DEV_DATA_DIR (default .data), OMS_DEV_PORT 
 (8233) and OMS_API_PORT (8000); the database is DATA_DIR/oms.db unless OMS_DATABASE_URL says otherwise.
 OMS_DEV_DEMO=0 brings the system up without the demo.
 
+E-mail: unless OMS_SMTP_HOST names a server, a local SMTP catcher (devtools/mail_catcher.py) listens
+on 127.0.0.1:OMS_DEV_SMTP_PORT (2525) in this process, the worker sends every customer message there,
+and the catcher keeps each as a file in DATA_DIR/mailbox, which the console's mailbox page shows
+(OMS_DEV_MAILBOX).
+
 The Web UI's codec endpoint is the API's codec server (`/codec`), and the API admits the UI's origin:
 a browser signed in to the console (`/console/sign-in`, the demo support key) that sends its cookie
 ("Include cross-origin credentials" in the UI's Codec Server settings) sees the orders decoded; any
@@ -101,6 +106,12 @@ class DevConfig:
     api_port: int
     api_wait_timeout: float  # seconds the API's ?wait=true waits before it answers 504
     demo: bool = True  # OMS_DEV_DEMO=0: up, keys created, no demo orders
+    smtp_port: int = 2525  # OMS_DEV_SMTP_PORT: the mail catcher's
+    smtp_catcher: bool = True  # false when OMS_SMTP_HOST names a server of the developer's
+
+    @property
+    def mailbox(self) -> Path:
+        return self.data_dir / "mailbox"
 
     @property
     def address(self) -> str:
@@ -149,6 +160,8 @@ class DevConfig:
             api_port=settings.api_port,
             api_wait_timeout=settings.api_wait_timeout.total_seconds(),
             demo=os.environ.get("OMS_DEV_DEMO", "1").strip().lower() not in ("0", "false", "no", "off"),
+            smtp_port=_port_from_env("OMS_DEV_SMTP_PORT", 2525),
+            smtp_catcher=settings.smtp_host is None,
         )
 
 
@@ -173,7 +186,26 @@ def child_env(cfg: DevConfig) -> dict[str, str]:
     # origin set in OMS_TEMPORAL_UI_ORIGIN (a proxy in front of the UI, say) is admitted as well.
     given = [o.strip() for o in env.get("OMS_TEMPORAL_UI_ORIGIN", "").split(",") if o.strip()]
     env["OMS_TEMPORAL_UI_ORIGIN"] = ",".join(dict.fromkeys([*cfg.ui_origins, *given]))
+    if cfg.smtp_catcher:  # the worker mails the local catcher; the console shows what it caught
+        env.update(
+            OMS_SMTP_HOST="127.0.0.1",
+            OMS_SMTP_PORT=str(cfg.smtp_port),
+            OMS_SMTP_SECURITY="none",
+            OMS_DEV_MAILBOX=str(cfg.mailbox),
+        )
     return env
+
+
+def start_mail_catcher(cfg: DevConfig) -> Callable[[], None]:
+    """The local SMTP catcher, on a thread of this process; returns how to stop it."""
+    if not cfg.smtp_catcher:
+        print("e-mail goes to OMS_SMTP_HOST: no local mail catcher")
+        return lambda: None
+    from devtools.mail_catcher import MailCatcher  # aiosmtpd: a dev dependency, loaded when used
+
+    print(f"starting the mail catcher on 127.0.0.1:{cfg.smtp_port} (mailbox: {_shown(cfg.mailbox)})")
+    catcher = MailCatcher(cfg.mailbox, cfg.smtp_port).start()
+    return catcher.stop
 
 
 # ---- long-running children ----
@@ -308,6 +340,8 @@ def ensure_ports_free(cfg: DevConfig) -> None:
     ensure_port_free(cfg.port, "Temporal gRPC", "OMS_DEV_PORT")
     ensure_port_free(cfg.ui_port, "Temporal Web UI", "OMS_DEV_UI_PORT")
     ensure_port_free(cfg.api_port, "HTTP API", "OMS_API_PORT")
+    if cfg.smtp_catcher:
+        ensure_port_free(cfg.smtp_port, "mail catcher (SMTP)", "OMS_DEV_SMTP_PORT")
 
 
 def temporal_binary() -> Path:
@@ -737,6 +771,12 @@ def print_running(cfg: DevConfig, api: Api) -> None:
         + f"\n  HTTP API:         {api.url}   (OpenAPI: {api.url}/docs)"
         + f"\n  Console:          {cfg.api_url}/console   (sign in with the demo-support key below; the"
         + "\n                    dashboard, every order's story and actions, customers, stock)"
+        + (
+            f"\n  Mailbox:          {cfg.api_url}/console/mailbox   (every e-mail the customers were sent, as"
+            f"\n                    the mail catcher on 127.0.0.1:{cfg.smtp_port} received it; files in {_shown(cfg.mailbox)})"
+            if cfg.smtp_catcher
+            else ""
+        )
         + "\n  Decoded orders:   the Web UI shows the orders' data as ciphertext. To read it: sign in at"
         + f"\n                    {cfg.sign_in_url}, then in the Web UI's Codec Server settings (the codec icon in its"
         + f'\n                    top bar) choose "Use my browser setting", endpoint {cfg.codec_url},'
@@ -877,6 +917,7 @@ def main() -> int:
     sys.stdout, sys.stderr = OUTPUT, ERRORS
     stack = Stack()
     status = 0
+    stop_catcher: Callable[[], None] = lambda: None  # noqa: E731 - replaced once it runs
     try:
         cfg = DevConfig.from_env()
         env = child_env(cfg)
@@ -886,6 +927,7 @@ def main() -> int:
         stack.pid_path = cfg.data_dir / STACK_FILE
         stack.settings = shared_settings(env)
         stack.record()
+        stop_catcher = start_mail_catcher(cfg)
         start_temporal(stack, cfg, env)
         prepare_database(stack, env)
         start_workers(stack, cfg, env)
@@ -910,7 +952,9 @@ def main() -> int:
         STOPPING.set()
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        if stack.stop_all():
+        stopped = stack.stop_all()
+        stop_catcher()  # after the worker: it may still be sending
+        if stopped:
             print("stopped.", flush=True)
     return status
 

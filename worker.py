@@ -37,7 +37,7 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from activities.replenishment import ReplenishmentActivities
 from activities.returns import ReturnActivities
-from adapters import build_parties, payment_gateway
+from adapters import build_parties, mailer, payment_gateway
 from config import Settings, WorkerRole, get_settings
 from connection import TemporalUnavailable, connect, ensure_search_attributes, exit_without_finalizing
 from db import SessionFactory, make_engine, make_session_factory
@@ -51,7 +51,6 @@ from observability.step_timings import StepTimings
 from observability.tracing import SERVICE_WORKER, TracingMisconfigured, start_tracing
 from sandbox.activities import SandboxPartyActivities
 from sandbox.carrier import SandboxCarrier
-from sandbox.mailer import SandboxMailer
 from sandbox.supplier import SandboxSupplier
 from sandbox.workflows import SandboxCarrierWorkflow, SandboxWarehouseWorkflow
 from services.forecast import ensure_schedule as ensure_forecast_schedule
@@ -343,7 +342,7 @@ def build_worker(
             max_concurrent_activities=PARTY_ACTIVITY_SLOTS,
             **common,
         )
-    outbox = OutboxDispatcher(sessions, SandboxMailer(), settings.outbox_poll.total_seconds())
+    outbox = OutboxDispatcher(sessions, mailer(settings), settings.outbox_poll.total_seconds())
     webhooks = WebhookDispatcher(sessions, client, settings)  # docs/webhooks.md
     return Workers(orders, parties, Dispatchers(outbox, webhooks))
 
@@ -415,6 +414,18 @@ async def _serve(
                 log.info("sandbox parties off (OMS_SANDBOX_PARTIES=false)")
             else:
                 log.info("sandbox parties polling task queue %r", worker.parties.task_queue)
+            if settings.smtp_host is not None:
+                log.info(
+                    "outbox mailing %s:%d (%s) from %s",
+                    settings.smtp_host,
+                    settings.smtp_port_or_default,
+                    settings.smtp_security.value,
+                    settings.smtp_from,
+                )
+            else:  # say it: in production a forgotten OMS_SMTP_HOST would lose every message quietly
+                log.warning(
+                    "outbox messages go to the sandbox mailer, which mails nothing (OMS_SMTP_HOST unset)"
+                )
         await stop.wait()
         log.info("shutting down")
     engine.dispose()

@@ -1,4 +1,5 @@
-"""Customer and support messages, rendered into the notification outbox (once per idempotency key)."""
+"""Customer and support messages, rendered into the notification outbox (once per idempotency key): a
+customer's in text and HTML, both closing with their order and its tracking link; support's in text."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from temporalio import activity
 
 from config import Settings
 from db import SessionFactory
+from domain.customer_mail import order_summary, render_html
 from domain.tracking_links import TrackingLinks
 from models import tables as t
 from models.steps import NotificationKind, NotificationRequest
@@ -20,8 +22,8 @@ SUPPORT_ADDRESS = "support@oms.example"
 TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
     NotificationKind.order_confirmed: (
         "Your order $order_id is confirmed",
-        "Hello $name,\n\nthank you for your order $order_id.\n$lines\nTotal: $total $currency\n"
-        "Expected delivery: $expected_delivery\n$tracking_line",
+        # the lines, total and tracking link follow, as in every customer's message (domain/customer_mail.py)
+        "Hello $name,\n\nthank you for your order $order_id.\nExpected delivery: $expected_delivery\n",
     ),
     NotificationKind.order_rejected: (
         "We could not accept your order $order_id",
@@ -110,8 +112,8 @@ class Outbox:
     transaction: the row is written with the step that causes it."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        """With `settings`, the confirmation carries the customer's tracking link (OMS_PUBLIC_URL and
-        the session secret, read here, once, when the worker is built)."""
+        """With `settings`, a customer's message carries their tracking link (OMS_PUBLIC_URL and the
+        session secret, read here, once, when the worker is built)."""
         self._links = TrackingLinks.from_settings(settings) if settings is not None else None
 
     def put(self, session: Session, request: NotificationRequest) -> int:
@@ -126,17 +128,23 @@ class Outbox:
             .join(t.Order, t.Order.customer_id == t.Customer.id)
             .where(t.Order.id == request.order_id)
         ).one()
-        subject, body = TEMPLATES[request.kind]
+        subject_template, body_template = TEMPLATES[request.kind]
         values = {"order_id": request.order_id, "name": name, **request.context}
-        if request.kind == "order_confirmed":
+        subject = Template(subject_template).safe_substitute(values)
+        body = Template(body_template).safe_substitute(values)
+        html = None
+        if not request.to_support:
             link = self._links.url(request.order_id) if self._links is not None else None
-            values["tracking_line"] = f"Track your order: {link}\n" if link else ""
+            summary = order_summary(session, request.order_id, link)
+            html = render_html(subject, body, summary)
+            body = f"{body}\n{summary.text()}"
         row = t.Notification(
             order_id=request.order_id,
             kind=request.kind,
             recipient=SUPPORT_ADDRESS if request.to_support else email,
-            subject=Template(subject).safe_substitute(values),
-            body=Template(body).safe_substitute(values),
+            subject=subject,
+            body=body,
+            html_body=html,
             idempotency_key=request.idempotency_key,
         )
         session.add(row)

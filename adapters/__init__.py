@@ -1,7 +1,7 @@
 """Adapters to the outside world: the interface each outside party's integration implements (payment
-gateway, carrier, warehouse, supplier, mailer), and which implementation the settings choose. The only
-implementations so far are the stand-ins in sandbox/, imported here lazily: a module that needs an
-interface alone loads none of them (nor Temporal's client)."""
+gateway, carrier, warehouse, supplier, mailer), and which implementation the settings choose. Apart from
+the SMTP mailer the implementations are the stand-ins in sandbox/; all are imported here lazily: a
+module that needs an interface alone loads none of them (nor Temporal's client)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from adapters.carrier import CarrierTracking
+    from adapters.mailer import Mailer
     from adapters.payments import PaymentGateway
     from adapters.warehouse import Warehouse
     from config import Settings
@@ -32,3 +33,15 @@ def payment_gateway(sessions: SessionFactory) -> PaymentGateway:
     from sandbox.gateway import SandboxGateway
 
     return SandboxGateway(sessions)
+
+
+def mailer(settings: Settings) -> Mailer:
+    """Where the worker's outbox dispatcher sends messages: the SMTP server OMS_SMTP_HOST names, else
+    the sandbox mailer, which keeps nothing."""
+    if settings.smtp_host is not None:
+        from adapters.smtp_mailer import SmtpMailer
+
+        return SmtpMailer.from_settings(settings)
+    from sandbox.mailer import SandboxMailer
+
+    return SandboxMailer()

@@ -16,6 +16,7 @@ from api.routes import (
     codec,
     console,
     console_dashboard,
+    console_mailbox,
     console_stock,
     console_webhooks,
     docs,
@@ -103,6 +104,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         console_dashboard,
         console_stock,
         console_webhooks,
+        console_mailbox,
         tracking,
         webhooks,
     )

@@ -73,7 +73,8 @@ class Dashboard:
     by_status: dict[str, int]  # every status that has orders, most first
     today: list[HourCounts]  # 24 hours of the UTC day
     overdue: list[OrderLine]  # shipped, no delivery confirmation past the SLA
-    attention: list[OrderLine]  # a step stuck now, a compensation that gave up, a parcel in trouble
+    attention: list[OrderLine]  # a step stuck now, a compensation that gave up, a parcel in trouble,
+    # a message not delivered
     decisions: list[OrderLine]  # waiting for support's decision (a hold, a lost parcel), oldest first
     open_returns: list[OpenReturn]
     low_stock: list[LowStock]
@@ -191,8 +192,9 @@ def overdue_deliveries(session: Session) -> list[OrderLine]:
 
 def needing_attention(session: Session) -> list[OrderLine]:
     """Orders with a step stuck now (more `step_stuck` than `step_recovered` events), a compensation
-    that gave up (`compensation_failed`: an incident until a person settles it), or a parcel in
-    trouble (`delivery_exception`)."""
+    that gave up (`compensation_failed`: an incident until a person settles it), a parcel in
+    trouble (`delivery_exception`), or a message the mail server refused for good (domain/outbox.py:
+    the customer was not told; support tells them another way)."""
     events = session.execute(
         select(t.OrderEvent.order_id, t.OrderEvent.type, func.count(), func.max(t.OrderEvent.at))
         .where(t.OrderEvent.type.in_(ATTENTION_EVENTS))
@@ -214,6 +216,12 @@ def needing_attention(session: Session) -> list[OrderLine]:
         select(t.Order.id, t.Order.updated_at).where(t.Order.status.in_(sorted(ATTENTION_STATUSES)))
     ):
         flagged.setdefault(order_id, (updated, "parcel in trouble"))
+    for order_id, failed in session.execute(
+        select(t.Notification.order_id, func.min(t.Notification.failed_at))
+        .where(t.Notification.failed_at.is_not(None))
+        .group_by(t.Notification.order_id)
+    ):
+        flagged.setdefault(order_id, (failed, "message not delivered"))
     if not flagged:
         return []
     statuses = dict(

@@ -69,6 +69,9 @@ class OrderEventType(StrEnum):
     compensated = "compensated"
     compensation_failed = "compensation_failed"
     # written outside the workflows
+    # shown in the order's story from the outbox (domain/outbox.py), never stored in order_events: an
+    # event's seq is the workflow's, and its next batch would take the number over
+    notification_failed = "notification_failed"
     reconciled = "reconciled"  # domain/reconcile.py: the orders row caught up with its run
     delivery_promised = "delivery_promised"  # historical imports: the date promised to the customer
 

@@ -275,9 +275,18 @@ class Notification(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    # the HTML alternative of a customer's message (migration 0016); NULL: support's, and older rows
+    html_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # the dispatcher's bookkeeping (domain/outbox.py): tries that failed for a passing reason, when the
+    # next may be made, and a message given up (`failure_code` an adapters.mailer.MailFailure)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failed_at: Mapped[datetime | None]
+    failure_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Feedback(Base):
@@ -290,6 +299,10 @@ class Feedback(Base):
 
 
 Index("ix_stock_movements_sku_warehouse", StockMovement.sku, StockMovement.warehouse)
+# the outbox's pending messages, which the dispatcher takes oldest first one at a time: without it each
+# take would walk past every message ever sent (migration 0016)
+_PENDING = text("sent_at IS NULL AND failed_at IS NULL")
+Index("ix_notifications_pending", Notification.id, postgresql_where=_PENDING, sqlite_where=_PENDING)
 
 
 class BlockedEmail(Base):

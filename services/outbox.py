@@ -1,29 +1,35 @@
 """The outbox dispatcher as the worker runs it: every poll interval, send what the outbox holds
-(domain/outbox.py), in a thread so the worker's event loop never waits on the database or mailer."""
+(domain/outbox.py), in a thread so the worker's event loop never waits on the database or mailer. A
+message that failed for a passing reason waits one poll interval, then twice that, and so on."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from datetime import timedelta
 from typing import Protocol
 
 from adapters.mailer import Mailer
 from db import SessionFactory
-from domain.outbox import dispatch_pending
+from domain.outbox import Retry, dispatch_pending
 
 log = logging.getLogger("oms.outbox")
 
 
 class OutboxDispatcher:
     def __init__(self, sessions: SessionFactory, mailer: Mailer, poll: float) -> None:
-        self._sessions, self._mailer, self._poll = sessions, mailer, poll
+        self._poll = poll
+        self._dispatch = functools.partial(
+            dispatch_pending, sessions, mailer, retry=Retry(first=timedelta(seconds=poll))
+        )
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = await asyncio.to_thread(dispatch_pending, self._sessions, self._mailer)
+                sent = await asyncio.to_thread(self._dispatch)
             except Exception:  # noqa: BLE001 - the database is away: the messages wait in the outbox
                 log.warning("outbox dispatch failed; retrying in %.1f s", self._poll, exc_info=True)
                 sent = 0

@@ -50,12 +50,13 @@ def free_ports(count: int) -> list[int]:
 def devstack_env(data_dir: Path, demo: bool) -> dict[str, str]:
     # Nothing of the suite's settings (database, Temporal address): the run is a copy of its own.
     env = {key: value for key, value in os.environ.items() if not key.startswith("OMS_")}
-    port, ui_port, api_port = free_ports(3)
+    port, ui_port, api_port, smtp_port = free_ports(4)
     return env | {
         "OMS_DEV_DATA_DIR": str(data_dir),
         "OMS_DEV_PORT": str(port),
         "OMS_DEV_UI_PORT": str(ui_port),
         "OMS_API_PORT": str(api_port),
+        "OMS_DEV_SMTP_PORT": str(smtp_port),
         "OMS_DEV_DEMO": "1" if demo else "0",
     }
 
@@ -164,6 +165,8 @@ def test_sighup_stops_every_child(tmp_path: Path):
     with running(tmp_path) as run:
         run.up(UP_TIMEOUT)
         started = time.monotonic()
+        assert "starting the mail catcher on 127.0.0.1:" in run.text()
+        assert "/console/mailbox" in run.text()
 
         run.process.send_signal(signal.SIGHUP)
 
@@ -183,6 +186,8 @@ def test_ctrl_c_after_the_output_pipe_is_gone_stops_every_child(tmp_path: Path, 
         if demo:
             assert "rejected: payment declined: card_declined" in run.text()  # the declined card
             assert "(exit status 1)" in run.text()  # place --wait says so
+            # the demo customers' mails reached the local SMTP catcher's mailbox
+            assert list((tmp_path / "data" / "mailbox").glob("*.eml"))
 
         assert run.process.stdout is not None
         run.process.stdout.close()  # the pipe's reader is gone

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,8 +29,10 @@ from api import console_session
 from api.console_session import CONSOLE_ROLES
 from api.routes.tracking import tracking_links
 from api.state import AppState, app_state
+from db import SessionFactory
 from domain.api_keys import Principal, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
+from domain.outbox import Delivery, MessageState, order_messages
 from models.events import OrderEventType
 from models.fulfilment import ResolveRequest
 from models.money import money_text
@@ -124,6 +127,7 @@ def _home_page(
         "temporal_ui": origins[0] if origins else None,
         "ui_origins": origins,
         "codec_url": f"{str(request.base_url).rstrip('/')}/codec",
+        "dev_mailbox": state.settings.dev_mailbox is not None,
     }
     return render_page(request, "console.html", context, status)
 
@@ -254,7 +258,8 @@ async def order_live(request: Request, state: State, order_id: str) -> Response:
         return Response("unknown order", status_code=404, headers={"Cache-Control": "no-store"})
     except orders.Refused as exc:
         return Response(str(exc), status_code=409, headers={"Cache-Control": "no-store"})
-    context = {"csrf": console_session.csrf_token(request), **_live_context(view)}
+    messages = await run_in_threadpool(_messages, state.reads, order_id)
+    context = {"csrf": console_session.csrf_token(request), **_live_context(view, messages)}
     return templates.TemplateResponse(request, "console/_live.html", context, headers=PAGE_HEADERS)
 
 
@@ -396,8 +401,10 @@ async def _order_page(
     status: int = 200,
 ) -> Response:
     try:
-        view, placed = await asyncio.gather(
-            orders.order_view(state.client, order_id), orders.placed_order(state.client, order_id)
+        view, placed, messages = await asyncio.gather(
+            orders.order_view(state.client, order_id),
+            orders.placed_order(state.client, order_id),
+            run_in_threadpool(_messages, state.reads, order_id),
         )
     except orders.UnknownOrder:
         context = {"who": who, "order_id": order_id, "message": f"unknown order {order_id}"}
@@ -422,7 +429,7 @@ async def _order_page(
         "nonce": nonce,
         "live_url": f"/console/orders/{quote(order_id, safe='')}/live",
         "live_every_ms": LIVE_EVERY_MS,
-        **_live_context(view),
+        **_live_context(view, messages),
     }
     headers = {
         **PAGE_HEADERS,
@@ -437,7 +444,31 @@ async def _order_page(
     )
 
 
-def _live_context(view: OrderView) -> dict[str, Any]:
+def _messages(sessions: SessionFactory, order_id: str) -> list[MessageState]:
+    with sessions() as session:
+        return order_messages(session, order_id)
+
+
+@dataclass(frozen=True)
+class StoryLine:
+    at: datetime
+    type: str
+    detail: str
+
+
+def _story(view: OrderView, messages: list[MessageState]) -> list[StoryLine]:
+    """The order's events, and the messages the mail server refused for good (kept on the outbox
+    row, not as events: an event's number is the workflow's), in time order."""
+    lines = [StoryLine(e.at, e.type, e.detail) for e in view.events]
+    lines += [
+        StoryLine(m.at, OrderEventType.notification_failed, m.failure_text)
+        for m in messages
+        if m.delivery == Delivery.failed
+    ]
+    return sorted(lines, key=lambda line: line.at)  # stable: events keep their order
+
+
+def _live_context(view: OrderView, messages: list[MessageState]) -> dict[str, Any]:
     """What the live part of the order page shows, and which actions the order's state allows."""
     now = datetime.now(UTC)
     shipments_open = all(s.status in _NOT_YET_PACKED for s in view.shipments)
@@ -451,6 +482,8 @@ def _live_context(view: OrderView) -> dict[str, Any]:
         "view": view,
         "order_url": f"/console/orders/{quote(view.order_id, safe='')}",
         "notes": [e for e in view.events if e.type == OrderEventType.support_note],
+        "story": _story(view, messages),
+        "messages": messages,
         "can_cancel": view.status in _CANCELLABLE and shipments_open,
         "can_release": view.status == OrderStatus.on_hold,
         "can_note": view.status not in _TERMINAL,
