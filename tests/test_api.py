@@ -428,6 +428,8 @@ async def test_warehouses_adjust_and_receive_stock_and_everyone_reads_it(http, a
             "available": 10,
             "reorder_point": None,
             "reorder_qty": None,
+            "count_requested_at": None,
+            "count_reason": None,
         }
     ]
 

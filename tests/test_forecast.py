@@ -295,6 +295,8 @@ async def test_stock_json_shows_each_rows_reorder_point_and_quantity(
             "available": 12,
             "reorder_point": 4,
             "reorder_qty": 30,
+            "count_requested_at": None,
+            "count_reason": None,
         }
     ]
     status, out = await cli(settings, "stock", "--sku", sku)
