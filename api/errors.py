@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.stock import StockError
 from services.fulfilment import ReportTooEarly, UnknownShipment, UnknownTracking
-from services.orders import OrderInputError, Refused, UnknownOrder
+from services.orders import OrderInputError, Refused, UnknownOrder, Unprocessable
 
 log = logging.getLogger("oms.api")
 
@@ -40,6 +40,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     UnknownShipment: (404, "not_found"),
     UnknownTracking: (404, "not_found"),
     ReportTooEarly: (409, "too_early"),  # the routes add Retry-After (api/routes/warehouse.py)
+    Unprocessable: (422, "unprocessable"),  # before Refused, its base: the most specific wins
     Refused: (409, "refused"),
 }
 
