@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,12 +14,14 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
+from adapters.payments import GatewayUnavailable, PaymentRejected
 from config import Settings
 from db import SessionFactory
 from domain.api_keys import Role
 from domain.journal import journal
 from domain.reports import Period
 from models import tables as t
+from sandbox.gateway import sandbox_ledger
 from services.orders import confirm_delivery, order_view
 from tests.helpers import (
     add_products,
@@ -31,6 +34,7 @@ from tests.helpers import (
     order_doc,
     outbox,
     place,
+    unique,
     wait_status,
 )
 from tests.test_console_session import sign_in
@@ -283,3 +287,52 @@ async def test_command_line_and_console(
     page = await http.get(f"/console/orders/{order_id}")
     assert "chipped" in page.text and "of which goodwill 7.00" in page.text
     assert_ledger_invariants(sessions, order_id)
+
+
+# ---- the ledger: every refund kind within the capture ----
+
+
+def test_the_ledger_counts_goodwill_and_return_refunds_together(sessions: SessionFactory) -> None:
+    ledger_ = sandbox_ledger(sessions)
+    order_id = unique("GWL")
+    ledger_.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
+    ledger_.capture(f"{order_id}:capture", order_id, Decimal("40.00"))
+    ledger_.refund(f"{order_id}:refund", order_id, Decimal("25.00"))
+    with pytest.raises(PaymentRejected):
+        ledger_.goodwill_refund(f"{order_id}:goodwill:1", order_id, Decimal("15.01"))
+    row = ledger_.goodwill_refund(f"{order_id}:goodwill:2", order_id, Decimal("15.00"))
+    assert row.kind == "goodwill_refund"
+    again = ledger_.goodwill_refund(f"{order_id}:goodwill:2", order_id, Decimal("15.00"))  # replayed
+    assert again.id == row.id
+    with pytest.raises(PaymentRejected):
+        ledger_.refund(f"{order_id}:refund:2", order_id, Decimal("0.01"))
+    totals = assert_ledger_invariants(sessions, order_id)
+    assert (totals.authorized, totals.captured, totals.refunded) == (
+        Decimal("50.00"),
+        Decimal("40.00"),
+        Decimal("40.00"),
+    )
+
+
+def test_concurrent_goodwill_refunds_never_exceed_the_capture(sessions: SessionFactory) -> None:
+    """Ten requests at once for 20.00 each on 50.00 captured: two go through, whatever the timing
+    (the ledger checks again under the authorization's lock when it records the gateway's answer)."""
+    ledger_ = sandbox_ledger(sessions)
+    order_id = unique("GWC")
+    ledger_.authorize(f"{order_id}:authorize", order_id, Decimal("50.00"), "EUR", "tok_visa")
+    ledger_.capture(f"{order_id}:capture", order_id, Decimal("50.00"))
+
+    def refund(n: int) -> str:
+        try:
+            ledger_.goodwill_refund(f"{order_id}:goodwill:{n}", order_id, Decimal("20.00"))
+        except PaymentRejected:
+            return "refused"
+        except GatewayUnavailable:  # a write conflict: a retry would ask again
+            return "retry"
+        return "refunded"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(refund, range(10)))
+    assert outcomes.count("refunded") == 2, outcomes
+    totals = assert_ledger_invariants(sessions, order_id)
+    assert totals.authorized >= totals.captured >= totals.refunded == Decimal("40.00")
