@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     backorder_timeout: Duration = timedelta(days=7)
     supplier_lead_time: Duration = timedelta(days=2)
     review_above: Decimal | None = None
+    # the largest goodwill refund (POST /orders/{id}/refunds) support may give, in the order's currency;
+    # above it only an admin may
+    goodwill_limit: Decimal = Field(default=Decimal("50.00"), ge=0)
     compensation_attempts: int = Field(default=20, ge=1)
     # A step (activity) failing this many attempts in a row for a reason that is not a business
     # refusal marks its order NeedsAttention (event `step_stuck`) and goes on retrying. A setting of

@@ -106,6 +106,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     return [
         orders.admit_order, orders.price_sku, orders.record_events, orders.record_feedback,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
+        payments.refund_goodwill,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,

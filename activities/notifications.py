@@ -63,6 +63,11 @@ TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
         "Refund for order $order_id",
         "Hello $name,\n\nwe received your return $rma and refunded $amount $currency to your card.\n",
     ),
+    NotificationKind.goodwill_refund_issued: (
+        "A refund for your order $order_id",
+        "Hello $name,\n\nwe are sorry about $why. As a gesture of goodwill we have refunded $amount $currency "
+        "to your card; it shows on your statement within a few days.\n",
+    ),
     NotificationKind.return_expired: (
         "Return $rma for order $order_id has expired",
         "Hello $name,\n\nwe did not receive the parcel for return $rma in time, so the return is closed "

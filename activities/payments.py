@@ -42,6 +42,14 @@ class PaymentActivities:
             return _result(self._ledger.refund(request.idempotency_key, request.order_id, request.amount))
 
     @activity.defn
+    def refund_goodwill(self, request: PaymentRequest) -> PaymentResult:
+        """Support's goodwill refund: the gateway's refund, its own kind in the ledger."""
+        with _gateway_errors():
+            return _result(
+                self._ledger.goodwill_refund(request.idempotency_key, request.order_id, request.amount)
+            )
+
+    @activity.defn
     def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
         with _gateway_errors():
             row = self._ledger.void(request.idempotency_key, request.order_id, request.token)

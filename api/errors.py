@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.shipments import UnknownWarehouse
 from domain.stock import StockError
 from services.fulfilment import ReportTooEarly, UnknownShipment, UnknownTracking
-from services.orders import OrderInputError, Refused, UnknownOrder
+from services.orders import OrderInputError, Refused, UnknownOrder, Unprocessable
 
 log = logging.getLogger("oms.api")
 
@@ -42,6 +42,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     UnknownTracking: (404, "not_found"),
     UnknownWarehouse: (404, "not_found"),
     ReportTooEarly: (409, "too_early"),  # the routes add Retry-After (api/routes/warehouse.py)
+    Unprocessable: (422, "unprocessable"),  # before Refused, its base: the most specific wins
     Refused: (409, "refused"),
 }
 

@@ -206,7 +206,7 @@ def _money(
         total.get(PaymentKind.authorization, Decimal(0)),
         total.get(PaymentKind.capture, Decimal(0)),
     )
-    refunded = total.get(PaymentKind.refund, Decimal(0))
+    refunded = sum((total.get(kind, Decimal(0)) for kind in PaymentKind.refunds()), Decimal(0))
     ledger = f"ledger: {dict(count)}, authorized {authorized}, captured {captured}, refunded {refunded}"
     left = {s.id for s in shipments if s.shipped_at is not None}  # handed to the carrier
     prefix = step_key(order_workflow_id(oid), "capture:")

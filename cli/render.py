@@ -123,7 +123,13 @@ def render_view(view: OrderView) -> str:
         "",
         f"payment: authorized {money(paid.authorized)}, captured {money(paid.captured)}, "
         f"refunded {money(paid.refunded)} "
-        f"{view.currency}",
+        f"{view.currency}"
+        + (f" (of which goodwill {money(paid.goodwill_refunded)})" if paid.goodwill_refunded else ""),
+    ]
+    parts += [
+        f"goodwill refund {money(g.amount)} {g.currency} ({g.reason.value}{': ' + g.note if g.note else ''}) "
+        f"{g.reference} by {g.by or '-'} at {g.at:%Y-%m-%d %H:%M} UTC"
+        for g in view.goodwill_refunds
     ]
     if view.feedback:
         parts += ["", f"feedback: {view.feedback.score}/5 {view.feedback.comment or ''}".rstrip()]
@@ -420,12 +426,14 @@ def render_report(r: Report) -> str:
         return_reasons = [(x.reason, x.returns, x.units) for x in ret.by_reason]
         parts += ["", table(["RETURN REASON", "RETURNS", "UNITS"], return_reasons)]
     money = [
-        (m.key, m.currency, m.authorized, m.captured, m.refunded, m.voided, m.net)
+        (m.key, m.currency, m.authorized, m.captured, m.refunded, m.goodwill, m.voided, m.net)
         for m in r.revenue.totals + r.revenue.per_channel
     ]
     parts += [
         "",
-        table(["LEDGER", "CURRENCY", "AUTHORIZED", "CAPTURED", "REFUNDED", "VOIDED", "NET"], money)
+        table(
+            ["LEDGER", "CURRENCY", "AUTHORIZED", "CAPTURED", "REFUNDED", "GOODWILL", "VOIDED", "NET"], money
+        )
         if money
         else "ledger: no money moved in this period",
     ]

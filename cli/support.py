@@ -1,5 +1,5 @@
 """What support staff do to one order: `cancel`, `release`, `note`, `feedback`, `return`,
-`receive-return`, `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
+`receive-return`, `refund` (goodwill), `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
 (services/orders.py, services/fulfilment.py, domain/blocklist.py)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cli.common import CLI_ACTOR, EXIT_INVALID, CommandError, database, first_problem, order_call
 from models.choices import Resolution, ReturnCondition
+from models.orders import GoodwillReason
 
 if TYPE_CHECKING:
     from cli.common import Subcommands
@@ -77,6 +78,18 @@ def add_return(sub: Subcommands) -> None:
     ret.set_defaults(handler=cmd_return)
 
 
+def add_refund(sub: Subcommands) -> None:
+    refund = sub.add_parser(
+        "refund", help="a goodwill refund: give back part of what was captured, with a reason code"
+    )
+    refund.add_argument("order_id")
+    refund.add_argument("amount", help="in the order's currency, e.g. 5.00 (at most captured - refunded)")
+    refund.add_argument("--reason", required=True, choices=[r.value for r in GoodwillReason])
+    refund.add_argument("--note", help="free text for the order's story")
+    refund.add_argument("--key", help="idempotency key: the same key again refunds once (default: a new one)")
+    refund.set_defaults(handler=cmd_refund)
+
+
 def add_receive_return(sub: Subcommands) -> None:
     receive = sub.add_parser("receive-return", help="the warehouse received a returned parcel")
     receive.add_argument("order_id")
@@ -139,6 +152,29 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) 
         orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR)
     )
     print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
+
+
+async def cmd_refund(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    """The command line is an operator's door (it reaches Temporal directly): OMS_GOODWILL_LIMIT binds
+    the support role of the API and the console, not it."""
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.orders import GoodwillIn
+    from services import orders
+
+    try:
+        refund = GoodwillIn.model_validate({"amount": args.amount, "reason": args.reason, "note": args.note})
+    except ValidationError as exc:
+        raise CommandError(f"invalid refund: {first_problem(exc)}", EXIT_INVALID) from None
+    done = await order_call(
+        orders.goodwill_refund(await connect(settings), args.order_id, refund, key=args.key, by=CLI_ACTOR)
+    )
+    print(
+        f"{args.order_id}: goodwill refund {done.amount:.2f} {done.currency} ({done.reason.value}) "
+        f"{done.reference}",
+        file=out,
+    )
 
 
 async def cmd_release(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

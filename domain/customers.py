@@ -182,7 +182,7 @@ def customer_profile(sessions: SessionFactory, customer_id: str) -> CustomerProf
             .where(
                 t.Payment.order_id.in_(order_ids),
                 t.Payment.status == "approved",
-                t.Payment.kind.in_((PaymentKind.capture, PaymentKind.refund)),
+                t.Payment.kind.in_((PaymentKind.capture, *PaymentKind.refunds())),
             )
             .group_by(t.Payment.order_id, t.Payment.kind)
         ):

@@ -8,7 +8,9 @@ Sign convention (`signed_amount`), for debit/credit clarity: a movement that inc
 customer owes or has paid is positive, one that gives it back is negative. Two books are kept apart in
 the `book` column, because a hold on a card is not cash:
 - `hold`: authorization +amount (funds reserved on the card), void -amount (the reservation released);
-- `cash`: capture +amount (money taken), refund -amount (money given back).
+- `cash`: capture +amount (money taken), refund -amount (money given back: a return, a lost parcel, a
+  compensation), goodwill_refund -amount (support's goodwill refund: money given back, no goods back;
+  its own `kind`, so finance books it apart from returns).
 So per currency, the sum of the `cash` rows is the net revenue of the period and the sum of the `hold`
 rows is what was authorized and not released. `amount` is always the ledger's own (never negative).
 """
@@ -51,12 +53,19 @@ class Book(StrEnum):
     cash = "cash"
 
 
-SIGN = {PaymentKind.authorization: 1, PaymentKind.void: -1, PaymentKind.capture: 1, PaymentKind.refund: -1}
+SIGN = {
+    PaymentKind.authorization: 1,
+    PaymentKind.void: -1,
+    PaymentKind.capture: 1,
+    PaymentKind.refund: -1,
+    PaymentKind.goodwill_refund: -1,
+}
 BOOK = {
     PaymentKind.authorization: Book.hold,
     PaymentKind.void: Book.hold,
     PaymentKind.capture: Book.cash,
     PaymentKind.refund: Book.cash,
+    PaymentKind.goodwill_refund: Book.cash,
 }
 
 

@@ -60,7 +60,7 @@ def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
     return LedgerTotals(
         authorized=sums.get(PaymentKind.authorization, zero)[0],
         captured=sums.get(PaymentKind.capture, zero)[0],
-        refunded=sums.get(PaymentKind.refund, zero)[0],
+        refunded=sum((sums.get(kind, zero)[0] for kind in PaymentKind.refunds()), Decimal("0")),
         voided=sums.get(PaymentKind.void, zero)[1] > 0,
     )
 
@@ -105,6 +105,11 @@ class PaymentLedger:
 
     def refund(self, key: str, order_id: str, amount: Decimal) -> Payment:
         return self._move(key, order_id, PaymentKind.refund, amount, self._gateway.refund)
+
+    def goodwill_refund(self, key: str, order_id: str, amount: Decimal) -> Payment:
+        """Support's goodwill refund: the gateway's refund, booked as its own kind, within the same
+        invariant (every refund together <= captured)."""
+        return self._move(key, order_id, PaymentKind.goodwill_refund, amount, self._gateway.refund)
 
     def void(self, key: str, order_id: str, token: str = "") -> Payment | None:
         """Void what is authorized and not captured; None when there is no approved authorization."""
@@ -201,7 +206,7 @@ def _check(kind: PaymentKind, totals: LedgerTotals, amount: Decimal) -> None:
             raise PaymentRejected(
                 f"capture refused: {totals.captured} + {amount} would exceed authorized {totals.authorized}"
             )
-    elif kind == PaymentKind.refund and totals.refunded + amount > totals.captured:
+    elif kind in PaymentKind.refunds() and totals.refunded + amount > totals.captured:
         raise PaymentRejected(
             f"refund refused: {totals.refunded} + {amount} would exceed captured {totals.captured}"
         )

@@ -235,7 +235,8 @@ class Money:
     captured: Decimal = ZERO
     refunded: Decimal = ZERO
     voided: Decimal = ZERO
-    net: Decimal = ZERO  # what the business kept: captured less refunded
+    net: Decimal = ZERO  # what the business kept: captured less refunded less goodwill
+    goodwill: Decimal = ZERO  # support's goodwill refunds (apart from `refunded`: returns, lost parcels)
 
 
 @dataclass(frozen=True)
@@ -722,6 +723,7 @@ _MONEY_FIELD = {
     PaymentKind.authorization: "authorized",
     PaymentKind.capture: "captured",
     PaymentKind.refund: "refunded",
+    PaymentKind.goodwill_refund: "goodwill",
     PaymentKind.void: "voided",
 }
 
@@ -745,7 +747,7 @@ def revenue(ledger: list[tuple[datetime, str, str, str, Decimal, str]], orders: 
                 key,
                 currency,
                 **{k: v.quantize(CENT) for k, v in values.items()},
-                net=(values["captured"] - values["refunded"]).quantize(CENT),
+                net=(values["captured"] - values["refunded"] - values["goodwill"]).quantize(CENT),
             )
             for key, currency, values in found
         ]

@@ -57,6 +57,7 @@ class OrderEventType(StrEnum):
     payment_captured = "payment_captured"
     authorization_released = "authorization_released"
     refund_issued = "refund_issued"
+    goodwill_refund_issued = "goodwill_refund_issued"  # its reason code: a GoodwillReason
     # returns
     return_authorized = "return_authorized"
     return_received = "return_received"
@@ -132,8 +133,14 @@ class PaymentKind(StrEnum):
 
     authorization = "authorization"
     capture = "capture"
-    refund = "refund"
+    refund = "refund"  # a return's, a lost parcel's, a compensation's
     void = "void"
+    goodwill_refund = "goodwill_refund"  # support's gesture (POST /orders/{id}/refunds): cash back, no goods
+
+    @classmethod
+    def refunds(cls) -> tuple[PaymentKind, ...]:
+        """The kinds that give captured money back (refunded <= captured counts them all)."""
+        return (cls.refund, cls.goodwill_refund)
 
 
 class ReasonCode(StrEnum):

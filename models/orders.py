@@ -333,6 +333,42 @@ class ReturnRequest(ReturnIn):
     by: Actor
 
 
+class GoodwillReason(StrEnum):
+    """Why support refunds part of an order as a gesture (a goodwill refund): stored as the
+    `goodwill_refund_issued` event's reason code, so reports group by it."""
+
+    damaged_item = "damaged_item"
+    late_delivery = "late_delivery"
+    price_adjustment = "price_adjustment"
+    service_issue = "service_issue"
+    other = "other"
+
+
+class GoodwillIn(_Strict):
+    """A goodwill refund: an amount of what was captured and not yet refunded, with a reason code."""
+
+    amount: Annotated[Money, Field(gt=0)]
+    reason: GoodwillReason
+    note: Instructions | None = None  # free text for the order's story (not sent to the customer)
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None  # when given: the order's
+
+
+class GoodwillRequest(GoodwillIn):
+    by: Actor
+    key: Identifier  # the request's idempotency key: the same key again refunds once
+
+
+class GoodwillRefundView(BaseModel):
+    key: str
+    amount: Amount
+    currency: str
+    reason: GoodwillReason
+    note: str | None = None
+    reference: str  # the gateway's
+    by: str | None = None
+    at: datetime
+
+
 class ReceiptIn(_Strict):
     condition: ReturnCondition = ReturnCondition.good
 
@@ -372,7 +408,8 @@ class ReturnView(BaseModel):
 class PaymentTotals(BaseModel):
     authorized: Amount = Decimal("0")
     captured: Amount = Decimal("0")
-    refunded: Amount = Decimal("0")
+    refunded: Amount = Decimal("0")  # every refund: returns, parcels, goodwill
+    goodwill_refunded: Amount = Decimal("0")  # of which goodwill refunds
 
 
 class OrderView(BaseModel):
@@ -391,6 +428,7 @@ class OrderView(BaseModel):
     overdue: bool = False
     feedback: FeedbackView | None = None
     returns: list[ReturnView] = []
+    goodwill_refunds: list[GoodwillRefundView] = []
     payment: PaymentTotals = PaymentTotals()
     hold_reason: str | None = None
     return_window_ends: datetime | None = None

@@ -139,6 +139,7 @@ class NotificationKind(StrEnum):
     order_cancelled = "order_cancelled"
     return_authorized = "return_authorized"
     refund_issued = "refund_issued"
+    goodwill_refund_issued = "goodwill_refund_issued"
     return_expired = "return_expired"
     exchange_shipped = "exchange_shipped"
     lines_cancelled = "lines_cancelled"

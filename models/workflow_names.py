@@ -55,6 +55,7 @@ class OrderUpdate(StrEnum):
     release = "release"
     retry_reservation = "retry_reservation"
     request_return = "request_return"
+    goodwill_refund = "goodwill_refund"
     wait_settled = "wait_settled"
     # warehouses and carriers report (models/fulfilment.py)
     warehouse_report = "warehouse_report"

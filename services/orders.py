@@ -50,6 +50,9 @@ from models.orders import (
     DeliveryConfirmation,
     Feedback,
     FeedbackIn,
+    GoodwillIn,
+    GoodwillRefundView,
+    GoodwillRequest,
     Identifier,
     OrderInput,
     OrderPage,
@@ -91,6 +94,14 @@ class UnknownOrder(LookupError):
 
 class Refused(RuntimeError):
     """The order is in no state to do what was asked."""
+
+
+class Unprocessable(Refused):
+    """What was asked cannot be granted as asked (an amount above what is left): the API's 422."""
+
+
+# the order workflow's goodwill refusals (workflows/order.py: GOODWILL_REFUSED, GOODWILL_INVALID)
+_GOODWILL_REFUSALS: dict[str, type[Refused]] = {"GoodwillRefused": Refused, "GoodwillInvalid": Unprocessable}
 
 
 def parse_order(text: str | bytes) -> OrderInput:
@@ -458,6 +469,34 @@ async def request_return(
 ) -> ReturnView:
     message = ReturnRequest.model_validate({**request.model_dump(), "by": by})
     return await update_order(client, order_id, OrderUpdate.request_return, ReturnView, message)
+
+
+async def goodwill_refund(
+    client: Client, order_id: str, refund: GoodwillIn, key: str | None = None, by: str | None = None
+) -> GoodwillRefundView:
+    """Refund part of what was captured as a gesture, with a reason code. `key` is the request's
+    idempotency key: the same key again refunds once and answers with that refund (also when the
+    first answer was lost). Refused (Refused: 409) when the order is in no state for it, among them a
+    closed order; Unprocessable (422) when the amount is above what is refundable or the currency wrong."""
+    key = key or uuid.uuid4().hex
+    message = GoodwillRequest.model_validate({**refund.model_dump(), "by": by, "key": key})
+    try:
+        return await update_order(
+            client,
+            order_id,
+            OrderUpdate.goodwill_refund,
+            GoodwillRefundView,
+            message,
+            update_id=f"goodwill:{key}",
+            refusals=_GOODWILL_REFUSALS,
+        )
+    except Refused as exc:
+        if str(exc) != f"order {order_id} is closed":
+            raise
+        raise Refused(
+            f"order {order_id} is closed: its workflow has ended, so it takes no goodwill refund; orders "
+            "take them until their return window closes (docs/orders.md)"
+        ) from None
 
 
 async def receive_return(client: Client, order_id: str, receipt: ReturnReceipt) -> None:

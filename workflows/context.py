@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.replenishment import ReplenishmentActivities
     from models.events import OrderEventType, ReasonCode
-    from models.orders import OrderStatus, OrderView, PaymentStatus, PlaceOrder
+    from models.orders import GoodwillReason, OrderStatus, OrderView, PaymentStatus, PlaceOrder
     from models.steps import NotificationKind
     from models.workflow_names import step_key
     from workflows.failures import OrderFailed
@@ -94,7 +94,10 @@ class OrderContext:
         self.steps.mark_incident()
 
     async def event(
-        self, event_type: OrderEventType, detail: str = "", reason_code: ReasonCode | None = None
+        self,
+        event_type: OrderEventType,
+        detail: str = "",
+        reason_code: ReasonCode | GoodwillReason | None = None,
     ) -> None:
         await self.journal.event(event_type, detail, reason_code)
 

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
-    from models.orders import EventView, OrderStatus, OrderView
+    from models.orders import EventView, GoodwillReason, OrderStatus, OrderView
     from models.steps import EventBatch, EventRecord, NotificationKind, NotificationRequest
     from models.workflow_names import step_key
     from workflows.options import LOCAL_STEP_TIMEOUT, RETRY_FOREVER
@@ -46,7 +46,10 @@ class Journal:
         self._held = False  # writes_held(): the writer waits for the block to end
 
     async def event(
-        self, event_type: OrderEventType, detail: str = "", reason_code: ReasonCode | None = None
+        self,
+        event_type: OrderEventType,
+        detail: str = "",
+        reason_code: ReasonCode | GoodwillReason | None = None,
     ) -> None:
         """Append to the live view and the audit trail, and mirror the status on the orders row."""
         self._seq += 1

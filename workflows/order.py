@@ -26,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
         DeliveryConfirmation,
         Feedback,
         FeedbackView,
+        GoodwillReason,
+        GoodwillRefundView,
+        GoodwillRequest,
         OrderStatus,
         OrderView,
         PaymentStatus,
@@ -48,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         FeedbackRecord,
         NotificationKind,
         PaymentRequest,
+        PaymentResult,
         ReserveRequest,
     )
     from models.validation import field_problems
@@ -80,6 +84,18 @@ HANDED_OVER = frozenset(
 )
 STOPPED_FROM_TEMPORAL = "cancelled from Temporal by an operator"
 UNREADABLE_INPUT = "UnreadableOrderInput"  # the failure type of a run whose input the model refuses
+# A goodwill refund refused by its validator (nothing moved): the order is in no state for one (409),
+# or the request itself cannot be granted (422: an amount above what is refundable, another currency).
+GOODWILL_REFUSED = "GoodwillRefused"
+GOODWILL_INVALID = "GoodwillInvalid"
+# what the customer's message says the gesture is for
+GOODWILL_WHY = {
+    GoodwillReason.damaged_item: "the damaged item",
+    GoodwillReason.late_delivery: "the late delivery",
+    GoodwillReason.price_adjustment: "the price of your order",
+    GoodwillReason.service_issue: "the trouble you had with our service",
+    GoodwillReason.other: "the inconvenience",
+}
 
 
 @workflow.defn(name=ORDER_WORKFLOW)
@@ -114,6 +130,7 @@ class OrderWorkflow:
         # Handlers that change the order's state across an await take a lock (the others change it
         # before their first await, then only wait for the flow's answer: see docs/architecture.md)
         self._feedback_lock = asyncio.Lock()
+        self._goodwill_in_flight: set[str] = set()  # goodwill refunds' keys, accepted and not yet done
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -641,6 +658,133 @@ class OrderWorkflow:
     @request_return.validator
     def _validate_return(self, request: ReturnRequest) -> None:
         self._returns.validate(request)
+
+    @workflow.update(name=OrderUpdate.goodwill_refund)
+    async def goodwill_refund(self, request: GoodwillRequest) -> GoodwillRefundView:
+        """Support's goodwill refund: part of what was captured back to the card, with a reason code.
+        The same key again (a retried request) answers with the first one's refund: money moves once."""
+        ctx = self._ctx
+        if request.key in self._goodwill_in_flight:  # the same request, already under way
+            await workflow.wait_condition(lambda: request.key not in self._goodwill_in_flight)
+        if (done := self._goodwill_done(request.key)) is not None:
+            return done
+        self._validate_goodwill_refund(request)  # again: another refund may have been accepted meanwhile
+        # counted at once (before the first await): concurrent refunds can never over-refund
+        self._goodwill_in_flight.add(request.key)
+        ctx.payments.pending_refunds += request.amount
+        try:
+            result = await self._refund_goodwill(request)
+            ctx.payments.book(result)
+        finally:
+            ctx.payments.pending_refunds -= request.amount
+            self._goodwill_in_flight.discard(request.key)
+        refund = GoodwillRefundView(
+            key=request.key,
+            amount=result.amount,
+            currency=ctx.view.currency,
+            reason=request.reason,
+            note=request.note,
+            reference=result.reference,
+            by=request.by,
+            at=workflow.now(),
+        )
+        ctx.view.goodwill_refunds.append(refund)
+        await ctx.event(
+            OrderEventType.goodwill_refund_issued,
+            f"{money(result.amount, ctx.view.currency)} ({request.reason.value}"
+            + (f": {request.note}" if request.note else "")
+            + f"; {result.reference})"
+            + by_whom(request.by),
+            request.reason,
+        )
+        await ctx.notify(
+            NotificationKind.goodwill_refund_issued,
+            f"goodwill:{request.key}",
+            amount=f"{result.amount:.2f}",
+            currency=ctx.view.currency,
+            why=GOODWILL_WHY[request.reason],
+        )
+        return refund
+
+    async def _refund_goodwill(self, request: GoodwillRequest) -> PaymentResult:
+        ctx = self._ctx
+        payment = PaymentRequest(
+            order_id=ctx.order_id,
+            idempotency_key=ctx.key(f"goodwill:{request.key}"),
+            amount=request.amount,
+            currency=ctx.view.currency,
+        )
+        try:
+            result: PaymentResult = await ctx.step(
+                PaymentActivities.refund_goodwill,
+                payment,
+                f"goodwill refund {money(request.amount, payment.currency)}",
+            )
+        except ActivityError as err:  # the ledger refused it (an invariant): nothing moved
+            raise ApplicationError(
+                f"goodwill refund refused: {business_refusal(err) or err.cause or err}",
+                type=GOODWILL_INVALID,
+                non_retryable=True,
+            ) from err
+        return result
+
+    def _goodwill_done(self, key: str) -> GoodwillRefundView | None:
+        return next((g for g in self._ctx.view.goodwill_refunds if g.key == key), None)
+
+    @goodwill_refund.validator
+    def _validate_goodwill_refund(self, request: GoodwillRequest) -> None:
+        ctx = self._ctx
+        view = ctx.view
+        if request.key in self._goodwill_in_flight or self._goodwill_done(request.key) is not None:
+            return  # the same request again: it gets the first one's answer
+        if self._ended or ctx.stop is not None or view.status in ENDED:
+            raise ApplicationError(
+                f"order {view.order_id} is {view.status.value}: it takes no goodwill refund any more",
+                type=GOODWILL_REFUSED,
+                non_retryable=True,
+            )
+        if request.currency is not None and request.currency != view.currency:
+            raise ApplicationError(
+                f"order {view.order_id} was paid in {view.currency}, not {request.currency}",
+                type=GOODWILL_INVALID,
+                non_retryable=True,
+            )
+        if request.amount <= 0:
+            raise ApplicationError(
+                f"a goodwill refund must be more than 0, not {request.amount}",
+                type=GOODWILL_INVALID,
+                non_retryable=True,
+            )
+        if view.payment.captured <= 0:
+            raise ApplicationError(
+                f"nothing has been captured for order {view.order_id} yet ({view.status.value}): "
+                "a goodwill refund gives back money taken; cancel the order instead, or wait until it ships",
+                type=GOODWILL_REFUSED,
+                non_retryable=True,
+            )
+        if trouble := [s.id for s in view.shipments if s.status == ShipmentStatus.exception]:
+            raise ApplicationError(
+                f"order {view.order_id} has a parcel in trouble ({', '.join(trouble)}): resolve it "
+                "(reship or refund) before a goodwill refund",
+                type=GOODWILL_REFUSED,
+                non_retryable=True,
+            )
+        refundable = ctx.payments.refundable
+        if request.amount > refundable:
+            paid = view.payment
+            raise ApplicationError(
+                f"at most {money(max(refundable, Decimal(0)), view.currency)} of order {view.order_id} can be "
+                f"refunded (captured {money(paid.captured, view.currency)}, refunded "
+                f"{money(paid.refunded, view.currency)}"
+                + (
+                    f", {money(ctx.payments.pending_refunds, view.currency)} under way"
+                    if ctx.payments.pending_refunds
+                    else ""
+                )
+                + f"), not {money(request.amount, view.currency)}",
+                type=GOODWILL_INVALID,
+                non_retryable=True,
+            )
 
     @workflow.signal(name=OrderSignal.return_received)
     def return_received(self, receipt: ReturnReceipt) -> None:

@@ -18,6 +18,14 @@ class PaymentBook:
     def __init__(self, view: OrderView) -> None:
         self._view = view
         self.voided = False  # the authorization was voided: nothing more can be captured
+        # goodwill refunds accepted and not yet booked: what other refunds must leave room for
+        self.pending_refunds = Decimal("0")
+
+    @property
+    def refundable(self) -> Decimal:
+        """Captured, not refunded, and not promised to a goodwill refund under way."""
+        totals = self._view.payment
+        return totals.captured - totals.refunded - self.pending_refunds
 
     def book(self, result: PaymentResult | None) -> None:
         """Keep the payment totals and the derived payment status in step with the ledger."""
@@ -30,6 +38,9 @@ class PaymentBook:
             totals.captured += result.amount
         elif result.kind == PaymentKind.refund:
             totals.refunded += result.amount
+        elif result.kind == PaymentKind.goodwill_refund:
+            totals.refunded += result.amount
+            totals.goodwill_refunded += result.amount
         elif result.kind == PaymentKind.void:
             self.voided = True
         self._view.payment_status = payment_status(

@@ -188,9 +188,7 @@ class ReturnDesk:
 
     async def _pay_back(self, ret: ReturnView, amount: Decimal) -> None:
         ctx = self._ctx
-        amount = min(
-            amount, ctx.view.payment.captured - ctx.view.payment.refunded
-        )  # never more than captured
+        amount = min(amount, ctx.payments.refundable)  # never more than captured (goodwill under way counts)
         if amount > 0:
             request = PaymentRequest(
                 order_id=ctx.order_id,

@@ -38,6 +38,7 @@ OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
         PaymentActivities.capture_payment,
         PaymentActivities.void_payment,
         PaymentActivities.refund_payment,
+        PaymentActivities.refund_goodwill,
         FulfilmentActivities.release_shipment,
         FulfilmentActivities.book_carrier,
         FulfilmentActivities.cancel_carrier_booking,

@@ -11,6 +11,7 @@ page's live part (`/console/orders/{id}/live`) and swaps it in, so the page foll
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from api.console_session import CONSOLE_ROLES
 from api.routes.tracking import tracking_links
 from api.state import AppState, app_state
 from db import SessionFactory
-from domain.api_keys import Principal, authenticate
+from domain.api_keys import Principal, Role, authenticate
 from domain.customers import UnknownCustomer, customer_profile, customers_by_email
 from domain.outbox import Delivery, MessageState, order_messages
 from models.events import OrderEventType
@@ -39,6 +40,8 @@ from models.money import money_text
 from models.orders import (
     CancelIn,
     Channel,
+    GoodwillIn,
+    GoodwillReason,
     NoteIn,
     OrderStatus,
     OrderView,
@@ -259,7 +262,8 @@ async def order_live(request: Request, state: State, order_id: str) -> Response:
     except orders.Refused as exc:
         return Response(str(exc), status_code=409, headers={"Cache-Control": "no-store"})
     messages = await run_in_threadpool(_messages, state.reads, order_id)
-    context = {"csrf": console_session.csrf_token(request), **_live_context(view, messages)}
+    csrf = console_session.csrf_token(request)
+    context = {"csrf": csrf, **_live_context(view, messages, state, who, csrf)}
     return templates.TemplateResponse(request, "console/_live.html", context, headers=PAGE_HEADERS)
 
 
@@ -342,6 +346,32 @@ async def receipt_action(
     return await _act(request, state, order_id, csrf, act)
 
 
+@router.post("/orders/{order_id}/refunds")
+async def goodwill_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    amount: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    key: Annotated[str, Form()] = "",
+) -> Response:
+    async def act(who: Principal) -> None:
+        body = GoodwillIn.model_validate(
+            {"amount": amount.strip(), "reason": reason, "note": note.strip() or None}
+        )
+        limit = state.settings.goodwill_limit
+        if body.amount > limit and who.role != Role.admin:
+            raise _Forbidden(
+                f"a goodwill refund above {limit:.2f} (OMS_GOODWILL_LIMIT, in the order's currency) needs an "
+                f"admin; {body.amount:.2f} was asked"
+            )
+        await orders.goodwill_refund(state.client, order_id, body, key=key.strip() or None, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
 @router.post("/orders/{order_id}/shipments/{shipment_id}/resolve")
 async def resolve_action(
     request: Request,
@@ -364,6 +394,10 @@ class _Invalid(ValueError):
     """A form field the console itself refuses (before any model sees it)."""
 
 
+class _Forbidden(PermissionError):
+    """The signed-in role may not do this (a goodwill refund above the limit for support)."""
+
+
 async def _act(
     request: Request,
     state: AppState,
@@ -384,6 +418,10 @@ async def _act(
         )
         return await _order_page(request, state, who, order_id, f"Not done: {problems}", 422)
     except _Invalid as exc:
+        return await _order_page(request, state, who, order_id, f"Not done: {exc}", 422)
+    except _Forbidden as exc:
+        return await _order_page(request, state, who, order_id, f"Not allowed: {exc}", 403)
+    except orders.Unprocessable as exc:
         return await _order_page(request, state, who, order_id, f"Not done: {exc}", 422)
     except orders.UnknownOrder:
         return await _order_page(request, state, who, order_id)
@@ -429,7 +467,6 @@ async def _order_page(
         "nonce": nonce,
         "live_url": f"/console/orders/{quote(order_id, safe='')}/live",
         "live_every_ms": LIVE_EVERY_MS,
-        **_live_context(view, messages),
     }
     headers = {
         **PAGE_HEADERS,
@@ -438,7 +475,8 @@ async def _order_page(
             " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ),
     }
-    context = {"csrf": console_session.csrf_token(request), **context}
+    csrf = console_session.csrf_token(request)
+    context = {"csrf": csrf, **context, **_live_context(view, messages, state, who, csrf)}
     return templates.TemplateResponse(
         request, "console/order.html", context, status_code=status, headers=headers
     )
@@ -468,9 +506,16 @@ def _story(view: OrderView, messages: list[MessageState]) -> list[StoryLine]:
     return sorted(lines, key=lambda line: line.at)  # stable: events keep their order
 
 
-def _live_context(view: OrderView, messages: list[MessageState]) -> dict[str, Any]:
+def _live_context(
+    view: OrderView, messages: list[MessageState], state: AppState, who: Principal, csrf: str
+) -> dict[str, Any]:
     """What the live part of the order page shows, and which actions the order's state allows."""
     now = datetime.now(UTC)
+    refundable = view.payment.captured - view.payment.refunded
+    # the goodwill form's idempotency key: the same for a form submitted twice (one refund), a new one
+    # once a refund is done (the count moves) or for another session; stable, so the live part stays put
+    done = len(view.goodwill_refunds)
+    goodwill_key = f"console-{done}-" + hashlib.sha256(f"{csrf}:{view.order_id}".encode()).hexdigest()[:16]
     shipments_open = all(s.status in _NOT_YET_PACKED for s in view.shipments)
     returnable = (
         any(s.status == ShipmentStatus.delivered for s in view.shipments)
@@ -490,6 +535,12 @@ def _live_context(view: OrderView, messages: list[MessageState]) -> dict[str, An
         "can_return": returnable,
         "delivered_skus": delivered_skus,
         "waiting_release": view.releases_at is not None and view.releases_at > now,
+        "can_goodwill": view.status not in _TERMINAL and refundable > 0,
+        "refundable": refundable,
+        "goodwill_reasons": [r.value for r in GoodwillReason],
+        "goodwill_limit": state.settings.goodwill_limit,
+        "goodwill_unlimited": who.role == Role.admin,
+        "goodwill_key": goodwill_key,
     }
 
 

@@ -11,10 +11,13 @@ from api.auth import SourceOrSupport, Support, SupportOrWarehouse
 from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
+from domain.api_keys import Role
 from models.orders import (
     CancelIn,
     Channel,
     FeedbackIn,
+    GoodwillIn,
+    GoodwillRefundView,
     NoteIn,
     OrderInput,
     OrderStatus,
@@ -198,6 +201,47 @@ async def add_note(order_id: str, body: NoteIn, who: Support, state: State) -> A
 async def request_return(order_id: str, body: ReturnIn, who: Support, state: State) -> ReturnView:
     """Validated against what was delivered and not yet returned, and the return window."""
     return await orders.request_return(state.client, order_id, body, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[JSON_BODY],
+    responses=_refusable
+    | {
+        403: {"model": ErrorBody, "description": "above OMS_GOODWILL_LIMIT: only an admin may"},
+        422: {"model": ErrorBody, "description": "invalid fields, or more than is refundable: nothing moved"},
+    },
+    summary="Refund an amount as goodwill",
+)
+async def goodwill_refund(
+    order_id: str,
+    body: GoodwillIn,
+    who: Support,
+    state: State,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="the same key again refunds once and answers with that refund",
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        ),
+    ] = None,
+) -> GoodwillRefundView:
+    """Refund part of what was captured (at most captured minus refunded) with a reason code, through
+    the payment gateway; the order's story gets `goodwill_refund_issued` and the customer a message.
+    Above `OMS_GOODWILL_LIMIT` (in the order's currency) only an admin may. A closed order (its return
+    window over) is refused with 409."""
+    limit = state.settings.goodwill_limit
+    if body.amount > limit and who.role != Role.admin:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"a goodwill refund above {limit:.2f} (OMS_GOODWILL_LIMIT, in the order's currency) needs an "
+            f"admin; {body.amount:.2f} was asked",
+        )
+    return await orders.goodwill_refund(state.client, order_id, body, key=idempotency_key, by=who.name)
 
 
 @router.post(

@@ -14,6 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 from config import Settings
 from models.fulfilment import CarrierEvent, PickedLine, ReportOutcome, ResolveRequest, WarehouseReport
 from models.orders import (
+    GoodwillIn,
+    GoodwillRefundView,
     OrderInput,
     OrderPolicy,
     OrderView,
@@ -119,6 +121,12 @@ class Shop:
     async def request_return(self, order_id: str, sku: str, quantity: int, **kw: Any) -> ReturnView:
         request = ReturnIn(sku=sku, quantity=quantity, reason=kw.pop("reason", "does not fit"), **kw)
         return await orders_service.request_return(self.client, order_id, request, by="customer")
+
+    async def goodwill(
+        self, order_id: str, amount: str, reason: str = "late_delivery", key: str | None = None, **kw: Any
+    ) -> GoodwillRefundView:
+        refund = GoodwillIn.model_validate({"amount": amount, "reason": reason, **kw})
+        return await orders_service.goodwill_refund(self.client, order_id, refund, key=key, by="agent-1")
 
     async def receive_return(self, order_id: str, rma: str, condition: str) -> None:
         await orders_service.receive_return(

@@ -364,6 +364,17 @@ class World:
             request, PaymentKind.refund, PaymentKind.capture, "refund above what was captured"
         )
 
+    @activity.defn(name="refund_goodwill")
+    async def refund_goodwill(self, request: PaymentRequest) -> PaymentResult:
+        self._enter("refund_goodwill")
+        repeat = any(p.key == request.idempotency_key for p in self.payments)
+        refunded = self._paid(request.order_id, PaymentKind.refund) + self._paid(
+            request.order_id, PaymentKind.goodwill_refund
+        )
+        if not repeat and refunded + request.amount > self._paid(request.order_id, PaymentKind.capture):
+            raise refuse(ErrorType.payment_rejected, "refund above what was captured", benign=False)
+        return self._pay(request, PaymentKind.goodwill_refund, request.amount)
+
     @activity.defn(name="void_payment")
     async def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
         self._enter("void_payment")
