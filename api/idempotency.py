@@ -15,6 +15,7 @@ The rows themselves: domain/idempotency.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from domain import idempotency
 from domain.idempotency import Claimed, Conflict, InProgress, KeyedRequest, RecordedAnswer, Replay
 from models.text import CONTROL_CHARACTERS
 
+log = logging.getLogger("oms.api.idempotency")
 HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"  # "true" on an answer replayed from the first request
 MAX_KEY_LENGTH = 255
@@ -151,7 +153,18 @@ def _prune_now_and_then(state: AppState) -> None:
     if time.monotonic() < _next_prune:
         return
     _next_prune = time.monotonic() + PRUNE_EVERY_S
-    state.spawn(run_in_threadpool(idempotency.prune, state.sessions, datetime.now(UTC)))
+    state.spawn(_prune(state))
+
+
+async def _prune(state: AppState) -> None:
+    """In the background: the request that passes by does not wait for it, nor fails with it."""
+    try:
+        pruned = await run_in_threadpool(idempotency.prune, state.sessions, datetime.now(UTC))
+    except Exception:
+        log.warning("could not delete expired idempotency keys", exc_info=True)
+        return
+    if pruned:
+        log.info("deleted %d expired idempotency keys", pruned)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

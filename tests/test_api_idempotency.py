@@ -18,7 +18,7 @@ from domain.api_keys import Role, create_key
 from domain.blocklist import update_blocklist
 from domain.idempotency import Claimed, Conflict, IdempotencyStatus, KeyedRequest, RecordedAnswer, Replay
 from models import tables as t
-from tests.helpers import add_products, as_, order_doc, stock_of, unique, wait_status
+from tests.helpers import add_products, as_, eventually, order_doc, set_stock, stock_of, unique, wait_status
 
 REPLAYED = "idempotent-replayed"
 
@@ -91,6 +91,33 @@ async def test_a_retried_receipt_books_the_goods_in_once(http, api_keys, session
     assert same_answer(first, again)
     assert stock_of(sessions, sku) == (7, 0)
     assert movements(sessions, sku, "receive") == [5]
+
+
+async def test_a_retried_purchase_order_receipt_books_the_goods_in_once(http, api_keys, sessions):
+    sku = add_products(sessions, {"SCREW": 5})["SCREW"]
+    set_stock(sessions, sku, "W1", 5, reorder_point=4, reorder_qty=20)
+    warehouse = as_(api_keys, Role.warehouse)
+    count = {"sku": sku, "warehouse": "W1", "delta": -1, "reason": "cycle count"}
+    assert (await http.post("/stock/adjustments", json=count, headers=warehouse)).status_code == 200
+
+    async def its_purchase_orders() -> list[dict[str, Any]]:
+        listed = (await http.get("/purchase-orders", headers=warehouse)).json()
+        return [po for po in listed if po["sku"] == sku]
+
+    (po,) = await eventually(its_purchase_orders, lambda pos: len(pos) == 1)
+    goods = {"sku": sku, "warehouse": "W1", "quantity": 20, "purchase_order": po["id"]}
+    headers = keyed(warehouse, str(uuid.uuid4()))
+
+    # the retry comes while the purchase order may still be open: replayed, it does not signal again
+    # (the replenishment would ignore a second signal; once received, a plain repeat is 409)
+    first = await http.post("/stock/receipts", json=goods, headers=headers)
+    again = await http.post("/stock/receipts", json=goods, headers=headers)
+
+    assert first.status_code == 202 and first.json()["id"] == po["id"], first.text
+    assert same_answer(first, again)
+    await eventually(its_purchase_orders, lambda pos: pos[0]["status"] == "received")
+    assert stock_of(sessions, sku) == (24, 0)
+    assert movements(sessions, sku, "receive") == [20]
 
 
 async def test_a_retried_cancel_answers_the_cancellation_again(http, api_keys, client, sessions):
@@ -249,7 +276,7 @@ def test_a_key_expires_after_its_ttl(sessions):
     assert idempotency.claim(sessions, other, now + timedelta(hours=1), ttl) == Conflict("POST /x", True)
     # a day later the key is free again, for any request
     assert isinstance(idempotency.claim(sessions, other, now + ttl, ttl), Claimed)
-    # (pruning at a time this late removes every key of the suite's database: this module runs last)
+    # (pruning this late removes every key in the suite's database: this is the module's last test)
     assert idempotency.prune(sessions, now + 3 * ttl) >= 1
     with sessions() as session:
         assert (
