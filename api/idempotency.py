@@ -9,6 +9,9 @@ before the handler runs (or answers without running it) and records the handler'
 Only a 2xx answer is remembered. Every error answer of this API means nothing was changed
 (docs/http-api.md, Statuses), so the key is given back and a retry runs anew: a 409 `too_early` or a
 503 retried with the same key is then served, not answered the same refusal until the key expires.
+One known exception to "nothing was changed": services/stock.py writes the ledger before it starts a
+replenishment or serves backorders over Temporal, so a 503 from those comes after the stock moved, and
+a retry (with the key given back) moves it again.
 The rows themselves: domain/idempotency.py.
 """
 
@@ -58,7 +61,7 @@ async def _documented_header(
         ),
     ] = None,
 ) -> None:
-    """Nothing to do by the time it runs: `IdempotencyGuard` has handled the key before the route."""
+    """Nothing to do by the time it runs: `guarded` has handled the key before the handler."""
 
 
 IDEMPOTENT = Depends(_documented_header)
