@@ -318,6 +318,9 @@ class Settings(BaseSettings):
     api_max_import: int = Field(default=20 * 1024 * 1024, ge=1024)  # bytes, for POST /orders/import
     api_wait_timeout: Duration = timedelta(seconds=30)  # ?wait=true answers with `received` after it
     api_key_cache_ttl: Duration = timedelta(seconds=2)  # a revoked key works on for at most this long
+    # how long a mutating request's Idempotency-Key is remembered (api/idempotency.py): a retry within it
+    # gets the first answer again, and the same key with another request is refused
+    idempotency_ttl: Duration = timedelta(hours=24)
 
     # payload encryption (encryption/): "id:key,id:key", the first encrypts, all decrypt; without it a
     # key is generated once into codec_key_file. Keys never appear in logs or in `config` output.

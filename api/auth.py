@@ -41,14 +41,20 @@ async def principal(
             "an API key is required: Authorization: Bearer <key>",
             bearer_challenge=True,
         )
-    who = state.keys.get(credentials.credentials)
-    if who is None:
-        who = await run_in_threadpool(authenticate, state.reads, credentials.credentials)
-        if who is not None:
-            state.keys.put(credentials.credentials, who)
+    who = await identify(state, credentials.credentials)
     if who is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked API key", bearer_challenge=True)
     request.state.principal = who  # for the audit line
+    return who
+
+
+async def identify(state: AppState, key: str) -> Principal | None:
+    """Whose key this is (None: unknown or revoked), from the cache or the database."""
+    who = state.keys.get(key)
+    if who is None:
+        who = await run_in_threadpool(authenticate, state.reads, key)
+        if who is not None:
+            state.keys.put(key, who)
     return who
 
 

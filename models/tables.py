@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -566,3 +567,24 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     response_excerpt: Mapped[str | None] = mapped_column(String(500))
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a caller sent with a mutating request (domain/idempotency.py): claimed while
+    the request runs, then its answer, replayed to a retry until `expires_at`. One row per (caller, key):
+    the unique constraint is what makes two racing duplicates have one effect."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("caller", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(String(64))  # the API key's name: keys of others are independent
+    key: Mapped[str] = mapped_column(String(255))
+    route: Mapped[str] = mapped_column(Text)  # "POST /orders/A-1/cancel": the method and the path as sent
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request: path, query and body
+    status: Mapped[str] = mapped_column(String(16))  # an IdempotencyStatus
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_type: Mapped[str | None] = mapped_column(String(100))  # its Content-Type
+    response_location: Mapped[str | None] = mapped_column(Text)  # its Location, when it had one
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # created_at + OMS_IDEMPOTENCY_TTL

@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 
 from api.errors import ApiError, InvalidBody
+from api.idempotency import guarded, takes_idempotency_key
 from models import strict_json
 
 
@@ -40,7 +41,8 @@ class _StrictJsonRequest(Request):
 
 
 class StrictJsonRoute(APIRoute):
-    """The route class of every router that takes JSON bodies (FastAPI reads them with `request.json()`)."""
+    """The route class of every router that takes JSON bodies (FastAPI reads them with `request.json()`).
+    A route with the `IDEMPOTENT` dependency is wrapped in the Idempotency-Key guard (api/idempotency.py)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -48,4 +50,4 @@ class StrictJsonRoute(APIRoute):
         async def strict(request: Request) -> Response:
             return await handler(_StrictJsonRequest(request.scope, request.receive))
 
-        return strict
+        return guarded(strict) if takes_idempotency_key(self.dependant.dependencies) else strict

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from api.auth import Carrier, Support
 from api.errors import ApiError, ErrorBody
+from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.routes.warehouse import ShipmentId, too_early
 from api.state import AppState, app_state
@@ -54,7 +55,7 @@ class CarrierEventResult(BaseModel):
 @router.post(
     "/carrier/events",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses={
         200: {"model": CarrierEventResult, "description": "recorded before: nothing changed (idempotent)"},
         404: {"model": ErrorBody, "description": "unknown tracking number"},
@@ -131,7 +132,7 @@ class ResolutionIn(BaseModel):
 
 @router.post(
     "/orders/{order_id}/shipments/{shipment_id}/resolution",
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses={
         404: {"model": ErrorBody, "description": "unknown order or shipment"},
         409: {"model": ErrorBody, "description": "the shipment is not lost or returned: nothing to resolve"},

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Source, SourceOrSupport
 from api.errors import ApiError, ErrorBody
+from api.idempotency import IDEMPOTENT
 from api.routes import StrictJsonRoute
 from api.state import AppState, app_state
 from domain.order_import import ImportFileError, decode_import
@@ -45,6 +46,7 @@ _BODY_DOC = {
 @router.post(
     "/orders/import",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[IDEMPOTENT],
     openapi_extra=_BODY_DOC,
     responses={
         415: {"model": ErrorBody, "description": "neither text/csv nor application/x-ndjson"},

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.auth import SourceOrSupport, Support, SupportOrWarehouse
 from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
+from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.api_keys import Role
@@ -167,14 +168,21 @@ async def list_orders(
 # ---- support ----
 
 
-@router.post("/orders/{order_id}/cancel", dependencies=[JSON_BODY], responses=_refusable, summary="Cancel")
+@router.post(
+    "/orders/{order_id}/cancel", dependencies=[JSON_BODY, IDEMPOTENT], responses=_refusable, summary="Cancel"
+)
 async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> OrderView:
     """Cancel with compensation (stock released, picked units restocked, carrier bookings cancelled,
     authorization voided, customer told); refused once a parcel is with the carrier."""
     return await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
 
 
-@router.post("/orders/{order_id}/release", responses=_refusable, summary="Release a held order")
+@router.post(
+    "/orders/{order_id}/release",
+    dependencies=[IDEMPOTENT],
+    responses=_refusable,
+    summary="Release a held order",
+)
 async def release(order_id: str, who: Support, state: State) -> OrderView:
     return await orders.release_order(state.client, order_id, by=who.name)
 
@@ -182,7 +190,7 @@ async def release(order_id: str, who: Support, state: State) -> OrderView:
 @router.post(
     "/orders/{order_id}/notes",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_refusable,
     summary="Add a support note",
 )
@@ -194,7 +202,7 @@ async def add_note(order_id: str, body: NoteIn, who: Support, state: State) -> A
 @router.post(
     "/orders/{order_id}/returns",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_refusable,
     summary="Authorize a return (RMA)",
 )
@@ -247,7 +255,7 @@ async def goodwill_refund(
 @router.post(
     "/orders/{order_id}/returns/{rma}/receipt",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_refusable,
     summary="Record a returned parcel's receipt",
 )
@@ -264,7 +272,7 @@ async def receive_return(
 @router.post(
     "/orders/{order_id}/feedback",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_refusable,
     summary="The customer's feedback",
 )

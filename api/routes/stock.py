@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role, Warehouse, allow
 from api.errors import ApiError, ErrorBody, Responses
+from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain import stock
@@ -34,7 +35,10 @@ async def stock_levels(
 
 
 @router.post(
-    "/stock/adjustments", dependencies=[JSON_BODY], responses=_changes, summary="A cycle-count correction"
+    "/stock/adjustments",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_changes,
+    summary="A cycle-count correction",
 )
 async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State) -> StockChange:
     """A movement row with the reason; a replenishment starts when the pair falls to its reorder point,
@@ -51,7 +55,7 @@ async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State) -> Stock
 
 @router.post(
     "/stock/receipts",
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_changes | {202: {"model": PurchaseOrderView, "description": "passed to the purchase order"}},
     summary="Goods booked in",
 )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal, Role, Warehouse, allow
 from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
+from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.shipments import QueuedShipment
@@ -77,7 +78,7 @@ async def queue(code: Annotated[str, Path(max_length=64)], who: Reader, state: S
 
 @router.post(
     "/shipments/{shipment_id}/picked",
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_report_errors,
     summary="The warehouse picked a shipment",
 )
@@ -91,7 +92,7 @@ async def picked(shipment_id: ShipmentId, body: PickedIn, who: Warehouse, state:
 
 @router.post(
     "/shipments/{shipment_id}/packed",
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_report_errors,
     summary="The warehouse packed a shipment",
 )
@@ -111,7 +112,7 @@ async def packed(shipment_id: ShipmentId, body: PackedIn, who: Warehouse, state:
 
 @router.post(
     "/shipments/{shipment_id}/handed-over",
-    dependencies=[JSON_BODY],
+    dependencies=[JSON_BODY, IDEMPOTENT],
     responses=_report_errors,
     summary="The warehouse handed a shipment to the carrier",
 )
