@@ -291,3 +291,41 @@ def test_output_to_a_closed_pipe_never_raises():
         assert output.lost()  # seen without writing
         print("x" * 100_000, file=output, flush=True)  # dropped
         output.flush()
+
+
+async def test_the_demo_goes_on_when_the_carrier_delivered_first(
+    client, sessions, gated_worker, api, api_keys, capsys
+) -> None:
+    """`make run` on a slow machine: the sandbox carrier may finish its journey before the demo confirms
+    the delivery through the carrier webhook. The demo says so and goes on (it used to stop with "has no
+    shipment on its way", leaving no order on hold or travelling)."""
+    import asyncio
+
+    from domain.api_keys import Role
+    from services.orders import confirm_delivery
+    from tests.helpers import add_products, order_doc, place, wait_status
+    from tests.test_parties import hand_over, manual_worker
+
+    settings = await manual_worker(gated_worker)
+    sku = add_products(sessions, {"KETTLE": 2})["KETTLE"]
+    order_id = await place(client, settings, order_doc([(sku, 1)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    await hand_over(client, shipment.id)
+    await wait_status(client, order_id, "shipped")
+    await confirm_delivery(client, order_id)  # the carrier, first
+    await wait_status(client, order_id, "delivered")
+
+    demo_api = devstack.Api(
+        api.url, {"support": api_keys[Role.support], "carrier": api_keys[Role.carrier]}, 30.0
+    )
+    await asyncio.to_thread(devstack.deliver_via_api, demo_api, order_id)  # no DemoError
+
+    out = capsys.readouterr().out
+    assert f"the sandbox carrier has delivered {order_id} already" in out
+    assert "POST /carrier/events" not in out  # nothing sent twice
+
+
+def test_make_run_gives_the_carrier_a_journey_longer_than_the_demo() -> None:
+    cfg = devstack.DevConfig.from_env()
+    env = devstack.child_env(cfg)
+    assert env["OMS_SANDBOX_TRANSIT_TIME"] == os.environ.get("OMS_SANDBOX_TRANSIT_TIME", "3m")
