@@ -8,8 +8,7 @@ import argparse
 from typing import TYPE_CHECKING, TextIO
 
 from cli.common import CLI_ACTOR, EXIT_INVALID, CommandError, database, first_problem, order_call
-from models.choices import Resolution, ReturnCondition
-from models.orders import GoodwillReason
+from models.choices import GoodwillReason, Resolution, ReturnCondition
 
 if TYPE_CHECKING:
     from cli.common import Subcommands

@@ -102,3 +102,14 @@ class WebhookEventType(StrEnum):
     stock_low = "stock.low"
     purchase_order_raised = "purchase_order.raised"
     purchase_order_received = "purchase_order.received"
+
+
+class GoodwillReason(StrEnum):
+    """Why support refunds part of an order as a gesture (a goodwill refund): stored as the
+    `goodwill_refund_issued` event's reason code, so reports group by it."""
+
+    damaged_item = "damaged_item"
+    late_delivery = "late_delivery"
+    price_adjustment = "price_adjustment"
+    service_issue = "service_issue"
+    other = "other"

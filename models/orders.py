@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
 
-from models.choices import Channel, OrderStatus, ReturnCondition
+from models.choices import Channel, GoodwillReason, OrderStatus, ReturnCondition
 from models.countries import ISO_COUNTRIES
 from models.money import Amount
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
@@ -331,17 +331,6 @@ class ReturnIn(_Strict):
 
 class ReturnRequest(ReturnIn):
     by: Actor
-
-
-class GoodwillReason(StrEnum):
-    """Why support refunds part of an order as a gesture (a goodwill refund): stored as the
-    `goodwill_refund_issued` event's reason code, so reports group by it."""
-
-    damaged_item = "damaged_item"
-    late_delivery = "late_delivery"
-    price_adjustment = "price_adjustment"
-    service_issue = "service_issue"
-    other = "other"
 
 
 class GoodwillIn(_Strict):

@@ -126,7 +126,14 @@ async def test_cancel_returns_what_a_lost_workflow_task_booked(client, sessions,
     settings, gates = await gated_worker("authorize_payment")
     skus = add_products(sessions, {"TEE": 5}, price="15.00")
     order_id = await place(client, settings, order_doc([(skus["TEE"], 2)]))
-    before = await wait_status(client, order_id, "received")  # the card is being authorized
+    await wait_status(client, order_id, "received")  # the card is being authorized
+
+    def admitted() -> bool:  # its row, written by admission (a local step) before the authorization
+        with sessions() as session:
+            return session.get(t.Order, order_id) is not None
+
+    await eventually(lambda: asyncio.to_thread(admitted), bool)
+    before = await order_view(client, order_id)  # its events so far: the lost task's come after them
 
     # what the lost task's local steps left in the database
     InventoryActivities(sessions).reserve_stock(

@@ -174,6 +174,7 @@ async def test_return_via_the_cli_refunds_and_restocks_into_the_shipping_warehou
         "authorized": Decimal("30.00"),
         "captured": Decimal("30.00"),
         "refunded": refund,
+        "goodwill_refunded": Decimal("0.00"),
     }
     ((row, _),) = return_rows(sessions, order_id)
     assert (row.status, row.refund_amount, row.condition) == ("refunded", refund, "good")
