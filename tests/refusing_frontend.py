@@ -2,49 +2,30 @@
 expired API key: `grpc-status: 16` (UNAUTHENTICATED) with a message, and nothing else.
 
 The dev server has no API keys to refuse, so this stands in for the frontend's refusal only: a real TLS
-handshake (tests/tls_proxy.py's certificates) and real HTTP/2 (h2), so the SDK meets the refusal
-exactly as it would from a cluster. It records the `authorization` headers it was sent.
+handshake (tests/tls_proxy.py's server and certificates) and real HTTP/2 (h2), so the SDK meets the
+refusal exactly as it would from a cluster. It records the `authorization` headers it was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
-from tests.tls_proxy import Certificates
+from tests.tls_proxy import Certificates, TlsServer
 
 UNAUTHENTICATED = 16  # gRPC status code
 
 
-class RefusingFrontend:
+class RefusingFrontend(TlsServer):
     def __init__(self, certificates: Certificates, message: str) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certificates.server_cert, certificates.server_key)
-        context.set_alpn_protocols(["h2"])  # gRPC: the client insists on HTTP/2
-        self.context = context
+        super().__init__(certificates)
         self.message = message
         self.authorizations: list[str] = []
-        self.server: asyncio.Server | None = None
-
-    @property
-    def address(self) -> str:
-        assert self.server is not None
-        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> RefusingFrontend:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.server.wait_closed(), 5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = h2.connection.H2Connection(
@@ -65,7 +46,7 @@ class RefusingFrontend:
 
     def _answer(self, connection: h2.connection.H2Connection, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            headers = dict((str(k), str(v)) for k, v in event.headers or [])
+            headers = {str(k): str(v) for k, v in event.headers or []}
             self.authorizations.append(headers.get("authorization", ""))
             # a "trailers-only" gRPC response: the status in the one HEADERS frame that ends the stream
             connection.send_headers(

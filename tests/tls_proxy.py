@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import hpack
 from cryptography import x509
@@ -121,12 +122,11 @@ def make_certificates(folder: Path) -> Certificates:
     )
 
 
-class TlsProxy:
-    """Accepts TLS on 127.0.0.1 (a free port) and forwards each connection's bytes to `upstream`."""
+class TlsServer:
+    """A gRPC-shaped TLS server on 127.0.0.1 (a free port) with the server certificate made here; each
+    connection goes to `_serve`, which the kinds below implement. `async with` runs it."""
 
-    def __init__(self, certificates: Certificates, upstream: str, *, require_client_cert: bool) -> None:
-        self.upstream_host, port = upstream.rsplit(":", 1)
-        self.upstream_port = int(port)
+    def __init__(self, certificates: Certificates, *, require_client_cert: bool = False) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificates.server_cert, certificates.server_key)
         context.set_alpn_protocols(["h2"])  # gRPC: the client insists on HTTP/2
@@ -135,16 +135,14 @@ class TlsProxy:
             context.verify_mode = ssl.CERT_REQUIRED
         self.context = context
         self.server: asyncio.Server | None = None
-        # every request header the clients sent, decoded: what the server behind receives
-        self.request_headers: list[tuple[str, str]] = []
 
     @property
     def address(self) -> str:
         assert self.server is not None
         return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
-    async def __aenter__(self) -> TlsProxy:
-        self.server = await asyncio.start_server(self._forward, "127.0.0.1", 0, ssl=self.context)
+    async def __aenter__(self) -> Self:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.context)
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -153,9 +151,21 @@ class TlsProxy:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.server.wait_closed(), 5)
 
-    async def _forward(
-        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
-    ) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class TlsProxy(TlsServer):
+    """Accepts TLS and forwards each connection's bytes to `upstream`."""
+
+    def __init__(self, certificates: Certificates, upstream: str, *, require_client_cert: bool) -> None:
+        super().__init__(certificates, require_client_cert=require_client_cert)
+        self.upstream_host, port = upstream.rsplit(":", 1)
+        self.upstream_port = int(port)
+        # every request header the clients sent, decoded: what the server behind receives
+        self.request_headers: list[tuple[str, str]] = []
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port

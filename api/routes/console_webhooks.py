@@ -7,6 +7,7 @@ Session, CSRF, page headers and the layout are the console's (`api/routes/consol
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -58,39 +59,34 @@ async def subscribe_action(
 async def remove_action(
     request: Request, state: State, subscription_id: str, csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    who, refusal = await _admin(request, state, csrf)
-    if refusal is not None:
-        return refusal
-    try:
-        await webhooks.unsubscribe(state.sessions, subscription_id)
-    except webhooks.UnknownWebhook as exc:
-        return await _page(request, state, who, f"Not done: {exc}", 404)
-    return see_other("/console/webhooks")
+    return await _admin_action(request, state, csrf, webhooks.unsubscribe(state.sessions, subscription_id))
 
 
 @router.post("/{subscription_id}/enable")
 async def enable_action(
     request: Request, state: State, subscription_id: str, csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    who, refusal = await _admin(request, state, csrf)
-    if refusal is not None:
-        return refusal
-    try:
-        await webhooks.enable(state.sessions, subscription_id)
-    except webhooks.UnknownWebhook as exc:
-        return await _page(request, state, who, f"Not done: {exc}", 404)
-    return see_other("/console/webhooks")
+    return await _admin_action(request, state, csrf, webhooks.enable(state.sessions, subscription_id))
 
 
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver_action(
     request: Request, state: State, delivery_id: int, csrf: Annotated[str, Form()] = ""
 ) -> Response:
+    return await _admin_action(request, state, csrf, webhooks.redeliver(state.sessions, delivery_id))
+
+
+async def _admin_action(
+    request: Request, state: AppState, csrf: str, action: Coroutine[Any, Any, object]
+) -> Response:
+    """Run a form's action for a signed-in admin, then back to the page; a refusal answers on the page
+    (unknown: 404, in a state that refuses it: 409). The action is awaited only once admitted."""
     who, refusal = await _admin(request, state, csrf)
     if refusal is not None:
+        action.close()  # never started: no "coroutine was never awaited"
         return refusal
     try:
-        await webhooks.redeliver(state.sessions, delivery_id)
+        await action
     except webhooks.UnknownWebhook as exc:
         return await _page(request, state, who, f"Not done: {exc}", 404)
     except webhooks.WebhookConflict as exc:
