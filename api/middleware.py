@@ -173,6 +173,22 @@ def _own_origin(scope: Scope) -> str:
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
+class _Answer:
+    """The status a request was answered with, noted on its way out (the audit line and the metrics
+    report it); 500 if the application raised before answering, which is what the client then gets."""
+
+    def __init__(self) -> None:
+        self.status = 500
+
+    async def forward(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+            await send(message)
+
+        await app(scope, receive, noting_send)
+
+
 class AuditLog:
     """One line per mutating request: who (the API key's name and role), what, and the answer."""
 
@@ -183,18 +199,12 @@ class AuditLog:
         if scope["type"] != "http" or scope["method"] not in MUTATING:
             await self.app(scope, receive, send)
             return
-        status = 500
+        answer = _Answer()
         began = time.perf_counter()
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, recording_send)
+            await answer.forward(self.app, scope, receive, send)
         finally:
+            status = answer.status
             who = scope.get("state", {}).get("principal")
             audit_log.info(
                 "key=%s role=%s %s %s -> %d (%.0f ms)",
@@ -219,18 +229,11 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # what the client gets if the application raises before answering
+        answer = _Answer()
         began = time.perf_counter()
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, recording_send)
+            await answer.forward(self.app, scope, receive, send)
         finally:
             # the router writes the matched route into the request's scope (FastAPI's APIRoute)
             route = getattr(scope.get("route"), "path_format", None)
-            observe_request(scope["method"], route, status, time.perf_counter() - began)
+            observe_request(scope["method"], route, answer.status, time.perf_counter() - began)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
@@ -27,19 +28,28 @@ class OutboxDispatcher:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sent = await asyncio.to_thread(self._dispatch)
-            except Exception:  # noqa: BLE001 - the database is away: the messages wait in the outbox
-                log.warning("outbox dispatch failed; retrying in %.1f s", self._poll, exc_info=True)
-                sent = 0
-            if sent:
-                continue  # more may be waiting: no pause while there is a backlog
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._poll)
+        await poll_until_stopped(self._stop, self._poll, lambda: asyncio.to_thread(self._dispatch), "outbox")
 
     def stop(self) -> None:
         self._stop.set()
+
+
+async def poll_until_stopped(
+    stop: asyncio.Event, poll: float, round_: Callable[[], Awaitable[int]], what: str
+) -> None:
+    """A dispatcher's loop: a round, again at once while it found work (a backlog), else after `poll`
+    seconds or at `stop`. A round that fails (the database away) is logged and tried again after
+    `poll`: the work waits in its outbox."""
+    while not stop.is_set():
+        try:
+            done = await round_()
+        except Exception:  # noqa: BLE001 - whatever failed, the outbox keeps the work for the next round
+            log.warning("%s dispatch failed; retrying in %.1f s", what, poll, exc_info=True)
+            done = 0
+        if done:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll)
 
 
 class Dispatcher(Protocol):

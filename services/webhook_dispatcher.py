@@ -7,7 +7,6 @@ OMS_WEBHOOK_TIMEOUT. Database work runs in threads, so the worker's event loop n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from domain.webhook_signing import signed_headers
 from domain.webhook_targets import TargetRefused, resolve
 from models.choices import WebhookEventType
 from services.orders import Refused, UnknownOrder, order_view
+from services.outbox import poll_until_stopped
 
 log = logging.getLogger("oms.webhooks")
 BATCH = 50  # deliveries sent at once (each the head of its own order's queue), bodies built per round
@@ -46,16 +46,7 @@ class WebhookDispatcher:
             timeout=self._settings.webhook_timeout.total_seconds(),
             headers={"user-agent": USER_AGENT},
         ) as http:
-            while not self._stop.is_set():
-                try:
-                    sent = await self.dispatch_once(http)
-                except Exception:  # noqa: BLE001 - the database is away: the deliveries wait in the outbox
-                    log.warning("webhook dispatch failed; retrying in %.1f s", self._poll, exc_info=True)
-                    sent = 0
-                if sent:
-                    continue  # more may be due: no pause while there is a backlog
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll)
+            await poll_until_stopped(self._stop, self._poll, lambda: self.dispatch_once(http), "webhook")
 
     def stop(self) -> None:
         self._stop.set()
