@@ -104,6 +104,17 @@ class WebhookEventType(StrEnum):
     purchase_order_received = "purchase_order.received"
 
 
+class ReturnReason(StrEnum):
+    """Why the customer sends goods back (a return the customer starts on the tracking page)."""
+
+    damaged = "damaged"
+    defective = "defective"
+    wrong_item = "wrong_item"
+    not_as_described = "not_as_described"
+    no_longer_needed = "no_longer_needed"
+    other = "other"
+
+
 class GoodwillReason(StrEnum):
     """Why support refunds part of an order as a gesture (a goodwill refund): stored as the
     `goodwill_refund_issued` event's reason code, so reports group by it."""
