@@ -4,6 +4,7 @@ under the auto-approval limit."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -104,3 +105,15 @@ async def test_customer_requests_refused_with_their_reason(shop: Shop, world: Wo
     with pytest.raises(Refused, match="return window of order .* closed"):
         await shop.customer_return(order, {shoe: 1}, "other")
     assert [r.rma for r in (await shop.view(order)).returns if r.by_customer] == [waiting.rma]
+
+
+async def test_the_same_request_twice_at_once_is_one_request(shop: Shop, world: World) -> None:
+    order, shoe, sock = await _delivered(shop, world)
+    first, second = await asyncio.gather(
+        shop.customer_return(order, {shoe: 2, sock: 1}, "wrong_item"),
+        shop.customer_return(order, {sock: 1, shoe: 2}, "wrong_item"),
+    )
+    assert first.rma == second.rma
+    view = await shop.view(order)
+    assert [r.rma for r in view.returns] == [first.rma]
+    assert world.messages(order).count("return_requested") == 1
