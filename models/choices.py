@@ -96,6 +96,8 @@ class WebhookEventType(StrEnum):
     order_delivered = "order.delivered"
     order_delivery_exception = "order.delivery_exception"
     order_completed = "order.completed"
+    return_requested = "return.requested"  # by the customer: waits for support's approval
+    return_declined = "return.declined"
     return_authorized = "return.authorized"
     return_received = "return.received"
     refund_issued = "refund.issued"
