@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # the largest goodwill refund (POST /orders/{id}/refunds) support may give, in the order's currency;
     # above it only an admin may
     goodwill_limit: Decimal = Field(default=Decimal("50.00"), ge=0)
+    # a customer's return request (the tracking page) whose refund value is at most this is approved at
+    # once, in the order's currency; 0: support approves every one
+    return_auto_approve_limit: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("9999999999.99"))
     compensation_attempts: int = Field(default=20, ge=1)
     # A step (activity) failing this many attempts in a row for a reason that is not a business
     # refusal marks its order NeedsAttention (event `step_stuck`) and goes on retrying. A setting of

@@ -54,6 +54,16 @@ TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
         "Your order $order_id was cancelled",
         "Hello $name,\n\nyour order $order_id was cancelled: $reason.\n$money\n",
     ),
+    NotificationKind.return_requested: (
+        "We received your return request $rma",
+        "Hello $name,\n\nwe received your request to return $lines ($rma). We will check it and write to "
+        "you again: once it is approved, with the return instructions. Please do not send anything yet.\n",
+    ),
+    NotificationKind.return_declined: (
+        "Your return request $rma",
+        "Hello $name,\n\nwe are sorry: we cannot accept your request to return $lines ($rma): $why.\n"
+        "Reply to this message if you would like us to look at it again.\n",
+    ),
     NotificationKind.return_authorized: (
         "Return $rma for order $order_id",
         "Hello $name,\n\nwe have authorized your return $rma: $lines.\nPlease pack the items with the return "

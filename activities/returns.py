@@ -7,7 +7,7 @@ from temporalio import activity
 from db import SessionFactory
 from domain.stock_ledger import move
 from models import tables as t
-from models.orders import ReturnCondition, ReturnStatus
+from models.orders import ReturnCondition
 from models.steps import ReceiptRecord, ReturnOutcome, ReturnRecord
 
 
@@ -24,7 +24,7 @@ class ReturnActivities:
                 t.Return(
                     rma=record.rma,
                     order_id=record.order_id,
-                    status=ReturnStatus.requested.value,
+                    status=record.status.value,
                     reason=record.reason,
                     exchange_sku=record.exchange_sku,
                     requested_at=record.requested_at,

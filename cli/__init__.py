@@ -1,7 +1,7 @@
 """The command line (`starter.py`), one module per group of commands:
 
     orders.py      place, import, import-history, status, list
-    support.py     cancel, release, note, feedback, return, receive-return, refund, resolve, blocklist
+    support.py     cancel, release, note, feedback, return, receive-return, approve-return, decline-return, refund, resolve, blocklist
     fulfilment.py  warehouse queue|pick|pack|handover, carrier-event, deliver
     stock.py       catalog load, stock (levels, check, adjust, receive, write-off), purchase-orders, forecast
     analytics.py   report, export journal
@@ -56,6 +56,7 @@ _ADD_COMMANDS: list[Callable[[Subcommands], None]] = [
     support.add_note,
     support.add_return,
     support.add_receive_return,
+    support.add_decide_return,
     support.add_refund,
     admin.add_apikey,
     support.add_blocklist,

@@ -1,5 +1,5 @@
 """What support staff do to one order: `cancel`, `release`, `note`, `feedback`, `return`,
-`receive-return`, `refund` (goodwill), `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
+`receive-return`, `approve-return` / `decline-return` (a customer's request), `refund` (goodwill), `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
 (services/orders.py, services/fulfilment.py, domain/blocklist.py)."""
 
 from __future__ import annotations
@@ -95,6 +95,15 @@ def add_receive_return(sub: Subcommands) -> None:
     receive.add_argument("rma")
     receive.add_argument("--condition", choices=[c.value for c in ReturnCondition], default="good")
     receive.set_defaults(handler=cmd_receive_return)
+
+
+def add_decide_return(sub: Subcommands) -> None:
+    for name, verb in (("approve-return", "approve"), ("decline-return", "decline")):
+        decide = sub.add_parser(name, help=f"{verb} a return the customer requested on the tracking page")
+        decide.add_argument("order_id")
+        decide.add_argument("rma")
+        decide.add_argument("--note", help="why (a decline's reason is sent to the customer)")
+        decide.set_defaults(handler=cmd_decide_return, approve=verb == "approve")
 
 
 def add_blocklist(sub: Subcommands) -> None:
@@ -219,6 +228,25 @@ async def cmd_receive_return(args: argparse.Namespace, settings: Settings, out: 
     receipt = ReturnReceipt(rma=args.rma, condition=ReturnCondition(args.condition), by=CLI_ACTOR)
     await order_call(orders.receive_return(await connect(settings), args.order_id, receipt))
     print(f"receipt of {args.rma} ({args.condition}) recorded", file=out)
+
+
+async def cmd_decide_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.orders import ReturnDecisionIn
+    from services import orders
+
+    try:
+        decision = ReturnDecisionIn(note=args.note)
+    except ValidationError as exc:
+        raise CommandError(f"invalid note: {first_problem(exc)}", EXIT_INVALID) from None
+    ret = await order_call(
+        orders.decide_return(
+            await connect(settings), args.order_id, args.rma, args.approve, decision, by=CLI_ACTOR
+        )
+    )
+    print(f"{ret.rma} {'approved' if args.approve else 'declined'}: {ret.status.value}", file=out)
 
 
 BLOCKLIST_DONE = {"add": "added", "remove": "removed"}

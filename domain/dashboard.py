@@ -109,7 +109,8 @@ def dashboard(sessions: SessionFactory, now: datetime | None = None) -> Dashboar
         attention = needing_attention(session)
         on_hold = on_hold_orders(session)
         decisions = sorted(
-            on_hold + parcels_awaiting_choice(session), key=lambda line: (line.since, line.order_id)
+            on_hold + parcels_awaiting_choice(session) + returns_awaiting_approval(session),
+            key=lambda line: (line.since, line.order_id),
         )
         returns = open_returns(session)
         keys = [
@@ -303,6 +304,21 @@ def parcels_awaiting_choice(session: Session) -> list[OrderLine]:
         if code in CHOICE_WAITS
     ]
     return sorted(lines, key=lambda line: (line.since, line.order_id))
+
+
+def returns_awaiting_approval(session: Session) -> list[OrderLine]:
+    """Returns the customer requested (the tracking page) that wait for support's approve or decline,
+    oldest first, since the request; one line per request."""
+    rows = session.execute(
+        select(t.Return.order_id, t.Return.rma, t.Return.requested_at, t.Order.status)
+        .join(t.Order, t.Order.id == t.Return.order_id)
+        .where(t.Return.status == ReturnStatus.pending_approval)
+        .order_by(t.Return.requested_at, t.Return.rma)
+    ).all()
+    return [
+        OrderLine(order_id, status, at, f"return {rma} requested by the customer: approve or decline")
+        for order_id, rma, at, status in rows
+    ]
 
 
 def open_returns(session: Session) -> list[OpenReturn]:

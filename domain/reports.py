@@ -35,6 +35,11 @@ from models import tables as t
 from models.events import OrderEventType, PaymentKind
 from models.orders import OrderStatus, ReturnStatus
 
+# returns whose goods never came back (nothing arrived in time; a customer's request support declined)
+NOT_RETURNING = frozenset({ReturnStatus.expired.value, ReturnStatus.declined.value})
+# returns still under way: authorized and awaited, or a customer's request waiting for approval
+OPEN_RETURNS = frozenset({ReturnStatus.requested.value, ReturnStatus.pending_approval.value})
+
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 LIST_LIMIT = 50  # rows of the long lists in the text and HTML reports (JSON has them all)
@@ -686,7 +691,7 @@ def returns_figures(
     currency = {o.id: o.currency for o in orders}
     for rma, order_id, status, reason, refund, sku, qty in rows:
         returns[rma] = (order_id, status, refund, currency[order_id])
-        if status == ReturnStatus.expired.value:
+        if status in NOT_RETURNING:
             continue
         label = " ".join(reason.split()).lower() or "(no reason given)"
         returned[sku] += qty
@@ -697,9 +702,7 @@ def returns_figures(
         if status == ReturnStatus.refunded.value:
             refunded[cur] += refund
     delivered = {o.id for o in orders if any(s.delivered_at for s in o.own_shipments)}
-    returning = {
-        order_id for order_id, status, *_ in returns.values() if status != ReturnStatus.expired.value
-    }
+    returning = {order_id for order_id, status, *_ in returns.values() if status not in NOT_RETURNING}
     by_sku = [
         SkuReturns(sku, shipped[sku], returned[sku], rate(returned[sku], shipped[sku]))
         for sku in sorted(set(returned) | set(shipped))
@@ -715,7 +718,7 @@ def returns_figures(
         refunds=sum(1 for _, status, *_ in returns.values() if status == ReturnStatus.refunded.value),
         refunded={cur: amount.quantize(CENT) for cur, amount in sorted(refunded.items())},
         exchanges=sum(1 for _, status, *_ in returns.values() if status == ReturnStatus.exchanged.value),
-        open=sum(1 for _, status, *_ in returns.values() if status == ReturnStatus.requested.value),
+        open=sum(1 for _, status, *_ in returns.values() if status in OPEN_RETURNS),
     )
 
 

@@ -27,6 +27,8 @@ from models.webhooks import DeliveryStatus
 
 BY_EVENT: dict[str, WebhookEventType] = {
     OrderEventType.order_received: WebhookEventType.order_created,
+    OrderEventType.return_requested: WebhookEventType.return_requested,
+    OrderEventType.return_declined: WebhookEventType.return_declined,
     OrderEventType.return_authorized: WebhookEventType.return_authorized,
     OrderEventType.return_received: WebhookEventType.return_received,
     OrderEventType.refund_issued: WebhookEventType.refund_issued,

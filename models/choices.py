@@ -96,12 +96,25 @@ class WebhookEventType(StrEnum):
     order_delivered = "order.delivered"
     order_delivery_exception = "order.delivery_exception"
     order_completed = "order.completed"
+    return_requested = "return.requested"  # by the customer: waits for support's approval
+    return_declined = "return.declined"
     return_authorized = "return.authorized"
     return_received = "return.received"
     refund_issued = "refund.issued"
     stock_low = "stock.low"
     purchase_order_raised = "purchase_order.raised"
     purchase_order_received = "purchase_order.received"
+
+
+class ReturnReason(StrEnum):
+    """Why the customer sends goods back (a return the customer starts on the tracking page)."""
+
+    damaged = "damaged"
+    defective = "defective"
+    wrong_item = "wrong_item"
+    not_as_described = "not_as_described"
+    no_longer_needed = "no_longer_needed"
+    other = "other"
 
 
 class GoodwillReason(StrEnum):

@@ -59,6 +59,8 @@ class OrderEventType(StrEnum):
     refund_issued = "refund_issued"
     goodwill_refund_issued = "goodwill_refund_issued"  # its reason code: a GoodwillReason
     # returns
+    return_requested = "return_requested"  # the customer's request, waiting for support's approval
+    return_declined = "return_declined"
     return_authorized = "return_authorized"
     return_received = "return_received"
     return_expired = "return_expired"

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
 
-from models.choices import Channel, GoodwillReason, OrderStatus, ReturnCondition
+from models.choices import Channel, GoodwillReason, OrderStatus, ReturnCondition, ReturnReason
 from models.countries import ISO_COUNTRIES
 from models.money import Amount
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
@@ -333,6 +333,45 @@ class ReturnRequest(ReturnIn):
     by: Actor
 
 
+class CustomerReturnLine(_Strict):
+    sku: Identifier
+    quantity: Quantity
+
+
+class CustomerReturnIn(_Strict):
+    """A return the customer starts on the tracking page: delivered lines and quantities, and why."""
+
+    lines: Annotated[list[CustomerReturnLine], Field(min_length=1, max_length=200)]
+    reason: ReturnReason
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[CustomerReturnLine]) -> list[CustomerReturnLine]:
+        skus = [line.sku for line in lines]
+        if twice := sorted({sku for sku in skus if skus.count(sku) > 1}):
+            raise ValueError(f"SKU {', '.join(twice)} named more than once")
+        return lines
+
+    def wanted(self) -> dict[str, int]:
+        return {line.sku: line.quantity for line in self.lines}
+
+
+class CustomerReturnRequest(CustomerReturnIn):
+    # approved at once when the refund value is at most this (OMS_RETURN_AUTO_APPROVE_LIMIT when asked);
+    # 0: support decides
+    auto_approve_limit: Annotated[Decimal, Field(ge=0)] = Decimal("0")
+
+
+class ReturnDecisionIn(_Strict):
+    note: Reason | None = None  # why (a decline's reason reaches the customer)
+
+
+class ReturnDecision(ReturnDecisionIn):
+    rma: Identifier
+    approve: bool
+    by: Actor
+
+
 class GoodwillIn(_Strict):
     """A goodwill refund: an amount of what was captured and not yet refunded, with a reason code."""
 
@@ -368,7 +407,9 @@ class ReturnReceipt(ReceiptIn):
 
 
 class ReturnStatus(StrEnum):
-    requested = "requested"
+    pending_approval = "pending_approval"  # the customer asked; support approves or declines
+    declined = "declined"
+    requested = "requested"  # authorized (RMA issued): the parcel is awaited
     refunded = "refunded"
     exchanged = "exchanged"
     expired = "expired"
@@ -392,6 +433,9 @@ class ReturnView(BaseModel):
     refund_amount: Amount = Decimal("0")
     requested_at: datetime
     received_at: datetime | None = None
+    by_customer: bool = False  # started by the customer (the tracking page), not by support
+    decided_by: str | None = None  # who approved or declined a customer's request
+    decision_note: str | None = None
 
 
 class PaymentTotals(BaseModel):

@@ -137,6 +137,8 @@ class NotificationKind(StrEnum):
     order_on_hold = "order_on_hold"
     order_backordered = "order_backordered"
     order_cancelled = "order_cancelled"
+    return_requested = "return_requested"
+    return_declined = "return_declined"
     return_authorized = "return_authorized"
     refund_issued = "refund_issued"
     goodwill_refund_issued = "goodwill_refund_issued"
@@ -209,6 +211,7 @@ class ReturnRecord(BaseModel):
     exchange_sku: str | None
     lines: list[ReturnLineView]
     requested_at: datetime
+    status: ReturnStatus = ReturnStatus.requested  # pending_approval: the customer's, not yet approved
 
 
 class ReceiptRecord(BaseModel):

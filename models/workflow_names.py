@@ -55,6 +55,8 @@ class OrderUpdate(StrEnum):
     release = "release"
     retry_reservation = "retry_reservation"
     request_return = "request_return"
+    customer_return = "customer_return"  # the customer's request (the tracking page)
+    decide_return = "decide_return"  # support approves or declines it
     goodwill_refund = "goodwill_refund"
     wait_settled = "wait_settled"
     # warehouses and carriers report (models/fulfilment.py)

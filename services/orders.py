@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -47,6 +48,8 @@ from models.money import money_from_float
 from models.orders import (
     CancelRequest,
     Channel,
+    CustomerReturnIn,
+    CustomerReturnRequest,
     DeliveryConfirmation,
     Feedback,
     FeedbackIn,
@@ -62,6 +65,8 @@ from models.orders import (
     OrderView,
     PlaceOrder,
     ReleaseRequest,
+    ReturnDecision,
+    ReturnDecisionIn,
     ReturnIn,
     ReturnReceipt,
     ReturnRequest,
@@ -469,6 +474,44 @@ async def request_return(
 ) -> ReturnView:
     message = ReturnRequest.model_validate({**request.model_dump(), "by": by})
     return await update_order(client, order_id, OrderUpdate.request_return, ReturnView, message)
+
+
+async def customer_return(
+    client: Client, order_id: str, request: CustomerReturnIn, auto_approve_limit: Decimal = Decimal("0")
+) -> ReturnView:
+    """The customer's return request (the tracking page): waits for support's approval, or is approved
+    at once when its refund value is at most `auto_approve_limit` (0: never). The same lines and reason
+    again answer the first request (also concurrently: its Temporal update id is the request's content).
+    Refused (409) outside the return window, for a SKU not delivered or more units than remain."""
+    message = CustomerReturnRequest.model_validate(
+        {**request.model_dump(), "auto_approve_limit": auto_approve_limit}
+    )
+    content = json.dumps(
+        [sorted(request.wanted().items()), request.reason.value], separators=(",", ":")
+    ).encode()
+    update_id = f"customer-return:{hashlib.sha256(content).hexdigest()[:32]}"
+    try:
+        return await update_order(
+            client, order_id, OrderUpdate.customer_return, ReturnView, message, update_id=update_id
+        )
+    except Refused as exc:
+        if str(exc) != f"order {order_id} is closed":
+            raise
+        raise Refused(f"the return window of order {order_id} has closed") from None
+
+
+async def decide_return(
+    client: Client,
+    order_id: str,
+    rma: str,
+    approve: bool,
+    decision: ReturnDecisionIn | None = None,
+    by: str | None = None,
+) -> ReturnView:
+    """Support approves (the RMA and instructions go to the customer) or declines a customer's request.
+    The same decision again answers it; the other one is refused once it was decided."""
+    message = ReturnDecision(rma=rma, approve=approve, note=decision.note if decision else None, by=by)
+    return await update_order(client, order_id, OrderUpdate.decide_return, ReturnView, message)
 
 
 async def goodwill_refund(

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
     from models.orders import (
         CancelRequest,
+        CustomerReturnRequest,
         DeliveryConfirmation,
         Feedback,
         FeedbackView,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PlaceOrder,
         PricedLine,
         ReleaseRequest,
+        ReturnDecision,
         ReturnReceipt,
         ReturnRequest,
         ReturnStatus,
@@ -658,6 +660,23 @@ class OrderWorkflow:
     @request_return.validator
     def _validate_return(self, request: ReturnRequest) -> None:
         self._returns.validate(request)
+
+    @workflow.update(name=OrderUpdate.customer_return)
+    async def customer_return(self, request: CustomerReturnRequest) -> ReturnView:
+        """The customer's return request: approved at once under its limit, else support decides."""
+        return await self._returns.request_by_customer(request)
+
+    @customer_return.validator
+    def _validate_customer_return(self, request: CustomerReturnRequest) -> None:
+        self._returns.validate_customer(request)
+
+    @workflow.update(name=OrderUpdate.decide_return)
+    async def decide_return(self, decision: ReturnDecision) -> ReturnView:
+        return await self._returns.decide(decision)
+
+    @decide_return.validator
+    def _validate_decide_return(self, decision: ReturnDecision) -> None:
+        self._returns.validate_decision(decision)
 
     @workflow.update(name=OrderUpdate.goodwill_refund)
     async def goodwill_refund(self, request: GoodwillRequest) -> GoodwillRefundView:

@@ -16,9 +16,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.returns import ReturnActivities
     from models.events import OrderEventType
     from models.orders import (
+        CustomerReturnRequest,
         OrderStatus,
         PricedLine,
         ReturnCondition,
+        ReturnDecision,
         ReturnLineView,
         ReturnReceipt,
         ReturnRequest,
@@ -45,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
 
 RETURNABLE_STATUSES = (OrderStatus.delivered, OrderStatus.partially_returned, OrderStatus.returned)
+AUTO_APPROVED_BY = "auto-approval (OMS_RETURN_AUTO_APPROVE_LIMIT)"
 
 
 class ReturnDesk:
@@ -55,11 +58,16 @@ class ReturnDesk:
         self._received_by: dict[str, str | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._prices: dict[str, Decimal] = {}
+        self._in_flight: set[str] = set()  # customers' requests still being recorded (or auto-approved)
 
     # ---- the update: request_return ----
 
     def validate(self, request: ReturnRequest) -> None:
         """Refuse, changing nothing, what cannot be returned."""
+        self._check_window()
+        self._check_units(request.sku, request.quantity, self._returnable())
+
+    def _check_window(self) -> None:
         ctx = self._ctx
         ends = ctx.view.return_window_ends
         if ctx.view.status not in RETURNABLE_STATUSES or ends is None:
@@ -68,14 +76,14 @@ class ReturnDesk:
             )
         if workflow.now() >= ends:
             raise _refused(f"the return window of order {ctx.order_id} closed at {ends:%Y-%m-%d %H:%M} UTC")
-        returnable = self._returnable()
-        if request.sku not in returnable:
-            raise _refused(f"SKU {request.sku} was not delivered with order {ctx.order_id}")
-        remaining = sum(returnable[request.sku].values())
-        if request.quantity > remaining:
-            raise _refused(
-                f"only {remaining} unit(s) of {request.sku} remain returnable, not {request.quantity}"
-            )
+
+    def _check_units(self, sku: str, quantity: int, returnable: dict[str, dict[str, int]]) -> None:
+        ctx = self._ctx
+        if sku not in returnable:
+            raise _refused(f"SKU {sku} was not delivered with order {ctx.order_id}")
+        remaining = sum(returnable[sku].values())
+        if quantity > remaining:
+            raise _refused(f"only {remaining} unit(s) of {sku} remain returnable, not {quantity}")
 
     async def open(self, request: ReturnRequest) -> ReturnView:
         ctx = self._ctx
@@ -114,24 +122,147 @@ class ReturnDesk:
             ),
             f"record return {rma}",
         )
-        what = ", ".join(f"{line.quantity} x {line.sku}" for line in ret.lines)
+        await self._authorize(ret, request.by)
+        return ret
+
+    async def _authorize(self, ret: ReturnView, by: str | None) -> None:
+        """The RMA stands: the story, the customer's instructions, then the wait for the parcel."""
+        ctx = self._ctx
+        what = _what(ret)
         await ctx.event(
             OrderEventType.return_authorized,
-            f"{rma}: {what} ({ret.reason})"
+            f"{ret.rma}: {what} ({ret.reason})"
             + (f", exchange for {ret.exchange_sku}" if ret.exchange_sku else "")
-            + by_whom(request.by),
+            + by_whom(by),
         )
         days = ctx.policy.return_receipt_timeout.total_seconds() / 86400
         await ctx.notify(
             NotificationKind.return_authorized,
-            f"return:{rma}",
-            rma=rma,
+            f"return:{ret.rma}",
+            rma=ret.rma,
             lines=what,
             warehouse=ret.lines[0].warehouse,
             receipt_days=f"{days:g}",
         )
         self._tasks.append(asyncio.create_task(self._process(ret)))
+
+    # ---- the update: customer_return (the tracking page), then support's decide_return ----
+
+    def existing_request(self, request: CustomerReturnRequest) -> ReturnView | None:
+        """The customer's earlier request with the same lines and reason (asking twice answers it)."""
+        wanted = request.wanted()
+        for ret in self._ctx.view.returns:
+            if ret.by_customer and ret.reason == request.reason.value and ret.status != ReturnStatus.expired:
+                units: dict[str, int] = defaultdict(int)
+                for line in ret.lines:
+                    units[line.sku] += line.quantity
+                if units == wanted:
+                    return ret
+        return None
+
+    def validate_customer(self, request: CustomerReturnRequest) -> None:
+        """Refuse, changing nothing: outside the window, a SKU not delivered, more than remains."""
+        if self.existing_request(request) is not None:
+            return  # the same request again: it gets the first one's answer
+        self._check_window()
+        returnable = self._returnable()
+        for line in request.lines:
+            self._check_units(line.sku, line.quantity, returnable)
+
+    async def request_by_customer(self, request: CustomerReturnRequest) -> ReturnView:
+        ctx = self._ctx
+        if (earlier := self.existing_request(request)) is not None:
+            await workflow.wait_condition(lambda: earlier.rma not in self._in_flight)
+            return earlier
+        self.validate_customer(request)  # again: another request may have been taken meanwhile
+        rma = f"RMA-{ctx.order_id}-{len(ctx.view.returns) + 1}"
+        lines = [taken for line in request.lines for taken in self._take_units(line.sku, line.quantity)]
+        ret = ReturnView(
+            rma=rma,
+            status=ReturnStatus.pending_approval,
+            reason=request.reason.value,
+            lines=lines,
+            requested_at=workflow.now(),
+            by_customer=True,
+        )
+        ctx.view.returns.append(ret)  # counted at once, so concurrent requests can never over-return
+        self._in_flight.add(rma)
+        try:
+            await ctx.step(
+                ReturnActivities.record_return,
+                ReturnRecord(
+                    order_id=ctx.order_id,
+                    rma=rma,
+                    reason=ret.reason,
+                    exchange_sku=None,
+                    lines=ret.lines,
+                    requested_at=ret.requested_at,
+                    status=ReturnStatus.pending_approval,
+                ),
+                f"record return request {rma}",
+            )
+            value, limit = _value(ret), request.auto_approve_limit
+            await ctx.event(
+                OrderEventType.return_requested,
+                f"{rma}: {_what(ret)} ({ret.reason}), {money(value, ctx.view.currency)}, by the customer",
+            )
+            if limit > 0 and value <= limit:
+                ret.status, ret.decided_by = ReturnStatus.requested, AUTO_APPROVED_BY
+                ret.decision_note = f"at most {money(limit, ctx.view.currency)}"
+                await self._approve(ret)
+            else:
+                await ctx.notify(
+                    NotificationKind.return_requested, f"requested:{rma}", rma=rma, lines=_what(ret)
+                )
+        finally:
+            self._in_flight.discard(rma)
         return ret
+
+    def validate_decision(self, decision: ReturnDecision) -> None:
+        ctx = self._ctx
+        ret = next((r for r in ctx.view.returns if r.rma == decision.rma), None)
+        if ret is None or not ret.by_customer:
+            raise _refused(f"order {ctx.order_id} has no return request {decision.rma} from the customer")
+        if ret.rma in self._in_flight:
+            raise _refused(f"return request {ret.rma} is still being recorded: try again in a moment")
+        if ret.status == ReturnStatus.pending_approval:
+            return
+        if (ret.status == ReturnStatus.declined) == (not decision.approve):
+            return  # decided so already: the same decision again answers it
+        done = "declined" if ret.status == ReturnStatus.declined else "approved"
+        raise _refused(f"return request {ret.rma} was already {done} by {ret.decided_by}")
+
+    async def decide(self, decision: ReturnDecision) -> ReturnView:
+        ctx = self._ctx
+        ret = next(r for r in ctx.view.returns if r.rma == decision.rma)
+        if ret.status != ReturnStatus.pending_approval:
+            return ret  # the same decision again
+        ret.decided_by, ret.decision_note = decision.by or "support", decision.note
+        if decision.approve:
+            ret.status = ReturnStatus.requested  # before the first wait: a second decision finds it taken
+            await self._approve(ret)
+            return ret
+        ret.status = ReturnStatus.declined  # its units are returnable again
+        await self._close(ret, ReturnStatus.declined)
+        await ctx.event(
+            OrderEventType.return_declined,
+            f"{ret.rma}: {_what(ret)}"
+            + (f" ({decision.note})" if decision.note else "")
+            + by_whom(decision.by),
+        )
+        await ctx.notify(
+            NotificationKind.return_declined,
+            f"declined:{ret.rma}",
+            rma=ret.rma,
+            lines=_what(ret),
+            why=decision.note or "it does not meet our return conditions",
+        )
+        return ret
+
+    async def _approve(self, ret: ReturnView) -> None:
+        """A customer's request approved: from here it is an RMA like support's (`_authorize`)."""
+        await self._close(ret, ReturnStatus.requested)
+        await self._authorize(ret, ret.decided_by)
 
     # ---- the signal: the warehouse received a parcel ----
 
@@ -141,7 +272,10 @@ class ReturnDesk:
             self._received_by.setdefault(receipt.rma, receipt.by)
 
     def all_settled(self) -> bool:
-        return all(task.done() for task in self._tasks)
+        """Every RMA closed, and no customer's request waiting for support's decision."""
+        return all(task.done() for task in self._tasks) and not any(
+            r.status == ReturnStatus.pending_approval for r in self._ctx.view.returns
+        )
 
     # ---- one return's life ----
 
@@ -339,20 +473,21 @@ class ReturnDesk:
                 for line in shipment.lines:
                     units[line.sku][shipment.warehouse] += line.quantity
         for ret in self._ctx.view.returns:
-            if ret.status != ReturnStatus.expired:
+            if ret.status not in (ReturnStatus.expired, ReturnStatus.declined):
                 for returned in ret.lines:
                     units[returned.sku][returned.warehouse] -= returned.quantity
         return {sku: {w: q for w, q in by_wh.items() if q > 0} for sku, by_wh in units.items()}
 
     def _take(self, request: ReturnRequest) -> list[ReturnLineView]:
+        return self._take_units(request.sku, request.quantity)
+
+    def _take_units(self, sku: str, quantity: int) -> list[ReturnLineView]:
         """Which warehouses the returned units go back to (those they shipped from)."""
-        price = self._price_of(request.sku)
-        lines, wanted = [], request.quantity
-        for warehouse, available in sorted(self._returnable()[request.sku].items()):
+        price = self._price_of(sku)
+        lines, wanted = [], quantity
+        for warehouse, available in sorted(self._returnable()[sku].items()):
             take = min(available, wanted)
-            lines.append(
-                ReturnLineView(sku=request.sku, quantity=take, unit_price=price, warehouse=warehouse)
-            )
+            lines.append(ReturnLineView(sku=sku, quantity=take, unit_price=price, warehouse=warehouse))
             wanted -= take
             if wanted == 0:
                 break
@@ -363,6 +498,10 @@ class ReturnDesk:
             if line.sku == sku:
                 return line.unit_price
         return self._prices[sku]
+
+
+def _what(ret: ReturnView) -> str:
+    return ", ".join(f"{line.quantity} x {line.sku}" for line in ret.lines)
 
 
 def _value(ret: ReturnView) -> Decimal:

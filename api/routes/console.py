@@ -46,6 +46,7 @@ from models.orders import (
     OrderStatus,
     OrderView,
     ReceiptIn,
+    ReturnDecisionIn,
     ReturnIn,
     ReturnReceipt,
     ShipmentStatus,
@@ -325,6 +326,27 @@ async def return_action(
             raise _Invalid(f"quantity: {quantity!r} is not a whole number") from None
         body = ReturnIn(sku=sku, quantity=count, reason=reason, exchange_sku=exchange_sku.strip() or None)
         await orders.request_return(state.client, order_id, body, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/returns/{rma}/decision")
+async def return_decision_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    rma: str,
+    csrf: Annotated[str, Form()] = "",
+    decision: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve or decline a return the customer requested (the tracking page)."""
+
+    async def act(who: Principal) -> None:
+        if decision not in ("approve", "decline"):
+            raise _Invalid(f"decision: {decision!r} is neither approve nor decline")
+        body = ReturnDecisionIn(note=note.strip() or None)
+        await orders.decide_return(state.client, order_id, rma, decision == "approve", body, by=who.name)
 
     return await _act(request, state, order_id, csrf, act)
 

@@ -25,6 +25,7 @@ from models.orders import (
     OrderSummary,
     OrderView,
     ReceiptIn,
+    ReturnDecisionIn,
     ReturnIn,
     ReturnReceipt,
     ReturnView,
@@ -250,6 +251,33 @@ async def goodwill_refund(
             f"admin; {body.amount:.2f} was asked",
         )
     return await orders.goodwill_refund(state.client, order_id, body, key=idempotency_key, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/returns/{rma}/approve",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_refusable,
+    summary="Approve a return the customer requested",
+)
+async def approve_return(
+    order_id: str, rma: str, who: Support, state: State, body: ReturnDecisionIn | None = None
+) -> ReturnView:
+    """The RMA and return instructions go to the customer; the return then takes its usual path
+    (receipt, restock or write-off, refund). Approving it again answers it; a declined one is refused."""
+    return await orders.decide_return(state.client, order_id, rma, True, body, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/returns/{rma}/decline",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_refusable,
+    summary="Decline a return the customer requested",
+)
+async def decline_return(
+    order_id: str, rma: str, who: Support, state: State, body: ReturnDecisionIn | None = None
+) -> ReturnView:
+    """The customer is told, with `note` as the reason when given; the units may be requested again."""
+    return await orders.decide_return(state.client, order_id, rma, False, body, by=who.name)
 
 
 @router.post(

@@ -122,6 +122,27 @@ class Shop:
         request = ReturnIn(sku=sku, quantity=quantity, reason=kw.pop("reason", "does not fit"), **kw)
         return await orders_service.request_return(self.client, order_id, request, by="customer")
 
+    async def customer_return(
+        self, order_id: str, lines: dict[str, int], reason: str = "damaged", limit: str = "0"
+    ) -> ReturnView:
+        from decimal import Decimal
+
+        from models.orders import CustomerReturnIn
+
+        request = CustomerReturnIn.model_validate(
+            {"lines": [{"sku": sku, "quantity": q} for sku, q in lines.items()], "reason": reason}
+        )
+        return await orders_service.customer_return(self.client, order_id, request, Decimal(limit))
+
+    async def decide_return(
+        self, order_id: str, rma: str, approve: bool, note: str | None = None
+    ) -> ReturnView:
+        from models.orders import ReturnDecisionIn
+
+        return await orders_service.decide_return(
+            self.client, order_id, rma, approve, ReturnDecisionIn(note=note), by="agent-1"
+        )
+
     async def goodwill(
         self, order_id: str, amount: str, reason: str = "late_delivery", key: str | None = None, **kw: Any
     ) -> GoodwillRefundView:
