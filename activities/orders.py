@@ -167,10 +167,12 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
     lines, problems = _price_lines(session, order)
     if problems:  # the first problem's kind names the refusal
         raise refuse(ErrorType.invalid_order, "; ".join(text for _, text in problems), _code(problems[0][0]))
-    total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
-    if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
-        raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
-    return PricedOrder(lines=lines, total=total, currency=order.currency)
+    priced = PricedOrder.of(order, lines)
+    if priced.total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
+        raise refuse(
+            ErrorType.invalid_order, f"the order total {priced.total} is above the maximum {MAX_MONEY}"
+        )
+    return priced
 
 
 def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:
