@@ -54,6 +54,7 @@ class OrderActivities:
             except ApplicationError as exc:
                 refusal = exc
             else:
+                _store_money(session, request.order_id, priced)
                 hold = _hold_reason(session, ScreenRequest.of(request, priced.total))
         if refusal is not None:
             raise refusal
@@ -173,6 +174,22 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
             ErrorType.invalid_order, f"the order total {priced.total} is above the maximum {MAX_MONEY}"
         )
     return priced
+
+
+def _store_money(session: Session, order_id: str, priced: PricedOrder) -> None:
+    """The total's parts on the orders row, for the journal and the report (domain/order_money.py)."""
+    session.execute(
+        update(t.Order)
+        .where(t.Order.id == order_id)
+        .values(
+            subtotal=priced.subtotal,
+            discounts=priced.discounts,
+            shipping=priced.shipping,
+            shipping_tax=priced.shipping_tax,
+            tax=priced.tax,
+            taxes_included=priced.taxes_included,
+        )
+    )
 
 
 def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:

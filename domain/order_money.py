@@ -20,7 +20,6 @@ shipping comes back only when a parcel is refunded as a whole (lost, sent back) 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -110,7 +109,8 @@ def split(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
     if whole <= 0:
         return [ZERO] * (len(weights) - 1) + [total]
     # multiply first: an exact quotient (a share that is whole cents) stays exact, no 9.999...
-    shares = [(total * w / whole).quantize(CENT, rounding=ROUND_DOWN) for w in weights[:-1]]
+    # + ZERO: a refund's zero share is 0.00, not Decimal's -0.00
+    shares = [(total * w / whole).quantize(CENT, rounding=ROUND_DOWN) + ZERO for w in weights[:-1]]
     return shares + [total - sum(shares, ZERO)]
 
 
@@ -143,8 +143,74 @@ def refund_of(money: OrderMoney, sku: str, quantity: int, already: int) -> Decim
     return share(upto) - share(done)
 
 
-def units_of(lines: Iterable[Units]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for x in lines:
-        counts[x.sku] += x.quantity
-    return dict(counts)
+@dataclass(frozen=True)
+class MoneyParts:
+    """An order's total as finance books it: goods (net of discounts, and of tax when prices include
+    it), shipping (net of its tax) and tax add up to the total; `discounts` is what the goods' price
+    was reduced by, a memo beside them."""
+
+    goods: Decimal
+    shipping: Decimal
+    tax: Decimal
+    discounts: Decimal = ZERO
+
+    @classmethod
+    def of(cls, money: OrderMoney) -> MoneyParts:
+        line_tax = money.tax - money.shipping_tax
+        included = money.taxes_included
+        return cls(
+            goods=money.subtotal - money.discounts - (line_tax if included else ZERO),
+            shipping=money.shipping - (money.shipping_tax if included else ZERO),
+            tax=money.tax,
+            discounts=money.discounts,
+        )
+
+    @classmethod
+    def all_goods(cls, total: Decimal) -> MoneyParts:
+        """An order that carries no split (placed before issue 26): all of it is goods."""
+        return cls(goods=total, shipping=ZERO, tax=ZERO)
+
+
+@dataclass(frozen=True)
+class MovementParts:
+    net: Decimal  # goods
+    tax: Decimal
+    shipping: Decimal
+    discount: Decimal  # memo: the discount behind this movement's goods
+
+
+def movement_parts(amount: Decimal, parts: MoneyParts) -> MovementParts:
+    """A payment movement (a capture, a refund) split in its order's proportions. net + tax + shipping
+    is `amount` exactly: tax and shipping are rounded down, the goods take the remainder (an order
+    with neither books every cent as goods)."""
+    tax, shipping, net = split(amount, [parts.tax, parts.shipping, parts.goods])
+    whole = parts.goods + parts.shipping + parts.tax
+    discount = (
+        (amount * parts.discounts / whole).quantize(CENT, rounding=ROUND_DOWN) + ZERO if whole > 0 else ZERO
+    )
+    return MovementParts(net=net, tax=tax, shipping=shipping, discount=discount)
+
+
+def stored_parts(
+    total: Decimal | None,
+    subtotal: Decimal | None,
+    discounts: Decimal | None,
+    shipping: Decimal | None,
+    shipping_tax: Decimal | None,
+    tax: Decimal | None,
+    taxes_included: bool | None,
+) -> MoneyParts:
+    """The parts from the orders row's columns (models/tables.py); no subtotal: an order priced before
+    issue 26 (or never priced), all goods."""
+    if subtotal is None:
+        return MoneyParts.all_goods(total or ZERO)
+    tax, shipping_tax = tax or ZERO, shipping_tax or ZERO
+    goods = LineMoney(sku="", quantity=1, gross=subtotal, discount=discounts or ZERO, tax=tax - shipping_tax)
+    return MoneyParts.of(
+        OrderMoney(
+            lines=(goods,),
+            shipping=shipping or ZERO,
+            shipping_tax=shipping_tax,
+            taxes_included=bool(taxes_included),
+        )
+    )

@@ -57,6 +57,10 @@ class PricedOrder(BaseModel):
     tax: Decimal = Decimal("0")
     taxes_included: bool = False
 
+    @property
+    def shipping_tax(self) -> Decimal:
+        return self.tax - sum((line.tax for line in self.lines), Decimal(0))
+
     @classmethod
     def of(cls, order: OrderInput, lines: list[PricedLine]) -> PricedOrder:
         """The order at these (catalog) prices, one priced line per order line, with its money."""
