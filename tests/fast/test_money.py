@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from models.orders import OrderInput, OrderStatus
+import pytest
+
+from models.orders import OrderInput, OrderStatus, ShipmentStatus
 from models.shipping import CarrierEventType, Resolution
 from services import orders as orders_service
 from tests.fast.driver import Shop, new_sku
@@ -97,3 +99,36 @@ async def test_nothing_delivered_refunds_everything_shipping_included(shop: Shop
     final = await shop.result(order)
     assert final.status == OrderStatus.completed
     assert final.payment.captured == final.payment.refunded == D("50.40")
+
+
+@pytest.mark.history("money_reship_short_pick")
+async def test_a_short_picked_reship_is_not_charged_again(shop: Shop, world: World) -> None:
+    """The one path whose commands issue 26 changes (so it ships as a new build): a reship carries no
+    charge, and the units its warehouse could not find move on with that nothing (domain/order_money.py
+    `split` of the shipment's 0.00). Before, they were charged again at list price: a second capture."""
+    sku = world.add_product(new_sku("CLOCK"), price="50.00", stock={"W1": 2, "W2": 5})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    view = await shop.to_carrier(order)
+    lost = view.shipments[0]
+    await shop.carrier(order, lost.id, CarrierEventType.in_transit)
+    await shop.carrier(order, lost.id, CarrierEventType.lost)
+    await shop.status(order, OrderStatus.delivery_exception)
+    await shop.resolve(order, lost.id, Resolution.reship)
+    view = await shop.until(order, lambda v: len(v.shipments) == 2)
+    reship = view.shipments[1]
+    assert reship.amount == 0
+    await shop.until(order, lambda v: v.shipments[1].status == ShipmentStatus.released)
+    await shop.pick(reship, found={sku: 0})
+    view = await shop.until(order, lambda v: len(v.shipments) == 3)
+    moved = view.shipments[2]
+    assert moved.replaces == reship.id and moved.amount == 0
+    await shop.until(order, lambda v: v.shipments[2].status == ShipmentStatus.released)
+    await shop.ship(order, moved)
+    view = await shop.deliver_all(order)
+    assert (view.payment.authorized, view.payment.captured, view.payment.refunded) == (
+        D("50.00"),
+        D("50.00"),
+        D("0.00"),
+    )
+    assert world.money(order) == {"authorization": D("50.00"), "capture": D("50.00")}
