@@ -143,7 +143,7 @@ class Order(Base):
     shipping: Mapped[Decimal | None]
     shipping_tax: Mapped[Decimal | None]
     tax: Mapped[Decimal | None]
-    taxes_included: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    taxes_included: Mapped[bool] = mapped_column(Boolean, server_default=false())
     shipping_address: Mapped[dict[str, Any]]
     delivery_instructions: Mapped[str | None] = mapped_column(Text)
     payment_method: Mapped[str] = mapped_column(String(16))
