@@ -54,6 +54,7 @@ class OrderActivities:
             except ApplicationError as exc:
                 refusal = exc
             else:
+                _store_money(session, request.order_id, priced)
                 hold = _hold_reason(session, ScreenRequest.of(request, priced.total))
         if refusal is not None:
             raise refusal
@@ -167,10 +168,28 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
     lines, problems = _price_lines(session, order)
     if problems:  # the first problem's kind names the refusal
         raise refuse(ErrorType.invalid_order, "; ".join(text for _, text in problems), _code(problems[0][0]))
-    total = sum((line.line_total for line in lines), Decimal("0")).quantize(CENT)
-    if total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
-        raise refuse(ErrorType.invalid_order, f"the order total {total} is above the maximum {MAX_MONEY}")
-    return PricedOrder(lines=lines, total=total, currency=order.currency)
+    priced = PricedOrder.of(order, lines)
+    if priced.total > MAX_MONEY:  # at catalog prices: it would not fit the money columns (Numeric(12, 2))
+        raise refuse(
+            ErrorType.invalid_order, f"the order total {priced.total} is above the maximum {MAX_MONEY}"
+        )
+    return priced
+
+
+def _store_money(session: Session, order_id: str, priced: PricedOrder) -> None:
+    """The total's parts on the orders row, for the journal and the report (models/order_money.py)."""
+    session.execute(
+        update(t.Order)
+        .where(t.Order.id == order_id)
+        .values(
+            subtotal=priced.subtotal,
+            discounts=priced.discounts,
+            shipping=priced.shipping,
+            shipping_tax=priced.shipping_tax,
+            tax=priced.tax,
+            taxes_included=priced.taxes_included,
+        )
+    )
 
 
 def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:

@@ -140,6 +140,9 @@ def load_workload(max_orders: int, data_dir: Path = OLIST_DIR) -> Workload:
     for item in read_csv("olist_order_items_dataset.csv", data_dir):
         items_by_order.setdefault(item["order_id"], []).append(item)
     customers = {c["customer_id"]: c for c in read_csv("olist_customers_dataset.csv", data_dir)}
+    every_item = [item for o in items_by_order.values() for item in o]
+    catalog = build_catalog(every_item, read_csv("olist_products_dataset.csv", data_dir))
+    prices = {p.sku: p.price for p in catalog.products}  # the orders are placed at these (issue 26)
     numbers: dict[str, int] = {}
     base_orders: list[dict[str, Any]] = []
     units: Counter[str] = Counter()  # units of each sku in one pass over all base orders
@@ -149,11 +152,9 @@ def load_workload(max_orders: int, data_dir: Path = OLIST_DIR) -> Workload:
             continue
         customer = customers[order["customer_id"]]
         n = numbers.setdefault(customer["customer_unique_id"], len(numbers) + 1)
-        document = to_order_input(order["order_id"], items, customer, n)
+        document = to_order_input(order["order_id"], items, customer, n, prices)
         base_orders.append(document.model_dump(mode="json", exclude_none=True))
         units.update({line.sku: line.quantity for line in document.lines})
-    items = [item for o in items_by_order.values() for item in o]
-    catalog = build_catalog(items, read_csv("olist_products_dataset.csv", data_dir))
     passes = math.ceil(max_orders / len(base_orders))
     stock = [StockRow(sku=sku, warehouse="SP", on_hand=max(1, units[sku] * passes)) for sku in units]
     return Workload(base_orders, catalog.model_copy(update={"stock": stock}))

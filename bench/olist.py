@@ -14,7 +14,8 @@ from pathlib import Path
 
 from config import PROJECT_DIR
 from models.catalog import CatalogFile, ProductRow, StockRow, WarehouseRow
-from models.orders import Address, Channel, CustomerIn, LineIn, OrderInput, PaymentIn
+from models.money import CENT
+from models.orders import Address, Channel, CustomerIn, LineIn, OrderInput, PaymentIn, ShippingLineIn
 
 OLIST_DIR = PROJECT_DIR.parent / "shared" / "data" / "olist"  # ../shared/data/olist from the repository
 
@@ -49,9 +50,12 @@ def load_sample(count: int, data_dir: Path = OLIST_DIR) -> Sample:
     if len(chosen) < count:
         raise SystemExit(f"the Olist sample has only {len(chosen)} orders with items")
     items = [item for o in chosen for item in items_by_order[o["order_id"]]]
+    catalog = build_catalog(items, read_csv("olist_products_dataset.csv", data_dir))
     return Sample(
-        catalog=build_catalog(items, read_csv("olist_products_dataset.csv", data_dir)),
-        orders=build_orders(chosen, items_by_order, read_csv("olist_customers_dataset.csv", data_dir)),
+        catalog=catalog,
+        orders=build_orders(
+            chosen, items_by_order, read_csv("olist_customers_dataset.csv", data_dir), catalog
+        ),
     )
 
 
@@ -68,7 +72,7 @@ def build_catalog(items: list[dict[str, str]], products: list[dict[str, str]]) -
         rows[sku] = ProductRow(
             sku=sku,
             name=f"Olist {category} {sku}",
-            price=Decimal(item["price"]).quantize(Decimal("0.01")),
+            price=Decimal(item["price"]).quantize(CENT),
             currency="BRL",
             weight_g=int(float(product.get("product_weight_g") or 500)),
         )
@@ -86,22 +90,28 @@ def build_orders(
     orders: list[dict[str, str]],
     items_by_order: dict[str, list[dict[str, str]]],
     customers: list[dict[str, str]],
+    catalog: CatalogFile,
 ) -> list[OrderInput]:
     by_id = {c["customer_id"]: c for c in customers}
+    prices = {p.sku: p.price for p in catalog.products}
     numbers: dict[str, int] = {}  # customer_unique_id -> n, in order of first appearance
     built = []
     for order in orders:
         customer = by_id[order["customer_id"]]
         n = numbers.setdefault(customer["customer_unique_id"], len(numbers) + 1)
-        built.append(to_order_input(order["order_id"], items_by_order[order["order_id"]], customer, n))
+        built.append(
+            to_order_input(order["order_id"], items_by_order[order["order_id"]], customer, n, prices)
+        )
     return built
 
 
 def to_order_input(
-    order_id: str, items: list[dict[str, str]], customer: dict[str, str], n: int
+    order_id: str, items: list[dict[str, str]], customer: dict[str, str], n: int, prices: dict[str, Decimal]
 ) -> OrderInput:
-    """One marketplace order; a line per sku, its quantity the number of item rows (catalog price)."""
+    """One marketplace order; a line per sku, its quantity the number of item rows, at the catalog's
+    price; the items' freight is its shipping line (issue 26: the customer paid it, so it is captured)."""
     quantities = Counter(sku_of(item["product_id"]) for item in items)
+    freight = sum((Decimal(item["freight_value"] or "0") for item in items), Decimal(0)).quantize(CENT)
     name = f"Olist customer {n}"
     return OrderInput(
         order_id="OL-" + order_id[:12].upper(),
@@ -114,7 +124,8 @@ def to_order_input(
             postal_code=customer["customer_zip_code_prefix"].zfill(5) + "-000",
             country="BR",
         ),
-        lines=[LineIn(sku=sku, quantity=qty) for sku, qty in quantities.items()],
+        lines=[LineIn(sku=sku, quantity=qty, unit_price=prices[sku]) for sku, qty in quantities.items()],
         currency="BRL",
         payment=PaymentIn(token="tok_visa"),
+        shipping_lines=[ShippingLineIn(title="Olist freight", price=freight)] if freight else [],
     )

@@ -24,7 +24,8 @@ from db import SessionFactory
 from domain.stock import check_stock
 from models import tables as t
 from models.events import OrderEventType, PaymentKind
-from models.orders import OrderStatus, ReturnStatus
+from models.order_money import split
+from models.orders import OrderStatus, ReturnStatus, ShipmentLine
 from models.workflow_names import order_workflow_id, step_key
 
 INVARIANTS = {
@@ -75,8 +76,12 @@ def expected(order: PlannedOrder, prices: dict[str, Decimal]) -> Expected:
     role = order.role if order.on_path else Role.visa
     if role in (Role.short_realloc, Role.short_backorder):  # one unit counted out, shipped from elsewhere
         return Expected(ordered + Counter({first: 1}), total, zero)
-    if role == Role.short_cancel:  # one unit counted out and not sent: not charged
-        return Expected(ordered, total - prices[first], zero)
+    if role == Role.short_cancel:  # one unit counted out and not sent: not charged, nor its shipping share
+        money = order.order.money([prices[x.sku] for x in order.order.lines])
+        kept = [ShipmentLine(sku=sku, quantity=q) for sku, q in (ordered - Counter({first: 1})).items()]
+        missing = [ShipmentLine(sku=first, quantity=1)]
+        _, value = split(total, [money.value_of(kept), money.value_of(missing)])  # one parcel: the rule's
+        return Expected(ordered, total - value, zero)
     if role in (Role.return_good, Role.return_damaged):
         back = Counter({first: order.returned}) if role == Role.return_good else Counter()
         return Expected(ordered - back, total, prices[first] * order.returned)

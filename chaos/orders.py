@@ -246,7 +246,8 @@ def synthetic_orders(count: int, seed: int = 7) -> OrderSource:
 
 
 def _total(order: OrderInput, prices: dict[str, Decimal]) -> Decimal:
-    return sum((prices[x.sku] * x.quantity for x in order.lines), Decimal("0"))
+    """What the order charges at these prices: its lines and its shipping (Olist's freight)."""
+    return order.money([prices[x.sku] for x in order.lines]).total
 
 
 def _with_quantity(order: OrderInput, quantity: int) -> OrderInput:

@@ -427,13 +427,13 @@ def render_report(r: Report) -> str:
         parts += ["", table(["RETURN REASON", "RETURNS", "UNITS"], return_reasons)]
     money = [
         (m.key, m.currency, m.authorized, m.captured, m.refunded, m.goodwill, m.voided, m.net)
+        + (m.goods, m.tax, m.shipping, m.discounts)
         for m in r.revenue.totals + r.revenue.per_channel
     ]
+    heads = ["LEDGER", "CURRENCY", "AUTHORIZED", "CAPTURED", "REFUNDED", "GOODWILL", "VOIDED", "NET"]
     parts += [
         "",
-        table(
-            ["LEDGER", "CURRENCY", "AUTHORIZED", "CAPTURED", "REFUNDED", "GOODWILL", "VOIDED", "NET"], money
-        )
+        table(heads + ["GOODS", "TAX", "SHIPPING", "DISCOUNTS"], money)
         if money
         else "ledger: no money moved in this period",
     ]

@@ -99,6 +99,7 @@ class _Order:
     address: dict[str, Any]
     lines: list[_Line]
     events: list[tuple[datetime, OrderEventType, str]]  # (at, type, detail), in order
+    shipping: Decimal = Decimal(0)  # what the customer paid for the delivery (Olist's freight)
     shipped_at: datetime | None = None  # a delivered shipment when set
     delivered_at: datetime | None = None
     feedback: tuple[int, str | None, datetime] | None = None
@@ -496,10 +497,13 @@ def _parse_olist(path: Path) -> _Parsed:
         customers[row["customer_id"]] = row
 
     items: dict[str, list[_Line]] = defaultdict(list)
+    freight: dict[str, Decimal] = defaultdict(Decimal)  # order id -> its items' freight: its shipping
     for line, row in _records(files["items"], OLIST_COLUMNS["items"]):
         where = _where(files["items"], line)
         _integer(row["order_item_id"], "order_item_id", where)
         price = _money(row["price"], "price", where)
+        if value := (row.get("freight_value") or "").strip():  # optional: older extracts lack it
+            freight[row["order_id"]] += _money(value, "freight_value", where)
         lines, sku = items[row["order_id"]], _key(row["product_id"], "product_id", where, 64)
         same = next((x for x in lines if x.sku == sku and x.unit_price == price), None)
         if same is None:  # one row per unit: the same product at the same price is one line
@@ -528,6 +532,7 @@ def _parse_olist(path: Path) -> _Parsed:
         order = _olist_order(row, where, customers, items, reviews, parsed)
         if order is None:
             continue
+        order.shipping = freight.get(row["order_id"], Decimal(0))
         parsed.orders.append(order)
         for x in order.lines:
             parsed.products.setdefault(
@@ -731,7 +736,8 @@ def _refresh_planner_statistics(sessions: SessionFactory) -> None:
 def _write_orders(session: Session, orders: list[_Order], fmt: HistoryFormat, warehouse: str) -> None:
     order_rows, line_rows, shipment_rows, reservation_rows, event_rows, feedback_rows = [], [], [], [], [], []
     for o in orders:
-        total = sum((x.unit_price * x.quantity for x in o.lines), Decimal(0)).quantize(CENT)
+        goods = sum((x.unit_price * x.quantity for x in o.lines), Decimal(0)).quantize(CENT)
+        total = goods + o.shipping  # the rule of docs/orders.md, with no discount and no tax given
         cancelled = o.status == OrderStatus.cancelled
         order_rows.append(
             {
@@ -743,6 +749,11 @@ def _write_orders(session: Session, orders: list[_Order], fmt: HistoryFormat, wa
                 "payment_status": (PaymentStatus.voided if cancelled else PaymentStatus.captured).value,
                 "currency": o.currency,
                 "total": total,
+                "subtotal": goods,
+                "shipping": o.shipping,
+                "discounts": Decimal(0),
+                "tax": Decimal(0),
+                "shipping_tax": Decimal(0),
                 "shipping_address": o.address,
                 "payment_method": PAYMENT_METHOD,
                 "placed_at": o.placed_at,

@@ -13,6 +13,11 @@ the `book` column, because a hold on a card is not cash:
   its own `kind`, so finance books it apart from returns).
 So per currency, the sum of the `cash` rows is the net revenue of the period and the sum of the `hold`
 rows is what was authorized and not released. `amount` is always the ledger's own (never negative).
+
+`net`, `tax`, `shipping` split `signed_amount` in its order's proportions (goods net of discounts and
+tax, tax, shipping net of tax: models/order_money.py `movement_parts`) and add up to it exactly;
+`discount` is a memo, the discount behind the row's goods, signed the same way. An order priced before
+issue 26 books all of a movement as `net`.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, func, select
 
 from db import SessionFactory
-from domain.reports import CENT, Period
+from domain.reports import CENT, ORDER_MONEY, Period
 from models import tables as t
 from models.events import PaymentKind
+from models.order_money import MoneyParts, MovementParts, movement_parts, stored_parts
 
 APPROVED = "approved"
 COLUMNS = (
@@ -42,6 +48,10 @@ COLUMNS = (
     "book",
     "amount",
     "signed_amount",
+    "net",
+    "tax",
+    "shipping",
+    "discount",
     "currency",
     "idempotency_key",
     "reference",
@@ -82,6 +92,7 @@ class JournalRow:
     currency: str
     idempotency_key: str
     reference: str
+    parts: MoneyParts  # its order's, to split the amount
 
     @property
     def book(self) -> Book:
@@ -91,7 +102,13 @@ class JournalRow:
     def signed_amount(self) -> Decimal:
         return self.amount * SIGN[self.kind]
 
+    @property
+    def split(self) -> MovementParts:
+        """The signed amount's parts: net + tax + shipping == signed_amount."""
+        return movement_parts(self.signed_amount, self.parts)
+
     def csv_row(self) -> list[str]:
+        split = self.split
         return [
             self.at.astimezone(UTC).isoformat(timespec="microseconds"),
             self.order_id,
@@ -99,6 +116,10 @@ class JournalRow:
             self.book.value,
             f"{self.amount:.2f}",
             f"{self.signed_amount:.2f}",
+            f"{split.net:.2f}",
+            f"{split.tax:.2f}",
+            f"{split.shipping:.2f}",
+            f"{split.discount:.2f}",
             self.currency,
             self.idempotency_key,
             self.reference,
@@ -132,9 +153,16 @@ def journal(sessions: SessionFactory, period: Period) -> Journal:
     with sessions() as session, session.begin():
         rows = [
             JournalRow(
-                at, order_id, PaymentKind(kind), Decimal(amount).quantize(CENT), currency, key, reference
+                at,
+                order_id,
+                PaymentKind(kind),
+                Decimal(amount).quantize(CENT),
+                currency,
+                key,
+                reference,
+                stored_parts(*money),
             )
-            for at, order_id, kind, amount, currency, key, reference in session.execute(
+            for at, order_id, kind, amount, currency, key, reference, *money in session.execute(
                 select(
                     t.Payment.created_at,
                     t.Payment.order_id,
@@ -143,7 +171,9 @@ def journal(sessions: SessionFactory, period: Period) -> Journal:
                     t.Payment.currency,
                     t.Payment.idempotency_key,
                     t.Payment.reference,
+                    *ORDER_MONEY,
                 )
+                .outerjoin(t.Order, t.Order.id == t.Payment.order_id)
                 .where(*window)
                 .order_by(t.Payment.created_at, t.Payment.id)
             )

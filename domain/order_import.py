@@ -57,9 +57,26 @@ ORDER_COLUMNS: dict[str, tuple[str, ...]] = {
     "payment_token": ("payment", "token"),
     "delivery_instructions": ("delivery_instructions",),
 }
+# The order's money (issue 26, docs/orders.md), all optional: one shipping line, one discount code and
+# per row one tax line and one discount allocation (JSON Lines takes any number of each).
+ORDER_MONEY_COLUMNS = (
+    "shipping_title",
+    "shipping_price",
+    "shipping_tax_rate",
+    "shipping_tax",
+    "discount_code",
+    "discount_amount",
+    "taxes_included",
+    "total_price",
+)
 LINE_COLUMNS = ("sku", "quantity", "unit_price")  # one line item per row
-CSV_COLUMNS = ("order_id", *ORDER_COLUMNS, *LINE_COLUMNS)
-OPTIONAL_COLUMNS = frozenset({"customer_phone", "ship_line2", "delivery_instructions", "unit_price"})
+LINE_MONEY_COLUMNS = ("tax_title", "tax_rate", "tax_price", "discount")
+CSV_COLUMNS = ("order_id", *ORDER_COLUMNS, *ORDER_MONEY_COLUMNS, *LINE_COLUMNS, *LINE_MONEY_COLUMNS)
+OPTIONAL_COLUMNS = frozenset(
+    {"customer_phone", "ship_line2", "delivery_instructions", "unit_price"}
+    | set(ORDER_MONEY_COLUMNS)
+    | set(LINE_MONEY_COLUMNS)
+)
 COLUMN_OF = {path: column for column, path in ORDER_COLUMNS.items()} | {("order_id",): "order_id"}
 
 JSONL_SUFFIXES = {".jsonl": ImportFormat.jsonl, ".ndjson": ImportFormat.jsonl, ".csv": ImportFormat.csv}
@@ -334,7 +351,7 @@ def _csv_order(order_id: str | None, group: list[_Row]) -> ParsedOrder:
 
     # Order-level columns must agree across the order's rows.
     disagreeing = set()
-    for column in ORDER_COLUMNS:
+    for column in (*ORDER_COLUMNS, *ORDER_MONEY_COLUMNS):
         values: dict[str, int] = {}
         for row in group:
             values.setdefault(row.cells.get(column, ""), row.line)
@@ -354,6 +371,7 @@ def _csv_order(order_id: str | None, group: list[_Row]) -> ParsedOrder:
         else:
             _put(doc, path[:-1], None, create_only=True)  # a required field left out: "Field required"
     doc["lines"] = [_line(row.cells) for row in group]
+    doc.update(_order_money(first))
 
     try:
         order = OrderInput.model_validate(doc)
@@ -380,7 +398,34 @@ def _line(cells: dict[str, str]) -> dict[str, Any]:
         )
     if cells.get("unit_price"):
         line["unit_price"] = cells["unit_price"]
+    if cells.get("tax_price") or cells.get("tax_rate") or cells.get("tax_title"):
+        tax = {"title": cells.get("tax_title") or "tax", "rate": cells.get("tax_rate") or "0"}
+        line["tax_lines"] = [tax | {"price": cells.get("tax_price") or None}]
+    if cells.get("discount"):
+        line["discount_allocations"] = [{"amount": cells["discount"]}]
     return line
+
+
+def _order_money(cells: dict[str, str]) -> dict[str, Any]:
+    """The order-level money columns as the order document's fields (left out when empty)."""
+    doc: dict[str, Any] = {}
+    if cells.get("shipping_price") or cells.get("shipping_title") or cells.get("shipping_tax"):
+        shipping: dict[str, Any] = {
+            "title": cells.get("shipping_title") or "shipping",
+            "price": cells.get("shipping_price") or None,
+        }
+        if cells.get("shipping_tax"):
+            rate = cells.get("shipping_tax_rate") or "0"
+            shipping["tax_lines"] = [{"title": "tax", "rate": rate, "price": cells["shipping_tax"]}]
+        doc["shipping_lines"] = [shipping]
+    if cells.get("discount_code") or cells.get("discount_amount"):
+        code = {"code": cells.get("discount_code") or None, "amount": cells.get("discount_amount") or None}
+        doc["discount_codes"] = [code]
+    if cells.get("taxes_included"):
+        doc["taxes_included"] = cells["taxes_included"]  # the model reads true/false, yes/no, 1/0
+    if cells.get("total_price"):
+        doc["total_price"] = cells["total_price"]
+    return doc
 
 
 def _put(doc: dict[str, Any], path: tuple[str, ...], value: Any, create_only: bool = False) -> None:
@@ -395,7 +440,16 @@ def _locate(loc: tuple[Any, ...], lines: list[int]) -> tuple[list[int], str]:
     """A model error's location as the CSV rows and column it comes from."""
     if loc[:1] == ("lines",) and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(lines):
         row = [lines[loc[1]]]
+        if len(loc) > 4 and loc[2] in ("tax_lines", "discount_allocations"):  # lines.N.tax_lines.0.price
+            return row, "discount" if loc[2] == "discount_allocations" else f"tax_{loc[4]}"
         return row, str(loc[2]) if len(loc) > 2 else "line item"
+    if loc[:1] in (("shipping_lines",), ("discount_codes",)) and len(loc) > 2:
+        field = str(loc[-1])
+        if loc[0] == "discount_codes":
+            return lines, f"discount_{field}" if field == "code" else "discount_amount"
+        return lines, "shipping_tax" + (
+            "_rate" if field == "rate" else ""
+        ) if "tax_lines" in loc else f"shipping_{field}"
     if loc in COLUMN_OF:
         return lines, COLUMN_OF[loc]
     return lines, ".".join(str(part) for part in loc) or "order"

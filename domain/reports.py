@@ -33,6 +33,7 @@ from domain.dashboard import overdue_deliveries
 from domain.percentiles import nearest_rank
 from models import tables as t
 from models.events import OrderEventType, PaymentKind
+from models.order_money import MoneyParts, movement_parts, stored_parts
 from models.orders import OrderStatus, ReturnStatus
 
 # returns whose goods never came back (nothing arrived in time; a customer's request support declined)
@@ -232,6 +233,18 @@ class Returns:
     open: int  # parcels not back yet
 
 
+# the orders row's money columns, in stored_parts' order (models/tables.py)
+ORDER_MONEY = (
+    t.Order.total,
+    t.Order.subtotal,
+    t.Order.discounts,
+    t.Order.shipping,
+    t.Order.shipping_tax,
+    t.Order.tax,
+    t.Order.taxes_included,
+)
+
+
 @dataclass(frozen=True)
 class Money:
     key: str  # "all", a UTC day or a channel
@@ -242,6 +255,11 @@ class Money:
     voided: Decimal = ZERO
     net: Decimal = ZERO  # what the business kept: captured less refunded less goodwill
     goodwill: Decimal = ZERO  # support's goodwill refunds (apart from `refunded`: returns, lost parcels)
+    # `net` split as the journal splits each movement (models/order_money.py): goods + tax + shipping
+    goods: Decimal = ZERO
+    tax: Decimal = ZERO
+    shipping: Decimal = ZERO
+    discounts: Decimal = ZERO  # memo: the discounts behind `goods`
 
 
 @dataclass(frozen=True)
@@ -518,8 +536,12 @@ def _returns_rows(session: Session, period: Period) -> list[tuple[str, str, str,
     ]
 
 
-def _ledger_rows(session: Session, period: Period) -> list[tuple[datetime, str, str, str, Decimal, str]]:
-    """(at, kind, status, currency, amount, channel) of the ledger's movements in the period."""
+LedgerRow = tuple[datetime, str, str, str, Decimal, str, MoneyParts]
+
+
+def _ledger_rows(session: Session, period: Period) -> list[LedgerRow]:
+    """(at, kind, status, currency, amount, channel, its order's money parts) of the ledger's movements
+    in the period."""
     query = (
         select(
             t.Payment.created_at,
@@ -528,14 +550,15 @@ def _ledger_rows(session: Session, period: Period) -> list[tuple[datetime, str, 
             t.Payment.currency,
             t.Payment.amount,
             t.Order.channel,
+            *ORDER_MONEY,
         )
         .outerjoin(t.Order, t.Order.id == t.Payment.order_id)
         .where(*period.where(t.Payment.created_at))
         .order_by(t.Payment.created_at, t.Payment.id)
     )
     return [
-        (at, kind, status, cur, Decimal(amount), channel or "?")
-        for at, kind, status, cur, amount, channel in (session.execute(query))
+        (at, kind, status, cur, Decimal(amount), channel or "?", stored_parts(*money))
+        for at, kind, status, cur, amount, channel, *money in (session.execute(query))
     ]
 
 
@@ -731,17 +754,30 @@ _MONEY_FIELD = {
 }
 
 
-def revenue(ledger: list[tuple[datetime, str, str, str, Decimal, str]], orders: list[_Order]) -> Revenue:
-    """The ledger's approved movements: totals, per UTC day and per channel, each per currency."""
+# the cash movements, signed as the journal signs them (domain/journal.py)
+_CASH_SIGN = {PaymentKind.capture: 1, PaymentKind.refund: -1, PaymentKind.goodwill_refund: -1}
+
+
+def revenue(ledger: list[LedgerRow], orders: list[_Order]) -> Revenue:
+    """The ledger's approved movements: totals, per UTC day and per channel, each per currency; the
+    cash movements' net also split into goods, tax and shipping as the journal splits them."""
     sums: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     declined = 0
-    for at, kind, status, currency, amount, channel in ledger:
+    for at, kind, status, currency, amount, channel, parts in ledger:
         if status != "approved":
             declined += kind == PaymentKind.authorization
             continue
         name = _MONEY_FIELD[PaymentKind(kind)]
+        sign = _CASH_SIGN.get(PaymentKind(kind))
+        split = movement_parts(amount * sign, parts) if sign else None
         for key in (("all", "all"), ("day", at.astimezone(UTC).date().isoformat()), ("channel", channel)):
-            sums[(*key, currency)][name] += amount
+            values = sums[(*key, currency)]
+            values[name] += amount
+            if split is not None:
+                values["goods"] += split.net
+                values["tax"] += split.tax
+                values["shipping"] += split.shipping
+                values["discounts"] += split.discount
 
     def rows(group: str) -> list[Money]:
         found = [(key, currency, values) for (g, key, currency), values in sorted(sums.items()) if g == group]

@@ -8,11 +8,21 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from models.choices import Channel, GoodwillReason, OrderStatus, ReturnCondition, ReturnReason
 from models.countries import ISO_COUNTRIES
 from models.money import Amount
+from models.order_money import LineMoney, OrderMoney
 from models.shipping import Resolution, ShortPickPolicy, TrackingEvent
 from models.text import CONTROL_CHARACTERS
 
@@ -146,10 +156,56 @@ class Address(_Strict):
         return value
 
 
+# ---- the order's money, named as Shopify's order document names it (docs/orders.md) ----
+
+MAX_MONEY_LINES = 20  # tax lines, discount allocations or codes, shipping lines: per list
+TaxRate = Annotated[
+    Decimal, BeforeValidator(_plain_decimal), Field(ge=0, le=1, max_digits=7, decimal_places=6)
+]
+
+
+class TaxLineIn(_Strict):
+    """One tax on a line or a shipping line: `price` is the tax's amount, `rate` for the record (the
+    source computed the amount, with its own rounding: we do not compute it again)."""
+
+    title: Text
+    rate: TaxRate
+    price: Money
+
+
+class DiscountAllocationIn(_Strict):
+    amount: Money  # the part of a discount this line carries
+
+
+class DiscountCodeIn(_Strict):
+    code: Text
+    amount: Money
+
+
+class ShippingLineIn(_Strict):
+    title: Text
+    price: Money
+    tax_lines: Annotated[list[TaxLineIn], Field(max_length=MAX_MONEY_LINES)] = []
+
+
+def _prices(items: list[TaxLineIn] | list[ShippingLineIn]) -> Decimal:
+    return sum((x.price for x in items), Decimal(0))
+
+
+def _amounts(items: list[DiscountAllocationIn] | list[DiscountCodeIn]) -> Decimal:
+    return sum((x.amount for x in items), Decimal(0))
+
+
 class LineIn(_Strict):
     sku: Identifier
     quantity: Quantity
     unit_price: Money | None = None
+    tax_lines: Annotated[list[TaxLineIn], Field(max_length=MAX_MONEY_LINES)] = []
+    discount_allocations: Annotated[list[DiscountAllocationIn], Field(max_length=MAX_MONEY_LINES)] = []
+
+    @property
+    def has_money(self) -> bool:
+        return bool(self.tax_lines or self.discount_allocations)
 
 
 class PaymentIn(_Strict):
@@ -168,6 +224,75 @@ class OrderInput(_Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     payment: PaymentIn
     delivery_instructions: Instructions | None = None
+    shipping_lines: Annotated[list[ShippingLineIn], Field(max_length=MAX_MONEY_LINES)] = []
+    discount_codes: Annotated[list[DiscountCodeIn], Field(max_length=MAX_MONEY_LINES)] | None = None
+    taxes_included: bool = False
+    total_price: Money | None = None  # when given: must be the total by our rule, to the cent
+
+    @property
+    def has_money(self) -> bool:
+        """Whether the document carries money beyond unit prices (then every line must price itself)."""
+        return bool(
+            self.shipping_lines
+            or self.discount_codes is not None
+            or self.total_price is not None
+            or self.taxes_included
+            or any(line.has_money for line in self.lines)
+        )
+
+    def money(self, unit_prices: list[Decimal]) -> OrderMoney:
+        """The order's money at these unit prices (one per line: the given ones, or the catalog's)."""
+        return OrderMoney(
+            lines=tuple(
+                LineMoney(
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    gross=price * line.quantity,
+                    discount=_amounts(line.discount_allocations),
+                    tax=_prices(line.tax_lines),
+                )
+                for line, price in zip(self.lines, unit_prices, strict=True)
+            ),
+            shipping=_prices(self.shipping_lines),
+            shipping_tax=sum((_prices(s.tax_lines) for s in self.shipping_lines), Decimal(0)),
+            taxes_included=self.taxes_included,
+        )
+
+    @model_validator(mode="after")
+    def _money_reconciles(self) -> OrderInput:
+        """The money fields must add up to the cent here, at the door: an order whose figures disagree
+        is a source's bug, and charging either figure would be a guess."""
+        if not self.has_money:
+            return self
+        unpriced = [str(n) for n, line in enumerate(self.lines, start=1) if line.unit_price is None]
+        if unpriced:
+            raise ValueError(
+                f"line(s) {', '.join(unpriced)} have no unit_price: an order with taxes, discounts, "
+                "shipping or a total_price must price every line"
+            )
+        money = self.money([line.unit_price for line in self.lines if line.unit_price is not None])
+        for n, m in enumerate(money.lines, start=1):
+            if m.discount > m.gross:
+                raise ValueError(
+                    f"line {n}: discount allocations {m.discount} exceed the line's price {m.gross}"
+                )
+        if self.discount_codes is not None:
+            codes = _amounts(self.discount_codes)
+            if codes != money.discounts:
+                raise ValueError(
+                    f"discount_codes add up to {codes} but the lines' discount_allocations to "
+                    f"{money.discounts}: a difference of {codes - money.discounts}"
+                )
+        if money.total > MAX_MONEY:
+            raise ValueError(f"the order total {money.total} is above the maximum {MAX_MONEY}")
+        if self.total_price is not None and self.total_price != money.total:
+            raise ValueError(
+                f"total_price {self.total_price} differs from the total {money.total} (subtotal "
+                f"{money.subtotal} - discounts {money.discounts} + shipping {money.shipping}"
+                + ("" if self.taxes_included else f" + tax {money.tax}")
+                + f"): a difference of {self.total_price - money.total}"
+            )
+        return self
 
     @field_validator("lines")
     @classmethod
@@ -223,7 +348,9 @@ class PricedLine(BaseModel):
     name: str
     quantity: int
     unit_price: Amount
-    line_total: Amount
+    line_total: Amount  # unit price x quantity: before its discount and tax
+    discount: Amount = Decimal("0")  # its discount allocations
+    tax: Amount = Decimal("0")  # its tax lines
 
 
 class ShipmentLine(BaseModel):
@@ -452,7 +579,12 @@ class OrderView(BaseModel):
     channel: Channel
     customer_id: str
     currency: str
-    total: Amount | None = None
+    total: Amount | None = None  # what the customer pays: subtotal - discounts + shipping (+ tax)
+    subtotal: Amount | None = None  # the lines at their unit prices
+    discounts: Amount | None = None
+    shipping: Amount | None = None
+    tax: Amount | None = None  # lines' and shipping's; in the prices when taxes_included
+    taxes_included: bool = False
     lines: list[PricedLine] = []
     shipments: list[ShipmentView] = []
     events: list[EventView] = []
@@ -466,6 +598,20 @@ class OrderView(BaseModel):
     hold_reason: str | None = None
     return_window_ends: datetime | None = None
     releases_at: datetime | None = None  # when the shipments go to the warehouses (cancellable until then)
+
+    def money(self) -> OrderMoney:
+        """The priced order's money, as the shares over shipments and returns need it
+        (models/order_money.py)."""
+        line_tax = sum((line.tax for line in self.lines), Decimal(0))
+        return OrderMoney(
+            lines=tuple(
+                LineMoney(sku=x.sku, quantity=x.quantity, gross=x.line_total, discount=x.discount, tax=x.tax)
+                for x in self.lines
+            ),
+            shipping=self.shipping or Decimal(0),
+            shipping_tax=(self.tax or Decimal(0)) - line_tax,
+            taxes_included=self.taxes_included,
+        )
 
 
 # ---- lists (Temporal visibility) ----

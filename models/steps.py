@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from models.events import PaymentKind, ReasonCode
 from models.orders import (
     Address,
+    OrderInput,
     PlaceOrder,
     PricedLine,
     ReturnCondition,
@@ -48,8 +49,36 @@ class EventRecord(BaseModel):
 
 class PricedOrder(BaseModel):
     lines: list[PricedLine]
-    total: Decimal
+    total: Decimal  # what the customer pays, what is authorized (docs/orders.md, "The order's money")
     currency: str
+    subtotal: Decimal | None = None  # None: priced before issue 26, when the total was the subtotal
+    discounts: Decimal = Decimal("0")
+    shipping: Decimal = Decimal("0")
+    tax: Decimal = Decimal("0")
+    taxes_included: bool = False
+
+    @property
+    def shipping_tax(self) -> Decimal:
+        return self.tax - sum((line.tax for line in self.lines), Decimal(0))
+
+    @classmethod
+    def of(cls, order: OrderInput, lines: list[PricedLine]) -> PricedOrder:
+        """The order at these (catalog) prices, one priced line per order line, with its money."""
+        money = order.money([line.unit_price for line in lines])
+        lines = [
+            line.model_copy(update={"discount": m.discount, "tax": m.tax})
+            for line, m in zip(lines, money.lines, strict=True)
+        ]
+        return cls(
+            lines=lines,
+            total=money.total,
+            currency=order.currency,
+            subtotal=money.subtotal,
+            discounts=money.discounts,
+            shipping=money.shipping,
+            tax=money.tax,
+            taxes_included=money.taxes_included,
+        )
 
 
 class PaymentRequest(BaseModel):

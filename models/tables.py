@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -136,6 +137,13 @@ class Order(Base):
     payment_status: Mapped[str] = mapped_column(String(24))
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[Decimal | None]
+    # the total's parts (issue 26, docs/orders.md): NULL on orders priced before, whose total is all goods
+    subtotal: Mapped[Decimal | None]
+    discounts: Mapped[Decimal | None]
+    shipping: Mapped[Decimal | None]
+    shipping_tax: Mapped[Decimal | None]
+    tax: Mapped[Decimal | None]
+    taxes_included: Mapped[bool] = mapped_column(Boolean, server_default=false())
     shipping_address: Mapped[dict[str, Any]]
     delivery_instructions: Mapped[str | None] = mapped_column(Text)
     payment_method: Mapped[str] = mapped_column(String(16))

@@ -160,6 +160,23 @@ async def test_invalid_orders_get_422_naming_every_bad_field_and_start_nothing(h
     assert await no_workflow(client, doc["order_id"])
 
 
+async def test_money_that_does_not_reconcile_gets_422_naming_the_difference(http, api_keys, client):
+    doc = order_doc([("ANY-SKU", 2)])
+    doc["lines"][0] |= {"unit_price": "10.00", "discount_allocations": [{"amount": "2.00"}]}
+    doc |= {
+        "discount_codes": [{"code": "TWO", "amount": "2.50"}],
+        "shipping_lines": [{"title": "Post", "price": "4.99"}],
+    }
+    answer = await placed(http, api_keys, doc)
+    assert answer.status_code == 422
+    assert any("a difference of 0.50" in p for p in answer.json()["problems"]), answer.json()
+    doc |= {"discount_codes": [{"code": "TWO", "amount": "2.00"}], "total_price": "22.98"}
+    answer = await placed(http, api_keys, doc)
+    assert answer.status_code == 422  # 20.00 - 2.00 + 4.99 = 22.99
+    assert any("differs from the total 22.99" in p for p in answer.json()["problems"]), answer.json()
+    assert await no_workflow(client, doc["order_id"])
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "error"),
     [

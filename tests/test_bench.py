@@ -7,6 +7,7 @@ import gc
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from bench.baseline import StepKind, baseline_worker, run_baseline
 from bench.gc_pauses import gc_pauses
 from bench.history_cost import history_cost
-from bench.olist import OLIST_DIR, load_sample
+from bench.olist import OLIST_DIR, load_sample, read_csv
 from bench.orders_run import summary_ms
 from bench.throughput import parse_args
 from domain.percentiles import nearest_rank
@@ -178,6 +179,13 @@ def test_the_olist_sample_becomes_orders_the_catalog_can_serve() -> None:
     skus = {p.sku for p in sample.catalog.products}
     assert {line.sku for order in sample.orders for line in order.lines} <= skus
     assert {s.sku for s in sample.catalog.stock} == skus
+    # issue 26: each order's freight is its shipping, so a replay captures what the customer paid for it
+    items = read_csv("olist_order_items_dataset.csv", OLIST_DIR)
+    for order in sample.orders:
+        own = [x for x in items if "OL-" + x["order_id"][:12].upper() == order.order_id]
+        freight = sum((Decimal(x["freight_value"]) for x in own), Decimal(0))
+        assert sum((s.price for s in order.shipping_lines), Decimal(0)) == freight
+        assert all(line.unit_price is not None for line in order.lines)
 
 
 def test_quick_and_the_defaults() -> None:

@@ -277,6 +277,22 @@ async def test_deliver_then_feedback(client, settings, sessions, capsys):
 # ---- place ----
 
 
+async def test_placing_money_that_does_not_reconcile_exits_2_naming_the_difference(
+    client, settings, sessions, tmp_path, capsys
+):
+    skus = add_products(sessions, {"KEY": 3})
+    doc = order_doc([(skus["KEY"], 1)])
+    doc["lines"][0] |= {
+        "unit_price": "10.00",
+        "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
+    }
+    doc |= {"shipping_lines": [{"title": "Post", "price": "4.00"}], "total_price": "14.00"}  # the rule: 16.00
+    status, _ = await cli(settings, "place", str(write_json(tmp_path / "order.json", doc)))
+    assert status == 2
+    assert "total_price 14.00 differs from the total 16.00" in capsys.readouterr().err
+    assert count(sessions, t.Order.id, t.Order.id == doc["order_id"]) == 0
+
+
 async def test_placing_the_same_order_file_twice(client, settings, sessions, tmp_path, capsys):
     skus = add_products(sessions, {"KEY": 3})
     doc = order_doc([(skus["KEY"], 1)])

@@ -446,7 +446,14 @@ def test_olist_folder_becomes_closed_historical_orders(sessions: SessionFactory,
             "completed",
             "marketplace",
             "BRL",
-            Decimal("109.80"),  # items only: the freight was the seller's
+            Decimal("133.80"),  # items 109.80 and their freight 3 x 8.00: what the customer paid
+        )
+        # the freight is the order's shipping (issue 26): the journal and the report book it apart
+        assert (order.subtotal, order.shipping, order.discounts, order.tax) == (
+            Decimal("109.80"),
+            Decimal("24.00"),
+            Decimal("0.00"),
+            Decimal("0.00"),
         )
         assert order.customer_id == f"hist-olist-u{p}1"
         assert (order.shipping_address["city"], order.shipping_address["postal_code"]) == (
@@ -618,6 +625,20 @@ def test_the_olist_sample_imports_its_finished_orders_by_status(sessions: Sessio
             .select_from(t.Feedback)
             .where(func.length(t.Feedback.order_id) == len("hist-olist-") + 32)
         ) == len(set(reviews.order_id) & imported)
+
+        # the freight is kept, to the cent (issue 26): each order's shipping is its items' freight, its
+        # total items + freight; computed again here by pandas from the raw items file
+        items = pd.read_csv(OLIST / "olist_order_items_dataset.csv", dtype=str)
+        items = items[items.order_id.isin(imported)]
+        want_freight = sum((Decimal(x) for x in items.freight_value), Decimal(0))
+        want_goods = sum((Decimal(x) for x in items.price), Decimal(0))
+        goods, freight, total = session.execute(
+            select(func.sum(t.Order.subtotal), func.sum(t.Order.shipping), func.sum(t.Order.total)).where(
+                REAL_OLIST_ORDER
+            )
+        ).one()
+        assert (Decimal(goods), Decimal(freight)) == (want_goods, want_freight) and want_freight > 0
+        assert Decimal(total) == want_goods + want_freight
 
 
 def test_historical_orders_stay_out_of_the_live_views(sessions: SessionFactory, tmp_path: Path) -> None:

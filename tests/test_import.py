@@ -93,6 +93,51 @@ def by_id(parsed: list[order_import.ParsedOrder]) -> dict[str | None, order_impo
 # ---- parsing CSV ----
 
 
+MONEY = {  # issue 26: order-level money columns, the same on every row of the order
+    "shipping_title": "Standard",
+    "shipping_price": "5.00",
+    "shipping_tax_rate": "0.2",
+    "shipping_tax": "1.00",
+    "discount_code": "THREE",
+    "discount_amount": "3.00",
+    "total_price": "50.40",
+}
+
+
+def test_csv_takes_the_money_columns_and_reconciles_them():
+    taxed = {"tax_title": "VAT", "tax_rate": "0.2"}
+    rows = [
+        csv_row("M-1", "MUG", 3, unit_price="10.00", tax_price="5.40", discount="3.00", **taxed, **MONEY),
+        csv_row("M-1", "LAMP", 1, unit_price="10.00", tax_price="2.00", **taxed, **MONEY),
+        csv_row("M-2", "MUG", 1, unit_price="10.00", **(MONEY | {"total_price": "50.41"})),
+    ]
+    parsed = by_id(parse_import(csv_text(rows), ImportFormat.csv))
+
+    order = parsed["M-1"].order
+    assert order is not None, parsed["M-1"].problems
+    money = order.money([Decimal("10.00"), Decimal("10.00")])
+    assert (money.subtotal, money.discounts, money.shipping, money.tax, money.total) == (
+        Decimal("40.00"),
+        Decimal("3.00"),
+        Decimal("5.00"),
+        Decimal("8.40"),
+        Decimal("50.40"),
+    )
+    # the other order's figures do not add up: refused, the difference named; M-1 is not held back
+    assert parsed["M-2"].order is None
+    assert any("discount_codes add up to 3.00" in p for p in parsed["M-2"].problems)
+
+
+def test_jsonl_takes_the_money_fields():
+    doc = order_doc([("MUG", 2)], order_id="J-1")
+    doc["lines"][0] |= {"unit_price": "10.00", "discount_allocations": [{"amount": "1.00"}]}
+    doc |= {"shipping_lines": [{"title": "Post", "price": "4.00"}], "total_price": "23.00"}
+    bad = doc | {"order_id": "J-2", "total_price": "23.01"}
+    parsed = by_id(parse_import(jsonl(doc, bad), ImportFormat.jsonl))
+    assert parsed["J-1"].order is not None and parsed["J-1"].problems == []
+    assert parsed["J-2"].order is None and "a difference of 0.01" in " ".join(parsed["J-2"].problems)
+
+
 def test_csv_groups_the_rows_of_an_order_wherever_they_are():
     text = csv_text([csv_row("A-1", "TEE", 1), csv_row("B-1", "MUG", 2), csv_row("A-1", "CAP", 3)])
 
@@ -107,6 +152,7 @@ def test_csv_groups_the_rows_of_an_order_wherever_they_are():
 
 def test_csv_columns_in_any_order_and_optional_ones_left_out():
     optional = {"customer_phone", "ship_line2", "delivery_instructions", "unit_price"}
+    optional |= set(order_import.ORDER_MONEY_COLUMNS) | set(order_import.LINE_MONEY_COLUMNS)
     columns = [c for c in reversed(CSV_COLUMNS) if c not in optional]
     (parsed,) = parse_import(csv_text([csv_row("A-1", "TEE", 2)], columns), ImportFormat.csv)
     assert parsed.problems == [] and parsed.order is not None

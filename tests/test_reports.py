@@ -42,6 +42,7 @@ from domain.reports import (
     Stage,
     build_report,
     parse_period,
+    revenue,
 )
 from models import tables as t
 from models.events import ReasonCode
@@ -509,8 +510,11 @@ async def test_export_journal_writes_the_ledger(db_settings: Settings, fx: Fixtu
         rows = list(csv.DictReader(f))
     assert len(rows) == 13
     assert list(rows[0]) == [
-        "at", "order_id", "kind", "book", "amount", "signed_amount", "currency", "idempotency_key", "reference",
+        "at", "order_id", "kind", "book", "amount", "signed_amount", "net", "tax", "shipping", "discount",
+        "currency", "idempotency_key", "reference",
     ]  # fmt: skip
+    # orders priced before issue 26 book every cent as goods
+    assert all(r["net"] == r["signed_amount"] and r["tax"] == r["shipping"] == "0.00" for r in rows)
     totals: dict[str, Decimal] = {}
     for row in rows:
         totals[row["kind"]] = totals.get(row["kind"], Decimal("0")) + Decimal(row["amount"])
@@ -675,3 +679,47 @@ def test_refusals_and_cancellations_count_under_their_reason_codes(sessions: Ses
         Count(ReasonCode.payment_declined, 1),
     ]
     assert f.cancelled_by_reason == [Count(ReasonCode.hold_timeout, 1)]
+
+
+def test_the_journal_and_the_revenue_split_net_tax_shipping_and_discount(sessions: SessionFactory) -> None:
+    """Issue 26: an order of 40.00 goods less 3.00 discount, 8.40 tax, 5.00 shipping (total 50.40),
+    captured in two parcels and one unit refunded; every row's parts add up to its signed amount."""
+    with sessions.begin() as session:
+        customer = unique("CUST")
+        session.add(t.Customer(id=customer, name="Money Fixture", email="money@example.com"))
+        r = Rows(session, customer)
+        oid = unique("M")
+        r.order(oid, "web", -24 * 40, "partially_returned", [("MUG", 4)], total=Decimal("50.40"))
+        session.flush()
+        row = session.get(t.Order, oid)
+        assert row is not None
+        row.subtotal, row.discounts, row.shipping = Decimal("40.00"), Decimal("3.00"), Decimal("5.00")
+        row.shipping_tax, row.tax = Decimal("1.00"), Decimal("8.40")
+        r.pay(oid, "authorization", "50.40", -24 * 40)
+        r.pay(oid, "capture", "24.51", -24 * 40 + 1)
+        r.pay(oid, "capture", "25.89", -24 * 40 + 2)
+        r.pay(oid, "refund", "10.80", -24 * 40 + 3)
+    entries = journal(sessions, Period(date(1999, 1, 20), date(1999, 1, 21)))
+    mine = [x for x in entries.rows if x.order_id == oid]
+    split = [(x.kind.value, x.split.net, x.split.tax, x.split.shipping, x.split.discount) for x in mine]
+    # goods 37.00, tax 8.40, shipping 5.00 (its 1.00 tax is in the tax): tax and shipping round
+    # towards zero, the goods take the remainder
+    assert split == [
+        ("authorization", Decimal("37.00"), Decimal("8.40"), Decimal("5.00"), Decimal("3.00")),
+        ("capture", Decimal("18.00"), Decimal("4.08"), Decimal("2.43"), Decimal("1.45")),
+        ("capture", Decimal("19.02"), Decimal("4.31"), Decimal("2.56"), Decimal("1.54")),
+        ("refund", Decimal("-7.93"), Decimal("-1.80"), Decimal("-1.07"), Decimal("-0.64")),
+    ]
+    for x in mine:
+        assert x.split.net + x.split.tax + x.split.shipping == x.signed_amount
+    cash = [x for x in mine if x.book == "cash"]
+    ledger = [(x.at, x.kind.value, "approved", x.currency, x.amount, "web", x.parts) for x in cash]
+    money = revenue(ledger, []).totals[0]
+    assert money.net == Decimal("39.60")
+    assert (money.goods, money.tax, money.shipping, money.discounts) == (
+        Decimal("29.09"),
+        Decimal("6.59"),
+        Decimal("3.92"),
+        Decimal("2.35"),
+    )
+    assert money.goods + money.tax + money.shipping == money.net

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
+    from models.order_money import shipment_amounts
     from models.orders import (
         CancelRequest,
         CustomerReturnRequest,
@@ -237,6 +238,9 @@ class OrderWorkflow:
         ctx = self._ctx
         priced = admission.priced
         ctx.view.lines, ctx.view.total = priced.lines, priced.total
+        ctx.view.discounts, ctx.view.shipping, ctx.view.tax = priced.discounts, priced.shipping, priced.tax
+        ctx.view.subtotal = priced.total if priced.subtotal is None else priced.subtotal
+        ctx.view.taxes_included = priced.taxes_included
         ctx.upsert(sa.ORDER_TOTAL.value_set(float(priced.total)), with_next_status=True)
         await ctx.event(OrderEventType.order_validated, f"total {money(priced.total, priced.currency)}")
         ctx.checkpoint()
@@ -250,15 +254,11 @@ class OrderWorkflow:
         await self._hold_if_screened(admission.hold_reason, admission.hold_code)
 
         allocated = await self._reserve(priced.lines)
-        prices = {line.sku: line.unit_price for line in priced.lines}
+        # each captures its lines (discounted, taxed) and its share of the shipping: together, the total
+        amounts = shipment_amounts(ctx.view.money(), [a.lines for a in allocated])
         ctx.view.shipments = [
-            ShipmentView(
-                id=a.id,
-                warehouse=a.warehouse,
-                lines=a.lines,
-                amount=sum((prices[x.sku] * x.quantity for x in a.lines), Decimal("0")),
-            )
-            for a in allocated
+            ShipmentView(id=a.id, warehouse=a.warehouse, lines=a.lines, amount=amount)
+            for a, amount in zip(allocated, amounts, strict=True)
         ]
         for shipment in ctx.view.shipments:
             undo_reservation(self._saga, ctx, shipment.id)

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         WarehouseReport,
         WarehouseStep,
     )
+    from models.order_money import split
     from models.orders import ShipmentLine, ShipmentStatus, ShipmentTrouble, ShipmentView
     from models.shipping import (
         DELIVERY_ATTEMPTS,
@@ -284,7 +285,6 @@ class Legs:
         self._fulfilment, self._order = fulfilment, order
         self._backorders = 0
         self.backorder_attempts = 0  # tries to reserve backordered units (`retry_reservation` waits for one)
-        self._prices: dict[str, Decimal] = {line.sku: line.unit_price for line in ctx.view.lines}
 
     # ---- the warehouse ----
 
@@ -319,7 +319,9 @@ class Legs:
         shipment.picked_lines = outcome.picked
         detail = f"{shipment.id}: {_units(outcome.picked)} picked in {shipment.warehouse}{by_whom(picked.report.by)}"
         if outcome.missing:
-            value = self._value(outcome.missing)
+            # what the missing units charge, out of this shipment's amount (its shipping share goes
+            # with them in proportion): kept and moved add up to what the shipment charged
+            _, value = split(shipment.amount, [self._value(outcome.picked), self._value(outcome.missing)])
             shipment.lines, shipment.amount = outcome.picked, shipment.amount - value
             detail += f"; short: {_lines(outcome.missing)}, " + await self._short(
                 shipment, outcome.missing, value
@@ -395,7 +397,10 @@ class Legs:
         ctx = self._ctx
         try:
             moved = await self._reserve(
-                missing, f"re-allocate what {shipment.id} was short", take_last=[shipment.warehouse]
+                missing,
+                f"re-allocate what {shipment.id} was short",
+                value=value,
+                take_last=[shipment.warehouse],
             )
         except _OutOfStock as short:
             if ctx.policy.short_pick == ShortPickPolicy.backorder and short.on_order:
@@ -428,7 +433,10 @@ class Legs:
             await ctx.written()  # the orders row shows the backorder first: no receipt falls in between
             try:
                 await self._reserve(
-                    placeholder.lines, f"reserve backordered {placeholder.id}", placeholder.id
+                    placeholder.lines,
+                    f"reserve backordered {placeholder.id}",
+                    placeholder.id,
+                    placeholder.amount,
                 )
             except _OutOfStock:
                 self.backorder_attempts += 1
@@ -462,11 +470,12 @@ class Legs:
         lines: list[ShipmentLine],
         summary: str,
         replaces: str | None = None,
-        charge: bool = True,
+        value: Decimal = Decimal("0"),
         take_last: list[str] | None = None,
     ) -> list[ShipmentView]:
-        """Reserve `lines` as new shipments of this order (released at once: no second window). A reship
-        is not charged again (`charge=False`): the customer paid with the parcel that was lost.
+        """Reserve `lines` as new shipments of this order (released at once: no second window), which
+        share `value` (what those lines charge) between them. A reship is not charged again (value 0):
+        the customer paid with the parcel that was lost.
         `take_last`: warehouses to use only if no other has the units (ReserveRequest)."""
         ctx = self._ctx
         numbers = [
@@ -488,13 +497,10 @@ class Legs:
             on_order = found.get("on_order", {})
             raise _OutOfStock(bool(on_order) and set(found.get("short", [])) <= set(on_order)) from None
         made = []
-        for a in allocated:
+        amounts = split(value, [self._value(a.lines) for a in allocated])
+        for a, amount in zip(allocated, amounts, strict=True):
             new = ShipmentView(
-                id=a.id,
-                warehouse=a.warehouse,
-                lines=a.lines,
-                amount=self._value(a.lines) if charge else Decimal("0"),
-                replaces=replaces,
+                id=a.id, warehouse=a.warehouse, lines=a.lines, amount=amount, replaces=replaces
             )
             ctx.view.shipments.append(new)
             undo_reservation(self._saga, ctx, new.id)
@@ -517,7 +523,8 @@ class Legs:
         )
 
     def _value(self, lines: list[ShipmentLine]) -> Decimal:
-        return sum((self._prices.get(x.sku, Decimal("0")) * x.quantity for x in lines), Decimal("0"))
+        """What `lines` charge, unrounded: the weight by which an amount is split (models/order_money.py)."""
+        return self._ctx.view.money().value_of(lines)
 
     # ---- the carrier ----
 
@@ -646,7 +653,7 @@ class Legs:
         detail = ""
         if choice == Resolution.reship:
             try:
-                new = await self._reserve(shipment.lines, f"reship {shipment.id}", shipment.id, charge=False)
+                new = await self._reserve(shipment.lines, f"reship {shipment.id}", shipment.id)
                 detail = "reshipped as " + ", ".join(s.id for s in new)
                 await ctx.notify(
                     NotificationKind.parcel_reshipped,

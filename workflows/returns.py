@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.returns import ReturnActivities
     from models.events import OrderEventType
+    from models.order_money import refund_of
     from models.orders import (
         CustomerReturnRequest,
         OrderStatus,
@@ -312,7 +313,22 @@ class ReturnDesk:
         by = by_whom(self._received_by.get(ret.rma))
         await ctx.event(OrderEventType.return_received, f"{ret.rma}: {ret.condition.value}, {fate}{by}")
         if ret.exchange_sku is None or not await self._exchange(ret):
-            await self._refund(ret, _value(ret))
+            await self._refund(ret, self._refund_value(ret))
+
+    def _refund_value(self, ret: ReturnView) -> Decimal:
+        """The returned units' share of their lines' charge (discounted price and tax, not shipping),
+        after the units refunded by earlier returns (models/order_money.py: exact over all returns)."""
+        money = self._ctx.view.money()
+        done: dict[str, int] = {}
+        for earlier in self._ctx.view.returns:
+            if earlier.status == ReturnStatus.refunded and earlier.rma != ret.rma:
+                for line in earlier.lines:
+                    done[line.sku] = done.get(line.sku, 0) + line.quantity
+        amount = Decimal("0")
+        for line in ret.lines:
+            amount += refund_of(money, line.sku, line.quantity, done.get(line.sku, 0))
+            done[line.sku] = done.get(line.sku, 0) + line.quantity
+        return amount
 
     async def _refund(self, ret: ReturnView, amount: Decimal) -> None:
         """Refund the returned units and close the return; the order becomes (partially) returned."""

@@ -287,8 +287,7 @@ class World:
             )
         if problems:
             raise refuse(ErrorType.invalid_order, "; ".join(problems))
-        total = sum((x.line_total for x in lines), Decimal(0)).quantize(CENT)
-        return PricedOrder(lines=lines, total=total, currency=request.order.currency)
+        return PricedOrder.of(request.order, lines)
 
     def _low(self, keys: list[StockKey]) -> list[StockKey]:
         """Pairs at or below their reorder point (available = on hand - reserved)."""

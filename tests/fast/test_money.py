@@ -1,0 +1,134 @@
+"""The order's money through its life (issue 26): authorized in full, captured per shipment by the share
+rule (models/order_money.py), a returned unit refunds its discounted price and tax, a lost parcel its
+share of the shipping too. Every figure to the cent."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from models.orders import OrderInput, OrderStatus, ShipmentStatus
+from models.shipping import CarrierEventType, Resolution
+from services import orders as orders_service
+from tests.fast.driver import Shop, new_sku
+from tests.fast.fakes import World
+from tests.helpers import order_doc
+
+D = Decimal
+
+
+async def _place(shop: Shop, world: World) -> tuple[str, str, str]:
+    mug = world.add_product(new_sku("MUG"), price="10.00", stock={"W1": 5})
+    lamp = world.add_product(new_sku("LAMP"), price="10.00", stock={"W2": 5})
+    doc = order_doc([])
+    doc.update(
+        lines=[
+            {
+                "sku": mug,
+                "quantity": 3,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "5.40"}],
+                "discount_allocations": [{"amount": "3.00"}],
+            },
+            {
+                "sku": lamp,
+                "quantity": 1,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
+            },
+        ],
+        shipping_lines=[
+            {
+                "title": "Standard",
+                "price": "5.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "1.00"}],
+            }
+        ],
+        discount_codes=[{"code": "THREE", "amount": "3.00"}],
+        total_price="50.40",
+    )
+    placed = await orders_service.place_order(
+        shop.client, shop.settings, OrderInput.model_validate(doc), shop.policy
+    )
+    return placed.order_id, mug, lamp
+
+
+async def test_authorized_in_full_captured_by_shares_and_returns_refund_line_and_tax(
+    shop: Shop, world: World
+) -> None:
+    order, mug, lamp = await _place(shop, world)
+    view = await shop.settled(order)
+    assert (view.subtotal, view.discounts, view.shipping, view.tax, view.total) == (
+        D("40.00"),
+        D("3.00"),
+        D("5.00"),
+        D("8.40"),
+        D("50.40"),
+    )
+    assert view.payment.authorized == D("50.40")
+    # mugs 32.40 and the lamp 12.00, the shipping's 6.00 shared 32.40 : 12.00 (rounded down, the rest last)
+    amounts = {s.lines[0].sku: s.amount for s in view.shipments}
+    assert sum(amounts.values(), D(0)) == D("50.40")
+    assert {amounts[mug] - D("32.40"), amounts[lamp] - D("12.00")} == {D("4.37"), D("1.63")}
+
+    await shop.to_carrier(order)
+    view = await shop.deliver_all(order)
+    assert view.payment.captured == D("50.40")
+
+    first = await shop.request_return(order, mug, 1)
+    await shop.receive_return(order, first.rma, "good")
+    view = await shop.status(order, OrderStatus.partially_returned)
+    assert view.payment.refunded == D("10.80")  # (30.00 - 3.00 + 5.40) / 3: no shipping
+    second = await shop.request_return(order, mug, 2)
+    await shop.receive_return(order, second.rma, "good")
+    view = await shop.until(order, lambda v: v.payment.refunded == D("32.40"), "both returns refunded")
+    assert world.money(order)["refund"] == D("32.40")
+
+
+async def test_nothing_delivered_refunds_everything_shipping_included(shop: Shop, world: World) -> None:
+    order, mug, lamp = await _place(shop, world)
+    await shop.settled(order)
+    view = await shop.to_carrier(order)
+    for shipment in view.shipments:
+        await shop.carrier(order, shipment.id, CarrierEventType.in_transit)
+        await shop.carrier(order, shipment.id, CarrierEventType.lost)
+    await shop.status(order, OrderStatus.delivery_exception)
+    for shipment in view.shipments:
+        await shop.resolve(order, shipment.id, Resolution.refund)
+    final = await shop.result(order)
+    assert final.status == OrderStatus.completed
+    assert final.payment.captured == final.payment.refunded == D("50.40")
+
+
+@pytest.mark.history("money_reship_short_pick")
+async def test_a_short_picked_reship_is_not_charged_again(shop: Shop, world: World) -> None:
+    """The one path whose commands issue 26 changes (so it ships as a new build): a reship carries no
+    charge, and the units its warehouse could not find move on with that nothing (models/order_money.py
+    `split` of the shipment's 0.00). Before, they were charged again at list price: a second capture."""
+    sku = world.add_product(new_sku("CLOCK"), price="50.00", stock={"W1": 2, "W2": 5})
+    order = await shop.place([(sku, 1)])
+    await shop.settled(order)
+    view = await shop.to_carrier(order)
+    lost = view.shipments[0]
+    await shop.carrier(order, lost.id, CarrierEventType.in_transit)
+    await shop.carrier(order, lost.id, CarrierEventType.lost)
+    await shop.status(order, OrderStatus.delivery_exception)
+    await shop.resolve(order, lost.id, Resolution.reship)
+    view = await shop.until(order, lambda v: len(v.shipments) == 2)
+    reship = view.shipments[1]
+    assert reship.amount == 0
+    await shop.until(order, lambda v: v.shipments[1].status == ShipmentStatus.released)
+    await shop.pick(reship, found={sku: 0})
+    view = await shop.until(order, lambda v: len(v.shipments) == 3)
+    moved = view.shipments[2]
+    assert moved.replaces == reship.id and moved.amount == 0
+    await shop.until(order, lambda v: v.shipments[2].status == ShipmentStatus.released)
+    await shop.ship(order, moved)
+    view = await shop.deliver_all(order)
+    assert (view.payment.authorized, view.payment.captured, view.payment.refunded) == (
+        D("50.00"),
+        D("50.00"),
+        D("0.00"),
+    )
+    assert world.money(order) == {"authorization": D("50.00"), "capture": D("50.00")}
