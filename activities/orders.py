@@ -177,19 +177,14 @@ def _priced(session: Session, request: PlaceOrder) -> PricedOrder:
 
 
 def _store_money(session: Session, order_id: str, priced: PricedOrder) -> None:
-    """The total's parts on the orders row, for the journal and the report (models/order_money.py)."""
-    session.execute(
-        update(t.Order)
-        .where(t.Order.id == order_id)
-        .values(
-            subtotal=priced.subtotal,
-            discounts=priced.discounts,
-            shipping=priced.shipping,
-            shipping_tax=priced.shipping_tax,
-            tax=priced.tax,
-            taxes_included=priced.taxes_included,
-        )
-    )
+    """The total's parts on the orders row, for the journal and the report (models/order_money.py).
+    Set through the ORM, which writes nothing when a repeat brings the same figures (an UPDATE would
+    move `updated_at`: the step must leave no trace on a retry)."""
+    order = session.get(t.Order, order_id)
+    assert order is not None  # _record wrote it in this transaction
+    order.subtotal, order.discounts = priced.subtotal, priced.discounts
+    order.shipping, order.shipping_tax = priced.shipping, priced.shipping_tax
+    order.tax, order.taxes_included = priced.tax, priced.taxes_included
 
 
 def _hold_reason(session: Session, request: ScreenRequest) -> tuple[ReasonCode, str] | None:

@@ -8,12 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devtools.dev_stack import STACK_FILE, adopt, shared_settings
+from devtools.dev_stack import STACK_FILE, adopt, runs, shared_settings
 from tests.helpers import add_products, fresh_database
 
 PROJECT_DIR = Path(__file__).parent.parent
@@ -22,7 +23,12 @@ PROJECT_DIR = Path(__file__).parent.parent
 @pytest.fixture
 def runner() -> Iterator[subprocess.Popen[bytes]]:
     """A live process standing for `make run`'s runner: the pid file names it by pid and command line."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    process = subprocess.Popen(argv)
+    # until the child has exec'd, /proc shows the parent's command line, and no pid file would match it
+    deadline = time.monotonic() + 30
+    while not runs(process.pid, argv) and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         yield process
     finally:
