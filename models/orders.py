@@ -625,6 +625,7 @@ class OrderView(BaseModel):
     hold_reason: str | None = None
     return_window_ends: datetime | None = None
     releases_at: datetime | None = None  # when the shipments go to the warehouses (cancellable until then)
+    shipping_city: str | None = None  # after an order edit: the city the order now goes to (else as placed)
 
     def money(self) -> OrderMoney:
         """The priced order's money, as the shares over shipments and returns need it

@@ -631,6 +631,7 @@ class OrderWorkflow:
             await ctx.step(OrderActivities.record_address_edit, edit, "record the new shipping address")
             order = ctx.request.order.model_copy(update={"shipping_address": address})
             ctx.request = ctx.request.model_copy(update={"order": order})
+            ctx.view.shipping_city = address.city
             place = f"{address.city}, {address.country}"
             await ctx.event(OrderEventType.order_edited, f"shipping address now {place}{by_whom(request.by)}")
             await ctx.notify(

@@ -33,7 +33,7 @@ async def test_address_edit_before_release_ships_to_the_new_address(shop: Shop, 
     order = await shop.place([(sku, 1)])
     await shop.settled(order)
     view = await _edit(shop, order, shipping_address=BERLIN)
-    assert view.status == OrderStatus.confirmed
+    assert view.status == OrderStatus.confirmed and view.shipping_city == "Berlin"
     assert world.addresses[order]["city"] == "Berlin"
     await shop.written(order, "order_edited")
     await shop.messaged(order, "order_edited")
