@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     # the largest goodwill refund (POST /orders/{id}/refunds) support may give, in the order's currency;
     # above it only an admin may
     goodwill_limit: Decimal = Field(default=Decimal("50.00"), ge=0)
+    # the countries an order edit may ship to (ISO 3166-1 alpha-2, comma-separated); empty: any country
+    ship_to_countries: str = "AT,BE,DE,DK,ES,FI,FR,GB,IE,IT,LU,NL,PL,PT,SE"
     # a customer's return request (the tracking page) whose refund value is at most this is approved at
     # once, in the order's currency; 0: support approves every one
     return_auto_approve_limit: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("9999999999.99"))
@@ -371,6 +373,11 @@ class Settings(BaseSettings):
     def worker_task_queue(self, role: WorkerRole) -> str:
         """The task queue the worker of `role` polls for its workflows."""
         return self.analytics_task_queue if role == WorkerRole.analytics else self.task_queue
+
+    @property
+    def served_countries(self) -> frozenset[str]:
+        """OMS_SHIP_TO_COUNTRIES as a set; empty: every country is served."""
+        return frozenset(c.strip().upper() for c in self.ship_to_countries.split(",") if c.strip())
 
     @property
     def temporal_ui_origins(self) -> list[str]:

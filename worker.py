@@ -105,6 +105,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     # fmt: off
     return [
         orders.admit_order, orders.price_sku, orders.record_events, orders.record_feedback,
+        orders.record_address_edit,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
         payments.refund_goodwill,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,

@@ -73,6 +73,11 @@ TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
         "Refund for order $order_id",
         "Hello $name,\n\nwe received your return $rma and refunded $amount $currency to your card.\n",
     ),
+    NotificationKind.order_edited: (
+        "Your order $order_id was changed",
+        "Hello $name,\n\nas asked, we changed your order $order_id: $change.\n"
+        "Reply to this message if this was not you.\n",
+    ),
     NotificationKind.goodwill_refund_issued: (
         "A refund for your order $order_id",
         "Hello $name,\n\nwe are sorry about $why. As a gesture of goodwill we have refunded $amount $currency "

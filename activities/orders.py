@@ -23,6 +23,7 @@ from models import tables as t
 from models.events import ReasonCode
 from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
 from models.steps import (
+    AddressEdit,
     Admission,
     ErrorType,
     EventBatch,
@@ -80,6 +81,14 @@ class OrderActivities:
             )
         price = Decimal(product.price).quantize(CENT)
         return PricedLine(sku=product.sku, name=product.name, quantity=1, unit_price=price, line_total=price)
+
+    @activity.defn
+    def record_address_edit(self, edit: AddressEdit) -> None:
+        """An order edit's new shipping address on the orders row (what the label is printed from)."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(t.Order).where(t.Order.id == edit.order_id).values(shipping_address=edit.address)
+            )
 
     @activity.defn
     def record_events(self, batch: EventBatch) -> None:

@@ -52,6 +52,7 @@ _ADD_COMMANDS: list[Callable[[Subcommands], None]] = [
     support.add_resolve,
     support.add_feedback,
     support.add_cancel,
+    support.add_edit,
     support.add_release,
     support.add_note,
     support.add_return,

@@ -54,6 +54,22 @@ def add_cancel(sub: Subcommands) -> None:
     cancel.set_defaults(handler=cmd_cancel)
 
 
+def add_edit(sub: Subcommands) -> None:
+    edit = sub.add_parser(
+        "edit", help="edit an order before release: its shipping address (line edits: not yet supported)"
+    )
+    edit.add_argument("order_id")
+    edit.add_argument("--address-json", metavar="FILE", help="the new shipping address, a JSON object")
+    edit.add_argument(
+        "--line",
+        action="append",
+        default=None,
+        metavar="SKU=QTY",
+        help="the order's lines as they should be afterwards, once per line (0 removes one)",
+    )
+    edit.set_defaults(handler=cmd_edit)
+
+
 def add_release(sub: Subcommands) -> None:
     release = sub.add_parser("release", help="release an order held for review")
     release.add_argument("order_id")
@@ -160,6 +176,42 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) 
         orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR)
     )
     print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
+
+
+async def cmd_edit(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    import json
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from connection import connect
+    from models.orders import EditIn
+    from services import orders
+
+    doc: dict[str, object] = {}
+    if args.address_json:
+        try:
+            doc["shipping_address"] = json.loads(Path(args.address_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--address-json {args.address_json}: {exc}", EXIT_INVALID) from None
+    if args.line is not None:
+        lines = []
+        for text in args.line:
+            sku, sep, quantity = text.partition("=")
+            if not sep or not sku.strip() or not quantity.strip().isdigit():
+                raise CommandError(f"--line {text!r}: write SKU=QTY (e.g. --line MUG-1=2)", EXIT_INVALID)
+            lines.append({"sku": sku.strip(), "quantity": int(quantity)})
+        doc["lines"] = lines
+    try:
+        edit = EditIn.model_validate(doc)
+    except ValidationError as exc:
+        raise CommandError(f"invalid edit: {first_problem(exc)}", EXIT_INVALID) from None
+    view = await order_call(
+        orders.edit_order(
+            await connect(settings), args.order_id, edit, served=settings.served_countries, by=CLI_ACTOR
+        )
+    )
+    print(f"{view.order_id} edited; {view.status.value}", file=out)
 
 
 async def cmd_refund(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

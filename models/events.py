@@ -58,6 +58,8 @@ class OrderEventType(StrEnum):
     authorization_released = "authorization_released"
     refund_issued = "refund_issued"
     goodwill_refund_issued = "goodwill_refund_issued"  # its reason code: a GoodwillReason
+    # edits (issue 26)
+    order_edited = "order_edited"
     # returns
     return_requested = "return_requested"  # the customer's request, waiting for support's approval
     return_declined = "return_declined"

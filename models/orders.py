@@ -441,6 +441,33 @@ class ReleaseRequest(_Strict):
     by: Actor
 
 
+class EditLineIn(_Strict):
+    sku: Identifier
+    quantity: Annotated[int, Field(ge=0, le=10_000)]  # 0 removes the line
+
+
+class EditIn(_Strict):
+    """An order edit (POST /orders/{id}/edits): the new shipping address and/or the order's lines as they
+    should be afterwards. Issue 26: only the address is applied yet; lines are refused with a reason."""
+
+    shipping_address: Address | None = None
+    lines: Annotated[list[EditLineIn], Field(min_length=1, max_length=MAX_LINES)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> EditIn:
+        if self.shipping_address is None and self.lines is None:
+            raise ValueError("an edit needs a shipping_address and/or lines")
+        return self
+
+
+class EditRequest(_Strict):
+    """The order workflow's `edit` update: the new shipping address, already checked by the door against
+    the countries served (OMS_SHIP_TO_COUNTRIES)."""
+
+    shipping_address: Address
+    by: Actor
+
+
 class NoteIn(_Strict):
     text: Prose
 
@@ -598,6 +625,7 @@ class OrderView(BaseModel):
     hold_reason: str | None = None
     return_window_ends: datetime | None = None
     releases_at: datetime | None = None  # when the shipments go to the warehouses (cancellable until then)
+    shipping_city: str | None = None  # after an order edit: the city the order now goes to (else as placed)
 
     def money(self) -> OrderMoney:
         """The priced order's money, as the shares over shipments and returns need it

@@ -179,6 +179,14 @@ class NotificationKind(StrEnum):
     parcel_reshipped = "parcel_reshipped"
     compensation_failed = "compensation_failed"
     delivery_overdue = "delivery_overdue"
+    order_edited = "order_edited"
+
+
+class AddressEdit(BaseModel):
+    """The `record_address_edit` step: the order's new shipping address (a dict of models.orders.Address)."""
+
+    order_id: str
+    address: dict[str, str | None]
 
 
 class NotificationRequest(BaseModel):

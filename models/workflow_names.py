@@ -58,6 +58,7 @@ class OrderUpdate(StrEnum):
     customer_return = "customer_return"  # the customer's request (the tracking page)
     decide_return = "decide_return"  # support approves or declines it
     goodwill_refund = "goodwill_refund"
+    edit = "edit"  # an order edit before release (issue 26): the shipping address
     wait_settled = "wait_settled"
     # warehouses and carriers report (models/fulfilment.py)
     warehouse_report = "warehouse_report"

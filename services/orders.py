@@ -51,6 +51,8 @@ from models.orders import (
     CustomerReturnIn,
     CustomerReturnRequest,
     DeliveryConfirmation,
+    EditIn,
+    EditRequest,
     Feedback,
     FeedbackIn,
     GoodwillIn,
@@ -461,6 +463,34 @@ async def cancel_order(client: Client, order_id: str, reason: str, by: str | Non
     """Cancel with compensation; refused (Refused) once anything has shipped."""
     return await update_order(
         client, order_id, OrderUpdate.cancel, OrderView, CancelRequest(reason=reason, by=by)
+    )
+
+
+async def edit_order(
+    client: Client,
+    order_id: str,
+    edit: EditIn,
+    served: frozenset[str] = frozenset(),
+    by: str | None = None,
+) -> OrderView:
+    """An order edit before release (issue 26). The shipping address: refused (Unprocessable) for a
+    country outside `served` (OMS_SHIP_TO_COUNTRIES; empty: any), refused (Refused) by the order once
+    it was released, while it ends or while another edit is under way; nothing changes then. Line edits
+    are not supported yet: refused (Unprocessable) with that reason."""
+    if edit.lines is not None:
+        raise Unprocessable(
+            "line edits (add, remove, change a quantity) are not supported yet: only the shipping address "
+            "can be edited; cancel and place the order again to change its lines"
+        )
+    address = edit.shipping_address
+    assert address is not None  # EditIn requires one of the two
+    if served and address.country not in served:
+        raise Unprocessable(
+            f"we do not ship to {address.country}: the shop serves {', '.join(sorted(served))} "
+            "(OMS_SHIP_TO_COUNTRIES)"
+        )
+    return await update_order(
+        client, order_id, OrderUpdate.edit, OrderView, EditRequest(shipping_address=address, by=by)
     )
 
 

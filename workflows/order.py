@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CustomerReturnRequest,
         DeliveryConfirmation,
+        EditRequest,
         Feedback,
         FeedbackView,
         GoodwillReason,
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.shipping import CarrierEventType
     from models.steps import (
+        AddressEdit,
         Admission,
         AllocatedShipment,
         FeedbackRecord,
@@ -134,6 +136,8 @@ class OrderWorkflow:
         # before their first await, then only wait for the flow's answer: see docs/architecture.md)
         self._feedback_lock = asyncio.Lock()
         self._goodwill_in_flight: set[str] = set()  # goodwill refunds' keys, accepted and not yet done
+        self._edits = 0
+        self._editing = False  # an order edit is under way (one at a time; the release waits for it)
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -424,6 +428,8 @@ class OrderWorkflow:
                     timeout=ctx.policy.release_delay,
                     timeout_summary="release window",
                 )
+        # an edit accepted before the window closed finishes first: the warehouses get the edited order
+        await workflow.wait_condition(lambda: not self._editing)
         ctx.checkpoint()
         tasks = self._leg_tasks
         self._legs = Legs(ctx, self._inbox, self._saga, self._fulfilment, self)
@@ -610,6 +616,50 @@ class OrderWorkflow:
             raise ValueError(
                 f"order {view.order_id} is {view.status.value} and can no longer be cancelled; "
                 "once it has shipped, request a return instead"
+            )
+
+    @workflow.update(name=OrderUpdate.edit)
+    async def edit(self, request: EditRequest) -> OrderView:
+        """An order edit before release (issue 26): the new shipping address goes on the orders row (the
+        label is printed from it) and into the carrier's booking; the customer is told."""
+        ctx = self._ctx
+        self._editing = True  # before the first await: another edit, and the release, wait for this one
+        self._edits += 1
+        try:
+            address = request.shipping_address
+            edit = AddressEdit(order_id=ctx.order_id, address=address.model_dump(mode="json"))
+            await ctx.step(OrderActivities.record_address_edit, edit, "record the new shipping address")
+            order = ctx.request.order.model_copy(update={"shipping_address": address})
+            ctx.request = ctx.request.model_copy(update={"order": order})
+            ctx.view.shipping_city = address.city
+            place = f"{address.city}, {address.country}"
+            await ctx.event(OrderEventType.order_edited, f"shipping address now {place}{by_whom(request.by)}")
+            await ctx.notify(
+                NotificationKind.order_edited,
+                f"edited:{self._edits}",
+                change=f"it will now be delivered to {address.name}, {address.line1}, {place}",
+            )
+        finally:
+            self._editing = False
+        return ctx.view
+
+    @edit.validator
+    def _validate_edit(self, request: EditRequest) -> None:
+        ctx = self._ctx
+        view = ctx.view
+        if ctx.stop is not None or self._ended or view.status in ENDED:
+            raise ValueError(f"order {view.order_id} is {view.status.value} and can no longer be edited")
+        if self._editing:
+            raise ValueError(f"order {view.order_id} has another edit under way: try again once it is done")
+        if self._legs is not None or any(s.released_at for s in view.shipments):
+            raise ValueError(
+                f"order {view.order_id} was released to the warehouse: its address can no longer be "
+                "changed (an edit after release is not supported yet)"
+            )
+        if view.status != OrderStatus.confirmed:
+            raise ValueError(
+                f"order {view.order_id} is {view.status.value}: only a confirmed order in its release "
+                "window can be edited"
             )
 
     @workflow.update(name=OrderUpdate.release)

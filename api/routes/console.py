@@ -40,6 +40,7 @@ from models.money import money_text
 from models.orders import (
     CancelIn,
     Channel,
+    EditIn,
     GoodwillIn,
     GoodwillReason,
     NoteIn,
@@ -279,6 +280,38 @@ async def cancel_action(
     async def act(who: Principal) -> None:
         body = CancelIn(reason=reason)
         await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/edits")
+async def edit_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    line1: Annotated[str, Form()] = "",
+    line2: Annotated[str, Form()] = "",
+    city: Annotated[str, Form()] = "",
+    postal_code: Annotated[str, Form()] = "",
+    country: Annotated[str, Form()] = "",
+) -> Response:
+    """The console's order edit: a new shipping address before release (issue 26)."""
+
+    async def act(who: Principal) -> None:
+        address = {
+            "name": name,
+            "line1": line1,
+            "line2": line2 or None,
+            "city": city,
+            "postal_code": postal_code,
+            "country": country.strip().upper(),
+        }
+        edit = EditIn.model_validate({"shipping_address": address})
+        await orders.edit_order(
+            state.client, order_id, edit, served=state.settings.served_countries, by=who.name
+        )
 
     return await _act(request, state, order_id, csrf, act)
 
@@ -553,6 +586,11 @@ def _live_context(
         "messages": messages,
         "can_cancel": view.status in _CANCELLABLE and shipments_open,
         "can_release": view.status == OrderStatus.on_hold,
+        # an edit (the shipping address) until the order goes to the warehouse (issue 26)
+        "can_edit": view.status == OrderStatus.confirmed
+        and view.releases_at is not None
+        and view.releases_at > now
+        and all(s.status == ShipmentStatus.allocated for s in view.shipments),
         "can_note": view.status not in _TERMINAL,
         "can_return": returnable,
         "delivered_skus": delivered_skus,

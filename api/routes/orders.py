@@ -16,6 +16,7 @@ from domain.api_keys import Role
 from models.orders import (
     CancelIn,
     Channel,
+    EditIn,
     FeedbackIn,
     GoodwillIn,
     GoodwillRefundView,
@@ -176,6 +177,28 @@ async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> O
     """Cancel with compensation (stock released, picked units restocked, carrier bookings cancelled,
     authorization voided, customer told); refused once a parcel is with the carrier."""
     return await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+
+
+@router.post(
+    "/orders/{order_id}/edits",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_refusable
+    | {
+        422: {
+            "model": ErrorBody,
+            "description": "invalid fields, a country not served, or line edits: nothing changed",
+        }
+    },
+    summary="Edit an order before release",
+)
+async def edit(order_id: str, body: EditIn, who: Support, state: State) -> OrderView:
+    """Change the shipping address of a confirmed order in its release window (before it goes to the
+    warehouse): the label and the carrier's booking use the new one, the customer is told. A country
+    outside `OMS_SHIP_TO_COUNTRIES` is refused with 422; an order already released, ending or with
+    another edit under way with 409. Line edits are not supported yet (422)."""
+    return await orders.edit_order(
+        state.client, order_id, body, served=state.settings.served_countries, by=who.name
+    )
 
 
 @router.post(

@@ -262,6 +262,7 @@ async def _tracking(request: Request, token: str, state: AppState) -> dict[str, 
     if placed is not None:
         first_name = placed.customer.name.split()[0] if placed.customer.name.split() else None
         city = placed.shipping_address.city
+    city = view.shipping_city or city  # an order edit moved it (issue 26)
     return {
         "token": token,
         "first_name": first_name,

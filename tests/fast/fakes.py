@@ -30,6 +30,7 @@ from models.events import PaymentKind
 from models.fulfilment import CarrierEvent, FulfilmentRequest, WarehouseReport
 from models.orders import PlaceOrder, PricedLine, ShipmentLine
 from models.steps import (
+    AddressEdit,
     Admission,
     AllocatedShipment,
     ClaimRecord,
@@ -126,6 +127,9 @@ class Fault:
     message: str
 
 
+SLOW_CITY = "Slowtown"  # record_address_edit takes 2 s of real time for an address in this city
+
+
 @dataclass
 class World:
     """The fake outside world of the fast tier: ledgers, and the activities that keep them."""
@@ -148,6 +152,9 @@ class World:
     returns: dict[str, ReturnRecord] = field(default_factory=dict)
     return_outcomes: dict[str, ReturnOutcome] = field(default_factory=dict)
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
+    addresses: dict[str, dict[str, str | None]] = field(default_factory=dict)  # order -> edited address
+    edits_begun: set[str] = field(default_factory=set)  # orders whose record_address_edit has run
+    shipped_to: dict[str, str] = field(default_factory=dict)  # shipment id -> the city it was booked to
     purchase_orders: dict[str, PurchaseOrderView] = field(default_factory=dict)
     replenishments: list[str] = field(default_factory=list)  # workflow ids started
     backordered: list[str] = field(default_factory=list)  # orders refused for stock on order, in order
@@ -317,6 +324,14 @@ class World:
             raise refuse(ErrorType.invalid_order, f"SKU {request.sku} is unknown or not active")
         price = product.price.quantize(CENT)
         return PricedLine(sku=product.sku, name=product.sku, quantity=1, unit_price=price, line_total=price)
+
+    @activity.defn(name="record_address_edit")
+    async def record_address_edit(self, edit: AddressEdit) -> None:
+        self._enter("record_address_edit")
+        self.edits_begun.add(edit.order_id)
+        if edit.address.get("city") == SLOW_CITY:  # a slow database: the edit stays under way a while
+            await asyncio.sleep(2.0)
+        self.addresses[edit.order_id] = edit.address
 
     @activity.defn(name="record_events")
     async def record_events(self, batch: EventBatch) -> None:
@@ -523,6 +538,7 @@ class World:
         return PackResult(weight_g=weight, label=f"LABEL {ref.shipment_id}")
 
     def _book(self, request: ShipRequest) -> str:
+        self.shipped_to[request.shipment_id] = request.address.city
         if request.address.postal_code.upper().startswith("ZZ"):
             raise refuse(
                 ErrorType.carrier_refused, f"no service to postal code {request.address.postal_code}"
