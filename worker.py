@@ -232,9 +232,10 @@ def freeze_startup_heap() -> None:
 
 def workflow_runner() -> SandboxedWorkflowRunner:
     cache_workflow_bytecode()
-    # pydantic validates EmailStr with email_validator, loaded lazily: share it with the sandbox.
+    # pydantic validates EmailStr with email_validator, loaded lazily (and it loads idna for an
+    # internationalized address, later still): share both with the sandbox, not re-import them per run.
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
     )
 
 
