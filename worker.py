@@ -108,7 +108,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         orders.record_address_edit,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
         payments.refund_goodwill,
-        inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked,
+        inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked, inventory.keep_units,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,
         fulfilment.release_shipment, fulfilment.record_pack, fulfilment.book_carrier, fulfilment.record_handover,

@@ -19,6 +19,7 @@ from models.orders import ShipmentLine, ShipmentStatus
 from models.steps import (
     AllocatedShipment,
     ErrorType,
+    KeepUnits,
     PickOutcome,
     PickRecord,
     ReserveRequest,
@@ -119,6 +120,49 @@ class InventoryActivities:
             restocked = _restock(session, ref, f"{ref.shipment_id} not shipped")
             _set_shipment(session, ref.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True)
             return restocked
+
+    @activity.defn
+    def keep_units(self, request: KeepUnits) -> int:
+        """A partial cancellation: cut the shipment's reservations down to `request.keep`; what goes is
+        released (reserved) or put back on the shelf (picked). Returns the units moved (0 on a repeat)."""
+        keep = {line.sku: line.quantity for line in request.keep}
+        ref = ShipmentRef(order_id=request.order_id, shipment_id=request.shipment_id)
+        reason = f"{request.shipment_id}: lines cancelled"
+        moved = 0
+        with self._sessions.begin() as session:
+            for status in ("active", "picked"):
+                for r in _reservations(session, ref, status):
+                    going = r.quantity - min(keep.get(r.sku, 0), r.quantity)
+                    if not going:
+                        continue
+                    if status == "active":
+                        ok = move(
+                            session, r.sku, r.warehouse, "release", reserved=-going, order_id=r.order_id
+                        )
+                    else:
+                        ok = move(
+                            session,
+                            r.sku,
+                            r.warehouse,
+                            "restock",
+                            on_hand=going,
+                            order_id=r.order_id,
+                            reason=reason,
+                        )
+                    if not ok:
+                        raise RuntimeError(
+                            f"stock for {r.sku}@{r.warehouse} disagrees with reservation {r.id}"
+                        )
+                    if going == r.quantity:  # the whole row goes: it keeps its quantity, for the record
+                        r.status = "released" if status == "active" else "restocked"
+                    else:
+                        r.quantity -= going
+                    moved += going
+            if not any(keep.values()):
+                _set_shipment(
+                    session, request.shipment_id, ShipmentStatus.cancelled, only_if_not_shipped=True
+                )
+            return moved
 
     @activity.defn
     def restock_returned(self, ref: ShipmentRef) -> int:

@@ -98,6 +98,11 @@ TEMPLATES: dict[NotificationKind, tuple[str, str]] = {
         "Hello $name,\n\nwe are sorry: $lines could not be found in our warehouse and will not be sent. "
         "You will not be charged for them ($money).\n",
     ),
+    NotificationKind.lines_cancelled_by_request: (
+        "Part of your order $order_id was cancelled",
+        "Hello $name,\n\nas requested, $lines of your order were cancelled ($reason) and will not be sent. "
+        "You will not be charged for them ($money). The rest of your order goes on as planned.\n",
+    ),
     NotificationKind.parcel_lost: (
         "[support] Order $order_id: parcel $shipment_id $trouble",
         "Parcel $shipment_id ($carrier $tracking_number) of order $order_id: $trouble.\n"

@@ -13,6 +13,7 @@ from models.choices import GoodwillReason, Resolution, ReturnCondition
 if TYPE_CHECKING:
     from cli.common import Subcommands
     from config import Settings
+    from models.orders import CancelLine
 
 
 def add_resolve(sub: Subcommands) -> None:
@@ -48,9 +49,17 @@ def add_feedback(sub: Subcommands) -> None:
 
 
 def add_cancel(sub: Subcommands) -> None:
-    cancel = sub.add_parser("cancel", help="cancel an order that has not shipped (with compensation)")
+    cancel = sub.add_parser(
+        "cancel", help="cancel an order that has not shipped, or some of its units (with compensation)"
+    )
     cancel.add_argument("order_id")
     cancel.add_argument("--reason", required=True)
+    cancel.add_argument(
+        "--line",
+        action="append",
+        metavar="SKU=QTY",
+        help="cancel only QTY units of SKU (repeat for more lines); without it the whole order",
+    )
     cancel.set_defaults(handler=cmd_cancel)
 
 
@@ -172,10 +181,33 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings, out: TextIO) 
     from connection import connect
     from services import orders
 
+    lines = None if not args.line else [_cancel_line(text) for text in args.line]
     view = await order_call(
-        orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR)
+        orders.cancel_order(await connect(settings), args.order_id, args.reason, by=CLI_ACTOR, lines=lines)
     )
     print(f"{view.order_id} {view.status.value}; payment {view.payment_status.value}", file=out)
+    if lines:
+        for shipment in view.shipments:
+            units = ", ".join(f"{x.quantity} x {x.sku}" for x in shipment.lines) or "nothing"
+            print(f"  {shipment.id} {shipment.status.value}: {units}, {shipment.amount}", file=out)
+
+
+def _cancel_line(text: str) -> CancelLine:
+    """`SKU=QTY` as `--line` takes it."""
+    from pydantic import ValidationError
+
+    from models.orders import CancelLine
+
+    sku, sep, quantity = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return CancelLine(sku=sku.strip(), quantity=int(quantity))
+    except ValueError as exc:
+        problem = (
+            first_problem(exc) if isinstance(exc, ValidationError) else "expected SKU=QTY, QTY a whole number"
+        )
+        raise CommandError(f"invalid --line {text!r}: {problem}", EXIT_INVALID) from None
 
 
 async def cmd_edit(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

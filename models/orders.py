@@ -429,8 +429,24 @@ class Feedback(FeedbackIn):
 # same with who asked (the workflow's message, `by` set by the door from the caller's identity).
 
 
+class CancelLine(_Strict):
+    sku: Identifier
+    quantity: Quantity
+
+
 class CancelIn(_Strict):
+    """A cancellation: of the whole order, or with `lines` of so many units of those SKUs (issue 26)."""
+
     reason: Reason
+    lines: Annotated[list[CancelLine], Field(min_length=1, max_length=200)] | None = None
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, lines: list[CancelLine] | None) -> list[CancelLine] | None:
+        skus = [line.sku for line in lines or []]
+        if twice := sorted({sku for sku in skus if skus.count(sku) > 1}):
+            raise ValueError(f"SKU {', '.join(twice)} named more than once")
+        return lines
 
 
 class CancelRequest(CancelIn):

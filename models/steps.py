@@ -127,6 +127,16 @@ class ShipmentRef(BaseModel):
     shipment_id: str
 
 
+class KeepUnits(BaseModel):
+    """A shipment's units cut down to `keep` (a partial cancellation): the reserved units beyond it are
+    released, the picked ones put back on the shelf. A SKU of the shipment not in `keep` keeps none.
+    Given as what remains, not what goes, so a repeat of the step moves nothing."""
+
+    order_id: str
+    shipment_id: str
+    keep: list[ShipmentLine]
+
+
 class PackResult(BaseModel):
     weight_g: int
     label: str
@@ -173,7 +183,8 @@ class NotificationKind(StrEnum):
     goodwill_refund_issued = "goodwill_refund_issued"
     return_expired = "return_expired"
     exchange_shipped = "exchange_shipped"
-    lines_cancelled = "lines_cancelled"
+    lines_cancelled = "lines_cancelled"  # units a warehouse could not find
+    lines_cancelled_by_request = "lines_cancelled_by_request"  # a partial cancellation (issue 26)
     parcel_lost = "parcel_lost"
     parcel_refunded = "parcel_refunded"
     parcel_reshipped = "parcel_reshipped"

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from models import strict_json
 from models.choices import ATTENTION_STATUSES
 from models.money import money_from_float
 from models.orders import (
+    CancelLine,
     CancelRequest,
     Channel,
     CustomerReturnIn,
@@ -459,11 +460,18 @@ async def give_feedback(client: Client, order_id: str, feedback: FeedbackIn, by:
     )
 
 
-async def cancel_order(client: Client, order_id: str, reason: str, by: str | None = None) -> OrderView:
-    """Cancel with compensation; refused (Refused) once anything has shipped."""
-    return await update_order(
-        client, order_id, OrderUpdate.cancel, OrderView, CancelRequest(reason=reason, by=by)
-    )
+async def cancel_order(
+    client: Client,
+    order_id: str,
+    reason: str,
+    by: str | None = None,
+    lines: Sequence[CancelLine] | None = None,
+) -> OrderView:
+    """Cancel with compensation; refused (Refused) once anything has shipped. With `lines`, only so many
+    units of those SKUs (issue 26): refused, nothing moved, when one of them is packed or handed over,
+    more than remains, or not on the order."""
+    request = CancelRequest(reason=reason, by=by, lines=None if lines is None else list(lines))
+    return await update_order(client, order_id, OrderUpdate.cancel, OrderView, request)
 
 
 async def edit_order(

@@ -522,3 +522,28 @@ async def test_a_receipt_for_a_purchase_order_is_booked_by_its_replenishment(htt
     assert stock_of(sessions, sku) == (24, 0)
     again = await http.post("/stock/receipts", json=goods, headers=warehouse)
     assert again.status_code == 409 and "already received" in again.json()["detail"]
+
+
+async def test_a_partial_cancel_is_checked_at_the_door_and_refused_with_the_reason(
+    http, api_keys, client, sessions
+):
+    """Issue 26: `lines` on POST /orders/{id}/cancel; a malformed line is 422 before the order sees it,
+    a unit the order cannot give up is 409 with why, and nothing moved."""
+    skus = add_products(sessions, {"BOWL": 3})
+    doc = order_doc([(skus["BOWL"], 2)])
+    email = f"{unique('part').lower()}@example.com"
+    doc["customer"]["email"] = email
+    update_blocklist(sessions, "add", email, "chargebacks")  # held: nothing reserved yet
+    assert (await placed(http, api_keys, doc)).status_code == 201
+    await wait_status(client, doc["order_id"], "on_hold")
+    support = as_(api_keys, Role.support)
+    url = f"/orders/{doc['order_id']}/cancel"
+    for lines in ([{"sku": skus["BOWL"], "quantity": 0}], [], [{"sku": skus["BOWL"], "quantity": 1}] * 2):
+        answer = await http.post(url, json={"reason": "x", "lines": lines}, headers=support)
+        assert answer.status_code == 422, (lines, answer.text)
+    answer = await http.post(
+        url, json={"reason": "x", "lines": [{"sku": skus["BOWL"], "quantity": 1}]}, headers=support
+    )
+    assert answer.status_code == 409 and "not reserved yet" in answer.json()["detail"], answer.text
+    view = (await http.get(f"/orders/{doc['order_id']}", headers=support)).json()
+    assert view["status"] == "on_hold" and "lines_cancelled" not in [e["type"] for e in view["events"]]

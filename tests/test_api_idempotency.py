@@ -282,3 +282,28 @@ def test_a_key_expires_after_its_ttl(sessions):
         assert (
             session.scalar(select(t.IdempotencyKey).where(t.IdempotencyKey.caller == request.caller)) is None
         )
+
+
+async def test_a_retried_partial_cancel_cancels_the_units_once(http, api_keys, client, settings, sessions):
+    from decimal import Decimal
+
+    from services.orders import order_view
+    from tests.helpers import place
+
+    skus = add_products(sessions, {"PLATE": 5}, price="10.00")
+    order_id = await place(
+        client, settings, order_doc([(skus["PLATE"], 3)]), release_delay=timedelta(minutes=10)
+    )
+    await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
+    support = keyed(as_(api_keys, Role.support), str(uuid.uuid4()))
+    body = {"reason": "one is enough", "lines": [{"sku": skus["PLATE"], "quantity": 1}]}
+
+    first = await http.post(f"/orders/{order_id}/cancel", json=body, headers=support)
+    again = await http.post(f"/orders/{order_id}/cancel", json=body, headers=support)
+
+    assert first.status_code == 200, first.text
+    assert same_answer(first, again)  # run again it would cancel a second plate
+    view = await order_view(client, order_id)
+    assert [e.type for e in view.events].count("lines_cancelled") == 1
+    assert view.shipments[0].lines[0].quantity == 2 and view.shipments[0].amount == Decimal("20.00")
+    assert stock_of(sessions, skus["PLATE"]) == (5, 2)

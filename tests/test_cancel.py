@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from activities.inventory import InventoryActivities
 from activities.orders import OrderActivities
 from cli import dispatch
 from models import tables as t
-from models.orders import ShipmentLine
+from models.orders import CancelLine, ShipmentLine
 from models.steps import EventBatch, EventRecord, ReserveRequest
 from services.orders import Refused, cancel_order, handle, order_view
 from tests.helpers import (
@@ -188,3 +188,120 @@ async def test_a_cancel_with_nothing_lost_says_nothing_of_it(client, settings, s
     await wait_status(client, order_id, "on_hold")
     view = await cancel_order(client, order_id, "fraud suspected")
     assert [e.detail for e in view.events if e.type == "compensated"] == ["void the authorization"]
+
+
+# ---- partial cancellation (issue 26) ----
+
+
+def _money_doc(mug: str, lamp: str) -> dict:  # type: ignore[type-arg]
+    """3 mugs (30.00 - 3.00 discount + 5.40 VAT = 32.40), a lamp (12.00), shipping 6.00: 50.40."""
+    doc = order_doc([])
+    doc.update(
+        lines=[
+            {
+                "sku": mug,
+                "quantity": 3,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "5.40"}],
+                "discount_allocations": [{"amount": "3.00"}],
+            },
+            {
+                "sku": lamp,
+                "quantity": 1,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
+            },
+        ],
+        shipping_lines=[
+            {
+                "title": "Standard",
+                "price": "5.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "1.00"}],
+            }
+        ],
+        discount_codes=[{"code": "THREE", "amount": "3.00"}],
+        total_price="50.40",
+    )
+    return doc
+
+
+async def test_a_partial_cancel_in_the_release_window_ships_the_rest_and_charges_only_it(
+    client, settings, sessions
+):
+    from domain.stock import check_stock
+    from tests.helpers import assert_ledger_invariants
+
+    skus = add_products(sessions, {"MUG": 5, "LAMP": 5}, price="10.00")
+    mug, lamp = skus["MUG"], skus["LAMP"]
+    order_id = await place(client, settings, _money_doc(mug, lamp), release_delay=timedelta(seconds=6))
+    await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
+
+    out = io.StringIO()
+    status = await dispatch(
+        ["cancel", order_id, "--line", f"{mug}=1", "--reason", "one is enough"], settings, out
+    )
+    assert status == 0, out.getvalue()
+    view = await order_view(client, order_id)
+    (shipment,) = view.shipments
+    assert view.status == "confirmed" and [(x.sku, x.quantity) for x in shipment.lines] == [
+        (lamp, 1),
+        (mug, 2),
+    ]
+    # 50.40 split 33.60 : 10.80 (kept goods : cancelled goods), rounded down: 38.14 kept, 12.26 cancelled
+    assert shipment.amount == Decimal("38.14")
+    assert stock_of(sessions, mug) == (5, 2)  # one reserved unit released
+    assert "12.26" in out.getvalue() or "38.14" in out.getvalue()
+    assert "lines_cancelled_by_request" in [n.kind for n in notifications(sessions, order_id)]
+
+    await wait_status(client, order_id, "shipped")  # the sandbox warehouse sends the rest
+    assert await dispatch(["deliver", order_id], settings, io.StringIO()) == 0
+    view = await eventually(
+        lambda: order_view(client, order_id),
+        lambda v: any(e.type == "authorization_released" for e in v.events),
+    )
+    money = ledger(sessions, order_id)
+    assert money["authorization"] == Decimal("50.40") and money["capture"] == Decimal("38.14")
+    assert money["void"] == Decimal("12.26")  # what was authorized and not charged
+    assert stock_of(sessions, mug) == (3, 0) and stock_of(sessions, lamp) == (4, 0)
+    totals = assert_ledger_invariants(sessions, order_id)
+    assert totals.authorized >= totals.captured >= totals.refunded
+    assert check_stock(sessions) == []
+
+
+async def test_a_partial_cancel_after_the_pick_puts_units_back_and_refusals_move_nothing(
+    client, sessions, gated_worker
+):
+    from domain.stock import check_stock
+    from models.fulfilment import WarehouseStep
+    from services.fulfilment import submit_warehouse_report
+    from tests.test_parties import manual_worker, report
+
+    settings = await manual_worker(gated_worker)
+    skus = add_products(sessions, {"BOOK": 4}, price="15.00")
+    sku = skus["BOOK"]
+    order_id = await place(client, settings, order_doc([(sku, 3)]))
+    (shipment,) = (await wait_status(client, order_id, "picking")).shipments
+    await submit_warehouse_report(client, report(shipment.id, WarehouseStep.picked))
+    await eventually(lambda: order_view(client, order_id), lambda v: v.shipments[0].status == "picked")
+    assert stock_of(sessions, sku) == (1, 0)
+
+    for lines, refusal in (
+        ([(sku, 4)], f"only 3 x {sku} of order {order_id} can still be cancelled, not 4"),
+        ([("NOT-ON-IT", 1)], "is not on order"),
+    ):
+        with pytest.raises(Refused, match=refusal):
+            await cancel_order(client, order_id, "x", lines=[CancelLine(sku=s, quantity=q) for s, q in lines])
+    assert stock_of(sessions, sku) == (1, 0)
+
+    view = await cancel_order(client, order_id, "too many", lines=[CancelLine(sku=sku, quantity=2)])
+    assert view.shipments[0].amount == Decimal("15.00") and view.shipments[0].lines[0].quantity == 1
+    assert stock_of(sessions, sku) == (3, 0)  # two picked units back on the shelf
+    assert check_stock(sessions) == []
+
+    await submit_warehouse_report(client, report(shipment.id, WarehouseStep.packed, parcels_g=[400]))
+    await submit_warehouse_report(client, report(shipment.id, WarehouseStep.handed_over))
+    await wait_status(client, order_id, "shipped")
+    with pytest.raises(Refused, match="can no longer be cancelled"):  # handed over
+        await cancel_order(client, order_id, "late", lines=[CancelLine(sku=sku, quantity=1)])
+    assert ledger(sessions, order_id)["capture"] == Decimal("15.00")
+    assert check_stock(sessions) == []

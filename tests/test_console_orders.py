@@ -299,3 +299,25 @@ async def test_release_a_held_order(page: Page, client, settings, sessions):
     await expect(page.get_by_role("button", name="Release hold")).to_have_count(0)
     view = await order_view(client, order_id)
     assert any(e.type == "hold_released" for e in view.events)
+
+
+async def test_cancel_some_units_of_an_order_in_its_release_window(page: Page, client, settings, sessions):
+    """Issue 26: the cancel form's quantity per line cancels only those units; the order goes on."""
+    from datetime import timedelta
+
+    sku = add_products(sessions, {"CUP": 5}, price="10.00")["CUP"]
+    order_id = await place(client, settings, order_doc([(sku, 3)]), release_delay=timedelta(minutes=10))
+    await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
+    await page.goto(f"/console/orders/{order_id}")
+    await page.fill("#cancel-reason", "two are enough")
+    await page.fill("#cancel-qty-1", "1")
+    await page.get_by_role("button", name="Cancel order").click()
+    view = await eventually(
+        lambda: order_view(client, order_id), lambda v: any(e.type == "lines_cancelled" for e in v.events)
+    )
+    assert view.status == "confirmed" and view.shipments[0].lines[0].quantity == 2
+    assert view.shipments[0].amount == Decimal("20.00")
+    await page.fill("#cancel-reason", "too many")
+    await page.fill("#cancel-qty-1", "3")
+    await page.get_by_role("button", name="Cancel order").click()
+    await expect(page.get_by_text("only 2 x")).to_be_visible()  # refused with the reason

@@ -36,6 +36,8 @@ PATHS = {
     "short_pick_reallocated",
     "short_pick_backordered",
     "short_pick_lines_cancelled",
+    "partial_cancel_in_release_window",
+    "partial_cancel_after_pick",
     "lost_parcel_reship",
     "lost_parcel_refund",
     "lost_parcel_refunded_by_timeout",

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
-    from models.order_money import shipment_amounts
+    from models.order_money import shipment_amounts, split
     from models.orders import (
         CancelRequest,
         CustomerReturnRequest,
@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Admission,
         AllocatedShipment,
         FeedbackRecord,
+        KeepUnits,
         NotificationKind,
         PaymentRequest,
         PaymentResult,
@@ -65,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
-    from workflows.parties import Inbox, Legs, refuse_report
+    from workflows.parties import Inbox, Legs, lines_cancelled, refuse_report
     from workflows.payments import money
     from workflows.returns import ReturnDesk
     from workflows.saga import Saga
@@ -80,6 +81,10 @@ CANCELLABLE = frozenset(
         OrderStatus.packed,  # until the carrier has the parcel
     }
 )
+# a shipment whose units a partial cancellation can take (least advanced first): not yet packed
+PARTLY_CANCELLABLE = [ShipmentStatus.allocated, ShipmentStatus.released, ShipmentStatus.picked]
+DONE_WITH = frozenset({ShipmentStatus.cancelled, ShipmentStatus.resolved})  # no units of the order any more
+CANCEL_REFUSED = "CancelRefused"  # a partial cancellation found refused when it came to be applied
 ENDED = frozenset({OrderStatus.rejected, OrderStatus.cancelled, OrderStatus.completed})
 # Where a placed order comes to rest for its placer: accepted, refused, or waiting for a person or stock.
 SETTLED = frozenset(OrderStatus) - {OrderStatus.received}
@@ -135,6 +140,7 @@ class OrderWorkflow:
         # Handlers that change the order's state across an await take a lock (the others change it
         # before their first await, then only wait for the flow's answer: see docs/architecture.md)
         self._feedback_lock = asyncio.Lock()
+        self._partial_cancels = 0  # partial cancellations applied (each one's message has its own key)
         self._goodwill_in_flight: set[str] = set()  # goodwill refunds' keys, accepted and not yet done
         self._edits = 0
         self._editing = False  # an order edit is under way (one at a time; the release waits for it)
@@ -434,7 +440,8 @@ class OrderWorkflow:
         tasks = self._leg_tasks
         self._legs = Legs(ctx, self._inbox, self._saga, self._fulfilment, self)
         for shipment in list(ctx.view.shipments):
-            self.spawn(shipment)
+            if shipment.status != ShipmentStatus.cancelled:  # every unit cancelled in the release window
+                self.spawn(shipment)
         failures: list[BaseException] = []
         done = 0
         try:
@@ -597,6 +604,16 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.cancel)
     async def cancel(self, request: CancelRequest) -> OrderView:
         ctx = self._ctx
+        if request.lines is not None:
+            # again: a report accepted since the validator ran may have moved a shipment on
+            try:
+                plan = self._plan_partial_cancel(request)
+            except ValueError as refused:  # nothing moved
+                raise ApplicationError(str(refused), type=CANCEL_REFUSED, non_retryable=True) from None
+            if plan is not None:
+                await self._cancel_units(request, plan)
+                return ctx.view
+            # every unit that remains: a whole cancellation
         ctx.stop = OrderFailed(
             OrderStatus.cancelled,
             f"cancelled: {request.reason}",
@@ -611,6 +628,86 @@ class OrderWorkflow:
         view = self._ctx.view
         if self._ctx.stop is not None or view.status in ENDED:
             raise ValueError(f"order {view.order_id} is already {view.status.value}")
+        if request.lines is not None and self._plan_partial_cancel(request) is not None:
+            return  # some units of it: the plan raised if any of them cannot be cancelled
+        self._validate_whole_cancel()
+
+    def _plan_partial_cancel(
+        self, request: CancelRequest
+    ) -> list[tuple[ShipmentView, list[ShipmentLine]]] | None:
+        """Which shipments give up which units for a partial cancellation: (shipment, its units that
+        go), least advanced shipments first (units still reserved before units already picked). None:
+        the request names every unit that remains, so it is a whole cancellation. Raises ValueError
+        (nothing moved) when a unit cannot be cancelled: the validator's refusal, in words."""
+        ctx, view = self._ctx, self._ctx.view
+        order_id = view.order_id
+        if ctx.stop is not None or self._ended or view.status in ENDED:
+            raise ValueError(f"order {order_id} is already {view.status.value}")
+        if view.status not in CANCELLABLE:
+            raise ValueError(
+                f"order {order_id} is {view.status.value} and can no longer be cancelled; "
+                "once it has shipped, request a return instead"
+            )
+        if not self._reserved:
+            raise ValueError(
+                f"order {order_id} is {view.status.value}: its stock is not reserved yet, so lines cannot be "
+                "cancelled one by one; cancel the whole order, or wait until it is confirmed"
+            )
+        ordered = {line.sku for line in view.lines}
+        wanted = {line.sku: line.quantity for line in request.lines or []}
+        for sku, quantity in wanted.items():
+            if sku not in ordered:
+                raise ValueError(f"SKU {sku} is not on order {order_id}")
+            if quantity <= 0:
+                raise ValueError(f"the quantity of {sku} to cancel must be more than 0, not {quantity}")
+        # shipments whose units can still go: not yet packed, and no warehouse report waiting to be acted on
+        open_ = [
+            s for s in view.shipments if s.status in PARTLY_CANCELLABLE and not self._inbox.pending(s.id)
+        ]
+        open_ = [s for s in open_ if not (s.status == ShipmentStatus.allocated and s.released_at is not None)]
+        open_.sort(key=lambda s: PARTLY_CANCELLABLE.index(s.status))
+        open_ids = {s.id for s in open_}
+        for sku, quantity in wanted.items():
+            remains = sum(x.quantity for s in open_ for x in s.lines if x.sku == sku)
+            if quantity > remains:
+                gone = sorted(
+                    {
+                        f"{s.id} {s.status.value}"
+                        for s in view.shipments
+                        if s.id not in open_ids
+                        and s.status not in DONE_WITH
+                        and any(x.sku == sku for x in s.lines)
+                    }
+                )
+                raise ValueError(
+                    f"only {remains} x {sku} of order {order_id} can still be cancelled, not {quantity}"
+                    + (
+                        f" (the rest is packed, handed over or being reported on: {', '.join(gone)})"
+                        if gone
+                        else ""
+                    )
+                )
+        everything = (
+            all(s.id in open_ids or s.status in DONE_WITH for s in view.shipments)
+            and {x.sku: x.quantity for x in _units_of(open_)} == wanted
+        )
+        if everything:
+            self._validate_whole_cancel()
+            return None
+        plan: list[tuple[ShipmentView, list[ShipmentLine]]] = []
+        left = dict(wanted)
+        for shipment in open_:
+            going = []
+            for line in shipment.lines:
+                if (n := min(left.get(line.sku, 0), line.quantity)) > 0:
+                    going.append(ShipmentLine(sku=line.sku, quantity=n))
+                    left[line.sku] -= n
+            if going:
+                plan.append((shipment, going))
+        return plan
+
+    def _validate_whole_cancel(self) -> None:
+        view = self._ctx.view
         # a packed parcel can still be stopped until the warehouse hands it to the carrier
         if view.status not in CANCELLABLE or any(s.status in HANDED_OVER for s in view.shipments):
             raise ValueError(
@@ -661,6 +758,54 @@ class OrderWorkflow:
                 f"order {view.order_id} is {view.status.value}: only a confirmed order in its release "
                 "window can be edited"
             )
+
+    async def _cancel_units(
+        self, request: CancelRequest, plan: list[tuple[ShipmentView, list[ShipmentLine]]]
+    ) -> None:
+        """A partial cancellation: each shipment of the plan keeps the rest of its units and its amount
+        less what the cancelled ones charge (their share of its goods and shipping, models/order_money.py),
+        at once, before the first await (a report coming in meanwhile finds the shipment as it now is);
+        then the stock goes back and the customer is told. The authorization is not charged for them: the
+        end of fulfilment releases what was authorized and not captured."""
+        ctx = self._ctx
+        money_of = ctx.view.money()
+        self._partial_cancels += 1
+        value = Decimal(0)
+        emptied: list[ShipmentView] = []
+        for shipment, going in plan:
+            cut = {x.sku: x.quantity for x in going}
+            kept = [
+                ShipmentLine(sku=x.sku, quantity=x.quantity - cut.get(x.sku, 0))
+                for x in shipment.lines
+                if x.quantity > cut.get(x.sku, 0)
+            ]
+            _, share = split(shipment.amount, [money_of.value_of(kept), money_of.value_of(going)])
+            shipment.lines, shipment.amount = kept, shipment.amount - share
+            if shipment.picked_lines:
+                shipment.picked_lines = kept
+            value += share
+            if not kept:
+                shipment.status = ShipmentStatus.cancelled  # its leg stops waiting for the warehouse
+                emptied.append(shipment)
+        for shipment, _ in plan:
+            keep = KeepUnits(order_id=ctx.order_id, shipment_id=shipment.id, keep=shipment.lines)
+            await ctx.step(
+                InventoryActivities.keep_units, keep, f"return the cancelled units of {shipment.id}"
+            )
+        for shipment in emptied:
+            await self._fulfilment.set_status(
+                shipment, ShipmentStatus.cancelled, f"{shipment.id}: every unit cancelled"
+            )
+        lines = [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.lines or []]
+        await lines_cancelled(
+            ctx,
+            lines,
+            value,
+            f"cancelled: {request.reason}{by_whom(request.by)}",
+            ReasonCode.cancelled_by_support,
+            key=f"lines_cancelled:request:{self._partial_cancels}",
+            reason=request.reason,
+        )
 
     @workflow.update(name=OrderUpdate.release)
     async def release(self, request: ReleaseRequest | None = None) -> OrderView:
@@ -951,3 +1096,12 @@ class OrderWorkflow:
     @workflow.signal(name=OrderSignal.add_note)
     async def add_note(self, note: SupportNote) -> None:
         await self._ctx.event(OrderEventType.support_note, note.text + by_whom(note.by))
+
+
+def _units_of(shipments: list[ShipmentView]) -> list[ShipmentLine]:
+    """The shipments' units, a line per SKU."""
+    units: dict[str, int] = {}
+    for shipment in shipments:
+        for x in shipment.lines:
+            units[x.sku] = units.get(x.sku, 0) + x.quantity
+    return [ShipmentLine(sku=sku, quantity=n) for sku, n in units.items()]

@@ -248,6 +248,14 @@ class Inbox:
         self.box(request.shipment_id).resolution = request
         return request.shipment_id, "resolution"
 
+    def pending(self, shipment_id: str) -> bool:
+        """A report of the shipment was accepted and its leg has not acted on it yet."""
+        box = self.box(shipment_id)
+        return any(
+            _report_key(step) not in box.answers and _report_key(step) not in box.refusals
+            for step in box.reports
+        )
+
     def answered(self, shipment_id: str, key: str) -> bool:
         box = self.box(shipment_id)
         return key in box.answers or key in box.refusals or self.closed
@@ -258,6 +266,38 @@ class Inbox:
 
     def answer_of(self, shipment_id: str, key: str) -> str:
         return self.box(shipment_id).answers.get(key, f"order {self._ctx.order_id} ended before acting on it")
+
+
+async def lines_cancelled(
+    ctx: OrderContext,
+    lines: list[ShipmentLine],
+    value: Decimal,
+    why: str,
+    code: ReasonCode | None = None,
+    key: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Lines of the order will not be sent and `value` of them not charged: the story's event and the
+    customer's message. With `reason`, support cancelled them on request (a partial cancellation, its
+    own message); else the warehouse could not find them. `key`: the message's, unique to the order."""
+    await ctx.event(
+        OrderEventType.lines_cancelled,
+        f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged",
+        code,
+    )
+    lines_, value_ = _lines(lines), f"{money(value, ctx.view.currency)} released on your card"
+    if reason is None:
+        await ctx.notify(
+            NotificationKind.lines_cancelled, key or f"lines_cancelled:{why}", lines=lines_, money=value_
+        )
+    else:
+        await ctx.notify(
+            NotificationKind.lines_cancelled_by_request,
+            key or f"lines_cancelled:{why}",
+            lines=lines_,
+            money=value_,
+            reason=reason,
+        )
 
 
 class OrderHooks(Protocol):
@@ -289,7 +329,14 @@ class Legs:
     # ---- the warehouse ----
 
     async def warehouse(self, shipment: ShipmentView) -> bool:
-        """Release -> picked -> packed (label) -> handed over (capture). False: nothing left to send."""
+        """Release -> picked -> packed (label) -> handed over (capture). False: nothing left to send
+        (every unit short, or cancelled by a partial cancellation while it waited for the warehouse)."""
+        try:
+            return await self._warehouse(shipment)
+        except _Withdrawn:
+            return False
+
+    async def _warehouse(self, shipment: ShipmentView) -> bool:
         ctx, box = self._ctx, self._inbox.box(shipment.id)
         ref = ShipmentRef(order_id=ctx.order_id, shipment_id=shipment.id)
         ctx.checkpoint()
@@ -308,7 +355,7 @@ class Legs:
             shipment, ShipmentStatus.released, f"{shipment.id}: pick list sent to {shipment.warehouse}"
         )
 
-        picked = await self._report(box, WarehouseStep.picked)
+        picked = await self._report(box, WarehouseStep.picked, shipment)
         undo_pick(self._saga, ctx, shipment.id)
         found = {line.sku: line.quantity for line in picked.report.lines}
         outcome = await ctx.step(
@@ -339,7 +386,7 @@ class Legs:
         await self._fulfilment.set_status(shipment, ShipmentStatus.picked, detail)
         picked.answer(detail)
 
-        packed = await self._report(box, WarehouseStep.packed)
+        packed = await self._report(box, WarehouseStep.packed, shipment)
         pack = await ctx.step(
             FulfilmentActivities.record_pack,
             PackRecord(order_id=ctx.order_id, shipment_id=shipment.id, parcels_g=packed.report.parcels_g),
@@ -371,7 +418,7 @@ class Legs:
             + f"{shipment.id} packed; label {label.label_ref}, tracking {label.tracking_number}"
         )
 
-        handed = await self._report(box, WarehouseStep.handed_over)
+        handed = await self._report(box, WarehouseStep.handed_over, shipment)
         handover = await ctx.step(
             FulfilmentActivities.record_handover, ref, f"hand {shipment.id} to the carrier"
         )
@@ -385,10 +432,13 @@ class Legs:
         handed.answer(detail)
         return True
 
-    async def _report(self, box: ShipmentInbox, step: WarehouseStep) -> _Pending:
+    async def _report(self, box: ShipmentInbox, step: WarehouseStep, shipment: ShipmentView) -> _Pending:
         ctx = self._ctx
-        await workflow.wait_condition(lambda: step in box.reports or ctx.stop is not None)
+        withdrawn = lambda: shipment.status == ShipmentStatus.cancelled  # noqa: E731
+        await workflow.wait_condition(lambda: step in box.reports or ctx.stop is not None or withdrawn())
         ctx.checkpoint()
+        if withdrawn() and step not in box.reports:
+            raise _Withdrawn
         return _Pending(box, _report_key(step), box.reports[step])
 
     async def _short(self, shipment: ShipmentView, missing: list[ShipmentLine], value: Decimal) -> str:
@@ -510,17 +560,7 @@ class Legs:
         return made
 
     async def _cancel_lines(self, lines: list[ShipmentLine], value: Decimal, why: str) -> None:
-        ctx = self._ctx
-        await ctx.event(
-            OrderEventType.lines_cancelled,
-            f"{_lines(lines)}: {why}; {money(value, ctx.view.currency)} not charged",
-        )
-        await ctx.notify(
-            NotificationKind.lines_cancelled,
-            f"lines_cancelled:{why}",
-            lines=_lines(lines),
-            money=f"{money(value, ctx.view.currency)} released on your card",
-        )
+        await lines_cancelled(self._ctx, lines, value, why)
 
     def _value(self, lines: list[ShipmentLine]) -> Decimal:
         """What `lines` charge, unrounded: the weight by which an amount is split (models/order_money.py)."""
@@ -750,6 +790,10 @@ class _Pending:
 
     def answer(self, detail: str) -> None:
         self.box.answers[self.key] = detail
+
+
+class _Withdrawn(Exception):
+    """Every unit of the shipment was cancelled (a partial cancellation) while it waited for a report."""
 
 
 class _OutOfStock(Exception):

@@ -276,10 +276,21 @@ async def cancel_action(
     order_id: str,
     csrf: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
+    line_sku: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies the default)
+    line_quantity: Annotated[list[str], Form()] = [],  # noqa: B006
 ) -> Response:
     async def act(who: Principal) -> None:
-        body = CancelIn(reason=reason)
-        await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+        # a quantity per order line; every one left empty (or 0): the whole order
+        lines = []
+        for sku, quantity in zip(line_sku, line_quantity, strict=False):
+            try:
+                count = int(quantity.strip() or "0")
+            except ValueError:
+                raise _Invalid(f"quantity of {sku}: {quantity!r} is not a whole number") from None
+            if count:
+                lines.append({"sku": sku, "quantity": count})
+        body = CancelIn.model_validate({"reason": reason, "lines": lines or None})
+        await orders.cancel_order(state.client, order_id, body.reason, by=who.name, lines=body.lines)
 
     return await _act(request, state, order_id, csrf, act)
 

@@ -175,8 +175,11 @@ async def list_orders(
 )
 async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> OrderView:
     """Cancel with compensation (stock released, picked units restocked, carrier bookings cancelled,
-    authorization voided, customer told); refused once a parcel is with the carrier."""
-    return await orders.cancel_order(state.client, order_id, body.reason, by=who.name)
+    authorization voided, customer told); refused once a parcel is with the carrier. With `lines`, only
+    those units (issue 26): the rest of the order goes on, its shipments' amounts reduced by the
+    cancelled units' share; refused (409, nothing moved) for a unit packed or handed over, more than
+    remains, or a SKU not on the order."""
+    return await orders.cancel_order(state.client, order_id, body.reason, by=who.name, lines=body.lines)
 
 
 @router.post(

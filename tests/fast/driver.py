@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from config import Settings
 from models.fulfilment import CarrierEvent, PickedLine, ReportOutcome, ResolveRequest, WarehouseReport
 from models.orders import (
+    CancelLine,
     GoodwillIn,
     GoodwillRefundView,
     OrderInput,
@@ -102,8 +103,11 @@ class Shop:
     async def release(self, order_id: str) -> OrderView:
         return await orders_service.release_order(self.client, order_id, by="agent-1")
 
-    async def cancel(self, order_id: str, reason: str = "customer changed their mind") -> OrderView:
-        return await orders_service.cancel_order(self.client, order_id, reason, by="agent-1")
+    async def cancel(
+        self, order_id: str, reason: str = "customer changed their mind", lines: dict[str, int] | None = None
+    ) -> OrderView:
+        cut = None if lines is None else [CancelLine(sku=k, quantity=q) for k, q in lines.items()]
+        return await orders_service.cancel_order(self.client, order_id, reason, by="agent-1", lines=cut)
 
     async def resolve(self, order_id: str, shipment_id: str, choice: Resolution) -> OrderView:
         return await fulfilment_service.resolve_shipment(

@@ -40,6 +40,7 @@ from models.steps import (
     EventRecord,
     FeedbackRecord,
     HandoverResult,
+    KeepUnits,
     LabelResult,
     NotificationRequest,
     PackRecord,
@@ -519,6 +520,28 @@ class World:
     async def restock_picked(self, ref: ShipmentRef) -> int:
         self._enter("restock_picked")
         return self._restock(ref)
+
+    @activity.defn(name="keep_units")
+    async def keep_units(self, request: KeepUnits) -> int:
+        self._enter("keep_units")
+        keep = {x.sku: x.quantity for x in request.keep}
+        moved = 0
+        for status in ("active", "picked"):
+            for r in self._reserved(request.order_id, request.shipment_id, status):
+                going = r.quantity - min(keep.get(r.sku, 0), r.quantity)
+                if not going:
+                    continue
+                row = self._row(r.sku, r.warehouse)
+                if status == "active":
+                    row.reserved -= going
+                else:
+                    row.on_hand += going
+                if going == r.quantity:
+                    r.status = "released" if status == "active" else "restocked"
+                else:
+                    r.quantity -= going
+                moved += going
+        return moved
 
     @activity.defn(name="restock_returned")
     async def restock_returned(self, ref: ShipmentRef) -> int:
