@@ -413,3 +413,36 @@ def fresh_database(folder: Path, prefix: str) -> Iterator[tuple[str, SessionFact
             yield url, make_session_factory(engine)
         finally:
             engine.dispose()
+
+
+def money_order_doc(mug: str, lamp: str) -> dict[str, Any]:
+    """An order with the whole of its money (issue 26): 3 mugs at 10.00 less a 3.00 discount, 5.40 VAT
+    (32.40), a lamp at 10.00 with 2.00 VAT (12.00), shipping 5.00 with 1.00 VAT: 50.40 in all."""
+    doc = order_doc([])
+    doc.update(
+        lines=[
+            {
+                "sku": mug,
+                "quantity": 3,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "5.40"}],
+                "discount_allocations": [{"amount": "3.00"}],
+            },
+            {
+                "sku": lamp,
+                "quantity": 1,
+                "unit_price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
+            },
+        ],
+        shipping_lines=[
+            {
+                "title": "Standard",
+                "price": "5.00",
+                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "1.00"}],
+            }
+        ],
+        discount_codes=[{"code": "THREE", "amount": "3.00"}],
+        total_price="50.40",
+    )
+    return doc

@@ -21,6 +21,7 @@ from tests.helpers import (
     add_products,
     eventually,
     ledger,
+    money_order_doc,
     notifications,
     order_doc,
     place,
@@ -193,38 +194,6 @@ async def test_a_cancel_with_nothing_lost_says_nothing_of_it(client, settings, s
 # ---- partial cancellation (issue 26) ----
 
 
-def _money_doc(mug: str, lamp: str) -> dict:  # type: ignore[type-arg]
-    """3 mugs (30.00 - 3.00 discount + 5.40 VAT = 32.40), a lamp (12.00), shipping 6.00: 50.40."""
-    doc = order_doc([])
-    doc.update(
-        lines=[
-            {
-                "sku": mug,
-                "quantity": 3,
-                "unit_price": "10.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "5.40"}],
-                "discount_allocations": [{"amount": "3.00"}],
-            },
-            {
-                "sku": lamp,
-                "quantity": 1,
-                "unit_price": "10.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
-            },
-        ],
-        shipping_lines=[
-            {
-                "title": "Standard",
-                "price": "5.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "1.00"}],
-            }
-        ],
-        discount_codes=[{"code": "THREE", "amount": "3.00"}],
-        total_price="50.40",
-    )
-    return doc
-
-
 async def test_a_partial_cancel_in_the_release_window_ships_the_rest_and_charges_only_it(
     client, settings, sessions
 ):
@@ -233,7 +202,7 @@ async def test_a_partial_cancel_in_the_release_window_ships_the_rest_and_charges
 
     skus = add_products(sessions, {"MUG": 5, "LAMP": 5}, price="10.00")
     mug, lamp = skus["MUG"], skus["LAMP"]
-    order_id = await place(client, settings, _money_doc(mug, lamp), release_delay=timedelta(seconds=6))
+    order_id = await place(client, settings, money_order_doc(mug, lamp), release_delay=timedelta(seconds=6))
     await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
 
     out = io.StringIO()

@@ -13,7 +13,7 @@ from models.shipping import CarrierEventType, Resolution
 from services import orders as orders_service
 from tests.fast.driver import Shop, new_sku
 from tests.fast.fakes import World
-from tests.helpers import order_doc
+from tests.helpers import money_order_doc
 
 D = Decimal
 
@@ -21,33 +21,7 @@ D = Decimal
 async def _place(shop: Shop, world: World) -> tuple[str, str, str]:
     mug = world.add_product(new_sku("MUG"), price="10.00", stock={"W1": 5})
     lamp = world.add_product(new_sku("LAMP"), price="10.00", stock={"W2": 5})
-    doc = order_doc([])
-    doc.update(
-        lines=[
-            {
-                "sku": mug,
-                "quantity": 3,
-                "unit_price": "10.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "5.40"}],
-                "discount_allocations": [{"amount": "3.00"}],
-            },
-            {
-                "sku": lamp,
-                "quantity": 1,
-                "unit_price": "10.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "2.00"}],
-            },
-        ],
-        shipping_lines=[
-            {
-                "title": "Standard",
-                "price": "5.00",
-                "tax_lines": [{"title": "VAT", "rate": "0.2", "price": "1.00"}],
-            }
-        ],
-        discount_codes=[{"code": "THREE", "amount": "3.00"}],
-        total_price="50.40",
-    )
+    doc = money_order_doc(mug, lamp)
     placed = await orders_service.place_order(
         shop.client, shop.settings, OrderInput.model_validate(doc), shop.policy
     )
