@@ -100,7 +100,7 @@ class ReturnDesk:
                 raise _refused(business_refusal(err) or str(err)) from err
             self.validate(request)  # the world may have moved while we priced the exchange
 
-        rma = f"RMA-{ctx.order_id}-{len(ctx.view.returns) + 1}"
+        rma = self._next_rma()
         ret = ReturnView(
             rma=rma,
             reason=request.reason,
@@ -111,20 +111,26 @@ class ReturnDesk:
         ctx.view.returns.append(ret)  # counted at once, so concurrent requests can never over-return
         if exchange is not None:
             self._prices[exchange.sku] = exchange.unit_price
-        await ctx.step(
-            ReturnActivities.record_return,
-            ReturnRecord(
-                order_id=ctx.order_id,
-                rma=rma,
-                reason=ret.reason,
-                exchange_sku=ret.exchange_sku,
-                lines=ret.lines,
-                requested_at=ret.requested_at,
-            ),
-            f"record return {rma}",
-        )
+        await self._record(ret, f"record return {rma}")
         await self._authorize(ret, request.by)
         return ret
+
+    def _next_rma(self) -> str:
+        ctx = self._ctx
+        return f"RMA-{ctx.order_id}-{len(ctx.view.returns) + 1}"
+
+    async def _record(self, ret: ReturnView, summary: str) -> None:
+        """The return's row, as the order has just opened it (support's, or the customer's request)."""
+        record = ReturnRecord(
+            order_id=self._ctx.order_id,
+            rma=ret.rma,
+            reason=ret.reason,
+            exchange_sku=ret.exchange_sku,
+            lines=ret.lines,
+            requested_at=ret.requested_at,
+            status=ret.status,
+        )
+        await self._ctx.step(ReturnActivities.record_return, record, summary)
 
     async def _authorize(self, ret: ReturnView, by: str | None) -> None:
         """The RMA stands: the story, the customer's instructions, then the wait for the parcel."""
@@ -176,7 +182,7 @@ class ReturnDesk:
             await workflow.wait_condition(lambda: earlier.rma not in self._in_flight)
             return earlier
         self.validate_customer(request)  # again: another request may have been taken meanwhile
-        rma = f"RMA-{ctx.order_id}-{len(ctx.view.returns) + 1}"
+        rma = self._next_rma()
         lines = [taken for line in request.lines for taken in self._take_units(line.sku, line.quantity)]
         ret = ReturnView(
             rma=rma,
@@ -189,19 +195,7 @@ class ReturnDesk:
         ctx.view.returns.append(ret)  # counted at once, so concurrent requests can never over-return
         self._in_flight.add(rma)
         try:
-            await ctx.step(
-                ReturnActivities.record_return,
-                ReturnRecord(
-                    order_id=ctx.order_id,
-                    rma=rma,
-                    reason=ret.reason,
-                    exchange_sku=None,
-                    lines=ret.lines,
-                    requested_at=ret.requested_at,
-                    status=ReturnStatus.pending_approval,
-                ),
-                f"record return request {rma}",
-            )
+            await self._record(ret, f"record return request {rma}")
             value, limit = _value(ret), request.auto_approve_limit
             await ctx.event(
                 OrderEventType.return_requested,
