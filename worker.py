@@ -105,9 +105,9 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
     # fmt: off
     return [
         orders.admit_order, orders.price_sku, orders.record_events, orders.record_feedback,
-        orders.record_address_edit,
+        orders.record_address_edit, orders.record_line_edit,
         payments.authorize_payment, payments.capture_payment, payments.void_payment, payments.refund_payment,
-        payments.refund_goodwill,
+        payments.refund_goodwill, payments.increment_authorization, payments.void_part,
         inventory.reserve_stock, inventory.release_stock, inventory.pick_stock, inventory.restock_picked, inventory.keep_units,
         fulfilment.pack_shipment, fulfilment.ship_shipment, fulfilment.cancel_carrier_booking,
         fulfilment.record_delivery,

@@ -127,7 +127,7 @@ class InventoryActivities:
         released (reserved) or put back on the shelf (picked). Returns the units moved (0 on a repeat)."""
         keep = {line.sku: line.quantity for line in request.keep}
         ref = ShipmentRef(order_id=request.order_id, shipment_id=request.shipment_id)
-        reason = f"{request.shipment_id}: lines cancelled"
+        reason = f"{request.shipment_id}: {request.why}"
         moved = 0
         with self._sessions.begin() as session:
             for status in ("active", "picked"):

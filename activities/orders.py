@@ -29,6 +29,7 @@ from models.steps import (
     EventBatch,
     EventRecord,
     FeedbackRecord,
+    LineEditRecord,
     PricedOrder,
     PriceRequest,
     ScreenRequest,
@@ -88,6 +89,33 @@ class OrderActivities:
         with self._sessions.begin() as session:
             session.execute(
                 update(t.Order).where(t.Order.id == edit.order_id).values(shipping_address=edit.address)
+            )
+
+    @activity.defn
+    def record_line_edit(self, edit: LineEditRecord) -> None:
+        """A line edit's lines and money on the orders row and in `order_lines` (reports, the journal's
+        split and the customer's mail read them). Written as a whole: a repeat writes the same."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(t.Order)
+                .where(t.Order.id == edit.order_id)
+                .values(
+                    total=edit.total,
+                    subtotal=edit.subtotal,
+                    discounts=edit.discounts,
+                    tax=edit.tax,
+                )
+            )
+            session.execute(delete(t.OrderLine).where(t.OrderLine.order_id == edit.order_id))
+            session.add_all(
+                t.OrderLine(
+                    order_id=edit.order_id,
+                    line_no=n,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                )
+                for n, line in enumerate(edit.lines, start=1)
             )
 
     @activity.defn

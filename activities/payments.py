@@ -32,6 +32,17 @@ class PaymentActivities:
         return _result(row).model_copy(update={"attempt": attempt})
 
     @activity.defn
+    def increment_authorization(self, request: PaymentRequest) -> PaymentResult:
+        """Hold `amount` more under the order's authorization (an edit raised the total); a decline is
+        final: the edit is refused."""
+        with _gateway_errors():
+            return _result(
+                self._ledger.increment(
+                    request.idempotency_key, request.order_id, request.amount, request.token
+                )
+            )
+
+    @activity.defn
     def capture_payment(self, request: PaymentRequest) -> PaymentResult:
         with _gateway_errors():
             return _result(self._ledger.capture(request.idempotency_key, request.order_id, request.amount))
@@ -51,8 +62,17 @@ class PaymentActivities:
 
     @activity.defn
     def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
+        """Release all the authorization still holds (`amount` is what the order expects it to be)."""
         with _gateway_errors():
             row = self._ledger.void(request.idempotency_key, request.order_id, request.token)
+        return None if row is None else _result(row)
+
+    @activity.defn
+    def void_part(self, request: PaymentRequest) -> PaymentResult | None:
+        """Release `amount` of what the authorization holds (an edit lowered the total, lines were
+        cancelled); the rest stays held for the shipments still to capture."""
+        with _gateway_errors():
+            row = self._ledger.void(request.idempotency_key, request.order_id, request.token, request.amount)
         return None if row is None else _result(row)
 
 

@@ -50,6 +50,13 @@ class PaymentGateway(Protocol):
         """Hold `amount` on the card `token` stands for; `order_id` is our reference for the payment."""
         ...
 
+    def increment(
+        self, key: str, authorization: str, amount: Decimal, currency: str, token: str
+    ) -> GatewayReceipt:
+        """Hold `amount` more under the authorization (an incremental authorization); the issuer may
+        decline it (PaymentDeclined), and the authorization then holds what it held."""
+        ...
+
     def capture(self, key: str, authorization: str, amount: Decimal, currency: str) -> GatewayReceipt:
         """Take `amount` of what the authorization holds."""
         ...
@@ -61,7 +68,7 @@ class PaymentGateway(Protocol):
     def void(
         self, key: str, authorization: str, amount: Decimal, currency: str, token: str
     ) -> GatewayReceipt:
-        """Release what the authorization still holds (`amount`, as the ledger counts it). `token` is the
+        """Release `amount` of what the authorization still holds (a part, or all that is left). `token` is the
         card the authorization was made with: a provider finds the payment by `authorization` and may
         ignore it; the sandbox's reacts to test tokens."""
         ...

@@ -207,16 +207,14 @@ def _money(
     approved = [p for p in payments if p.status == "approved"]
     count = Counter(p.kind for p in approved)
     total = {kind: sum((Decimal(p.amount) for p in approved if p.kind == kind), Decimal(0)) for kind in count}
-    authorized, captured = (
-        total.get(PaymentKind.authorization, Decimal(0)),
-        total.get(PaymentKind.capture, Decimal(0)),
-    )
+    authorized = sum((total.get(kind, Decimal(0)) for kind in PaymentKind.holds()), Decimal(0))
+    captured, voided = total.get(PaymentKind.capture, Decimal(0)), total.get(PaymentKind.void, Decimal(0))
     refunded = sum((total.get(kind, Decimal(0)) for kind in PaymentKind.refunds()), Decimal(0))
     ledger = f"ledger: {dict(count)}, authorized {authorized}, captured {captured}, refunded {refunded}"
     left = {s.id for s in shipments if s.shipped_at is not None}  # handed to the carrier
     prefix = step_key(order_workflow_id(oid), "capture:")
-    if count[PaymentKind.authorization] > 1 or count[PaymentKind.void] > 1:
-        found.append(f"payments: {tag} authorized or voided more than once; {ledger}")
+    if count[PaymentKind.authorization] > 1:
+        found.append(f"payments: {tag} authorized more than once; {ledger}")
     keys = Counter(p.idempotency_key for p in approved if p.kind == PaymentKind.capture)
     for key, n in keys.items():
         shipment = key.removeprefix(prefix)
@@ -224,17 +222,18 @@ def _money(
             found.append(f"payments: {tag} captured for {shipment}, which never left the warehouse; {ledger}")
         if n > 1:
             found.append(f"payments: {tag} captured {shipment} {n} times; {ledger}")
-    if captured > authorized or refunded > captured:
-        found.append(f"payments: {tag} captured > authorized or refunded > captured; {ledger}")
+    if captured + voided > authorized or refunded > captured:
+        found.append(f"payments: {tag} captured + voided > authorized or refunded > captured; {ledger}")
     if order.status not in ENDED:
         return found
     if count[PaymentKind.authorization] and authorized != Decimal(order.total or 0):
         found.append(f"charged: {tag} authorized {authorized}, its total is {order.total}; {ledger}")
     if captured != want.captured:
         found.append(f"charged: {tag} captured {captured}, its path charges {want.captured}; {ledger}")
-    if authorized > captured and not count[PaymentKind.void]:
+    if authorized > captured + voided:
         found.append(
-            f"charged: {tag} {authorized - captured} authorized and not charged was never voided; {ledger}"
+            f"charged: {tag} {authorized - captured - voided} authorized and not charged was never voided; "
+            + ledger
         )
     if refunded != want.refunded:
         found.append(f"refunds: {tag} refunded {refunded}, its path refunds {want.refunded}; {ledger}")

@@ -243,7 +243,9 @@ async def cmd_edit(args: argparse.Namespace, settings: Settings, out: TextIO) ->
             await connect(settings), args.order_id, edit, served=settings.served_countries, by=CLI_ACTOR
         )
     )
-    print(f"{view.order_id} edited; {view.status.value}", file=out)
+    units = ", ".join(f"{x.quantity} x {x.sku}" for x in view.lines)
+    total = f"{view.total:.2f} {view.currency}" if view.total is not None else "not priced"
+    print(f"{view.order_id} edited; {view.status.value}; {units}; total {total}", file=out)
 
 
 async def cmd_refund(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

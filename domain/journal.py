@@ -65,6 +65,7 @@ class Book(StrEnum):
 
 SIGN = {
     PaymentKind.authorization: 1,
+    PaymentKind.increment: 1,
     PaymentKind.void: -1,
     PaymentKind.capture: 1,
     PaymentKind.refund: -1,
@@ -72,6 +73,7 @@ SIGN = {
 }
 BOOK = {
     PaymentKind.authorization: Book.hold,
+    PaymentKind.increment: Book.hold,
     PaymentKind.void: Book.hold,
     PaymentKind.capture: Book.cash,
     PaymentKind.refund: Book.cash,

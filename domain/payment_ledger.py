@@ -5,9 +5,13 @@ idempotency key, and the invariants the rows keep.
   never reaches the gateway, so money never moves twice, also across a worker restart. A key asked
   but not recorded (the worker died in between) is asked again: the gateway answers a repeated key
   with its original answer (adapters/payments.py).
-- Invariants: captured <= authorized, refunded <= captured, no capture after a void. A request that
-  would break one is refused (`PaymentRejected`) before it reaches the gateway, and checked again,
-  under a lock on the authorization, when the answer is recorded.
+- One authorization per order; an edit that raises the total adds an increment to it (more held
+  under the same reference), and a void releases part of what it holds (an edit that lowers the
+  total, a partial cancellation) or all that is left (the end of fulfilment, a compensation).
+- Invariants: captured + voided <= authorized (a capture takes only what is still held),
+  refunded <= captured. A request that would break one is refused (`PaymentRejected`) before it
+  reaches the gateway, and checked again, under a lock on the authorization, when the answer is
+  recorded.
 
 The gateway is asked outside any transaction: a provider's answer may take seconds, and the sandbox
 gateway counts its simulated failures in a transaction of its own (on SQLite, where every
@@ -38,15 +42,15 @@ from models.tables import Payment
 
 @dataclass(frozen=True)
 class LedgerTotals:
-    authorized: Decimal
+    authorized: Decimal  # the authorization and its increments
     captured: Decimal
-    refunded: Decimal
-    voided: bool
+    refunded: Decimal  # every refund kind
+    voided: Decimal  # released by voids, in part or in full
 
     @property
     def open_authorization(self) -> Decimal:
         """What the authorization still holds: approved, neither captured nor voided."""
-        return Decimal(0) if self.voided else max(self.authorized - self.captured, Decimal(0))
+        return max(self.authorized - self.captured - self.voided, Decimal(0))
 
 
 def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
@@ -58,10 +62,10 @@ def ledger_totals(session: Session, order_id: str) -> LedgerTotals:
     sums = {kind: (Decimal(total), count) for kind, total, count in rows}
     zero = (Decimal("0"), 0)
     return LedgerTotals(
-        authorized=sums.get(PaymentKind.authorization, zero)[0],
+        authorized=sum((sums.get(kind, zero)[0] for kind in PaymentKind.holds()), Decimal("0")),
         captured=sums.get(PaymentKind.capture, zero)[0],
         refunded=sum((sums.get(kind, zero)[0] for kind in PaymentKind.refunds()), Decimal("0")),
-        voided=sums.get(PaymentKind.void, zero)[1] > 0,
+        voided=sums.get(PaymentKind.void, zero)[0],
     )
 
 
@@ -111,16 +115,47 @@ class PaymentLedger:
         invariant (every refund together <= captured)."""
         return self._move(key, order_id, PaymentKind.goodwill_refund, amount, self._gateway.refund)
 
-    def void(self, key: str, order_id: str, token: str = "") -> Payment | None:
-        """Void what is authorized and not captured; None when there is no approved authorization."""
+    def increment(self, key: str, order_id: str, amount: Decimal, token: str) -> Payment:
+        """Hold `amount` more under the order's authorization (an edit raised the total). The gateway
+        may decline it (PaymentDeclined, recorded like an authorization's decline): the card's issuer
+        does not extend the hold. Nothing is held twice for one key."""
+
+        def plan(session: Session, lock: bool) -> _Movement:
+            authorization = _authorization(session, order_id, lock)
+            if authorization is None:
+                raise PaymentRejected(f"increment refused: order {order_id} has no approved authorization")
+            if amount <= 0:
+                raise PaymentRejected(f"increment refused: {amount} is not more than 0")
+            return _Movement(
+                order_id, PaymentKind.increment, amount, authorization.currency, authorization.reference
+            )
+
+        def ask(movement: _Movement) -> GatewayReceipt:
+            return self._gateway.increment(key, movement.authorization, amount, movement.currency, token)
+
+        row = self._through_gateway(key, plan, ask)
+        assert row is not None
+        return row
+
+    def void(self, key: str, order_id: str, token: str = "", amount: Decimal | None = None) -> Payment | None:
+        """Void `amount` of what is authorized and not captured (None: all of it); None when there is
+        no approved authorization. A part larger than what is still held is refused."""
 
         def plan(session: Session, lock: bool) -> _Movement | None:
             authorization = _authorization(session, order_id, lock)
             if authorization is None:
                 return None
-            remaining = ledger_totals(session, order_id).open_authorization
+            held = ledger_totals(session, order_id).open_authorization
+            if amount is not None and not 0 < amount <= held:
+                raise PaymentRejected(
+                    f"void refused: {amount} is not a part of the {held} the authorization still holds"
+                )
             return _Movement(
-                order_id, PaymentKind.void, remaining, authorization.currency, authorization.reference
+                order_id,
+                PaymentKind.void,
+                held if amount is None else amount,
+                authorization.currency,
+                authorization.reference,
             )
 
         def ask(movement: _Movement) -> GatewayReceipt:
@@ -199,13 +234,11 @@ class PaymentLedger:
 
 
 def _check(kind: PaymentKind, totals: LedgerTotals, amount: Decimal) -> None:
-    if kind == PaymentKind.capture:
-        if totals.voided:
-            raise PaymentRejected("capture refused: the authorization was voided")
-        if totals.captured + amount > totals.authorized:
-            raise PaymentRejected(
-                f"capture refused: {totals.captured} + {amount} would exceed authorized {totals.authorized}"
-            )
+    if kind == PaymentKind.capture and amount > totals.open_authorization:
+        raise PaymentRejected(
+            f"capture refused: {amount} is more than the {totals.open_authorization} the authorization "
+            f"still holds (authorized {totals.authorized}, captured {totals.captured}, voided {totals.voided})"
+        )
     elif kind in PaymentKind.refunds() and totals.refunded + amount > totals.captured:
         raise PaymentRejected(
             f"refund refused: {totals.refunded} + {amount} would exceed captured {totals.captured}"

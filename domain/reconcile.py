@@ -8,8 +8,9 @@ functions; stock changes only through the stock ledger's `move`, as everywhere e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -158,17 +159,16 @@ def ended_orders_still_holding(sessions: SessionFactory) -> list[str]:
     reservation or an approved authorization neither captured in full nor voided: a compensation
     that gave up, whatever the state of their run (the caller checks it is closed)."""
     approved = t.Payment.status == "approved"
+
+    def total(*kinds: PaymentKind) -> ColumnElement[Decimal]:
+        return func.sum(case((t.Payment.kind.in_(kinds), t.Payment.amount), else_=0))
+
+    # held = authorized (with increments) - captured - voided (in part or in full): as ledger_totals
     money = (
         select(t.Payment.order_id)
         .where(approved)
         .group_by(t.Payment.order_id)
-        .having(
-            and_(
-                func.sum(case((t.Payment.kind == PaymentKind.void, 1), else_=0)) == 0,
-                func.sum(case((t.Payment.kind == PaymentKind.authorization, t.Payment.amount), else_=0))
-                > func.sum(case((t.Payment.kind == PaymentKind.capture, t.Payment.amount), else_=0)),
-            )
-        )
+        .having(total(*PaymentKind.holds()) > total(PaymentKind.capture) + total(PaymentKind.void))
     )
     stock = select(t.Reservation.order_id).where(t.Reservation.status == "active")
     query = (

@@ -747,6 +747,7 @@ def returns_figures(
 
 _MONEY_FIELD = {
     PaymentKind.authorization: "authorized",
+    PaymentKind.increment: "authorized",
     PaymentKind.capture: "captured",
     PaymentKind.refund: "refunded",
     PaymentKind.goodwill_refund: "goodwill",

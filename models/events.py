@@ -136,15 +136,23 @@ class PaymentKind(StrEnum):
     """`payments.kind`: one movement of the payment ledger (domain/payment_ledger.py writes them)."""
 
     authorization = "authorization"
+    # more held under the same authorization: an edit raised the order's total (an incremental
+    # authorization, as card networks call it)
+    increment = "increment"
     capture = "capture"
     refund = "refund"  # a return's, a lost parcel's, a compensation's
-    void = "void"
+    void = "void"  # releases what the authorization holds: a part of it (an edit, a cancel) or the rest
     goodwill_refund = "goodwill_refund"  # support's gesture (POST /orders/{id}/refunds): cash back, no goods
 
     @classmethod
     def refunds(cls) -> tuple[PaymentKind, ...]:
         """The kinds that give captured money back (refunded <= captured counts them all)."""
         return (cls.refund, cls.goodwill_refund)
+
+    @classmethod
+    def holds(cls) -> tuple[PaymentKind, ...]:
+        """The kinds that put money on hold (authorized counts them all)."""
+        return (cls.authorization, cls.increment)
 
 
 class ReasonCode(StrEnum):

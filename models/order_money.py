@@ -21,7 +21,7 @@ shipping comes back only when a parcel is refunded as a whole (lost, sent back) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
@@ -73,6 +73,10 @@ class OrderMoney:
     def total(self) -> Decimal:
         added_tax = ZERO if self.taxes_included else self.tax
         return self.subtotal - self.discounts + self.shipping + added_tax
+
+    def with_lines(self, lines: Iterable[LineMoney]) -> OrderMoney:
+        """The same order with other lines (an edit): shipping and its tax stay."""
+        return replace(self, lines=tuple(lines))
 
     def line_charge(self, line: LineMoney) -> Decimal:
         return line.gross - line.discount + (ZERO if self.taxes_included else line.tax)

@@ -352,6 +352,11 @@ class PricedLine(BaseModel):
     discount: Amount = Decimal("0")  # its discount allocations
     tax: Amount = Decimal("0")  # its tax lines
 
+    def money(self) -> LineMoney:
+        return LineMoney(
+            sku=self.sku, quantity=self.quantity, gross=self.line_total, discount=self.discount, tax=self.tax
+        )
+
 
 class ShipmentLine(BaseModel):
     sku: str
@@ -464,7 +469,7 @@ class EditLineIn(_Strict):
 
 class EditIn(_Strict):
     """An order edit (POST /orders/{id}/edits): the new shipping address and/or the order's lines as they
-    should be afterwards. Issue 26: only the address is applied yet; lines are refused with a reason."""
+    should be afterwards (a SKU not named keeps its units; 0 removes it; a new SKU is added)."""
 
     shipping_address: Address | None = None
     lines: Annotated[list[EditLineIn], Field(min_length=1, max_length=MAX_LINES)] | None = None
@@ -473,14 +478,19 @@ class EditIn(_Strict):
     def _something(self) -> EditIn:
         if self.shipping_address is None and self.lines is None:
             raise ValueError("an edit needs a shipping_address and/or lines")
+        names = [x.sku for x in self.lines or []]
+        if twice := sorted({sku for sku in names if names.count(sku) > 1}):
+            raise ValueError(f"lines name each SKU once, not {', '.join(twice)} twice or more")
         return self
 
 
 class EditRequest(_Strict):
     """The order workflow's `edit` update: the new shipping address, already checked by the door against
-    the countries served (OMS_SHIP_TO_COUNTRIES)."""
+    the countries served (OMS_SHIP_TO_COUNTRIES), and/or the lines as they should be (a SKU not named
+    keeps its units; 0 removes it)."""
 
-    shipping_address: Address
+    shipping_address: Address | None = None
+    lines: list[EditLineIn] | None = None
     by: Actor
 
 
@@ -613,6 +623,7 @@ class PaymentTotals(BaseModel):
     captured: Amount = Decimal("0")
     refunded: Amount = Decimal("0")  # every refund: returns, parcels, goodwill
     goodwill_refunded: Amount = Decimal("0")  # of which goodwill refunds
+    voided: Amount = Decimal("0")  # released from the authorization: never to be captured
 
 
 class OrderView(BaseModel):
@@ -648,10 +659,7 @@ class OrderView(BaseModel):
         (models/order_money.py)."""
         line_tax = sum((line.tax for line in self.lines), Decimal(0))
         return OrderMoney(
-            lines=tuple(
-                LineMoney(sku=x.sku, quantity=x.quantity, gross=x.line_total, discount=x.discount, tax=x.tax)
-                for x in self.lines
-            ),
+            lines=tuple(x.money() for x in self.lines),
             shipping=self.shipping or Decimal(0),
             shipping_tax=(self.tax or Decimal(0)) - line_tax,
             taxes_included=self.taxes_included,

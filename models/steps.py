@@ -135,6 +135,7 @@ class KeepUnits(BaseModel):
     order_id: str
     shipment_id: str
     keep: list[ShipmentLine]
+    why: str = "lines cancelled"  # the stock movements' reason: a partial cancellation, or "edited"
 
 
 class PackResult(BaseModel):
@@ -198,6 +199,18 @@ class AddressEdit(BaseModel):
 
     order_id: str
     address: dict[str, str | None]
+
+
+class LineEditRecord(BaseModel):
+    """The `record_line_edit` step: the order's lines and money after a line edit, for the orders row
+    and `order_lines` (what reports, the journal and the customer's mail read)."""
+
+    order_id: str
+    lines: list[PricedLine]
+    subtotal: Decimal
+    discounts: Decimal
+    tax: Decimal
+    total: Decimal
 
 
 class NotificationRequest(BaseModel):

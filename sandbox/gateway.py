@@ -5,7 +5,8 @@ real provider.
 Tokens: tok_visa approves; tok_declined and tok_insufficient_funds decline; tok_flaky fails
 transiently twice per authorization and then approves; tok_flaky_void approves but its void fails
 transiently twice; tok_void_unavailable approves but its void never goes through (an outage); any other
-token is declined with `unknown_test_token`. The transient failures are counted per request in
+token is declined with `unknown_test_token`. tok_no_increment approves an authorization but declines
+any increment of it (`incremental_authorization_unavailable`, as many cards do). The transient failures are counted per request in
 `gateway_attempts`, so a worker restart does not start the count again. Like a real provider it is
 idempotent per key: the same key always gets the same answer and reference.
 """
@@ -31,7 +32,9 @@ TRANSIENT_FAILURES: dict[str, tuple[str, int | None]] = {
     "tok_flaky_void": (PaymentKind.void, 2),
     "tok_void_unavailable": (PaymentKind.void, None),
 }
-APPROVES = {"tok_visa"}
+# approve the authorization, decline its increments
+NO_INCREMENTS = {"tok_no_increment": "incremental_authorization_unavailable"}
+APPROVES = {"tok_visa"} | NO_INCREMENTS.keys()
 TEST_TOKENS = APPROVES | DECLINES.keys() | TRANSIENT_FAILURES.keys()
 UNKNOWN_TOKEN = "unknown_test_token"  # the decline code of a token the sandbox does not know
 UNKNOWN_TOKEN_HINT = "not one of the sandbox gateway's test tokens, e.g. tok_visa"
@@ -51,6 +54,13 @@ class SandboxGateway:
             raise PaymentDeclined(code, reference=_reference(key))
         if token not in TEST_TOKENS:
             raise PaymentDeclined(UNKNOWN_TOKEN, UNKNOWN_TOKEN_HINT, reference=_reference(key))
+        return GatewayReceipt(_reference(key))
+
+    def increment(
+        self, key: str, authorization: str, amount: Decimal, currency: str, token: str
+    ) -> GatewayReceipt:
+        if code := NO_INCREMENTS.get(token):
+            raise PaymentDeclined(code, "the card does not allow the hold to grow", reference=_reference(key))
         return GatewayReceipt(_reference(key))
 
     def capture(self, key: str, authorization: str, amount: Decimal, currency: str) -> GatewayReceipt:

@@ -112,6 +112,10 @@ class Unprocessable(Refused):
 _GOODWILL_REFUSALS: dict[str, type[Refused]] = {"GoodwillRefused": Refused, "GoodwillInvalid": Unprocessable}
 
 
+# the order workflow's edit refusals (workflows/line_edits.py: EDIT_REFUSED, EDIT_INVALID)
+_EDIT_REFUSALS: dict[str, type[Refused]] = {"EditRefused": Refused, "EditInvalid": Unprocessable}
+
+
 def parse_order(text: str | bytes) -> OrderInput:
     """Parse and validate an order document (bytes must be UTF-8); raises OrderInputError naming the
     field, and nothing else, whatever the input."""
@@ -481,25 +485,19 @@ async def edit_order(
     served: frozenset[str] = frozenset(),
     by: str | None = None,
 ) -> OrderView:
-    """An order edit before release (issue 26). The shipping address: refused (Unprocessable) for a
-    country outside `served` (OMS_SHIP_TO_COUNTRIES; empty: any), refused (Refused) by the order once
-    it was released, while it ends or while another edit is under way; nothing changes then. Line edits
-    are not supported yet: refused (Unprocessable) with that reason."""
-    if edit.lines is not None:
-        raise Unprocessable(
-            "line edits (add, remove, change a quantity) are not supported yet: only the shipping address "
-            "can be edited; cancel and place the order again to change its lines"
-        )
+    """An order edit before release (issue 26): the shipping address and/or the lines (docs/orders.md,
+    "Editing an order"). Refused (Unprocessable) for a country outside `served` (OMS_SHIP_TO_COUNTRIES;
+    empty: any), a SKU the catalog does not sell, an edit removing every line; refused (Refused) by the
+    order once it was released, while it ends or while another edit is under way, or when the stock or
+    the card says no. Nothing changes then."""
     address = edit.shipping_address
-    assert address is not None  # EditIn requires one of the two
-    if served and address.country not in served:
+    if address is not None and served and address.country not in served:
         raise Unprocessable(
             f"we do not ship to {address.country}: the shop serves {', '.join(sorted(served))} "
             "(OMS_SHIP_TO_COUNTRIES)"
         )
-    return await update_order(
-        client, order_id, OrderUpdate.edit, OrderView, EditRequest(shipping_address=address, by=by)
-    )
+    request = EditRequest(shipping_address=address, lines=edit.lines, by=by)
+    return await update_order(client, order_id, OrderUpdate.edit, OrderView, request, refusals=_EDIT_REFUSALS)
 
 
 async def release_order(client: Client, order_id: str, by: str | None = None) -> OrderView:

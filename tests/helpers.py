@@ -259,7 +259,8 @@ def _gated(fn: Callable[..., Any], gate: threading.Event, hold: Callable[[Any], 
 
 def assert_ledger_invariants(sessions: SessionFactory, order_id: str) -> Any:
     """The payments ledger of an order, checked after every step in the order the rows were written:
-    captured <= authorized, refunded <= captured, and no capture after a void. Returns its LedgerTotals."""
+    captured + voided <= authorized (its increments too: a capture takes only what is still held; a void
+    may release a part), refunded <= captured. Returns its LedgerTotals."""
     from domain.payment_ledger import ledger_totals
 
     with sessions() as session:
@@ -269,21 +270,20 @@ def assert_ledger_invariants(sessions: SessionFactory, order_id: str) -> Any:
             .where(t.Payment.order_id == order_id, t.Payment.status == "approved")
             .order_by(t.Payment.created_at, t.Payment.id)
         ).all()
-    running: dict[str, Decimal] = {"authorization": Decimal(0), "capture": Decimal(0), "refund": Decimal(0)}
-    voided = False
+    same = {"goodwill_refund": "refund", "increment": "authorization"}  # counted with
+    running = dict.fromkeys(("authorization", "capture", "refund", "void"), Decimal(0))
     for row in rows:
-        assert not (voided and row.kind == "capture"), (
-            f"capture after a void: {[(r.kind, r.amount) for r in rows]}"
+        kind = same.get(row.kind, row.kind)
+        running[kind] += Decimal(row.amount)
+        assert running["capture"] + running["void"] <= running["authorization"], (
+            f"captured + voided > authorized at {row.reference}: {[(r.kind, r.amount) for r in rows]}"
         )
-        voided = voided or row.kind == "void"
-        kind = "refund" if row.kind == "goodwill_refund" else row.kind  # every refund within the capture
-        running[kind] = running.get(kind, Decimal(0)) + Decimal(row.amount)
-        assert running["capture"] <= running["authorization"], f"captured > authorized at {row.reference}"
         assert running["refund"] <= running["capture"], f"refunded > captured at {row.reference}"
-    assert (totals.authorized, totals.captured, totals.refunded) == (
+    assert (totals.authorized, totals.captured, totals.refunded, totals.voided) == (
         running["authorization"],
         running["capture"],
         running["refund"],
+        running["void"],
     )
     return totals
 

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.fulfilment import CarrierEvent, ReportOutcome, ResolveRequest, WarehouseReport
-    from models.order_money import shipment_amounts, split
+    from models.order_money import OrderMoney, shipment_amounts, split
     from models.orders import (
         CancelRequest,
         CustomerReturnRequest,
@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
+    from workflows.line_edits import LineEdits
     from workflows.parties import Inbox, Legs, lines_cancelled, refuse_report
     from workflows.payments import money
     from workflows.returns import ReturnDesk
@@ -127,6 +128,7 @@ class OrderWorkflow:
         self._saga = Saga(self._ctx)
         self._fulfilment = Fulfilment(self._ctx)
         self._returns = ReturnDesk(self._ctx, self._fulfilment)
+        self._line_edits = LineEdits(self._ctx, self._saga, self._fulfilment)
         self._inbox = Inbox(self._ctx)  # warehouses' and carriers' reports
         self._fulfilling = False  # its shipments are with warehouses and carriers (after the release window)
         self._confirmations = 0
@@ -144,6 +146,7 @@ class OrderWorkflow:
         self._goodwill_in_flight: set[str] = set()  # goodwill refunds' keys, accepted and not yet done
         self._edits = 0
         self._editing = False  # an order edit is under way (one at a time; the release waits for it)
+        self._cancelling_lines = False  # a partial cancellation is under way (an edit waits for it)
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -307,7 +310,7 @@ class OrderWorkflow:
         void = payment.model_copy(update={"idempotency_key": ctx.key("void")})
 
         async def undo(retry: RetryPolicy) -> None:
-            if ctx.view.payment.authorized > ctx.view.payment.captured and not ctx.payments.voided:
+            if ctx.payments.held > 0:
                 ctx.payments.book(
                     await ctx.step(PaymentActivities.void_payment, void, "void the authorization", retry)
                 )
@@ -435,7 +438,7 @@ class OrderWorkflow:
                     timeout_summary="release window",
                 )
         # an edit accepted before the window closed finishes first: the warehouses get the edited order
-        await workflow.wait_condition(lambda: not self._editing)
+        await workflow.wait_condition(self._not_changing)
         ctx.checkpoint()
         tasks = self._leg_tasks
         self._legs = Legs(ctx, self._inbox, self._saga, self._fulfilment, self)
@@ -462,12 +465,11 @@ class OrderWorkflow:
         if failures:
             raise ctx.stop if ctx.stop is not None else failures[0]
         ctx.checkpoint()
-        payment = ctx.view.payment
-        if payment.authorized > payment.captured and not ctx.payments.voided:
+        if ctx.payments.held > 0:
             void = PaymentRequest(
                 order_id=ctx.order_id,
                 idempotency_key=ctx.key("void"),
-                amount=payment.authorized - payment.captured,
+                amount=ctx.payments.held,
                 currency=ctx.view.currency,
                 token=ctx.request.order.payment.token,
             )
@@ -531,6 +533,9 @@ class OrderWorkflow:
         ctx = self._ctx
         self._inbox.closed = True  # reports waiting for an answer get one: the order ended
         self._interruptible = False
+        # an edit or a partial cancellation under way finishes first: its reservations and holds are
+        # then on the books the compensation undoes
+        await workflow.wait_condition(self._not_changing)
         kept = [s for s in ctx.view.shipments if failure.from_temporal and s.status in HANDED_OVER]
         # past the authorization a lost workflow task may have booked stock (fulfilment.py says how)
         if ctx.view.payment.authorized:
@@ -570,6 +575,10 @@ class OrderWorkflow:
             )
         self._ended = True
 
+    def _not_changing(self) -> bool:
+        """No edit and no partial cancellation is under way (each changes shipments over several steps)."""
+        return not (self._editing or self._cancelling_lines)
+
     def _money_note(self, kept: list[ShipmentView] | None = None) -> str:
         """What happened to the customer's money, in words, for the cancellation message."""
         paid, currency = self._ctx.view.payment, self._ctx.view.currency
@@ -582,7 +591,7 @@ class OrderWorkflow:
             )
         if paid.refunded:
             return f"We refunded {money(paid.refunded, currency)}."
-        if paid.authorized > paid.captured and not self._ctx.payments.voided:
+        if self._ctx.payments.held > 0:
             return "Nothing was charged; the hold on your card will be released shortly."
         return "The authorization on your card was released; nothing was charged."
 
@@ -643,6 +652,10 @@ class OrderWorkflow:
         order_id = view.order_id
         if ctx.stop is not None or self._ended or view.status in ENDED:
             raise ValueError(f"order {order_id} is already {view.status.value}")
+        if not self._not_changing():
+            raise ValueError(
+                f"order {order_id} has an edit or another partial cancellation under way: try again once it is done"
+            )
         if view.status not in CANCELLABLE:
             raise ValueError(
                 f"order {order_id} is {view.status.value} and can no longer be cancelled; "
@@ -717,28 +730,37 @@ class OrderWorkflow:
 
     @workflow.update(name=OrderUpdate.edit)
     async def edit(self, request: EditRequest) -> OrderView:
-        """An order edit before release (issue 26): the new shipping address goes on the orders row (the
-        label is printed from it) and into the carrier's booking; the customer is told."""
+        """An order edit before release (issue 26): its lines (workflows/line_edits.py), then the new
+        shipping address, which goes on the orders row (the label is printed from it); the customer is
+        told. A refusal (ApplicationError) leaves the order as it was."""
         ctx = self._ctx
         self._editing = True  # before the first await: another edit, and the release, wait for this one
         self._edits += 1
+        number = self._edits
+        changes: list[str] = []
         try:
-            address = request.shipping_address
-            edit = AddressEdit(order_id=ctx.order_id, address=address.model_dump(mode="json"))
-            await ctx.step(OrderActivities.record_address_edit, edit, "record the new shipping address")
-            order = ctx.request.order.model_copy(update={"shipping_address": address})
-            ctx.request = ctx.request.model_copy(update={"order": order})
-            ctx.view.shipping_city = address.city
-            place = f"{address.city}, {address.country}"
-            await ctx.event(OrderEventType.order_edited, f"shipping address now {place}{by_whom(request.by)}")
-            await ctx.notify(
-                NotificationKind.order_edited,
-                f"edited:{self._edits}",
-                change=f"it will now be delivered to {address.name}, {address.line1}, {place}",
-            )
+            if request.lines is not None and (change := await self._line_edits.apply(request, number)):
+                changes.append(change)
+            if request.shipping_address is not None:
+                changes.append(await self._edit_address(request))
+            if changes:
+                await ctx.notify(NotificationKind.order_edited, f"edited:{number}", change="; ".join(changes))
         finally:
             self._editing = False
         return ctx.view
+
+    async def _edit_address(self, request: EditRequest) -> str:
+        ctx = self._ctx
+        address = request.shipping_address
+        assert address is not None
+        edit = AddressEdit(order_id=ctx.order_id, address=address.model_dump(mode="json"))
+        await ctx.step(OrderActivities.record_address_edit, edit, "record the new shipping address")
+        order = ctx.request.order.model_copy(update={"shipping_address": address})
+        ctx.request = ctx.request.model_copy(update={"order": order})
+        ctx.view.shipping_city = address.city
+        place = f"{address.city}, {address.country}"
+        await ctx.event(OrderEventType.order_edited, f"shipping address now {place}{by_whom(request.by)}")
+        return f"it will now be delivered to {address.name}, {address.line1}, {place}"
 
     @edit.validator
     def _validate_edit(self, request: EditRequest) -> None:
@@ -748,6 +770,17 @@ class OrderWorkflow:
             raise ValueError(f"order {view.order_id} is {view.status.value} and can no longer be edited")
         if self._editing:
             raise ValueError(f"order {view.order_id} has another edit under way: try again once it is done")
+        if self._cancelling_lines:
+            raise ValueError(
+                f"order {view.order_id} has a partial cancellation under way: try again once it is done"
+            )
+        if request.lines is not None and (
+            self._legs is not None or any(s.released_at for s in view.shipments)
+        ):
+            raise ValueError(
+                f"order {view.order_id} was released to the warehouse: its lines can no longer be changed "
+                "(units not yet packed can still be cancelled)"
+            )
         if self._legs is not None or any(s.released_at for s in view.shipments):
             raise ValueError(
                 f"order {view.order_id} was released to the warehouse: its address can no longer be "
@@ -758,6 +791,8 @@ class OrderWorkflow:
                 f"order {view.order_id} is {view.status.value}: only a confirmed order in its release "
                 "window can be edited"
             )
+        if request.lines is not None:
+            self._line_edits.check(request)
 
     async def _cancel_units(
         self, request: CancelRequest, plan: list[tuple[ShipmentView, list[ShipmentLine]]]
@@ -765,11 +800,24 @@ class OrderWorkflow:
         """A partial cancellation: each shipment of the plan keeps the rest of its units and its amount
         less what the cancelled ones charge (their share of its goods and shipping, models/order_money.py),
         at once, before the first await (a report coming in meanwhile finds the shipment as it now is);
-        then the stock goes back and the customer is told. The authorization is not charged for them: the
-        end of fulfilment releases what was authorized and not captured."""
+        then the stock goes back, the card's hold on them is released (a void of that part), and the
+        customer is told."""
         ctx = self._ctx
         money_of = ctx.view.money()
         self._partial_cancels += 1
+        self._cancelling_lines = True  # before the first await: an edit waits for this one
+        try:
+            await self._cancel_planned_units(request, plan, money_of)
+        finally:
+            self._cancelling_lines = False
+
+    async def _cancel_planned_units(
+        self,
+        request: CancelRequest,
+        plan: list[tuple[ShipmentView, list[ShipmentLine]]],
+        money_of: OrderMoney,
+    ) -> None:
+        ctx = self._ctx
         value = Decimal(0)
         emptied: list[ShipmentView] = []
         for shipment, going in plan:
@@ -795,6 +843,21 @@ class OrderWorkflow:
         for shipment in emptied:
             await self._fulfilment.set_status(
                 shipment, ShipmentStatus.cancelled, f"{shipment.id}: every unit cancelled"
+            )
+        if value > 0:  # never to be captured: the card's hold on it is released now, not at the end
+            void = PaymentRequest(
+                order_id=ctx.order_id,
+                idempotency_key=ctx.key(f"void:cancel:{self._partial_cancels}"),
+                amount=value,
+                currency=ctx.view.currency,
+                token=ctx.request.order.payment.token,
+            )
+            ctx.payments.book(
+                await ctx.step(PaymentActivities.void_part, void, "release the hold on the cancelled units")
+            )
+            await ctx.event(
+                OrderEventType.authorization_released,
+                f"{money(value, void.currency)} of the hold: the units cancelled will not be charged",
             )
         lines = [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.lines or []]
         await lines_cancelled(

@@ -17,9 +17,16 @@ class PaymentBook:
 
     def __init__(self, view: OrderView) -> None:
         self._view = view
-        self.voided = False  # the authorization was voided: nothing more can be captured
+        self.voided = False  # the authorization holds nothing any more: nothing more can be captured
         # goodwill refunds accepted and not yet booked: what other refunds must leave room for
         self.pending_refunds = Decimal("0")
+
+    @property
+    def held(self) -> Decimal:
+        """What the authorization still holds for captures to come: authorized (with increments), not
+        captured, not released by a void."""
+        totals = self._view.payment
+        return totals.authorized - totals.captured - totals.voided
 
     @property
     def refundable(self) -> Decimal:
@@ -32,7 +39,7 @@ class PaymentBook:
         totals = self._view.payment
         if result is None:
             pass
-        elif result.kind == PaymentKind.authorization:
+        elif result.kind in PaymentKind.holds():
             totals.authorized += result.amount
         elif result.kind == PaymentKind.capture:
             totals.captured += result.amount
@@ -41,8 +48,9 @@ class PaymentBook:
         elif result.kind == PaymentKind.goodwill_refund:
             totals.refunded += result.amount
             totals.goodwill_refunded += result.amount
-        elif result.kind == PaymentKind.void:
-            self.voided = True
+        elif result.kind == PaymentKind.void:  # a part (an edit, cancelled lines) or all that was left
+            totals.voided += result.amount
+            self.voided = self.held <= 0
         self._view.payment_status = payment_status(
             totals.authorized, totals.captured, totals.refunded, self.voided
         )

@@ -39,6 +39,8 @@ OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
         PaymentActivities.void_payment,
         PaymentActivities.refund_payment,
         PaymentActivities.refund_goodwill,
+        PaymentActivities.increment_authorization,
+        PaymentActivities.void_part,
         FulfilmentActivities.release_shipment,
         FulfilmentActivities.book_carrier,
         FulfilmentActivities.cancel_carrier_booking,

@@ -195,10 +195,11 @@ async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> O
     summary="Edit an order before release",
 )
 async def edit(order_id: str, body: EditIn, who: Support, state: State) -> OrderView:
-    """Change the shipping address of a confirmed order in its release window (before it goes to the
-    warehouse): the label and the carrier's booking use the new one, the customer is told. A country
-    outside `OMS_SHIP_TO_COUNTRIES` is refused with 422; an order already released, ending or with
-    another edit under way with 409. Line edits are not supported yet (422)."""
+    """Change the shipping address and/or the lines of a confirmed order in its release window (before
+    it goes to the warehouse): the label uses the new address; lines are re-reserved, the card's hold
+    grown or shrunk to the new total; the customer is told. A country outside `OMS_SHIP_TO_COUNTRIES`,
+    an unknown SKU, every line removed are refused with 422; an order already released, ending or with
+    another edit under way, no stock, a declined hold with 409. Nothing changes on a refusal."""
     return await orders.edit_order(
         state.client, order_id, body, served=state.settings.served_countries, by=who.name
     )

@@ -204,7 +204,8 @@ class Shop:
         await self.skip(order_id, self.policy.release_delay)
         view = await self.released(order_id)
         for shipment in view.shipments:
-            await self.ship(order_id, shipment)
+            if shipment.status != ShipmentStatus.cancelled:  # every unit cancelled or edited out
+                await self.ship(order_id, shipment)
         return await self.status(order_id, "shipped")
 
     # ---- the carrier ----

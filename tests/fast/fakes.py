@@ -42,6 +42,7 @@ from models.steps import (
     HandoverResult,
     KeepUnits,
     LabelResult,
+    LineEditRecord,
     NotificationRequest,
     PackRecord,
     PackResult,
@@ -82,6 +83,7 @@ from services.orders import Refused
 
 CENT = Decimal("0.01")
 DECLINED_TOKEN = "tok_declined"  # the sandbox gateway's card that is always declined
+NO_INCREMENT_TOKEN = "tok_no_increment"  # the sandbox's card whose hold cannot grow
 PACKAGING_G = 150
 BLOCKLISTED = "fraud@example.com"
 
@@ -154,6 +156,7 @@ class World:
     return_outcomes: dict[str, ReturnOutcome] = field(default_factory=dict)
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
     addresses: dict[str, dict[str, str | None]] = field(default_factory=dict)  # order -> edited address
+    edited_lines: dict[str, LineEditRecord] = field(default_factory=dict)  # order -> its last line edit
     edits_begun: set[str] = field(default_factory=set)  # orders whose record_address_edit has run
     shipped_to: dict[str, str] = field(default_factory=dict)  # shipment id -> the city it was booked to
     purchase_orders: dict[str, PurchaseOrderView] = field(default_factory=dict)
@@ -200,11 +203,11 @@ class World:
         return row.on_hand, row.reserved
 
     def money(self, order_id: str) -> dict[str, Decimal]:
-        """Approved movements of an order by kind (voids count their number)."""
+        """Approved movements of an order: the sum of each kind."""
         totals: dict[str, Decimal] = defaultdict(Decimal)
         for p in self.payments:
             if p.order_id == order_id:
-                totals[p.kind] += p.amount if p.kind != PaymentKind.void else 1
+                totals[p.kind] += p.amount
         return dict(totals)
 
     def event_types(self, order_id: str) -> list[str]:
@@ -262,15 +265,23 @@ class World:
     def _paid(self, order_id: str, kind: PaymentKind) -> Decimal:
         return sum((p.amount for p in self.payments if p.order_id == order_id and p.kind == kind), Decimal(0))
 
+    def _held(self, order_id: str) -> Decimal:
+        """What the authorization still holds (domain/payment_ledger.py's rule)."""
+        held = sum((self._paid(order_id, kind) for kind in PaymentKind.holds()), Decimal(0))
+        return held - self._paid(order_id, PaymentKind.capture) - self._paid(order_id, PaymentKind.void)
+
     def _pay_within(
         self, request: PaymentRequest, kind: PaymentKind, limit: PaymentKind, refusal: str
     ) -> PaymentResult:
         """A capture within what was authorized, a refund within what was captured; a repeat of one
         already made answers as the first (the gateway's idempotency)."""
         repeat = any(p.key == request.idempotency_key for p in self.payments)
-        if not repeat and self._paid(request.order_id, kind) + request.amount > self._paid(
-            request.order_id, limit
-        ):
+        room = (
+            self._held(request.order_id)
+            if kind == PaymentKind.capture
+            else self._paid(request.order_id, limit) - self._paid(request.order_id, kind)
+        )
+        if not repeat and request.amount > room:
             raise refuse(ErrorType.payment_rejected, refusal, benign=False)
         return self._pay(request, kind, request.amount)
 
@@ -334,6 +345,11 @@ class World:
             await asyncio.sleep(2.0)
         self.addresses[edit.order_id] = edit.address
 
+    @activity.defn(name="record_line_edit")
+    async def record_line_edit(self, edit: LineEditRecord) -> None:
+        self._enter("record_line_edit")
+        self.edited_lines[edit.order_id] = edit
+
     @activity.defn(name="record_events")
     async def record_events(self, batch: EventBatch) -> None:
         self._enter("record_events")
@@ -390,12 +406,31 @@ class World:
             raise refuse(ErrorType.payment_rejected, "refund above what was captured", benign=False)
         return self._pay(request, PaymentKind.goodwill_refund, request.amount)
 
+    @activity.defn(name="increment_authorization")
+    async def increment_authorization(self, request: PaymentRequest) -> PaymentResult:
+        self._enter("increment_authorization")
+        if request.token == NO_INCREMENT_TOKEN:
+            raise refuse(ErrorType.payment_declined, "incremental_authorization_unavailable")
+        return self._pay(request, PaymentKind.increment, request.amount)
+
     @activity.defn(name="void_payment")
     async def void_payment(self, request: PaymentRequest) -> PaymentResult | None:
+        """All the authorization still holds, as the ledger voids it."""
         self._enter("void_payment")
         if not self._paid(request.order_id, PaymentKind.authorization):
             return None
-        return self._pay(request, PaymentKind.void, Decimal(0))
+        repeat = any(p.key == request.idempotency_key for p in self.payments)
+        return self._pay(request, PaymentKind.void, Decimal(0) if repeat else self._held(request.order_id))
+
+    @activity.defn(name="void_part")
+    async def void_part(self, request: PaymentRequest) -> PaymentResult | None:
+        self._enter("void_part")
+        if not self._paid(request.order_id, PaymentKind.authorization):
+            return None
+        repeat = any(p.key == request.idempotency_key for p in self.payments)
+        if not repeat and not 0 < request.amount <= self._held(request.order_id):
+            raise refuse(ErrorType.payment_rejected, "void above what the authorization holds", benign=False)
+        return self._pay(request, PaymentKind.void, request.amount)
 
     # ---- stock ----
 

@@ -51,8 +51,6 @@ async def test_edits_refused_with_their_reason(shop: Shop, world: World) -> None
     await shop.settled(order)
     with pytest.raises(Unprocessable, match="we do not ship to FR"):
         await _edit(shop, order, shipping_address={**BERLIN, "country": "FR"})
-    with pytest.raises(Unprocessable, match="line edits .* not supported yet"):
-        await _edit(shop, order, lines=[{"sku": sku, "quantity": 2}])
     assert order not in world.addresses
     await shop.cancel(order)
     with pytest.raises(Refused, match="can no longer be edited|is closed|cancelled"):

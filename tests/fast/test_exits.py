@@ -60,7 +60,7 @@ async def test_backorder_timeout_cancels(shop: Shop, world: World) -> None:
     cancelled = next(e for e in final.events if e.type == "order_cancelled")
     assert "still out of stock 7 days, 0:00:00 after backordering" in cancelled.detail
     assert cancelled.reason_code == ReasonCode.backorder_timeout
-    assert world.money(order) == {"authorization": Decimal("60.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("60.00"), "void": Decimal("60.00")}
     assert world.messages(order) == ["order_backordered", "order_cancelled"]
     assert "nothing was charged" in world.rendered(order, "order_cancelled")[1]
     assert world.level(sku) == (0, 0)
@@ -72,7 +72,7 @@ async def test_out_of_stock_and_nothing_on_order_rejects(shop: Shop, world: Worl
     order = await shop.place([(sku, 2)])
     final = await shop.result(order)
     assert final.status == OrderStatus.rejected
-    assert world.money(order) == {"authorization": Decimal("20.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("20.00"), "void": Decimal("20.00")}
     assert final.payment_status == PaymentStatus.voided
     assert world.level(sku) == (1, 0)
 
@@ -98,7 +98,7 @@ async def test_cancel_inside_the_release_window(shop: Shop, world: World) -> Non
     assert final.payment_status == PaymentStatus.voided
     assert world.level(sku) == (4, 0)
     assert all(r.shipment_id.rpartition("-S")[0] != order for r in world.released)  # never sent
-    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": Decimal("30.00")}
     cancelled = next(e for e in final.events if e.type == "order_cancelled")
     assert "customer changed their mind (by agent-1)" in cancelled.detail
     assert world.messages(order)[-1] == "order_cancelled"
@@ -144,7 +144,7 @@ async def test_cancel_after_pack_cancels_the_booking(shop: Shop, world: World) -
     assert final.status == OrderStatus.cancelled
     assert world.bookings[tracking] == "cancelled"
     assert world.level(sku) == (4, 0)
-    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": Decimal("30.00")}
 
 
 async def test_cancel_refused_once_handed_over(shop: Shop, world: World) -> None:
@@ -195,7 +195,7 @@ async def test_temporal_cancel_after_pick_restocks(shop: Shop, world: World) -> 
     view = await shop.view(order)
     assert view.status == OrderStatus.cancelled
     assert world.level(sku) == (4, 0)
-    assert world.money(order) == {"authorization": Decimal("30.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("30.00"), "void": Decimal("30.00")}
 
 
 @pytest.mark.history("cancelled_from_temporal_after_handover")
@@ -233,7 +233,7 @@ async def test_temporal_cancel_compensation_runs_to_its_end_through_failing_atte
     assert next(e.detail for e in view.events if e.type == "order_cancelled").startswith(
         "cancelled from Temporal by an operator"
     )
-    assert world.money(order) == {"authorization": Decimal("900.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("900.00"), "void": Decimal("900.00")}
     assert world.calls["void_payment"] - before == 3  # failed twice, then voided
     assert await _attempts_of(shop, order, "void_payment") == [3]  # one void, retried: not three
     assert world.messages(order)[-1] == "order_cancelled"
@@ -275,7 +275,7 @@ async def test_a_stuck_order_can_be_cancelled_from_temporal(shop: Shop, world: W
     view = await shop.view(order)
     assert (view.status, view.payment_status) == (OrderStatus.cancelled, PaymentStatus.voided)
     assert world.level(sku) == (4, 0)  # picked, then put back
-    assert world.money(order) == {"authorization": Decimal("16.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("16.00"), "void": Decimal("16.00")}
     assert world.messages(order)[-1] == "order_cancelled"
     attention = (await shop.handle(order).describe()).typed_search_attributes.get(sa.NEEDS_ATTENTION)
     assert attention is False  # nothing is stuck any more

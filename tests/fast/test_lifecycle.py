@@ -163,7 +163,7 @@ async def test_hold_timeout_cancels_and_voids(shop: Shop, world: World) -> None:
     final = await shop.result(order)
     assert final.status == OrderStatus.cancelled
     assert final.payment_status == PaymentStatus.voided
-    assert world.money(order) == {"authorization": Decimal("900.00"), "void": 1}
+    assert world.money(order) == {"authorization": Decimal("900.00"), "void": Decimal("900.00")}
     assert world.level(sku) == (2, 0)
     (cancelled,) = [e for e in final.events if e.type == "order_cancelled"]
     assert (cancelled.detail, cancelled.reason_code) == (

@@ -45,7 +45,7 @@ async def test_partial_cancel_before_release_ships_the_rest(shop: Shop, world: W
     assert view.payment.captured == D("38.14")
     view = await shop.deliver_all(order)
     view = await shop.until(order, lambda v: any(e.type == "authorization_released" for e in v.events))
-    assert world.money(order) == {"authorization": D("50.40"), "capture": D("38.14"), "void": 1}
+    assert world.money(order) == {"authorization": D("50.40"), "capture": D("38.14"), "void": D("12.26")}
     assert world.level(mug, "W1") == (3, 0) and world.level(lamp, "W2") == (4, 0)
 
 
@@ -67,7 +67,7 @@ async def test_partial_cancel_after_pick_restocks(shop: Shop, world: World) -> N
     await shop.hand_over(shipment.id)
     view = await shop.deliver_all(order)
     view = await shop.until(order, lambda v: any(e.type == "authorization_released" for e in v.events))
-    assert world.money(order) == {"authorization": D("45.00"), "capture": D("15.00"), "void": 1}
+    assert world.money(order) == {"authorization": D("45.00"), "capture": D("15.00"), "void": D("30.00")}
 
 
 async def test_a_shipment_with_nothing_left_is_cancelled(shop: Shop, world: World) -> None:
@@ -91,7 +91,7 @@ async def test_cancelling_every_unit_is_a_whole_cancel(shop: Shop, world: World)
     final = await shop.result(order)
     assert final.status == OrderStatus.cancelled
     assert final.payment_status == PaymentStatus.voided
-    assert world.money(order) == {"authorization": D("50.40"), "void": 1}
+    assert world.money(order) == {"authorization": D("50.40"), "void": D("50.40")}
     assert world.level(mug, "W1") == (5, 0) and world.level(lamp, "W2") == (5, 0)
 
 
