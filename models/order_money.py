@@ -16,6 +16,10 @@ A returned unit refunds its share of its line's charge (discounted price and tax
 rounding: returning every unit, in any number of returns, refunds exactly the line's charge. The
 shipping comes back only when a parcel is refunded as a whole (lost, sent back) or never charged
 (cancelled): it is in that parcel's amount.
+
+An exchange credits the returned units what a refund would, and charges the replacement its catalog
+price, taxed at the returned line's rates when prices exclude tax; the returned line's discount stays
+with the returned line (`replacement_charge`).
 """
 
 from __future__ import annotations
@@ -145,6 +149,15 @@ def refund_of(money: OrderMoney, sku: str, quantity: int, already: int) -> Decim
         return (charge * n / units).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
     return share(upto) - share(done)
+
+
+def replacement_charge(price: Decimal, rates: Iterable[Decimal], taxes_included: bool) -> Decimal:
+    """What an exchange's replacement charges at catalog `price` (unit price x units): that price, plus
+    each of the returned line's tax rates on it (each tax rounded to the cent) when the order's prices
+    exclude tax. No discount: the order's discounts were given for what it bought, not for a swap."""
+    if taxes_included:
+        return price
+    return price + sum(((price * rate).quantize(CENT, rounding=ROUND_HALF_EVEN) for rate in rates), ZERO)
 
 
 @dataclass(frozen=True)

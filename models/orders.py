@@ -618,6 +618,11 @@ class ReturnView(BaseModel):
     decision_note: str | None = None
 
 
+class DiscountCodeView(BaseModel):
+    code: str
+    amount: Amount
+
+
 class PaymentTotals(BaseModel):
     authorized: Amount = Decimal("0")
     captured: Amount = Decimal("0")
@@ -636,6 +641,7 @@ class OrderView(BaseModel):
     total: Amount | None = None  # what the customer pays: subtotal - discounts + shipping (+ tax)
     subtotal: Amount | None = None  # the lines at their unit prices
     discounts: Amount | None = None
+    discount_codes: list[DiscountCodeView] = []  # as placed: the codes behind `discounts`
     shipping: Amount | None = None
     tax: Amount | None = None  # lines' and shipping's; in the prices when taxes_included
     taxes_included: bool = False

@@ -24,7 +24,7 @@ from services.fulfilment import submit_carrier_event, submit_warehouse_report
 from services.orders import confirm_delivery, order_view
 from tests.api_server import ApiServer
 from tests.browser import chromium, new_context, screenshot_path
-from tests.helpers import add_products, eventually, order_doc, place, unique, wait_status
+from tests.helpers import add_products, eventually, money_order_doc, order_doc, place, unique, wait_status
 from tests.test_console_session import csrf_of, key_name, sign_in
 
 pytestmark = pytest.mark.timeout(240)
@@ -196,8 +196,52 @@ async def test_authorize_a_return_record_its_receipt_and_see_the_refund(
     await page.get_by_role("button", name=f"Record receipt of {rma}").click()
     await expect(row.locator(".return-status")).to_have_text("refunded", timeout=LIVE_TIMEOUT_MS)
     await expect(row.locator(".refund")).to_have_text("20.00 EUR", timeout=LIVE_TIMEOUT_MS)
-    await expect(page.locator("#payment-totals")).to_contain_text("/ 20.00 EUR", timeout=LIVE_TIMEOUT_MS)
+    await expect(page.locator("#payment-refunded")).to_have_text("20.00 EUR", timeout=LIVE_TIMEOUT_MS)
     await page.screenshot(path=screenshot_path(tmp_path, "console-order.png"), full_page=True)
+
+
+async def test_the_order_page_shows_the_orders_money_to_the_cent(
+    page: Page, client, settings, sessions, tmp_path
+):
+    """tests/helpers.py's money order: 3 mugs at 10.00 less a 3.00 discount (code THREE) with 5.40 VAT,
+    a lamp at 10.00 with 2.00 VAT, shipping 5.00 with 1.00 VAT: 50.40. The mugs ship from W1, the lamp
+    from W2, each parcel capturing its share (36.77 and 13.63); then a goodwill refund of 2.50."""
+    mug = add_products(sessions, {"MUG": 5}, price="10.00")["MUG"]
+    lamp = add_products(sessions, {"LAMP": 5}, price="10.00", warehouse="W2")["LAMP"]
+    doc = money_order_doc(mug, lamp)
+    doc["customer"] = {**doc["customer"], "id": unique("C")}
+    order_id = await place(client, settings, doc)
+    await eventually(
+        lambda: order_view(client, order_id),
+        lambda v: v.payment.captured == Decimal("50.40"),
+        what="captured",
+    )
+
+    await page.goto(f"/console/orders/{order_id}")
+    shown = {
+        "#money-subtotal": "40.00 EUR",
+        "#money-discounts": "3.00 EUR (code THREE 3.00 EUR)",
+        "#money-shipping": "5.00 EUR",
+        "#money-tax": "8.40 EUR, added to the prices",
+        "#money-total": "50.40 EUR",
+        "#payment-authorized": "50.40 EUR",
+        "#payment-captured": "50.40 EUR",
+        "#payment-refunded": "0.00 EUR",
+    }
+    for where, text in shown.items():
+        await expect(page.locator(where)).to_have_text(text)
+    view = await order_view(client, order_id)
+    parcels = {s.lines[0].sku: s.id for s in view.shipments}
+    await expect(page.locator(f"#shipment-{parcels[mug]} .shipment-amount")).to_have_text("36.77 EUR")
+    await expect(page.locator(f"#shipment-{parcels[lamp]} .shipment-amount")).to_have_text("13.63 EUR")
+
+    await page.fill("#goodwill-amount", "2.50")
+    await page.get_by_role("button", name="Refund as goodwill").click()
+    refunded = page.locator("#payment-refunded")
+    await expect(refunded).to_have_text("2.50 EUR (of which goodwill 2.50 EUR)", timeout=LIVE_TIMEOUT_MS)
+    await expect(page.locator("#payment-captured")).to_have_text("50.40 EUR")
+    await expect(page.locator("#money-total")).to_have_text("50.40 EUR")
+    await page.screenshot(path=screenshot_path(tmp_path, "console-order-money.png"), full_page=True)
 
 
 async def test_markup_in_customer_data_and_notes_shows_as_text(

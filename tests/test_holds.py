@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cli.common import CLI_ACTOR
+from models import search_attributes as sa
 from models import tables as t
 from services.orders import cancel_order, handle, order_view
 from tests.helpers import (
@@ -65,6 +66,36 @@ async def test_an_order_above_the_review_limit_waits_for_release(client, setting
     capsys.readouterr()
     assert await cli(settings, "release", order_id) == (1, "")
     assert f"order {order_id} is shipped, not on hold" in capsys.readouterr().err
+
+
+async def test_the_review_limit_and_the_order_total_attribute_weigh_the_grand_total(
+    client, settings, sessions
+):
+    """Review above 100.00: 90.00 of goods with 15.00 shipping (105.00) is held; 110.00 of goods less
+    a 20.00 discount (90.00) is not. By the subtotal it would be the other way round."""
+    chair = add_products(sessions, {"CHAIR": 3}, price="90.00")["CHAIR"]
+    shipped = order_doc([(chair, 1)], shipping_lines=[{"title": "Express", "price": "15.00"}])
+    shipped["lines"][0]["unit_price"] = "90.00"
+    held_id = await place(client, settings, shipped, review_above=Decimal("100"))
+    held = await wait_status(client, held_id, "on_hold")
+    assert held.hold_reason == "order total 105.00 is above the review limit 100"
+    assert held.payment.authorized == Decimal("105.00")
+    attrs = (await handle(client, held_id).describe()).typed_search_attributes
+    assert attrs.get(sa.ORDER_TOTAL) == 105.00  # what operators search and the order list show
+
+    desk = add_products(sessions, {"DESK": 3}, price="110.00")["DESK"]
+    discounted = order_doc([(desk, 1)])
+    discounted["lines"][0] |= {"unit_price": "110.00", "discount_allocations": [{"amount": "20.00"}]}
+    passed_id = await place(client, settings, discounted, review_above=Decimal("100"))
+    passed = await wait_status(client, passed_id, "shipped")
+    assert passed.hold_reason is None and "order_on_hold" not in [e.type for e in passed.events]
+    assert (passed.subtotal, passed.total, passed.payment.captured) == (
+        Decimal("110.00"),
+        Decimal("90.00"),
+        Decimal("90.00"),
+    )
+    attrs = (await handle(client, passed_id).describe()).typed_search_attributes
+    assert attrs.get(sa.ORDER_TOTAL) == 90.00
 
 
 async def test_release_of_an_order_that_was_never_held_is_refused(client, settings, sessions, capsys):

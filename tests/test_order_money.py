@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.order_money import LineMoney, OrderMoney, refund_of, shipment_amounts, split
+from models.order_money import LineMoney, OrderMoney, refund_of, replacement_charge, shipment_amounts, split
 from services.orders import OrderInputError, parse_order
 
 D = Decimal
@@ -125,6 +125,21 @@ def _order(**extra: object) -> str:
     }
     base.update(extra)
     return json.dumps(base)
+
+
+@pytest.mark.parametrize(
+    ("price", "rates", "included", "charge"),
+    [
+        (D("10.00"), [D("0.2")], False, D("12.00")),  # its catalog price plus the returned line's VAT
+        (D("9.99"), [D("0.07"), D("0.025")], False, D("10.94")),  # 0.70 and 0.25: each tax to the cent
+        (D("10.00"), [D("0.2")], True, D("10.00")),  # prices include tax: the catalog price is all of it
+        (D("10.00"), [], False, D("10.00")),  # an untaxed line: an untaxed replacement
+    ],
+)
+def test_a_replacement_is_taxed_as_the_returned_line(
+    price: Decimal, rates: list[Decimal], included: bool, charge: Decimal
+) -> None:
+    assert replacement_charge(price, rates, included) == charge
 
 
 def test_the_door_takes_reconciled_money() -> None:

@@ -19,7 +19,14 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.replenishment import ReplenishmentActivities
     from models.events import OrderEventType, ReasonCode
-    from models.orders import GoodwillReason, OrderStatus, OrderView, PaymentStatus, PlaceOrder
+    from models.orders import (
+        DiscountCodeView,
+        GoodwillReason,
+        OrderStatus,
+        OrderView,
+        PaymentStatus,
+        PlaceOrder,
+    )
     from models.steps import NotificationKind
     from models.workflow_names import step_key
     from workflows.failures import OrderFailed
@@ -42,6 +49,9 @@ class OrderContext:
             customer_id=order.customer.id,
             currency=order.currency,
             placed_at=request.placed_at,
+            discount_codes=[
+                DiscountCodeView(code=c.code, amount=c.amount) for c in order.discount_codes or []
+            ],
         )
         self.stop: OrderFailed | None = None  # set by a cancellation or a failed sibling shipment
         # set by the run: interrupts the order's main flow (when it may be) once it is stopping

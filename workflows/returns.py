@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.returns import ReturnActivities
     from models.events import OrderEventType
-    from models.order_money import refund_of
+    from models.order_money import refund_of, replacement_charge
     from models.orders import (
         CustomerReturnRequest,
         OrderStatus,
@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
 
 RETURNABLE_STATUSES = (OrderStatus.delivered, OrderStatus.partially_returned, OrderStatus.returned)
+# returns whose units were paid back (refunded) or put towards a replacement (exchanged)
+_CREDITED = (ReturnStatus.refunded, ReturnStatus.exchanged)
 AUTO_APPROVED_BY = "auto-approval (OMS_RETURN_AUTO_APPROVE_LIMIT)"
 
 
@@ -196,7 +198,7 @@ class ReturnDesk:
         self._in_flight.add(rma)
         try:
             await self._record(ret, f"record return request {rma}")
-            value, limit = _value(ret), request.auto_approve_limit
+            value, limit = self._refund_value(ret), request.auto_approve_limit
             await ctx.event(
                 OrderEventType.return_requested,
                 f"{rma}: {_what(ret)} ({ret.reason}), {money(value, ctx.view.currency)}, by the customer",
@@ -311,11 +313,12 @@ class ReturnDesk:
 
     def _refund_value(self, ret: ReturnView) -> Decimal:
         """The returned units' share of their lines' charge (discounted price and tax, not shipping),
-        after the units refunded by earlier returns (models/order_money.py: exact over all returns)."""
+        after the units credited by earlier returns (models/order_money.py: exact over all returns).
+        What a refund pays, an exchange credits, and a customer's request is worth to auto-approval."""
         money = self._ctx.view.money()
         done: dict[str, int] = {}
         for earlier in self._ctx.view.returns:
-            if earlier.status == ReturnStatus.refunded and earlier.rma != ret.rma:
+            if earlier.status in _CREDITED and earlier.rma != ret.rma:
                 for line in earlier.lines:
                     done[line.sku] = done.get(line.sku, 0) + line.quantity
         amount = Decimal("0")
@@ -360,7 +363,14 @@ class ReturnDesk:
         ctx = self._ctx
         assert ret.exchange_sku is not None
         quantity = sum(line.quantity for line in ret.lines)
-        difference = self._prices[ret.exchange_sku] * quantity - _value(ret)
+        # the replacement at its catalog price, taxed as the returned line was; the returned units
+        # credit what the customer paid for them (docs/orders.md, "Exchanges")
+        replacement = replacement_charge(
+            self._prices[ret.exchange_sku] * quantity,
+            self._tax_rates(ret.lines[0].sku),
+            ctx.view.taxes_included,
+        )
+        difference = replacement - self._refund_value(ret)
         saga = Saga(ctx)
         try:
             shipments = await self._reserve_exchange(ret, quantity, saga)
@@ -503,6 +513,11 @@ class ReturnDesk:
                 break
         return lines
 
+    def _tax_rates(self, sku: str) -> list[Decimal]:
+        """The tax rates of the order's (first) line of `sku`, as placed."""
+        line = next((x for x in self._ctx.request.order.lines if x.sku == sku), None)
+        return [] if line is None else [tax.rate for tax in line.tax_lines]
+
     def _price_of(self, sku: str) -> Decimal:
         for line in self._ctx.view.lines:
             if line.sku == sku:
@@ -512,10 +527,6 @@ class ReturnDesk:
 
 def _what(ret: ReturnView) -> str:
     return ", ".join(f"{line.quantity} x {line.sku}" for line in ret.lines)
-
-
-def _value(ret: ReturnView) -> Decimal:
-    return sum((line.unit_price * line.quantity for line in ret.lines), Decimal("0"))
 
 
 def _refused(message: str) -> ApplicationError:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from models.orders import OrderInput, OrderStatus, ShipmentStatus
+from models.orders import OrderInput, OrderStatus, ReturnStatus, ShipmentStatus
 from models.shipping import CarrierEventType, Resolution
 from services import orders as orders_service
 from tests.fast.driver import Shop, new_sku
@@ -106,3 +106,43 @@ async def test_a_short_picked_reship_is_not_charged_again(shop: Shop, world: Wor
         D("0.00"),
     )
     assert world.money(order) == {"authorization": D("50.00"), "capture": D("50.00")}
+
+
+async def _exchange_a_mug(shop: Shop, world: World, price: str) -> tuple[str, str]:
+    """The money order delivered, then one of its discounted, taxed mugs (it charged 10.80: 10.00 less
+    1.00 of the discount, plus 1.80 VAT) exchanged for a product at catalog `price`."""
+    order, mug, _ = await _place(shop, world)
+    await shop.settled(order)
+    await shop.to_carrier(order)
+    await shop.deliver_all(order)
+    other = world.add_product(new_sku("CUP"), price=price, stock={"W1": 3})
+    ret = await shop.request_return(order, mug, 1, exchange_sku=other)
+    await shop.receive_return(order, ret.rma, "good")
+    await shop.until(order, lambda v: v.returns[0].status == ReturnStatus.exchanged, "exchanged")
+    return order, other
+
+
+@pytest.mark.history("money_exchange")
+async def test_an_exchange_at_the_same_catalog_price_charges_the_discount_back(
+    shop: Shop, world: World
+) -> None:
+    """The replacement costs its catalog 10.00 plus the mug's 20 % VAT (12.00); the mug credits what was
+    paid for it (10.80): 1.20 more, its share of the discount and that share's tax. (Unit prices alone
+    would have made it 0.00.)"""
+    order, other = await _exchange_a_mug(shop, world, "10.00")
+    view = await shop.until(order, lambda v: v.payment.captured == D("51.60"), "the difference captured")
+    assert (view.payment.authorized, view.payment.refunded) == (D("51.60"), D("0.00"))
+    replacement = next(s for s in view.shipments if s.exchange_for)
+    assert (replacement.lines[0].sku, replacement.amount) == (other, D("1.20"))
+    assert world.money(order) == {"authorization": D("51.60"), "capture": D("51.60")}
+
+
+async def test_an_exchange_for_a_cheaper_product_refunds_what_was_paid_less_its_taxed_price(
+    shop: Shop, world: World
+) -> None:
+    """A 5.00 replacement with 20 % VAT charges 6.00: 10.80 - 6.00 = 4.80 back (unit prices: 5.00)."""
+    order, _ = await _exchange_a_mug(shop, world, "5.00")
+    view = await shop.until(order, lambda v: v.payment.refunded > 0, "the difference refunded")
+    assert (view.payment.captured, view.payment.refunded) == (D("50.40"), D("4.80"))
+    assert view.returns[0].refund_amount == D("4.80")
+    assert view.status == OrderStatus.delivered  # the customer keeps goods: not a returned order
