@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
+    from workflows.address_change import AddressAfterRelease, refuse_edit
     from workflows.context import OrderContext
     from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
@@ -144,6 +145,7 @@ class OrderWorkflow:
         self._goodwill_in_flight: set[str] = set()  # goodwill refunds' keys, accepted and not yet done
         self._edits = 0
         self._editing = False  # an order edit is under way (one at a time; the release waits for it)
+        self._late_address = AddressAfterRelease(self._ctx, self._inbox, self._saga)  # edits after release
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -717,13 +719,18 @@ class OrderWorkflow:
 
     @workflow.update(name=OrderUpdate.edit)
     async def edit(self, request: EditRequest) -> OrderView:
-        """An order edit before release (issue 26): the new shipping address goes on the orders row (the
-        label is printed from it) and into the carrier's booking; the customer is told."""
+        """An order edit (issue 26): the new shipping address goes on the orders row (the label is printed
+        from it) and into the carrier's booking; the customer is told. After release, only if every
+        warehouse accepts, and a labelled parcel is relabelled (workflows/address_change.py)."""
         ctx = self._ctx
+        late = self._released_to_warehouse()
+        if late and (refusal := self._late_address.refusal()) is not None:  # a report came in meanwhile
+            raise refuse_edit(refusal)
         self._editing = True  # before the first await: another edit, and the release, wait for this one
         self._edits += 1
         try:
             address = request.shipping_address
+            relabelled = await self._late_address.ask(address, self._edits) if late else []
             edit = AddressEdit(order_id=ctx.order_id, address=address.model_dump(mode="json"))
             await ctx.step(OrderActivities.record_address_edit, edit, "record the new shipping address")
             order = ctx.request.order.model_copy(update={"shipping_address": address})
@@ -736,6 +743,7 @@ class OrderWorkflow:
                 f"edited:{self._edits}",
                 change=f"it will now be delivered to {address.name}, {address.line1}, {place}",
             )
+            await self._late_address.announce(relabelled)
         finally:
             self._editing = False
         return ctx.view
@@ -748,16 +756,18 @@ class OrderWorkflow:
             raise ValueError(f"order {view.order_id} is {view.status.value} and can no longer be edited")
         if self._editing:
             raise ValueError(f"order {view.order_id} has another edit under way: try again once it is done")
-        if self._legs is not None or any(s.released_at for s in view.shipments):
-            raise ValueError(
-                f"order {view.order_id} was released to the warehouse: its address can no longer be "
-                "changed (an edit after release is not supported yet)"
-            )
+        if self._released_to_warehouse():
+            if (refusal := self._late_address.refusal()) is not None:
+                raise ValueError(refusal)
+            return  # the warehouses are asked (workflows/address_change.py)
         if view.status != OrderStatus.confirmed:
             raise ValueError(
                 f"order {view.order_id} is {view.status.value}: only a confirmed order in its release "
                 "window can be edited"
             )
+
+    def _released_to_warehouse(self) -> bool:
+        return self._legs is not None or any(s.released_at for s in self._ctx.view.shipments)
 
     async def _cancel_units(
         self, request: CancelRequest, plan: list[tuple[ShipmentView, list[ShipmentLine]]]
@@ -1036,6 +1046,9 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.warehouse_report)
     async def warehouse_report(self, report: WarehouseReport) -> ReportOutcome:
         """A warehouse's report: answers once the order has acted on it (what it did, in words)."""
+        if self._editing:  # an edit under way is applied wholly before the report (address_change.py)
+            await workflow.wait_condition(lambda: not self._editing)
+            self._inbox.check_report(report)  # again: the order may have moved on meanwhile
         return await self._answer(*self._inbox.accept_report(report))
 
     @warehouse_report.validator
