@@ -481,9 +481,10 @@ async def edit_order(
     served: frozenset[str] = frozenset(),
     by: str | None = None,
 ) -> OrderView:
-    """An order edit before release (issue 26). The shipping address: refused (Unprocessable) for a
-    country outside `served` (OMS_SHIP_TO_COUNTRIES; empty: any), refused (Refused) by the order once
-    it was released, while it ends or while another edit is under way; nothing changes then. Line edits
+    """An order edit (issue 26). The shipping address: refused (Unprocessable) for a country outside
+    `served` (OMS_SHIP_TO_COUNTRIES; empty: any), refused (Refused) by the order after release when a
+    warehouse refuses or a parcel was handed over, while it ends or while another edit is under way;
+    nothing changes then. Line edits
     are not supported yet: refused (Unprocessable) with that reason."""
     if edit.lines is not None:
         raise Unprocessable(

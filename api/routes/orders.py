@@ -192,13 +192,14 @@ async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> O
             "description": "invalid fields, a country not served, or line edits: nothing changed",
         }
     },
-    summary="Edit an order before release",
+    summary="Edit an order (its address until the handover)",
 )
 async def edit(order_id: str, body: EditIn, who: Support, state: State) -> OrderView:
-    """Change the shipping address of a confirmed order in its release window (before it goes to the
-    warehouse): the label and the carrier's booking use the new one, the customer is told. A country
-    outside `OMS_SHIP_TO_COUNTRIES` is refused with 422; an order already released, ending or with
-    another edit under way with 409. Line edits are not supported yet (422)."""
+    """Change the shipping address of a confirmed order in its release window, or after release until the
+    handover if every warehouse working on it accepts: the label and the carrier's booking use the new
+    one (a labelled parcel is relabelled), the customer is told. A country outside
+    `OMS_SHIP_TO_COUNTRIES` is refused with 422; a warehouse's refusal (its reason), a parcel handed
+    over, an order ending or with another edit under way with 409. Line edits are not supported yet (422)."""
     return await orders.edit_order(
         state.client, order_id, body, served=state.settings.served_countries, by=who.name
     )
