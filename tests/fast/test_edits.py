@@ -216,3 +216,19 @@ async def test_an_edit_racing_a_report_being_recorded_is_refused(shop: Shop, wor
     await asyncio.wait_for(packing, WAIT)
     view = await _edit(shop, order, shipping_address=HAMBURG)
     assert view.shipping_city == "Hamburg" and world.shipped_to[shipment] == "Hamburg"
+
+
+async def test_a_carrier_refusing_the_new_label_refuses_the_edit(shop: Shop, world: World) -> None:
+    order, (shipment,) = await _released(shop, world)
+    await shop.pick((await shop.view(order)).shipments[0])
+    await shop.pack(shipment)
+    before = next(s for s in (await shop.view(order)).shipments if s.id == shipment)
+    with pytest.raises(
+        Refused, match=f"the carrier refused the new address for {shipment}: no service to postal code ZZ9"
+    ):
+        await _edit(shop, order, shipping_address={**HAMBURG, "postal_code": "ZZ9"})
+    after = next(s for s in (await shop.view(order)).shipments if s.id == shipment)
+    assert (after.tracking_number, after.label_ref) == (before.tracking_number, before.label_ref)
+    assert world.bookings[before.tracking_number or ""] == "booked"
+    assert order not in world.addresses and _edited(world, order) == []
+    assert [a.address.city for a in world.address_asks if a.order_id == order] == ["Hamburg", "London"]
