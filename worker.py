@@ -113,6 +113,7 @@ def build_activities(sessions: SessionFactory, client: Client, settings: Setting
         fulfilment.record_delivery,
         fulfilment.release_shipment, fulfilment.record_pack, fulfilment.book_carrier, fulfilment.record_handover,
         fulfilment.record_tracking_event, fulfilment.record_claim,
+        fulfilment.change_address, fulfilment.relabel_shipment,
         inventory.record_pick, inventory.restock_returned, inventory.return_order_stock,
         notifications.send_notification,
         returns.record_return, returns.receive_return, returns.close_return,

@@ -16,7 +16,7 @@ from activities import refuse
 from adapters.carrier import Booking, Carrier, CarrierRefused, CarrierUnavailable
 from db import SessionFactory
 from models import tables as t
-from models.fulfilment import FulfilmentRequest
+from models.fulfilment import AddressChange, AddressChangeAnswer, FulfilmentRequest
 from models.orders import ShipmentStatus
 from models.steps import (
     ClaimRecord,
@@ -26,6 +26,7 @@ from models.steps import (
     LabelResult,
     PackRecord,
     PackResult,
+    RelabelRequest,
     ShipmentRef,
     ShipRequest,
     ShipResult,
@@ -105,8 +106,9 @@ class FulfilmentActivities:
                 shipped_at=shipped_at,
             )
 
-    def _book(self, request: ShipRequest) -> Booking:
-        key = step_key(order_workflow_id(request.order_id), f"ship:{request.shipment_id}")
+    def _book(self, request: ShipRequest, booking: str | None = None) -> Booking:
+        """`booking`: the step keying it, when not the shipment's first (`ship:<shipment id>`)."""
+        key = step_key(order_workflow_id(request.order_id), booking or f"ship:{request.shipment_id}")
         try:
             return self._carrier.book(key, request.weight_g, request.address.postal_code)
         except CarrierRefused as exc:
@@ -156,6 +158,47 @@ class FulfilmentActivities:
             if shipment.tracking_number is None:
                 shipment.carrier, shipment.tracking_number = booking.carrier, booking.tracking_number
                 shipment.label_ref = label_ref
+        return LabelResult(
+            carrier=booking.carrier, tracking_number=booking.tracking_number, label_ref=label_ref
+        )
+
+    @activity.defn
+    async def change_address(self, request: AddressChange) -> AddressChangeAnswer:
+        """Ask the shipment's warehouse whether it may go to another address (idempotent per key). No
+        warehouse adapter (a worker without parties): the manual warehouse's rule."""
+        if self._warehouse is None:
+            from adapters.warehouse import ManualWarehouse
+
+            return await ManualWarehouse().change_address(request)
+        return await self._warehouse.change_address(request)
+
+    @activity.defn
+    async def relabel_shipment(self, request: RelabelRequest) -> LabelResult:
+        """A packed parcel to a new address: a new booking (the carrier may refuse the new postal code,
+        a business refusal, and then nothing changed), the old one cancelled, the shipments row's label
+        printed again. Repeatable: bookings are keyed by their step, the row is set to the same values."""
+        label = await asyncio.to_thread(self._relabel, request)
+        if request.track and self._tracking is not None:
+            await self._tracking.start_tracking(label.tracking_number, request.order_id, request.shipment_id)
+        return label
+
+    def _relabel(self, request: RelabelRequest) -> LabelResult:
+        ship = ShipRequest(
+            order_id=request.order_id,
+            shipment_id=request.shipment_id,
+            warehouse=request.warehouse,
+            weight_g=request.weight_g,
+            address=request.address,
+        )
+        booking = self._book(ship, request.booking)
+        self._carrier.cancel(step_key(order_workflow_id(request.order_id), request.replaces))
+        label_ref = booking.label_ref or f"LBL-{booking.tracking_number}"
+        with self._sessions.begin() as session:
+            shipment = session.get(t.Shipment, request.shipment_id)
+            assert shipment is not None
+            shipment.carrier, shipment.tracking_number = booking.carrier, booking.tracking_number
+            shipment.label_ref = label_ref
+            shipment.label = _label(shipment, request.address.model_dump(), request.parcels)
         return LabelResult(
             carrier=booking.carrier, tracking_number=booking.tracking_number, label_ref=label_ref
         )
@@ -219,7 +262,8 @@ class FulfilmentActivities:
 
     @activity.defn
     def cancel_carrier_booking(self, ref: ShipmentRef) -> bool:
-        return self._carrier.cancel(step_key(order_workflow_id(ref.order_id), f"ship:{ref.shipment_id}"))
+        booking = ref.booking or f"ship:{ref.shipment_id}"
+        return self._carrier.cancel(step_key(order_workflow_id(ref.order_id), booking))
 
     @activity.defn
     def record_delivery(self, delivery: DeliveryRecord) -> None:

@@ -15,7 +15,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.orders import Actor, ExternalId, Identifier, OptionalText, ShipmentLine, Timestamp, TrackingNumber
+from models.orders import (
+    Actor,
+    Address,
+    ExternalId,
+    Identifier,
+    OptionalText,
+    ShipmentLine,
+    Timestamp,
+    TrackingNumber,
+)
 from models.shipping import CarrierEventType, Resolution
 
 MAX_PARCELS = 50
@@ -69,6 +78,27 @@ class FulfilmentRequest(BaseModel):
     warehouse: str
     lines: list[ShipmentLine]
     released_at: datetime
+
+
+class AddressChange(BaseModel):
+    """Asking a released shipment's warehouse to send it to another address (an order edit after release,
+    docs/orders.md#order-edits). `labelled`: the order has printed the parcel's label (it was reported
+    packed), so the parcel needs a new one. `key`: the same key again is the same request (idempotent);
+    a request undoing an accepted one (another warehouse refused) has a key of its own."""
+
+    order_id: str
+    shipment_id: str
+    warehouse: str
+    address: Address
+    labelled: bool
+    key: str
+
+
+class AddressChangeAnswer(BaseModel):
+    """The warehouse's answer, with its reason in words (a refusal's reason is told to support)."""
+
+    accepted: bool
+    reason: str
 
 
 DeliveryAttempt = Annotated[int, Field(strict=True, ge=1, le=10)]

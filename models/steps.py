@@ -125,6 +125,9 @@ class ReserveRequest(BaseModel):
 class ShipmentRef(BaseModel):
     order_id: str
     shipment_id: str
+    # the carrier booking's step (its idempotency key's), when it is not the shipment's first one
+    # (`ship:<shipment id>`): a label booked again for a new address (RelabelRequest)
+    booking: str | None = None
 
 
 class KeepUnits(BaseModel):
@@ -152,6 +155,23 @@ class ShipRequest(BaseModel):
     # with the label, ask the carrier to report on the parcel (an order's parcels; an exchange is
     # booked and shipped in one step, confirmed by `deliver`)
     track: bool = False
+
+
+class RelabelRequest(BaseModel):
+    """A labelled parcel gets a new label to a new address (an order edit after release): the carrier is
+    booked under the step `booking` (the new address's postal code), the booking under `replaces` is
+    cancelled, and the shipments row gets the new carrier, tracking number and label. Idempotent: both
+    bookings are keyed by their step."""
+
+    order_id: str
+    shipment_id: str
+    warehouse: str
+    weight_g: int
+    parcels: int
+    address: Address
+    booking: str
+    replaces: str
+    track: bool = True
 
 
 class ShipResult(BaseModel):

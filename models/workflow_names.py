@@ -14,6 +14,8 @@ REPLENISHMENT_WORKFLOW = "ReplenishmentWorkflow"
 # the sandbox parties: a warehouse working through one released shipment, a carrier carrying one parcel
 SANDBOX_WAREHOUSE_WORKFLOW = "SandboxWarehouseWorkflow"
 SANDBOX_CARRIER_WORKFLOW = "SandboxCarrierWorkflow"
+# the sandbox warehouse's update: may its shipment go to another address (an order edit after release)
+SANDBOX_WAREHOUSE_CHANGE_ADDRESS = "change_address"
 _ORDER_PREFIX = "order-"
 
 

@@ -9,11 +9,16 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.warehouse import ManualWarehouse, Warehouse
 from config import SandboxMode, Settings
-from models.fulfilment import FulfilmentRequest
-from models.workflow_names import SANDBOX_WAREHOUSE_WORKFLOW, sandbox_warehouse_workflow_id
+from models.fulfilment import AddressChange, AddressChangeAnswer, FulfilmentRequest
+from models.workflow_names import (
+    SANDBOX_WAREHOUSE_CHANGE_ADDRESS,
+    SANDBOX_WAREHOUSE_WORKFLOW,
+    sandbox_warehouse_workflow_id,
+)
 from sandbox.carrier import start_sandbox_party
 
 
@@ -49,6 +54,25 @@ class SandboxWarehouse:
             task_queue=self._settings.sandbox_task_queue,
             summary=f"sandbox warehouse {request.warehouse}: shipment {request.shipment_id}",
         )
+
+    async def change_address(self, request: AddressChange) -> AddressChangeAnswer:
+        """Asks the shipment's SandboxWarehouseWorkflow, which knows how far it got (its update,
+        sandbox/workflows.py); the request's key names the update, so a retry gets the first answer.
+        A job that has ended (handed over, or stopped) or never started takes no change."""
+        handle = self._client.get_workflow_handle(sandbox_warehouse_workflow_id(request.shipment_id))
+        try:
+            answer: AddressChangeAnswer = await handle.execute_update(
+                SANDBOX_WAREHOUSE_CHANGE_ADDRESS, request, id=request.key, result_type=AddressChangeAnswer
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise  # the warehouse cannot be reached just now: the order's step asks again
+            return AddressChangeAnswer(
+                accepted=False,
+                reason=f"the sandbox warehouse has no open job for {request.shipment_id} (it was handed over "
+                "or stopped)",
+            )
+        return answer
 
 
 def warehouse_for(settings: Settings, client: Client) -> Warehouse:

@@ -16,10 +16,21 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.fulfilment import CarrierEvent, PickedLine, WarehouseReport, WarehouseStep
+    from models.fulfilment import (
+        AddressChange,
+        AddressChangeAnswer,
+        CarrierEvent,
+        PickedLine,
+        WarehouseReport,
+        WarehouseStep,
+    )
     from models.orders import ShipmentLine
     from models.shipping import CarrierEventType
-    from models.workflow_names import SANDBOX_CARRIER_WORKFLOW, SANDBOX_WAREHOUSE_WORKFLOW
+    from models.workflow_names import (
+        SANDBOX_CARRIER_WORKFLOW,
+        SANDBOX_WAREHOUSE_CHANGE_ADDRESS,
+        SANDBOX_WAREHOUSE_WORKFLOW,
+    )
     from sandbox.activities import ParcelRef, Pickup, ReportSent, SandboxPartyActivities
     from sandbox.carrier import SandboxParcel
     from sandbox.warehouse import SandboxShipment
@@ -53,7 +64,26 @@ async def _pause(duration: timedelta, summary: str) -> None:
 class SandboxWarehouseWorkflow:
     """Pick (possibly short), pack into parcels, hand over to the carrier. A pick that found something is
     confirmed with the pack, in one report (as many WMSs send it); one that found nothing reports
-    `picked` alone."""
+    `picked` alone.
+
+    A change of address (`change_address`, asked by the order when support edits it after release) is
+    accepted until the parcel is handed over: before the pack its label is yet to be printed, after it
+    the parcel is relabelled (the order books the new label). Once the carrier has it, refused (a job
+    that has ended takes no update at all: sandbox/warehouse.py says so)."""
+
+    def __init__(self) -> None:
+        self._handed_over = False
+
+    @workflow.update(name=SANDBOX_WAREHOUSE_CHANGE_ADDRESS)
+    def change_address(self, request: AddressChange) -> AddressChangeAnswer:
+        shipment = request.shipment_id
+        if self._handed_over:
+            return AddressChangeAnswer(accepted=False, reason=f"{shipment} was already handed to the carrier")
+        if request.labelled:
+            return AddressChangeAnswer(accepted=True, reason=f"{shipment} is packed: it will be relabelled")
+        return AddressChangeAnswer(
+            accepted=True, reason=f"{shipment} is not packed yet: it will be labelled to the new address"
+        )
 
     @workflow.run
     async def run(self, job: SandboxShipment) -> str:
@@ -85,6 +115,7 @@ class SandboxWarehouseWorkflow:
             SandboxPartyActivities.send_warehouse_report, _report(shipment, WarehouseStep.handed_over)
         ):
             return "stopped: handed_over refused"
+        self._handed_over = True
         workflow.set_current_details(f"{shipment} handed over")
         return "handed over"
 

@@ -485,11 +485,11 @@ async def edit_order(
     served: frozenset[str] = frozenset(),
     by: str | None = None,
 ) -> OrderView:
-    """An order edit before release (issue 26): the shipping address and/or the lines (docs/orders.md,
-    "Editing an order"). Refused (Unprocessable) for a country outside `served` (OMS_SHIP_TO_COUNTRIES;
-    empty: any), a SKU the catalog does not sell, an edit removing every line; refused (Refused) by the
-    order once it was released, while it ends or while another edit is under way, or when the stock or
-    the card says no. Nothing changes then."""
+    """An order edit (issue 26): the lines (before release) and/or the shipping address (docs/orders.md,
+    "Order edits"). Refused (Unprocessable) for a country outside `served` (OMS_SHIP_TO_COUNTRIES; empty:
+    any), a SKU the catalog does not sell, an edit removing every line; refused (Refused) by the order
+    for lines after release, an address when a warehouse refuses or a parcel was handed over, while it
+    ends or while another edit is under way, or when the stock or the card says no. Nothing changes then."""
     address = edit.shipping_address
     if address is not None and served and address.country not in served:
         raise Unprocessable(

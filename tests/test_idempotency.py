@@ -25,7 +25,9 @@ from models.steps import (
     EventRecord,
     FeedbackRecord,
     NotificationRequest,
+    PackRecord,
     PaymentRequest,
+    RelabelRequest,
     ReserveRequest,
     ShipmentRef,
     ShipRequest,
@@ -296,3 +298,35 @@ async def test_placing_an_order_id_again_starts_nothing(client, settings, sessio
 async def _runs(client, order_id: str) -> list[str]:
     query = f"WorkflowId = 'order-{order_id}'"
     return [w.run_id async for w in client.list_workflows(query)]
+
+
+async def test_a_repeated_relabel_books_once_and_cancels_the_old_label(sessions):
+    """An address edit after the pack: the parcel's new label (relabel_shipment) books the carrier once
+    per step, cancels the booking it replaces, and prints the shipments row's label to the new address."""
+    request, ref, _ = reserved_order(sessions)
+    shipment_id = ref.shipment_id
+    fulfilment, carrier = FulfilmentActivities(sessions, SandboxCarrier(sessions)), SandboxCarrier(sessions)
+    fulfilment.record_pack(PackRecord(order_id=request.order_id, shipment_id=shipment_id, parcels_g=[700]))
+    first = await fulfilment.book_carrier(ship_request(request, 700))
+    hamburg = request.order.shipping_address.model_copy(update={"city": "Hamburg", "postal_code": "20354"})
+    relabel = RelabelRequest(
+        order_id=request.order_id,
+        shipment_id=shipment_id,
+        warehouse="W1",
+        weight_g=700,
+        parcels=1,
+        address=hamburg,
+        booking=f"ship:{shipment_id}:relabel-1",
+        replaces=f"ship:{shipment_id}",
+    )
+    labels = [await fulfilment.relabel_shipment(relabel), await fulfilment.relabel_shipment(relabel)]
+    assert labels[0] == labels[1] and labels[0].tracking_number != first.tracking_number
+    old, new = carrier.booking(first.tracking_number), carrier.booking(labels[0].tracking_number)
+    assert old is not None and old.status == "cancelled" and new is not None and new.status == "booked"
+    with sessions() as session:
+        row = session.get(t.Shipment, shipment_id)
+        assert row.tracking_number == labels[0].tracking_number and row.label_ref == labels[0].label_ref
+        assert "Hamburg" in row.label and "20354" in row.label
+    # the order's compensation cancels the new booking by its step
+    assert fulfilment.cancel_carrier_booking(ref.model_copy(update={"booking": relabel.booking}))
+    assert carrier.booking(labels[0].tracking_number).status == "cancelled"

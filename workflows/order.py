@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.validation import field_problems
     from models.workflow_names import ORDER_WORKFLOW, OrderQuery, OrderSignal, OrderUpdate
+    from workflows.address_change import AddressAfterRelease, refuse_edit
     from workflows.context import OrderContext
     from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
@@ -147,6 +148,7 @@ class OrderWorkflow:
         self._edits = 0
         self._editing = False  # an order edit is under way (one at a time; the release waits for it)
         self._cancelling_lines = False  # a partial cancellation is under way (an edit waits for it)
+        self._late_address = AddressAfterRelease(self._ctx, self._inbox, self._saga)  # edits after release
 
         self._ended = False  # the order ended early and everyone concerned has been told
         # Temporal's own cancellation (Web UI, `temporal workflow cancel`), see run()
@@ -730,10 +732,14 @@ class OrderWorkflow:
 
     @workflow.update(name=OrderUpdate.edit)
     async def edit(self, request: EditRequest) -> OrderView:
-        """An order edit before release (issue 26): its lines (workflows/line_edits.py), then the new
+        """An order edit (issue 26): its lines (before release, workflows/line_edits.py), then the new
         shipping address, which goes on the orders row (the label is printed from it); the customer is
-        told. A refusal (ApplicationError) leaves the order as it was."""
+        told. After release, the address only, if every warehouse accepts, and a labelled parcel is
+        relabelled (workflows/address_change.py). A refusal leaves the order as it was."""
         ctx = self._ctx
+        late = self._released_to_warehouse()
+        if late and (refusal := self._late_address.refusal()) is not None:  # a report came in meanwhile
+            raise refuse_edit(refusal)
         self._editing = True  # before the first await: another edit, and the release, wait for this one
         self._edits += 1
         number = self._edits
@@ -741,10 +747,14 @@ class OrderWorkflow:
         try:
             if request.lines is not None and (change := await self._line_edits.apply(request, number)):
                 changes.append(change)
+            relabelled = []
             if request.shipping_address is not None:
+                if late:
+                    relabelled = await self._late_address.ask(request.shipping_address, number)
                 changes.append(await self._edit_address(request))
             if changes:
                 await ctx.notify(NotificationKind.order_edited, f"edited:{number}", change="; ".join(changes))
+            await self._late_address.announce(relabelled)
         finally:
             self._editing = False
         return ctx.view
@@ -774,18 +784,15 @@ class OrderWorkflow:
             raise ValueError(
                 f"order {view.order_id} has a partial cancellation under way: try again once it is done"
             )
-        if request.lines is not None and (
-            self._legs is not None or any(s.released_at for s in view.shipments)
-        ):
-            raise ValueError(
-                f"order {view.order_id} was released to the warehouse: its lines can no longer be changed "
-                "(units not yet packed can still be cancelled)"
-            )
-        if self._legs is not None or any(s.released_at for s in view.shipments):
-            raise ValueError(
-                f"order {view.order_id} was released to the warehouse: its address can no longer be "
-                "changed (an edit after release is not supported yet)"
-            )
+        if self._released_to_warehouse():
+            if request.lines is not None:
+                raise ValueError(
+                    f"order {view.order_id} was released to the warehouse: its lines can no longer be "
+                    "changed (units not yet packed can still be cancelled)"
+                )
+            if (refusal := self._late_address.refusal()) is not None:
+                raise ValueError(refusal)
+            return  # the warehouses are asked (workflows/address_change.py)
         if view.status != OrderStatus.confirmed:
             raise ValueError(
                 f"order {view.order_id} is {view.status.value}: only a confirmed order in its release "
@@ -793,6 +800,9 @@ class OrderWorkflow:
             )
         if request.lines is not None:
             self._line_edits.check(request)
+
+    def _released_to_warehouse(self) -> bool:
+        return self._legs is not None or any(s.released_at for s in self._ctx.view.shipments)
 
     async def _cancel_units(
         self, request: CancelRequest, plan: list[tuple[ShipmentView, list[ShipmentLine]]]
@@ -1099,6 +1109,9 @@ class OrderWorkflow:
     @workflow.update(name=OrderUpdate.warehouse_report)
     async def warehouse_report(self, report: WarehouseReport) -> ReportOutcome:
         """A warehouse's report: answers once the order has acted on it (what it did, in words)."""
+        if self._editing:  # an edit under way is applied wholly before the report (address_change.py)
+            await workflow.wait_condition(lambda: not self._editing)
+            self._inbox.check_report(report)  # again: the order may have moved on meanwhile
         return await self._answer(*self._inbox.accept_report(report))
 
     @warehouse_report.validator

@@ -44,6 +44,8 @@ OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
         FulfilmentActivities.release_shipment,
         FulfilmentActivities.book_carrier,
         FulfilmentActivities.cancel_carrier_booking,
+        FulfilmentActivities.change_address,
+        FulfilmentActivities.relabel_shipment,
         FulfilmentActivities.ship_shipment,
         NotificationActivities.send_notification,
     }

@@ -308,7 +308,8 @@ async def edit_action(
     postal_code: Annotated[str, Form()] = "",
     country: Annotated[str, Form()] = "",
 ) -> Response:
-    """The console's order edit: a new shipping address before release (issue 26)."""
+    """The console's order edit: a new shipping address, before release or, if the warehouse accepts,
+    until the handover (issue 26)."""
 
     async def act(who: Principal) -> None:
         address = {
@@ -597,11 +598,18 @@ def _live_context(
         "messages": messages,
         "can_cancel": view.status in _CANCELLABLE and shipments_open,
         "can_release": view.status == OrderStatus.on_hold,
-        # an edit (the shipping address) until the order goes to the warehouse (issue 26)
-        "can_edit": view.status == OrderStatus.confirmed
-        and view.releases_at is not None
-        and view.releases_at > now
-        and all(s.status == ShipmentStatus.allocated for s in view.shipments),
+        # an edit (the shipping address) in the release window, or with the warehouse until the handover,
+        # if the warehouse accepts (issue 26; the order says why when it refuses)
+        "can_edit": not any(s.shipped_at for s in view.shipments)
+        and (
+            view.status in (OrderStatus.picking, OrderStatus.packed)
+            or (
+                view.status == OrderStatus.confirmed
+                and view.releases_at is not None
+                and view.releases_at > now
+                and all(s.status == ShipmentStatus.allocated for s in view.shipments)
+            )
+        ),
         "can_note": view.status not in _TERMINAL,
         "can_return": returnable,
         "delivered_skus": delivered_skus,

@@ -192,14 +192,16 @@ async def cancel(order_id: str, body: CancelIn, who: Support, state: State) -> O
             "description": "invalid fields, a country not served, or line edits: nothing changed",
         }
     },
-    summary="Edit an order before release",
+    summary="Edit an order (its address until the handover)",
 )
 async def edit(order_id: str, body: EditIn, who: Support, state: State) -> OrderView:
-    """Change the shipping address and/or the lines of a confirmed order in its release window (before
-    it goes to the warehouse): the label uses the new address; lines are re-reserved, the card's hold
-    grown or shrunk to the new total; the customer is told. A country outside `OMS_SHIP_TO_COUNTRIES`,
-    an unknown SKU, every line removed are refused with 422; an order already released, ending or with
-    another edit under way, no stock, a declined hold with 409. Nothing changes on a refusal."""
+    """Change the lines (before release) and/or the shipping address of a confirmed order: in its release
+    window, or the address after release until the handover if every warehouse working on it accepts (a
+    labelled parcel is relabelled). Lines are re-reserved and the card's hold grown or shrunk to the new
+    total; the customer is told. A country outside `OMS_SHIP_TO_COUNTRIES`, an unknown SKU, every line
+    removed are refused with 422; a warehouse's refusal (its reason), a parcel handed over, lines after
+    release, an order ending or with another edit under way, no stock, a declined hold with 409. Nothing
+    changes on a refusal."""
     return await orders.edit_order(
         state.client, order_id, body, served=state.settings.served_countries, by=who.name
     )

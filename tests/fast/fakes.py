@@ -27,7 +27,13 @@ from activities import refuse
 from domain.allocation import plan_allocation
 from domain.screening import hold_reason
 from models.events import PaymentKind
-from models.fulfilment import CarrierEvent, FulfilmentRequest, WarehouseReport
+from models.fulfilment import (
+    AddressChange,
+    AddressChangeAnswer,
+    CarrierEvent,
+    FulfilmentRequest,
+    WarehouseReport,
+)
 from models.orders import PlaceOrder, PricedLine, ShipmentLine
 from models.steps import (
     AddressEdit,
@@ -56,6 +62,7 @@ from models.steps import (
     RaisePurchaseOrder,
     ReceiptRecord,
     ReceivePurchaseOrder,
+    RelabelRequest,
     ReplenishRequest,
     ReserveRequest,
     ReturnOutcome,
@@ -159,6 +166,11 @@ class World:
     edited_lines: dict[str, LineEditRecord] = field(default_factory=dict)  # order -> its last line edit
     edits_begun: set[str] = field(default_factory=set)  # orders whose record_address_edit has run
     shipped_to: dict[str, str] = field(default_factory=dict)  # shipment id -> the city it was booked to
+    # address changes after release: what the warehouses were asked, in order; warehouse -> the reason it
+    # refuses with (else it accepts); seconds (real time) an answer takes, so a test can race it
+    address_asks: list[AddressChange] = field(default_factory=list)
+    address_refusals: dict[str, str] = field(default_factory=dict)
+    address_stall: float = 0.0
     purchase_orders: dict[str, PurchaseOrderView] = field(default_factory=dict)
     replenishments: list[str] = field(default_factory=list)  # workflow ids started
     backordered: list[str] = field(default_factory=list)  # orders refused for stock on order, in order
@@ -615,9 +627,37 @@ class World:
     @activity.defn(name="cancel_carrier_booking")
     async def cancel_carrier_booking(self, ref: ShipmentRef) -> None:
         self._enter("cancel_carrier_booking")
-        tracking = f"TRK{ref.shipment_id.replace('-', '')}"
+        tracking = _tracking(ref.shipment_id, ref.booking)
         if tracking in self.bookings:
             self.bookings[tracking] = "cancelled"
+
+    @activity.defn(name="change_address")
+    async def change_address(self, request: AddressChange) -> AddressChangeAnswer:
+        self._enter("change_address")
+        self.address_asks.append(request)
+        if self.address_stall:
+            await asyncio.sleep(self.address_stall)
+        if (reason := self.address_refusals.get(request.warehouse)) is not None:
+            return AddressChangeAnswer(accepted=False, reason=reason)
+        return AddressChangeAnswer(accepted=True, reason="fine")
+
+    @activity.defn(name="relabel_shipment")
+    async def relabel_shipment(self, request: RelabelRequest) -> LabelResult:
+        self._enter("relabel_shipment")
+        ship = ShipRequest(
+            order_id=request.order_id,
+            shipment_id=request.shipment_id,
+            warehouse=request.warehouse,
+            weight_g=request.weight_g,
+            address=request.address,
+        )
+        self._book(ship)  # the city, and the carrier's refusal of a postal code
+        tracking = _tracking(request.shipment_id, request.booking)
+        self.bookings.setdefault(tracking, "booked")
+        old = _tracking(request.shipment_id, request.replaces)
+        if old in self.bookings:
+            self.bookings[old] = "cancelled"
+        return LabelResult(carrier="FakeExpress", tracking_number=tracking, label_ref=f"LBL-{tracking}")
 
     @activity.defn(name="record_delivery")
     async def record_delivery(self, record: DeliveryRecord) -> None:
@@ -882,6 +922,13 @@ class World:
             if not name.startswith("_")
             and hasattr(getattr(type(self), name), "__temporal_activity_definition")
         ]
+
+
+def _tracking(shipment_id: str, booking: str | None = None) -> str:
+    """The fake carrier's tracking number of a shipment's booking (its first one: `ship:<shipment id>`)."""
+    first = f"TRK{shipment_id.replace('-', '')}"
+    suffix = (booking or "").rpartition(":relabel-")[2] if booking and ":relabel-" in booking else ""
+    return f"{first}R{suffix}" if suffix else first
 
 
 def _seconds(n: int) -> timedelta:
