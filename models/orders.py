@@ -660,6 +660,16 @@ class OrderView(BaseModel):
     releases_at: datetime | None = None  # when the shipments go to the warehouses (cancellable until then)
     shipping_city: str | None = None  # after an order edit: the city the order now goes to (else as placed)
 
+    def units(self) -> dict[str, int]:
+        """The order's units now, per SKU: those of its shipments neither cancelled nor an exchange's
+        replacement (the lines as placed less what was cancelled, plus what edits added)."""
+        units: dict[str, int] = {}
+        for shipment in self.shipments:
+            if shipment.status != ShipmentStatus.cancelled and shipment.exchange_for is None:
+                for x in shipment.lines:
+                    units[x.sku] = units.get(x.sku, 0) + x.quantity
+        return units
+
     def money(self) -> OrderMoney:
         """The priced order's money, as the shares over shipments and returns need it
         (models/order_money.py)."""

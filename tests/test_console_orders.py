@@ -365,3 +365,30 @@ async def test_cancel_some_units_of_an_order_in_its_release_window(page: Page, c
     await page.fill("#cancel-qty-1", "3")
     await page.get_by_role("button", name="Cancel order").click()
     await expect(page.get_by_text("only 2 x")).to_be_visible()  # refused with the reason
+
+
+async def test_change_the_lines_of_an_order_in_its_release_window(page: Page, client, settings, sessions):
+    """Issue 26: the line edit form: a quantity changed and a SKU added; the page shows the new total and
+    a refusal (out of stock) with its reason, nothing changed."""
+    from datetime import timedelta
+
+    skus = add_products(sessions, {"PEN": 5, "INK": 2}, price="4.00")
+    order_id = await place(
+        client, settings, order_doc([(skus["PEN"], 2)]), release_delay=timedelta(minutes=10)
+    )
+    await eventually(lambda: order_view(client, order_id), lambda v: v.releases_at is not None)
+    await page.goto(f"/console/orders/{order_id}")
+    await page.fill("#edit-qty-1", "3")
+    await page.fill("#edit-new-sku", skus["INK"])
+    await page.fill("#edit-new-qty", "2")
+    await page.get_by_role("button", name="Change lines").click()
+    view = await eventually(
+        lambda: order_view(client, order_id), lambda v: any(e.type == "order_edited" for e in v.events)
+    )
+    assert view.units() == {skus["PEN"]: 3, skus["INK"]: 2} and view.total == Decimal("20.00")
+    assert view.payment.authorized == Decimal("20.00")
+    await expect(page.locator("main")).to_contain_text("20.00 EUR", timeout=LIVE_TIMEOUT_MS)
+    await page.fill("#edit-qty-2", "5")  # INK: 2 in stock, both reserved
+    await page.get_by_role("button", name="Change lines").click()
+    await expect(page.get_by_text("out of stock")).to_be_visible()
+    assert (await order_view(client, order_id)).units() == {skus["PEN"]: 3, skus["INK"]: 2}

@@ -62,16 +62,6 @@ def invalid(reason: str) -> ApplicationError:
     return ApplicationError(reason, type=EDIT_INVALID, non_retryable=True)
 
 
-def live_units(shipments: list[ShipmentView]) -> dict[str, int]:
-    """The order's units now: those of its shipments not cancelled, per SKU."""
-    units: dict[str, int] = {}
-    for shipment in shipments:
-        if shipment.status != ShipmentStatus.cancelled:
-            for x in shipment.lines:
-                units[x.sku] = units.get(x.sku, 0) + x.quantity
-    return units
-
-
 class LineEdits:
     def __init__(self, ctx: OrderContext, saga: Saga, fulfilment: Fulfilment) -> None:
         self._ctx = ctx
@@ -83,7 +73,7 @@ class LineEdits:
         names = [x.sku for x in request.lines or []]
         if twice := sorted({sku for sku in names if names.count(sku) > 1}):
             raise invalid(f"an edit names each SKU once, not {', '.join(twice)} twice or more")
-        wanted = live_units(self._ctx.view.shipments) | {x.sku: x.quantity for x in request.lines or []}
+        wanted = self._ctx.view.units() | {x.sku: x.quantity for x in request.lines or []}
         if not any(wanted.values()):
             raise invalid(
                 f"an edit cannot remove every line of order {self._ctx.order_id}: cancel the order instead"
@@ -93,7 +83,7 @@ class LineEdits:
         """Apply the edit's lines; what changed, in words (None: the lines already were so). Raises
         ApplicationError (EDIT_REFUSED, EDIT_INVALID) with nothing moved."""
         ctx, view = self._ctx, self._ctx.view
-        live = live_units(view.shipments)
+        live = view.units()
         wanted = live | {x.sku: x.quantity for x in request.lines or []}
         if {s: n for s, n in wanted.items() if n} == live:
             return None

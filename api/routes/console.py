@@ -328,6 +328,38 @@ async def edit_action(
     return await _act(request, state, order_id, csrf, act)
 
 
+@router.post("/orders/{order_id}/line-edits")
+async def line_edit_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    csrf: Annotated[str, Form()] = "",
+    line_sku: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies the default)
+    line_quantity: Annotated[list[str], Form()] = [],  # noqa: B006
+) -> Response:
+    """The console's line edit (issue 26): the quantity each line should have (0 removes it), and a new
+    SKU in the last row; in the release window only."""
+
+    async def act(who: Principal) -> None:
+        lines = []
+        for sku, quantity in zip(line_sku, line_quantity, strict=False):
+            if not sku.strip() and not quantity.strip():
+                continue  # the empty row for a new SKU
+            try:
+                count = int(quantity.strip())
+            except ValueError:
+                raise _Invalid(
+                    f"quantity of {sku or 'the new SKU'}: {quantity!r} is not a whole number"
+                ) from None
+            lines.append({"sku": sku.strip(), "quantity": count})
+        if not lines:
+            raise _Invalid("give the quantity each line should have")
+        edit = EditIn.model_validate({"lines": lines})
+        await orders.edit_order(state.client, order_id, edit, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
 @router.post("/orders/{order_id}/release")
 async def release_action(
     request: Request, state: State, order_id: str, csrf: Annotated[str, Form()] = ""
@@ -610,6 +642,12 @@ def _live_context(
                 and all(s.status == ShipmentStatus.allocated for s in view.shipments)
             )
         ),
+        # the lines: in the release window only (the warehouse has not started on them)
+        "can_edit_lines": view.status == OrderStatus.confirmed
+        and view.releases_at is not None
+        and view.releases_at > now
+        and all(s.status in (ShipmentStatus.allocated, ShipmentStatus.cancelled) for s in view.shipments),
+        "units": view.units(),
         "can_note": view.status not in _TERMINAL,
         "can_return": returnable,
         "delivered_skus": delivered_skus,
