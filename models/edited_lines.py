@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from models.order_money import CENT, ZERO
+from models.order_money import CENT, ZERO, tax_at
 from models.orders import LineIn, PricedLine
 
 
@@ -29,24 +29,18 @@ def shared_rates(placed: Sequence[LineIn]) -> tuple[Decimal, ...] | None:
     return next(iter(rates)) if len(rates) == 1 else None
 
 
-def tax_at(net: Decimal, rates: Sequence[Decimal], taxes_included: bool) -> Decimal:
-    """The tax on `net` (the line's price less its discount) at `rates`, each rounded half-even: on
-    top of it, or within it when prices include tax."""
-    whole = 1 + sum(rates, ZERO) if taxes_included else Decimal(1)
-    return sum(((net * rate / whole).quantize(CENT, rounding=ROUND_HALF_EVEN) for rate in rates), ZERO)
-
-
 def edited_lines(
-    current: Sequence[PricedLine],
+    known: Sequence[PricedLine],
     placed: Sequence[LineIn],
     wanted: Mapping[str, int],
     added: Mapping[str, PricedLine],
     taxes_included: bool,
 ) -> list[PricedLine]:
     """The order's lines with `wanted` units of each SKU (one line per SKU; 0: none), in the order's
-    line order, new SKUs last in `wanted`'s order. `current`: the order's lines now (their unit prices
-    and names); `placed`: the lines as the order was placed (the basis of each line's discount and
-    tax); `added`: the catalog's price of each SKU not on the order. Raises LineEditInvalid."""
+    line order, new SKUs last in `wanted`'s order. `known`: every line the order has had, as placed and
+    priced, then as edited (a line keeps the unit price it had, also once removed and added again);
+    `placed`: the lines as the order was placed (the basis of each line's discount and tax); `added`:
+    the catalog's price of each SKU the order never had. Raises LineEditInvalid."""
     basis: dict[str, tuple[int, Decimal, Decimal]] = {}  # sku -> placed units, their discount, their tax
     for line in placed:
         units, discount, tax = basis.get(line.sku, (0, ZERO, ZERO))
@@ -55,8 +49,8 @@ def edited_lines(
             discount + sum((d.amount for d in line.discount_allocations), ZERO),
             tax + sum((t.price for t in line.tax_lines), ZERO),
         )
-    priced = {line.sku: line for line in current} | {sku: line for sku, line in added.items()}
-    skus = list(dict.fromkeys([line.sku for line in current] + list(wanted)))
+    priced = {line.sku: line for line in reversed(known)} | {sku: line for sku, line in added.items()}
+    skus = list(dict.fromkeys([line.sku for line in known] + list(wanted)))
     lines = []
     for sku in skus:
         quantity = wanted.get(sku, 0)

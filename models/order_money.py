@@ -155,9 +155,15 @@ def replacement_charge(price: Decimal, rates: Iterable[Decimal], taxes_included:
     """What an exchange's replacement charges at catalog `price` (unit price x units): that price, plus
     each of the returned line's tax rates on it (each tax rounded to the cent) when the order's prices
     exclude tax. No discount: the order's discounts were given for what it bought, not for a swap."""
-    if taxes_included:
-        return price
-    return price + sum(((price * rate).quantize(CENT, rounding=ROUND_HALF_EVEN) for rate in rates), ZERO)
+    return price if taxes_included else price + tax_at(price, rates, taxes_included=False)
+
+
+def tax_at(net: Decimal, rates: Iterable[Decimal], taxes_included: bool) -> Decimal:
+    """The tax on `net` (a price less its discount) at `rates`, each rounded half-even to the cent: on
+    top of it, or within it when prices include tax."""
+    rates = list(rates)
+    whole = 1 + sum(rates, ZERO) if taxes_included else Decimal(1)
+    return sum(((net * rate / whole).quantize(CENT, rounding=ROUND_HALF_EVEN) for rate in rates), ZERO)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.order_money import LineMoney, OrderMoney, refund_of, replacement_charge, shipment_amounts, split
+from models.edited_lines import edited_lines
+from models.order_money import (
+    LineMoney,
+    OrderMoney,
+    refund_of,
+    replacement_charge,
+    shipment_amounts,
+    split,
+    tax_at,
+)
+from models.orders import LineIn, PricedLine
 from services.orders import OrderInputError, parse_order
 
 D = Decimal
@@ -199,3 +209,75 @@ def test_the_door_takes_reconciled_money() -> None:
 def test_the_door_refuses_money_that_does_not_reconcile(extra: dict[str, object], says: str) -> None:
     with pytest.raises(OrderInputError, match=says):
         parse_order(_order(**extra))
+
+
+# ---- line edits (models/edited_lines.py) ----
+
+
+@st.composite
+def placed_orders(draw: st.DrawFn) -> tuple[list[LineIn], list[PricedLine], bool]:
+    """A placed order's lines (as the source sent them, and as priced): every line taxed at the same
+    rates, each line's discount at most its price."""
+    rates = draw(
+        st.lists(st.sampled_from([D("0.05"), D("0.07"), D("0.2"), D("0.1925")]), max_size=2, unique=True)
+    )
+    included = draw(st.booleans())
+    placed, priced = [], []
+    for n in range(draw(st.integers(min_value=1, max_value=4))):
+        quantity = draw(st.integers(min_value=1, max_value=9))
+        price = draw(st.integers(min_value=1, max_value=50_000).map(lambda c: D(c).scaleb(-2)))
+        gross = price * quantity
+        discount = draw(st.integers(min_value=0, max_value=int(gross * 100)).map(lambda c: D(c).scaleb(-2)))
+        taxes = [(rate, tax_at(gross - discount, [rate], included)) for rate in rates]
+        sku = f"S{n}"
+        placed.append(
+            LineIn.model_validate(
+                {
+                    "sku": sku,
+                    "quantity": quantity,
+                    "unit_price": str(price),
+                    "tax_lines": [{"title": "T", "rate": str(r), "price": str(t)} for r, t in taxes],
+                    "discount_allocations": [{"amount": str(discount)}] if discount else [],
+                }
+            )
+        )
+        priced.append(
+            PricedLine(
+                sku=sku,
+                name=sku,
+                quantity=quantity,
+                unit_price=price,
+                line_total=gross,
+                discount=discount,
+                tax=sum((t for _, t in taxes), D(0)),
+            )
+        )
+    return placed, priced, included
+
+
+@given(placed_orders(), st.data())
+def test_line_edits_keep_every_figure_whole_and_going_back_restores_the_placed_lines(
+    order: tuple[list[LineIn], list[PricedLine], bool], data: st.DataObject
+) -> None:
+    placed, priced, included = order
+    new = PricedLine(sku="NEW", name="NEW", quantity=1, unit_price=D("3.99"), line_total=D("3.99"))
+    current = priced
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        skus = [x.sku for x in placed] + ["NEW"]
+        wanted = {sku: data.draw(st.integers(min_value=0, max_value=12)) for sku in skus}
+        if not any(wanted.values()):
+            continue
+        added = {} if any(x.sku == "NEW" for x in current) else {"NEW": new}
+        current = edited_lines(priced + current, placed, wanted, added, included)
+        money = OrderMoney(
+            lines=tuple(x.money() for x in current), shipping=D("4.90"), taxes_included=included
+        )
+        for line in current:
+            assert D(0) <= line.discount <= line.line_total and line.tax >= 0
+            assert line.tax == line.tax.quantize(D("0.01")) and line.discount == line.discount.quantize(
+                D("0.01")
+            )
+        assert money.total >= 0
+        assert sum(shipment_amounts(money, [[U(x.sku, x.quantity)] for x in current]), D(0)) == money.total
+    back = edited_lines(priced + current, placed, {x.sku: x.quantity for x in placed}, {}, included)
+    assert back == priced

@@ -67,6 +67,7 @@ class LineEdits:
         self._ctx = ctx
         self._saga = saga
         self._fulfilment = fulfilment
+        self._placed: list[PricedLine] | None = None  # the lines as placed and priced (at the first edit)
 
     def check(self, request: EditRequest) -> None:
         """The validator's part: refuses (EDIT_INVALID) what is wrong whatever the catalog and the stock."""
@@ -169,9 +170,12 @@ class LineEdits:
         return change
 
     async def _price(self, wanted: dict[str, int]) -> list[PricedLine]:
-        """The order's lines as the edit makes them; a SKU the order does not have is priced first."""
+        """The order's lines as the edit makes them; a SKU the order never had is priced first."""
         ctx, view = self._ctx, self._ctx.view
-        on_order = {x.sku for x in view.lines}
+        if self._placed is None:  # edits replace view.lines: keep the placed ones' prices
+            self._placed = list(view.lines)
+        known = self._placed + view.lines
+        on_order = {x.sku for x in known}
         added: dict[str, PricedLine] = {}
         for sku, quantity in wanted.items():
             if quantity and sku not in on_order:
@@ -186,7 +190,7 @@ class LineEdits:
                         raise
                     raise invalid(f"cannot add {sku}: {reason}") from None
         try:
-            return edited_lines(view.lines, ctx.request.order.lines, wanted, added, view.taxes_included)
+            return edited_lines(known, ctx.request.order.lines, wanted, added, view.taxes_included)
         except LineEditInvalid as exc:
             raise invalid(str(exc)) from None
 

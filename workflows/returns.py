@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from activities.returns import ReturnActivities
+    from models.edited_lines import shared_rates
     from models.events import OrderEventType
     from models.order_money import refund_of, replacement_charge
     from models.orders import (
@@ -514,9 +515,13 @@ class ReturnDesk:
         return lines
 
     def _tax_rates(self, sku: str) -> list[Decimal]:
-        """The tax rates of the order's (first) line of `sku`, as placed."""
-        line = next((x for x in self._ctx.request.order.lines if x.sku == sku), None)
-        return [] if line is None else [tax.rate for tax in line.tax_lines]
+        """The tax rates of the order's (first) line of `sku`, as placed; a SKU an edit added is taxed at
+        the rates the placed lines share (models/edited_lines.py)."""
+        placed = self._ctx.request.order.lines
+        line = next((x for x in placed if x.sku == sku), None)
+        if line is None:
+            return list(shared_rates(placed) or ())
+        return [tax.rate for tax in line.tax_lines]
 
     def _price_of(self, sku: str) -> Decimal:
         for line in self._ctx.view.lines:

@@ -93,7 +93,9 @@ async def test_removing_units_releases_them_and_the_hold_and_going_back_restores
     assert world.level(mug, "W1") == (6, 1) and world.level(lamp, "W2") == (5, 0)
     assert any(e.type == "authorization_released" and "33.60" in e.detail for e in view.events)
 
-    # back to the order as placed: the placed figures exactly (the discount and VAT scale back)
+    # back to the order as placed: the placed figures exactly (the discount and VAT scale back), the
+    # lamp at the price it was placed at, whatever the catalog says now
+    world.catalog[lamp].price = D("99.00")
     view = await _edit(shop, order, lines=[{"sku": mug, "quantity": 3}, {"sku": lamp, "quantity": 1}])
     assert _figures(view) == (D("40.00"), D("3.00"), D("5.00"), D("8.40"), D("50.40"))
     assert world.money(order) == {"authorization": D("50.40"), "void": D("33.60"), "increment": D("33.60")}
