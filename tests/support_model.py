@@ -104,13 +104,16 @@ class OrderModel:
 
     # ---- support's changes: None = refused, nothing moves ----
 
+    def cancellable(self) -> Counter[str]:
+        """Units a partial cancel can still take: those of parcels not yet packed."""
+        return sum((p.units for p in self.parcels if p.stage in CANCELLABLE_UNITS), Counter())
+
     def cancel_plan(self, wanted: dict[str, int]) -> str | None:
         """'whole' (the units named are all that remain: the order is cancelled), 'partial', or None."""
         moving = [p for p in self.parcels if p.stage != Stage.cancelled]
         if self.ended or not moving or min(p.stage for p in moving) > Stage.packed:
             return None  # the order shipped (its least advanced parcel is with the carrier)
-        open_ = [p for p in self.parcels if p.stage in CANCELLABLE_UNITS]
-        remains: Counter[str] = sum((p.units for p in open_), Counter())
+        remains = self.cancellable()
         if any(n > remains[sku] for sku, n in wanted.items()):
             return None
         if all(
