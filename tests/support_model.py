@@ -171,6 +171,16 @@ class OrderModel:
 
     # ---- what must hold at the end ----
 
+    def status(self) -> str:
+        """The order's status once settled, as support reads it: every delivered unit back is
+        `returned`, some of them `partially_returned`."""
+        if self.ended:
+            return "cancelled"
+        delivered, returned = sum(self.delivered().values()), sum(self.returned.values())
+        if returned == 0:
+            return "delivered"
+        return "returned" if returned == delivered else "partially_returned"
+
     def left_the_shelf(self) -> Counter[str]:
         """Units per SKU that left the warehouses for good: handed over less those restocked."""
         return self.handed_over - self.restocked
