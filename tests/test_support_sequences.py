@@ -14,10 +14,11 @@ stock rows are checked against the model.
 Trade-offs: one order per example, placed with no release delay (its shipments go to the warehouse at
 once, so a cancel in the release window is left to tests/test_cancel.py), its SKUs stocked in two
 warehouses so that it ships in one or two parcels, one change at a time (concurrent changes are
-tests/test_goodwill.py's and tests/test_cancel.py's). An example costs 1-5 s on the real stack, so the
-run is 16 drawn examples and 2 explicit ones for the paths the draws may miss: ~40-65 s on two shared
-cores, SQLite or PostgreSQL, plus the suite's setup. The draws are derandomized (the same sequences
-every run: a failure reproduces as it is) and not shrunk unless asked (PHASES below).
+tests/test_goodwill.py's and tests/test_cancel.py's). An example costs 1-6 s on the real stack, so the
+run is 10 drawn examples (2-8 changes on the way, 2-5 after) and 3 explicit ones for the paths the
+draws may miss: ~40 s on two cores shared at load 12, SQLite or PostgreSQL, plus the suite's setup.
+The draws are derandomized (the same sequences every run: a failure reproduces as it is) and not
+shrunk unless asked (PHASES below).
 
 A new kind of change (issue 26's line edits) is a frozen dataclass with an `apply(run)` (and the
 model's rule for it in tests/support_model.py) and one `Kind` in OPERATIONS.
@@ -437,11 +438,13 @@ OPERATIONS = [
 ]
 
 
-def changes(phase: str, most: int) -> st.SearchStrategy[list[Operation]]:
+def changes(phase: str, least: int, most: int) -> st.SearchStrategy[list[Operation]]:
     """A sequence of changes of the phase's kinds, each as often as its weight says."""
     # sampled_from, not one_of: one_of draws each distinct strategy alike, however often it is named
     weighted = [k.strategy for k in OPERATIONS for _ in range(getattr(k, phase))]
-    return st.lists(st.sampled_from(weighted).flatmap(lambda strategy: strategy), max_size=most)
+    return st.lists(
+        st.sampled_from(weighted).flatmap(lambda strategy: strategy), min_size=least, max_size=most
+    )
 
 
 def _shipment(view: OrderView, shipment_id: str) -> Any:
@@ -535,14 +538,14 @@ async def manual_settings(gated_worker: Any) -> Settings:
 
 @pytest.mark.usefixtures("worker")
 @hypothesis_settings(
-    max_examples=16,
+    max_examples=10,
     deadline=None,
     database=None,  # no .hypothesis directory in the tree
     derandomize=True,  # the same sequences every run: a failure reproduces as it is
     phases=PHASES,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(spec=order_specs, during=changes("during", 10), after=changes("after", 6))
+@given(spec=order_specs, during=changes("during", 2, 8), after=changes("after", 2, 5))
 # The paths the draws may miss, every run: the docs' 50.40 order in two parcels, a mug cancelled after
 # its pick, goodwill after the lamp's capture and then of all that is left (the next return's refund is
 # capped at nothing), refusals of each kind; and a whole cancel after a pick, prices with tax included.
