@@ -44,9 +44,6 @@ class Parcel:
     amount: Decimal  # what it captures when handed over
     stage: Stage = Stage.released
 
-    def lines(self) -> list[ShipmentLine]:
-        return [ShipmentLine(sku=sku, quantity=n) for sku, n in self.units.items() if n > 0]
-
 
 @dataclass
 class OrderModel:
