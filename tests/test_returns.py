@@ -175,6 +175,7 @@ async def test_return_via_the_cli_refunds_and_restocks_into_the_shipping_warehou
         "captured": Decimal("30.00"),
         "refunded": refund,
         "goodwill_refunded": Decimal("0.00"),
+        "voided": Decimal("0.00"),  # captured in full: nothing left to release
     }
     ((row, _),) = return_rows(sessions, order_id)
     assert (row.status, row.refund_amount, row.condition) == ("refunded", refund, "good")

@@ -77,6 +77,7 @@ async def test_money_is_one_decimal_string_with_two_places_in_every_door(
         "captured": "0.00",
         "refunded": "0.00",
         "goodwill_refunded": "0.00",
+        "voided": "0.00",
     }
     assert {s["amount"] for s in view["shipments"]} == {"89.90"}
 
