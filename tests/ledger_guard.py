@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Generator, Iterable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ class LedgerWatch:
     excused_orders: set[str] = field(default_factory=set)
     excused_pairs: set[str] = field(default_factory=set)
     patience: float = PATIENCE
+    checks: int = 0  # tests checked, and the seconds it took (the session's summary says them)
+    spent: float = 0.0
 
     def changed_orders(self) -> set[str]:
         """The orders with payments recorded since the last look."""
@@ -57,6 +60,7 @@ class LedgerWatch:
 
     async def verify(self) -> list[str]:
         """What lasts `patience` seconds of asking again; then excused, so it is reported once."""
+        started = time.perf_counter()
         orders = self.changed_orders()
         deadline = asyncio.get_running_loop().time() + self.patience
         while True:
@@ -67,6 +71,8 @@ class LedgerWatch:
             orders |= self.changed_orders()
         if found:
             self.excuse(orders, found)
+        self.checks += 1
+        self.spent += time.perf_counter() - started
         return found
 
     def excuse(self, orders: Iterable[str], stock_problems: Iterable[str]) -> None:
@@ -93,11 +99,21 @@ def pytest_runtest_makereport(
 
 
 _FAILED = pytest.StashKey[bool]()
+_WATCH = pytest.StashKey[LedgerWatch]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if (watch := config.stash.get(_WATCH, None)) is not None:
+        terminalreporter.write_line(
+            f"ledger guard: {watch.checks} tests checked in {watch.spent:.1f}s, "
+            f"{len(watch.seen)} orders with payments"
+        )
 
 
 @pytest.fixture(scope="session")
-def ledger_watch(sessions: SessionFactory) -> LedgerWatch:
+def ledger_watch(sessions: SessionFactory, pytestconfig: pytest.Config) -> LedgerWatch:
     watch = LedgerWatch(sessions)
+    pytestconfig.stash[_WATCH] = watch
     watch.changed_orders()  # what was there before the first test (nothing, on a fresh database)
     return watch
 
