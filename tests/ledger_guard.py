@@ -31,6 +31,7 @@ from models import tables as t
 
 MARKER = "ledger_may_break"
 PATIENCE = 10.0  # seconds a finding must last before it fails the test
+STOCK = "stock ledger: "  # how a stock check line is told from a money one
 _PAIR = re.compile(r"\S+@[^\s:]+")  # the `sku@warehouse` a stock check line is about
 
 
@@ -56,7 +57,7 @@ class LedgerWatch:
 
     def problems(self, orders: set[str]) -> list[str]:
         stock = [p for p in check_stock(self.sessions) if _pair(p) not in self.excused_pairs]
-        return check_money(self.sessions, orders) + [f"stock ledger: {p}" for p in stock]
+        return check_money(self.sessions, orders) + [STOCK + p for p in stock]
 
     async def verify(self) -> list[str]:
         """What lasts `patience` seconds of asking again; then excused, so it is reported once."""
@@ -70,14 +71,14 @@ class LedgerWatch:
             await asyncio.sleep(0.2)
             orders |= self.changed_orders()
         if found:
-            self.excuse(orders, found)
+            self.excuse(orders, [p.removeprefix(STOCK) for p in found if p.startswith(STOCK)])
         self.checks += 1
         self.spent += time.perf_counter() - started
         return found
 
     def excuse(self, orders: Iterable[str], stock_problems: Iterable[str]) -> None:
         self.excused_orders.update(orders)
-        self.excused_pairs.update(_pair(p.removeprefix("stock ledger: ")) for p in stock_problems)
+        self.excused_pairs.update(_pair(p) for p in stock_problems)
 
     def excuse_what_changed(self) -> None:
         self.excuse(self.changed_orders(), check_stock(self.sessions))

@@ -13,10 +13,12 @@ from domain import journal
 from domain.money_invariants import check_money
 from models import tables as t
 from models.events import PaymentKind
-from tests.helpers import add_order_row, unique
+from tests.helpers import add_order_row, add_products, unique
 from tests.ledger_guard import LedgerWatch
 
-pytestmark = pytest.mark.ledger_may_break("writes broken payments ledgers by hand for the check to find")
+pytestmark = pytest.mark.ledger_may_break(
+    "writes broken payments and stock ledgers by hand for the check to find"
+)
 
 
 def ledger_of(sessions: SessionFactory, *movements: tuple[PaymentKind, str]) -> str:
@@ -97,5 +99,20 @@ async def test_the_check_after_a_test_reports_once(sessions: SessionFactory) -> 
     assert [line for line in found if order in line] == [
         f"order {order}: captured more than authorized "
         "(authorized 20.01, captured 25.00, refunded 0.00, voided 0.00)"
+    ]
+    assert await watch.verify() == []
+
+
+async def test_a_stock_level_its_movements_do_not_explain(sessions: SessionFactory) -> None:
+    watch = LedgerWatch(sessions, patience=0)
+    watch.changed_orders()
+    sku = add_products(sessions, {"mug": 5})["mug"]
+    with sessions.begin() as session:
+        stock = session.get(t.Stock, (sku, "W1"))
+        assert stock is not None
+        stock.on_hand = 7  # not through the stock ledger
+    found = await watch.verify()
+    assert [line for line in found if sku in line] == [
+        f"stock ledger: {sku}@W1: level on_hand=7 reserved=0, movements sum to on_hand=5 reserved=0"
     ]
     assert await watch.verify() == []
