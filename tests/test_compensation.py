@@ -189,6 +189,7 @@ async def test_the_view_shows_the_refused_shipment_cancelled(client, settings, s
     assert [s.status for s in view.shipments] == ["cancelled"]
 
 
+@pytest.mark.ledger_may_break("writes a capture after a void by hand for the helper to catch")
 def test_the_ledger_invariants_catch_a_capture_after_a_void(sessions):
     order_id = unique("LEDGER")
     rows = [("authorization", "30.00"), ("void", "30.00"), ("capture", "10.00")]
