@@ -127,6 +127,10 @@ async def test_refused_edits_move_nothing(shop: Shop, world: World) -> None:
     with pytest.raises(Exception, match="each SKU once"):
         await _edit(shop, order, lines=[{"sku": mug, "quantity": 1}, {"sku": mug, "quantity": 2}])
     unchanged()
+    crown = world.add_product(new_sku("CROWN"), price="5000000.00", stock={"W1": 1})
+    with pytest.raises(Unprocessable, match="the edited total .* is more than an order can be"):
+        await _edit(shop, order, lines=[{"sku": crown, "quantity": 10_000}])
+    unchanged()
     view = await _edit(shop, order, lines=[{"sku": mug, "quantity": 3}])  # as it is: nothing to do
     assert not [e for e in view.events if e.type == "order_edited"]
     unchanged()
