@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from domain import webhook_outbox
 from domain.screening import hold_reason
 from models import tables as t
 from models.events import ReasonCode
-from models.orders import MAX_MONEY, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
+from models.orders import MAX_MONEY, LineIn, OrderInput, OrderStatus, PaymentStatus, PlaceOrder, PricedLine
 from models.steps import (
     AddressEdit,
     Admission,
@@ -107,16 +107,7 @@ class OrderActivities:
                 )
             )
             session.execute(delete(t.OrderLine).where(t.OrderLine.order_id == edit.order_id))
-            session.add_all(
-                t.OrderLine(
-                    order_id=edit.order_id,
-                    line_no=n,
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                )
-                for n, line in enumerate(edit.lines, start=1)
-            )
+            session.add_all(_order_lines(edit.order_id, edit.lines))
 
     @activity.defn
     def record_events(self, batch: EventBatch) -> None:
@@ -185,16 +176,16 @@ def _record(session: Session, request: PlaceOrder) -> None:
         )
     )
     session.flush()
-    session.add_all(
-        t.OrderLine(
-            order_id=request.order_id,
-            line_no=n,
-            sku=line.sku,
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-        )
-        for n, line in enumerate(order.lines, start=1)
-    )
+    session.add_all(_order_lines(request.order_id, order.lines))
+
+
+def _order_lines(order_id: str, lines: Sequence[LineIn | PricedLine]) -> list[t.OrderLine]:
+    """The `order_lines` rows of an order, numbered from 1 (as placed: the source's unit price, if any;
+    as edited: the priced one)."""
+    return [
+        t.OrderLine(order_id=order_id, line_no=n, sku=x.sku, quantity=x.quantity, unit_price=x.unit_price)
+        for n, x in enumerate(lines, start=1)
+    ]
 
 
 def _priced(session: Session, request: PlaceOrder) -> PricedOrder:

@@ -62,6 +62,22 @@ def invalid(reason: str) -> ApplicationError:
     return ApplicationError(reason, type=EDIT_INVALID, non_retryable=True)
 
 
+async def release_hold(ctx: OrderContext, amount: Decimal, key: str, summary: str, why: str) -> None:
+    """Void `amount` of the card's hold now (a void of part of it: it will never be captured), and say
+    so in the story. `key`: the void's, unique to the order."""
+    void = PaymentRequest(
+        order_id=ctx.order_id,
+        idempotency_key=ctx.key(f"void:{key}"),
+        amount=amount,
+        currency=ctx.view.currency,
+        token=ctx.request.order.payment.token,
+    )
+    ctx.payments.book(await ctx.step(PaymentActivities.void_part, void, summary))
+    await ctx.event(
+        OrderEventType.authorization_released, f"{money(amount, void.currency)} of the hold: {why}"
+    )
+
+
 class LineEdits:
     def __init__(self, ctx: OrderContext, saga: Saga, fulfilment: Fulfilment) -> None:
         self._ctx = ctx
@@ -131,19 +147,12 @@ class LineEdits:
                     shipment, ShipmentStatus.cancelled, f"{shipment.id}: every unit edited out"
                 )
         if total < before:
-            void = PaymentRequest(
-                order_id=ctx.order_id,
-                idempotency_key=ctx.key(f"void:edit:{number}"),
-                amount=before - total,
-                currency=view.currency,
-                token=ctx.request.order.payment.token,
-            )
-            ctx.payments.book(
-                await ctx.step(PaymentActivities.void_part, void, "release the hold the edit freed")
-            )
-            await ctx.event(
-                OrderEventType.authorization_released,
-                f"{money(void.amount, void.currency)} of the hold: the edit lowered the total",
+            await release_hold(
+                ctx,
+                before - total,
+                f"edit:{number}",
+                "release the hold the edit freed",
+                "the edit lowered the total",
             )
         record = LineEditRecord(
             order_id=ctx.order_id,

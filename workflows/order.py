@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import OrderFailed, business_refusal, refusal_code, shortage
     from workflows.fulfilment import Fulfilment, return_stock_of_lost_steps, undo_reservation
     from workflows.journal import by_whom
-    from workflows.line_edits import LineEdits
+    from workflows.line_edits import LineEdits, release_hold
     from workflows.parties import Inbox, Legs, lines_cancelled, refuse_report
     from workflows.payments import money
     from workflows.returns import ReturnDesk
@@ -855,19 +855,12 @@ class OrderWorkflow:
                 shipment, ShipmentStatus.cancelled, f"{shipment.id}: every unit cancelled"
             )
         if value > 0:  # never to be captured: the card's hold on it is released now, not at the end
-            void = PaymentRequest(
-                order_id=ctx.order_id,
-                idempotency_key=ctx.key(f"void:cancel:{self._partial_cancels}"),
-                amount=value,
-                currency=ctx.view.currency,
-                token=ctx.request.order.payment.token,
-            )
-            ctx.payments.book(
-                await ctx.step(PaymentActivities.void_part, void, "release the hold on the cancelled units")
-            )
-            await ctx.event(
-                OrderEventType.authorization_released,
-                f"{money(value, void.currency)} of the hold: the units cancelled will not be charged",
+            await release_hold(
+                ctx,
+                value,
+                f"cancel:{self._partial_cancels}",
+                "release the hold on the cancelled units",
+                "the units cancelled will not be charged",
             )
         lines = [ShipmentLine(sku=x.sku, quantity=x.quantity) for x in request.lines or []]
         await lines_cancelled(
