@@ -38,7 +38,8 @@ _ALEMBIC = threading.Lock()  # Alembic keeps its migration context in module glo
 WORKER_THREADS = 8  # activity threads per worker: bounds each worker's database connections
 # Scenarios run at once against one PostgreSQL (max_connections 100 by default): each process keeps a
 # pool of this many connections and opens as many again at a peak (db.make_engine), so that five
-# stacks of two workers and an API stay under it. It ran out once ("too many clients") at 20 + 20.
+# stacks of two workers and an API (and the harness's own engines) stay under it, next to the suite's
+# other test processes. It ran out once ("too many clients") at 20 + 20.
 POOL_SIZE = 5
 
 
@@ -116,7 +117,7 @@ async def open_stack(
         server = TemporalServer(run_dir)
         pool: Workers | None = None
         api: ApiServer | None = None
-        reader, writer = make_engine(url, read_only=True), make_engine(url)
+        reader, writer = make_engine(url, read_only=True, pool_size=POOL_SIZE), make_engine(url, pool_size=POOL_SIZE)
         try:
             worker_url = url
             if options.via_proxy:
@@ -165,7 +166,7 @@ def _prepare(
 ) -> dict[KeyRole, str]:
     with _ALEMBIC:
         migrate(url)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=1)
     try:
         sessions = make_session_factory(engine)
         load_catalog(sessions, catalog)

@@ -52,6 +52,10 @@ TEST_CONVERTER = data_converter(parse_keys(TEST_CODEC_KEYS))
 # Webhook receivers in the tests listen on 127.0.0.1, which the SSRF guard refuses by default (every
 # process the tests start, the API too); tests/test_webhooks.py checks the refusal with it off.
 os.environ["OMS_WEBHOOK_ALLOW_PRIVATE"] = "true"
+# Three test processes, the chaos stacks and the APIs the tests start share one PostgreSQL (100
+# connections by default): each engine keeps a small pool, every process the tests start too.
+TEST_POOL_SIZE = 6
+os.environ["OMS_DATABASE_POOL_SIZE"] = str(TEST_POOL_SIZE)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +66,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sessions(database_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, pool_size=TEST_POOL_SIZE)
     yield make_session_factory(engine)
     engine.dispose()
 
@@ -92,6 +96,7 @@ def settings(database_url: str, temporal: WorkflowEnvironment) -> Settings:
     return Settings(
         temporal_address=temporal.client.service_client.config.target_host,
         database_url=database_url,
+        database_pool_size=TEST_POOL_SIZE,
         task_queue=TASK_QUEUE,
         analytics_task_queue=ANALYTICS_QUEUE,
         delivery_sla=timedelta(minutes=10),
