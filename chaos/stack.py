@@ -117,7 +117,10 @@ async def open_stack(
         server = TemporalServer(run_dir)
         pool: Workers | None = None
         api: ApiServer | None = None
-        reader, writer = make_engine(url, read_only=True, pool_size=POOL_SIZE), make_engine(url, pool_size=POOL_SIZE)
+        reader, writer = (
+            make_engine(url, read_only=True, pool_size=POOL_SIZE),
+            make_engine(url, pool_size=POOL_SIZE),
+        )
         try:
             worker_url = url
             if options.via_proxy:
