@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from db import migrate
 
@@ -71,7 +72,9 @@ def scratch_database(
         raise ScratchDatabaseError(f"{make_url(admin_url).render_as_string(hide_password=True)} {problem}")
     admin = make_url(admin_url)
     database = f"{name}_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")  # CREATE/DROP DATABASE refuse a transaction
+    # CREATE/DROP DATABASE refuse a transaction; no pool: the admin connection is not kept open for the
+    # database's whole life (the suite's scratch databases would hold one each)
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{database}"'))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -439,6 +441,13 @@ class CancelLine(_Strict):
     quantity: Quantity
 
 
+def repeated_skus(skus: Iterable[str]) -> str | None:
+    """What is wrong with lines that name a SKU more than once (a cancel, an edit, a return), or None."""
+    named = Counter(skus)
+    twice = sorted(sku for sku, times in named.items() if times > 1)
+    return f"SKU {', '.join(twice)} named more than once" if twice else None
+
+
 class CancelIn(_Strict):
     """A cancellation: of the whole order, or with `lines` of so many units of those SKUs (issue 26)."""
 
@@ -448,9 +457,8 @@ class CancelIn(_Strict):
     @field_validator("lines")
     @classmethod
     def _one_line_per_sku(cls, lines: list[CancelLine] | None) -> list[CancelLine] | None:
-        skus = [line.sku for line in lines or []]
-        if twice := sorted({sku for sku in skus if skus.count(sku) > 1}):
-            raise ValueError(f"SKU {', '.join(twice)} named more than once")
+        if problem := repeated_skus(line.sku for line in lines or []):
+            raise ValueError(problem)
         return lines
 
 
@@ -478,9 +486,8 @@ class EditIn(_Strict):
     def _something(self) -> EditIn:
         if self.shipping_address is None and self.lines is None:
             raise ValueError("an edit needs a shipping_address and/or lines")
-        names = [x.sku for x in self.lines or []]
-        if twice := sorted({sku for sku in names if names.count(sku) > 1}):
-            raise ValueError(f"lines name each SKU once, not {', '.join(twice)} twice or more")
+        if problem := repeated_skus(x.sku for x in self.lines or []):
+            raise ValueError(problem)
         return self
 
 
@@ -527,9 +534,8 @@ class CustomerReturnIn(_Strict):
     @field_validator("lines")
     @classmethod
     def _one_line_per_sku(cls, lines: list[CustomerReturnLine]) -> list[CustomerReturnLine]:
-        skus = [line.sku for line in lines]
-        if twice := sorted({sku for sku in skus if skus.count(sku) > 1}):
-            raise ValueError(f"SKU {', '.join(twice)} named more than once")
+        if problem := repeated_skus(line.sku for line in lines or []):
+            raise ValueError(problem)
         return lines
 
     def wanted(self) -> dict[str, int]:

@@ -7,6 +7,7 @@ A few checks need no browser (a redirect, a forged form): httpx with its own coo
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -98,6 +99,24 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(
     answer = await http.post(f"/console/orders/{order_id}/cancel", data={"reason": "", "csrf": token})
     assert answer.status_code == 422 and "Not done" in answer.text
     assert (await order_view(client, order_id)).status == "on_hold"
+    # the lines' quantities: not a whole number, or left blank where a line edit needs one
+    [sku] = [line.sku for line in (await order_view(client, order_id)).lines]
+    forms = [
+        ("cancel", {"reason": "x", "line_sku": sku, "line_quantity": "two"}, f"quantity of {sku}: 'two'"),
+        ("line-edits", {"line_sku": sku, "line_quantity": "1.5"}, f"quantity of {sku}: '1.5'"),
+        ("line-edits", {"line_sku": ["", sku], "line_quantity": ["", ""]}, f"quantity of {sku}: ''"),
+        ("line-edits", {"line_sku": "", "line_quantity": "x"}, "quantity of the new SKU: 'x'"),
+    ]
+    for action, form, problem in forms:
+        answer = await http.post(f"/console/orders/{order_id}/{action}", data={**form, "csrf": token})
+        assert answer.status_code == 422 and problem in html.unescape(answer.text), (
+            action,
+            form,
+            answer.text,
+        )
+    view = await order_view(client, order_id)
+    assert view.status == "on_hold" and [(x.sku, x.quantity) for x in view.lines] == [(sku, 1)]
+    assert not [e for e in view.events if e.type in ("order_edited", "lines_cancelled")]
 
 
 async def test_find_an_order_by_customer_and_read_its_story(page: Page, api, client, settings, sessions):

@@ -32,7 +32,15 @@ with workflow.unsafe.imports_passed_through():
     from models.edited_lines import LineEditInvalid, edited_lines
     from models.events import OrderEventType
     from models.order_money import shipment_amounts
-    from models.orders import MAX_MONEY, EditRequest, PricedLine, ShipmentLine, ShipmentStatus, ShipmentView
+    from models.orders import (
+        MAX_MONEY,
+        EditRequest,
+        PricedLine,
+        ShipmentLine,
+        ShipmentStatus,
+        ShipmentView,
+        repeated_skus,
+    )
     from models.steps import (
         KeepUnits,
         LineEditRecord,
@@ -87,9 +95,8 @@ class LineEdits:
 
     def check(self, request: EditRequest) -> None:
         """The validator's part: refuses (EDIT_INVALID) what is wrong whatever the catalog and the stock."""
-        names = [x.sku for x in request.lines or []]
-        if twice := sorted({sku for sku in names if names.count(sku) > 1}):
-            raise invalid(f"an edit names each SKU once, not {', '.join(twice)} twice or more")
+        if problem := repeated_skus(x.sku for x in request.lines or []):
+            raise invalid(problem)  # the door says so first; this is for callers of the update itself
         wanted = self._ctx.view.units() | {x.sku: x.quantity for x in request.lines or []}
         if not any(wanted.values()):
             raise invalid(

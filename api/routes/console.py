@@ -281,14 +281,9 @@ async def cancel_action(
 ) -> Response:
     async def act(who: Principal) -> None:
         # a quantity per order line; every one left empty (or 0): the whole order
-        lines = []
-        for sku, quantity in zip(line_sku, line_quantity, strict=False):
-            try:
-                count = int(quantity.strip() or "0")
-            except ValueError:
-                raise _Invalid(f"quantity of {sku}: {quantity!r} is not a whole number") from None
-            if count:
-                lines.append({"sku": sku, "quantity": count})
+        lines = [
+            line for line in _form_lines(line_sku, line_quantity, blank_is_none=True) if line["quantity"]
+        ]
         body = CancelIn.model_validate({"reason": reason, "lines": lines or None})
         await orders.cancel_order(state.client, order_id, body.reason, by=who.name, lines=body.lines)
 
@@ -341,23 +336,31 @@ async def line_edit_action(
     SKU in the last row; in the release window only."""
 
     async def act(who: Principal) -> None:
-        lines = []
-        for sku, quantity in zip(line_sku, line_quantity, strict=False):
-            if not sku.strip() and not quantity.strip():
-                continue  # the empty row for a new SKU
-            try:
-                count = int(quantity.strip())
-            except ValueError:
-                raise _Invalid(
-                    f"quantity of {sku or 'the new SKU'}: {quantity!r} is not a whole number"
-                ) from None
-            lines.append({"sku": sku.strip(), "quantity": count})
+        lines = _form_lines(line_sku, line_quantity, blank_is_none=False)
         if not lines:
             raise _Invalid("give the quantity each line should have")
         edit = EditIn.model_validate({"lines": lines})
         await orders.edit_order(state.client, order_id, edit, by=who.name)
 
     return await _act(request, state, order_id, csrf, act)
+
+
+def _form_lines(skus: list[str], quantities: list[str], *, blank_is_none: bool) -> list[dict[str, str | int]]:
+    """The rows of a form's lines, a SKU and a quantity each; a row blank in both is skipped, and so is
+    a blank quantity when `blank_is_none` (else it is refused, like one that is not a whole number)."""
+    lines: list[dict[str, str | int]] = []
+    for sku, quantity in zip(skus, quantities, strict=False):
+        sku, quantity = sku.strip(), quantity.strip()
+        if not quantity and (blank_is_none or not sku):
+            continue
+        try:
+            count = int(quantity)
+        except ValueError:
+            raise _Invalid(
+                f"quantity of {sku or 'the new SKU'}: {quantity!r} is not a whole number"
+            ) from None
+        lines.append({"sku": sku, "quantity": count})
+    return lines
 
 
 @router.post("/orders/{order_id}/release")

@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from models.orders import EditIn, OrderInput, OrderStatus, ShipmentStatus
+from models.orders import EditIn, EditLineIn, EditRequest, OrderInput, OrderStatus, OrderView, ShipmentStatus
+from models.workflow_names import OrderUpdate
 from services import orders as orders_service
 from services.orders import Refused, Unprocessable
 from tests.fast.driver import WAIT, Shop, eventually, new_sku
@@ -124,8 +125,17 @@ async def test_refused_edits_move_nothing(shop: Shop, world: World) -> None:
     with pytest.raises(Unprocessable, match="cannot remove every line"):
         await _edit(shop, order, lines=[{"sku": mug, "quantity": 0}, {"sku": lamp, "quantity": 0}])
     unchanged()
-    with pytest.raises(Exception, match="each SKU once"):
+    with pytest.raises(Exception, match=f"SKU {mug} named more than once"):
         await _edit(shop, order, lines=[{"sku": mug, "quantity": 1}, {"sku": mug, "quantity": 2}])
+    unchanged()
+    # the workflow's validator says the same to a caller that sends the update itself, past the door
+    twice = EditRequest(
+        lines=[EditLineIn(sku=mug, quantity=1), EditLineIn(sku=mug, quantity=2)], by="agent-1"
+    )
+    with pytest.raises(Unprocessable, match=f"SKU {mug} named more than once"):
+        await orders_service.update_order(
+            shop.client, order, OrderUpdate.edit, OrderView, twice, refusals={"EditInvalid": Unprocessable}
+        )
     unchanged()
     crown = world.add_product(new_sku("CROWN"), price="5000000.00", stock={"W1": 1})
     with pytest.raises(Unprocessable, match="the edited total .* is more than an order can be"):
