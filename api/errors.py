@@ -159,6 +159,9 @@ def install(app: FastAPI) -> None:
     async def _timeout(_: Request, exc: TimeoutError) -> JSONResponse:
         return error_response(504, "timeout", str(exc) or "timed out")
 
+    # A RuntimeError has a handler of its own (not only the catch-all below): the catch-all runs in
+    # Starlette's outermost middleware, which re-raises after answering, and the answer may be lost
+    @app.exception_handler(RuntimeError)
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         if _is_connect_failure(exc):

@@ -9,9 +9,10 @@ before the handler runs (or answers without running it) and records the handler'
 Only a 2xx answer is remembered. Every error answer of this API means nothing was changed
 (docs/http-api.md, Statuses), so the key is given back and a retry runs anew: a 409 `too_early` or a
 503 retried with the same key is then served, not answered the same refusal until the key expires.
-One known exception to "nothing was changed": services/stock.py writes the ledger before it starts a
-replenishment or serves backorders over Temporal, so a 503 from those comes after the stock moved, and
-a retry (with the key given back) moves it again.
+One exception to "nothing was changed": services/stock.py writes the stock ledger before it starts a
+replenishment or serves backorders over Temporal, so a 503 from those comes after the stock moved. Its
+movement carries the request (`door_request`), so the retry finds it and moves nothing again, and only
+does what follows.
 The rows themselves: domain/idempotency.py.
 """
 
@@ -34,6 +35,7 @@ from api.errors import ApiError
 from api.state import AppState
 from domain import idempotency
 from domain.idempotency import Claimed, Conflict, InProgress, KeyedRequest, RecordedAnswer, Replay
+from models.stock import DoorRequest
 from models.text import CONTROL_CHARACTERS
 
 log = logging.getLogger("oms.api.idempotency")
@@ -92,6 +94,7 @@ def guarded(handler: Handler) -> Handler:
         digest = idempotency.request_digest(method, path, request.scope.get("query_string", b""), body)
         keyed = KeyedRequest(caller=who.name, key=key, route=f"{method} {path}", digest=digest)
         outcome = await _claim(state, keyed)
+        request.state.idempotency = keyed  # the same scope: the handler's request sees it (door_request)
         if isinstance(outcome, Replay):
             return _replay(outcome.answer)
         if isinstance(outcome, Conflict):
@@ -124,6 +127,17 @@ async def _run(state: AppState, claimed: Claimed, handler: Handler, request: Req
     )
     await run_in_threadpool(idempotency.complete, state.sessions, claimed.claim_id, answer)
     return response
+
+
+def door_request(request: Request) -> DoorRequest | None:
+    """The request a handler runs, by its Idempotency-Key (None without one): a change it makes in two
+    steps records it with the first, so that a retry after an error in the second skips the first."""
+    keyed: KeyedRequest | None = getattr(request.state, "idempotency", None)
+    if keyed is None:
+        return None
+    state: AppState = request.app.state.oms
+    since = datetime.now(UTC) - state.settings.idempotency_ttl
+    return DoorRequest(ref=idempotency.request_ref(keyed), since=since)
 
 
 def _invalid(key: str) -> str | None:

@@ -40,7 +40,7 @@ WORKER_THREADS = 8  # activity threads per worker: bounds each worker's database
 # pool of this many connections and opens as many again at a peak (db.make_engine), so that five
 # stacks of two workers and an API (and the harness's own engines) stay under it, next to the suite's
 # other test processes. It ran out once ("too many clients") at 20 + 20.
-POOL_SIZE = 5
+POOL_SIZE = 4  # and as many again at a peak: the 8 activity threads never wait for a connection
 
 
 @dataclass

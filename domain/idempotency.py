@@ -86,6 +86,15 @@ def request_digest(method: str, path: str, query: bytes, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def request_ref(request: KeyedRequest) -> str:
+    """One name for a caller's key and the request it was used for (a changed request is another)."""
+    digest = hashlib.sha256()
+    for part in (request.caller, request.key, request.digest):
+        digest.update(len(part.encode()).to_bytes(8, "big"))
+        digest.update(part.encode())
+    return digest.hexdigest()
+
+
 def claim(sessions: SessionFactory, request: KeyedRequest, now: datetime, ttl: timedelta) -> ClaimOutcome:
     """Claim the key for this request, or say what holds it."""
     for attempt in range(CLAIM_ATTEMPTS):

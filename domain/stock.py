@@ -16,7 +16,7 @@ from domain.stock_ledger import ensure_stock_row, move
 from models import tables as t
 from models.choices import WebhookEventType
 from models.steps import PurchaseOrderView, StockKey
-from models.stock import StockLevel, StockMovementView
+from models.stock import DoorRequest, StockLevel, StockMovementView
 
 ENDED_ORDER_STATUSES = ("rejected", "cancelled", "completed")
 
@@ -94,7 +94,14 @@ def stock_movements(sessions: SessionFactory, sku: str, limit: int) -> list[Stoc
         ]
 
 
-def adjust_stock(sessions: SessionFactory, sku: str, warehouse: str, delta: int, reason: str) -> StockLevel:
+def adjust_stock(
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    delta: int,
+    reason: str,
+    request: DoorRequest | None = None,
+) -> StockLevel:
     """A cycle-count correction of on-hand stock; it answers a count a short pick asked for. A delta of
     0 is such a count finding the books right: no movement, the request cleared."""
     if delta == 0:
@@ -106,7 +113,7 @@ def adjust_stock(sessions: SessionFactory, sku: str, warehouse: str, delta: int,
                 )
             stock.count_requested_at = stock.count_reason = None
         return next(level for level in stock_levels(sessions, sku) if level.warehouse == warehouse)
-    return _change(sessions, sku, warehouse, "adjust", delta, reason=reason)
+    return _change(sessions, sku, warehouse, "adjust", delta, reason=reason, request=request)
 
 
 def request_count(session: Session, sku: str, warehouse: str, reason: str) -> None:
@@ -119,20 +126,40 @@ def request_count(session: Session, sku: str, warehouse: str, reason: str) -> No
 
 
 def write_off_stock(
-    sessions: SessionFactory, sku: str, warehouse: str, quantity: int, reason: str
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    reason: str,
+    request: DoorRequest | None = None,
 ) -> StockLevel:
     """Damaged, lost or expired units leave the shelf."""
     if quantity <= 0:
         raise StockError("a write-off needs a positive quantity")
-    return _change(sessions, sku, warehouse, "write_off", -quantity, reason=reason)
+    return _change(sessions, sku, warehouse, "write_off", -quantity, reason=reason, request=request)
 
 
 def receive_stock(
-    sessions: SessionFactory, sku: str, warehouse: str, quantity: int, po_id: str | None = None
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    po_id: str | None = None,
+    request: DoorRequest | None = None,
 ) -> StockLevel:
     if quantity <= 0:
         raise StockError("a receipt needs a positive quantity")
-    return _change(sessions, sku, warehouse, "receive", quantity, po_id=po_id)
+    return _change(sessions, sku, warehouse, "receive", quantity, po_id=po_id, request=request)
+
+
+def _moved_for(session: Session, request: DoorRequest) -> bool:
+    """Whether this door request (by its Idempotency-Key) already moved stock, within the key's life."""
+    moved = session.scalar(
+        select(t.StockMovement.id)
+        .where(t.StockMovement.request_ref == request.ref, t.StockMovement.created_at >= request.since)
+        .limit(1)
+    )
+    return moved is not None
 
 
 def _change(
@@ -143,14 +170,27 @@ def _change(
     delta: int,
     reason: str | None = None,
     po_id: str | None = None,
+    request: DoorRequest | None = None,
 ) -> StockLevel:
+    ref = request.ref if request is not None else None
     with sessions.begin() as session:
         if session.get(t.Product, sku) is None:
             raise StockError(f"unknown SKU {sku}")
         if session.get(t.Warehouse, warehouse) is None:
             raise StockError(f"unknown warehouse {warehouse}")
         stock = ensure_stock_row(session, sku, warehouse)
-        if not move(session, sku, warehouse, kind, on_hand=delta, reason=reason, purchase_order_id=po_id):
+        if request is not None and _moved_for(session, request):
+            pass  # a retry of a request whose change was made (its answer was an error after it)
+        elif not move(
+            session,
+            sku,
+            warehouse,
+            kind,
+            on_hand=delta,
+            reason=reason,
+            purchase_order_id=po_id,
+            request_ref=ref,
+        ):
             raise StockError(
                 f"{sku} in {warehouse}: on hand {stock.on_hand} {delta:+d} would fall below the "
                 f"{stock.reserved} units reserved"

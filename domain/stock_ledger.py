@@ -35,6 +35,7 @@ def move(
     order_id: str | None = None,
     purchase_order_id: str | None = None,
     reason: str | None = None,
+    request_ref: str | None = None,
 ) -> bool:
     """Apply the deltas if the result keeps 0 <= reserved <= on_hand; False (nothing written) otherwise."""
     new_on_hand, new_reserved = Stock.on_hand + on_hand, Stock.reserved + reserved
@@ -62,6 +63,7 @@ def move(
             order_id=order_id,
             purchase_order_id=purchase_order_id,
             reason=reason,
+            request_ref=request_ref,
         )
     )
     return True

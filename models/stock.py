@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -37,6 +38,17 @@ class StockMovementView(BaseModel):
     purchase_order_id: str | None
     reason: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class DoorRequest:
+    """The HTTP request a stock change comes from, by its Idempotency-Key: `ref` names the caller, the
+    key and the request's content. The change's movement carries it, so a retry of the request (its
+    key given back after an error answer) moves nothing again; within `since` only, the key's lifetime
+    (OMS_IDEMPOTENCY_TTL), after which the same key is a new request."""
+
+    ref: str
+    since: datetime
 
 
 class StockChange(BaseModel):

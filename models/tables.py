@@ -117,6 +117,9 @@ class StockMovement(Base):
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
     purchase_order_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    # the door request (models.stock.DoorRequest.ref) a correction or receipt came from: its retry is
+    # found here and moves nothing again
+    request_ref: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

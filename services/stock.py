@@ -12,7 +12,7 @@ from config import Settings
 from db import SessionFactory
 from domain import stock
 from models.steps import PurchaseOrderView, StockKey
-from models.stock import StockChange
+from models.stock import DoorRequest, StockChange
 from services import replenishment
 from services.orders import Refused
 
@@ -27,9 +27,11 @@ async def adjust(
     warehouse: str,
     delta: int,
     reason: str,
+    request: DoorRequest | None = None,
 ) -> StockChange:
-    """A cycle-count correction (raises domain.stock.StockError for an invalid one)."""
-    level = await asyncio.to_thread(stock.adjust_stock, sessions, sku, warehouse, delta, reason)
+    """A cycle-count correction (raises domain.stock.StockError for an invalid one). `request`: the
+    door's, whose retry moves nothing again but does what follows (domain.stock)."""
+    level = await asyncio.to_thread(stock.adjust_stock, sessions, sku, warehouse, delta, reason, request)
     return StockChange(
         level=level,
         replenishing=await _replenish_if_low(client, sessions, settings, sku, warehouse),
@@ -47,18 +49,26 @@ async def write_off(
     warehouse: str,
     quantity: int,
     reason: str,
+    request: DoorRequest | None = None,
 ) -> StockChange:
-    level = await asyncio.to_thread(stock.write_off_stock, sessions, sku, warehouse, quantity, reason)
+    level = await asyncio.to_thread(
+        stock.write_off_stock, sessions, sku, warehouse, quantity, reason, request
+    )
     return StockChange(
         level=level, replenishing=await _replenish_if_low(client, sessions, settings, sku, warehouse)
     )
 
 
 async def receive(
-    client: Client, sessions: SessionFactory, sku: str, warehouse: str, quantity: int
+    client: Client,
+    sessions: SessionFactory,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    request: DoorRequest | None = None,
 ) -> StockChange:
     """Goods booked in without a purchase order; they are offered to backorders at once."""
-    level = await asyncio.to_thread(stock.receive_stock, sessions, sku, warehouse, quantity)
+    level = await asyncio.to_thread(stock.receive_stock, sessions, sku, warehouse, quantity, None, request)
     return StockChange(
         level=level,
         backorders_served=(await replenishment.release_backorders(client, sessions, [sku])).served,

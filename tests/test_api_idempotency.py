@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from domain.api_keys import Role, create_key
 from domain.blocklist import update_blocklist
 from domain.idempotency import Claimed, Conflict, IdempotencyStatus, KeyedRequest, RecordedAnswer, Replay
 from models import tables as t
+from tests.api_server import free_port, running_api
 from tests.helpers import add_products, as_, eventually, order_doc, set_stock, stock_of, unique, wait_status
 
 REPLAYED = "idempotent-replayed"
@@ -202,6 +204,35 @@ async def test_an_error_answer_is_not_remembered(http, api_keys, sessions):
     assert below.status_code == 422 and "below" in below.json()["detail"]
     assert corrected.status_code == 200 and REPLAYED not in corrected.headers
     assert movements(sessions, sku, "adjust") == [-2] and stock_of(sessions, sku) == (1, 0)
+
+
+async def test_a_retry_after_a_503_that_came_after_the_stock_moved_moves_it_once(
+    http, api_keys, settings, sessions, tmp_path: Path
+):
+    """The adjustment writes the ledger, then starts a replenishment over Temporal: with Temporal away
+    that answers 503 after the stock moved, and gives the key back. Its retries find the movement."""
+    sku = add_products(sessions, {"NUT": 10})["NUT"]
+    set_stock(sessions, sku, "W1", 10, reorder_point=5, reorder_qty=20)
+    warehouse, key = as_(api_keys, Role.warehouse), str(uuid.uuid4())
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with running_api(settings, tmp_path, ready=False, OMS_TEMPORAL_ADDRESS=dead) as cut_off:
+        async with httpx.AsyncClient(base_url=cut_off.url, timeout=60) as away:
+            for _ in range(2):  # the request, and a retry while Temporal is still away
+                answer = await adjust(away, warehouse, sku, -6, key)
+                assert answer.status_code == 503 and answer.json()["error"] == "unavailable", answer.text
+    assert movements(sessions, sku, "adjust") == [-6] and stock_of(sessions, sku) == (4, 0)
+
+    retried = await adjust(http, warehouse, sku, -6, key)  # Temporal is back (the suite's API)
+
+    assert retried.status_code == 200 and REPLAYED not in retried.headers, retried.text
+    assert retried.json()["level"]["on_hand"] == 4 and len(retried.json()["replenishing"]) == 1
+    assert movements(sessions, sku, "adjust") == [-6] and stock_of(sessions, sku) == (4, 0)
+    assert same_answer(retried, await adjust(http, warehouse, sku, -6, key))
+    # the same key with another request is refused (409), and without a key the door moves again
+    assert (await adjust(http, warehouse, sku, -1, key)).status_code == 409
+    plain = {"sku": sku, "warehouse": "W1", "delta": -1, "reason": "cycle count"}
+    assert (await http.post("/stock/adjustments", json=plain, headers=warehouse)).status_code == 200
+    assert movements(sessions, sku, "adjust") == [-6, -1] and stock_of(sessions, sku) == (3, 0)
 
 
 async def test_invalid_keys_are_refused_before_anything_runs(http, api_keys, sessions):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.auth import Principal, Role, Warehouse, allow
 from api.errors import ApiError, ErrorBody, Responses
-from api.idempotency import IDEMPOTENT
+from api.idempotency import IDEMPOTENT, door_request
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain import stock
@@ -40,7 +40,7 @@ async def stock_levels(
     responses=_changes,
     summary="A cycle-count correction",
 )
-async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State) -> StockChange:
+async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State, request: Request) -> StockChange:
     """A movement row with the reason; a replenishment starts when the pair falls to its reorder point,
     and added units are offered to backordered orders."""
     if body.delta == 0:
@@ -49,7 +49,14 @@ async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State) -> Stock
         )
     reason = f"{body.reason} (by {who.name})"
     return await stock_changes.adjust(
-        state.client, state.sessions, state.settings, body.sku, body.warehouse, body.delta, reason
+        state.client,
+        state.sessions,
+        state.settings,
+        body.sku,
+        body.warehouse,
+        body.delta,
+        reason,
+        door_request(request),
     )
 
 
@@ -60,13 +67,13 @@ async def adjust(body: StockAdjustmentIn, who: Warehouse, state: State) -> Stock
     summary="Goods booked in",
 )
 async def receive(
-    body: StockReceiptIn, who: Warehouse, state: State, response: Response
+    body: StockReceiptIn, who: Warehouse, state: State, request: Request, response: Response
 ) -> StockChange | PurchaseOrderView:
     """Without `purchase_order`: the units are on the shelf now (200). With it: the purchase order's
     replenishment books them in and serves backorders (202; follow it in GET /purchase-orders)."""
     if body.purchase_order is None:
         return await stock_changes.receive(
-            state.client, state.sessions, body.sku, body.warehouse, body.quantity
+            state.client, state.sessions, body.sku, body.warehouse, body.quantity, door_request(request)
         )
     try:
         po = await stock_changes.receive_purchase_order(
