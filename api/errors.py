@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.shipments import UnknownWarehouse
 from domain.stock import StockError
 from services.fulfilment import ReportTooEarly, UnknownShipment, UnknownTracking
+from services.messages import UnknownMessage
 from services.orders import OrderInputError, Refused, UnknownOrder, Unprocessable
 
 log = logging.getLogger("oms.api")
@@ -38,6 +39,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     OrderInputError: (422, "invalid_request"),
     StockError: (422, "invalid_request"),
     UnknownOrder: (404, "not_found"),
+    UnknownMessage: (404, "not_found"),
     UnknownShipment: (404, "not_found"),
     UnknownTracking: (404, "not_found"),
     UnknownWarehouse: (404, "not_found"),

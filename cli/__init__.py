@@ -55,6 +55,7 @@ _ADD_COMMANDS: list[Callable[[Subcommands], None]] = [
     support.add_edit,
     support.add_release,
     support.add_note,
+    support.add_messages,
     support.add_return,
     support.add_receive_return,
     support.add_decide_return,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from domain.codec_audit import CodecUse
     from domain.history_import import HistoryImportSummary
     from domain.journal import Journal
+    from domain.outbox import MessageState
     from domain.reports import Period, Rate, Report
     from domain.shipments import QueuedShipment
     from encryption.keys import KeyRing
@@ -595,6 +596,22 @@ def render_webhooks(found: Sequence[WebhookView]) -> str:
         for w in found
     ]
     return table(["ID", "STATUS", "URL", "EVENTS", "FAILING SINCE", "WHY DISABLED"], rows)
+
+
+def render_messages(found: Sequence[MessageState]) -> str:
+    rows = [
+        (
+            m.id,
+            f"{m.created_at:%Y-%m-%d %H:%M}",
+            m.kind,
+            m.recipient,
+            m.delivery.value,
+            m.attempts,
+            f"{m.failure_code.value}: {m.last_error}" if m.failure_code else (m.last_error or ""),
+        )
+        for m in found
+    ]
+    return table(["ID", "WRITTEN", "MESSAGE", "TO", "DELIVERY", "TRIES", "LAST ERROR"], rows)
 
 
 def render_deliveries(found: Sequence[DeliveryView]) -> str:

@@ -1,6 +1,6 @@
 """What support staff do to one order: `cancel`, `release`, `note`, `feedback`, `return`,
-`receive-return`, `approve-return` / `decline-return` (a customer's request), `refund` (goodwill), `resolve` (a lost parcel), and the `blocklist` of e-mails held for review
-(services/orders.py, services/fulfilment.py, domain/blocklist.py)."""
+`receive-return`, `approve-return` / `decline-return` (a customer's request), `refund` (goodwill), `resolve` (a lost parcel), `messages` and `resend` (a message given up), and the `blocklist` of e-mails held for review
+(services/orders.py, services/fulfilment.py, services/messages.py, domain/blocklist.py)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,17 @@ def add_note(sub: Subcommands) -> None:
     note.add_argument("order_id")
     note.add_argument("text")
     note.set_defaults(handler=cmd_note)
+
+
+def add_messages(sub: Subcommands) -> None:
+    listed = sub.add_parser("messages", help="an order's messages and their delivery")
+    listed.add_argument("order_id")
+    listed.set_defaults(handler=cmd_messages)
+    resend = sub.add_parser("resend", help="send a message the mail server gave up on again")
+    resend.add_argument("order_id")
+    resend.add_argument("message_id", type=int, help="its ID in `messages`")
+    resend.add_argument("--to", help="a corrected e-mail address (else the one it was for)")
+    resend.set_defaults(handler=cmd_resend)
 
 
 def add_return(sub: Subcommands) -> None:
@@ -285,6 +296,37 @@ async def cmd_note(args: argparse.Namespace, settings: Settings, out: TextIO) ->
 
     await order_call(orders.add_note(await connect(settings), args.order_id, args.text, by=CLI_ACTOR))
     print(f"note added to {args.order_id}", file=out)
+
+
+async def cmd_messages(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from cli.render import render_messages
+    from services import messages
+
+    with database(settings) as sessions:
+        found = await order_call(messages.order_messages(sessions, args.order_id))
+    print(render_messages(found), file=out)
+
+
+async def cmd_resend(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
+    from pydantic import ValidationError
+
+    from models.orders import ResendIn
+    from services import messages
+
+    try:
+        to = ResendIn(to=args.to).to
+    except ValidationError as exc:
+        raise CommandError(f"invalid address: {first_problem(exc)}", EXIT_INVALID) from None
+    with database(settings) as sessions:
+        try:
+            sent = await order_call(
+                messages.send_again(
+                    sessions, args.order_id, args.message_id, CLI_ACTOR, str(to) if to else None
+                )
+            )
+        except messages.UnknownMessage as exc:
+            raise CommandError(str(exc)) from None
+    print(f"message {sent.id} ({sent.kind}) to {sent.recipient} waits to be sent again", file=out)
 
 
 async def cmd_return(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:

@@ -14,7 +14,10 @@ What the mailer says decides what follows (adapters/mailer.py):
 - anything else (connection refused, a timeout: the service is away): the message waits as above and
   the round stops, so an outage costs one attempt per round, not one per waiting message.
 A message still failing for a passing reason `GIVE_UP_AFTER` after it was written is given up too
-(`retries_exhausted`): a mail server keeps trying for days, then bounces."""
+(`retries_exhausted`): a mail server keeps trying for days, then bounces.
+
+Support may send a message given up again (`send_again`), to a corrected address: it waits its turn as
+a new one would, and its give-up window starts again."""
 
 from __future__ import annotations
 
@@ -111,7 +114,7 @@ def _outgoing(row: t.Notification) -> OutgoingMessage:
 
 def _wait(row: t.Notification, retry: Retry, error: str, outcome: Outcome) -> Outcome:
     now = datetime.now(UTC)
-    if now - row.created_at > GIVE_UP_AFTER:
+    if now - (row.resent_at or row.created_at) > GIVE_UP_AFTER:
         _give_up(
             row, MailFailure.retries_exhausted, f"still failing after {GIVE_UP_AFTER.days} days: {error}"
         )
@@ -156,6 +159,7 @@ class Delivery(StrEnum):
 class MessageState:
     """One outbox message of an order as support sees it (the console's order page)."""
 
+    id: int
     kind: str
     recipient: str
     subject: str
@@ -166,6 +170,7 @@ class MessageState:
     next_attempt_at: datetime | None
     failure_code: MailFailure | None
     last_error: str | None
+    resent_by: str | None = None  # support sent it again after it was given up
 
     @property
     def failure_text(self) -> str:
@@ -191,6 +196,36 @@ def failed_messages(session: Session, order_id: str | None = None) -> list[Messa
     ]
 
 
+class NotGivenUp(Exception):
+    """Only a message given up can be sent again: this one was sent, or is still being tried."""
+
+
+def send_again(
+    session: Session, order_id: str, message_id: int, by: str, to: str | None = None
+) -> MessageState:
+    """Send a message given up once more (to `to`, a corrected address, if given): it waits its turn
+    like a new one, its tries and failure cleared. LookupError: not a message of this order."""
+    row = session.get(t.Notification, message_id, with_for_update=True)
+    if row is None or row.order_id != order_id:
+        raise LookupError(f"order {order_id} has no message {message_id}")
+    if row.failed_at is None:
+        state = "was sent" if row.sent_at is not None else "is still being tried"
+        raise NotGivenUp(f"message {message_id} ({row.kind}) {state}: only a message given up is sent again")
+    row.recipient = to or row.recipient
+    row.failed_at = row.failure_code = row.last_error = row.next_attempt_at = None
+    row.attempts = 0
+    row.resent_at, row.resent_by = datetime.now(UTC), by
+    log.info(
+        "outbox message %s (%s) of order %s sent again by %s to %s",
+        row.id,
+        row.kind,
+        order_id,
+        by,
+        row.recipient,
+    )
+    return _state(row)
+
+
 def _state(row: t.Notification) -> MessageState:
     if row.sent_at is not None:
         delivery, at = Delivery.sent, row.sent_at
@@ -199,6 +234,7 @@ def _state(row: t.Notification) -> MessageState:
     else:
         delivery, at = Delivery.waiting, row.created_at
     return MessageState(
+        id=row.id,
         kind=row.kind,
         recipient=row.recipient,
         subject=row.subject,
@@ -209,4 +245,5 @@ def _state(row: t.Notification) -> MessageState:
         next_attempt_at=row.next_attempt_at,
         failure_code=MailFailure(row.failure_code) if row.failure_code else None,
         last_error=row.last_error,
+        resent_by=row.resent_by,
     )

@@ -501,6 +501,12 @@ class EditRequest(_Strict):
     by: Actor
 
 
+class ResendIn(_Strict):
+    """Send a message the mail server gave up on again: to `to` (a corrected address) if given."""
+
+    to: Annotated[EmailStr, Field(max_length=320)] | None = None
+
+
 class NoteIn(_Strict):
     text: Prose
 

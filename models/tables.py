@@ -299,6 +299,9 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     failed_at: Mapped[datetime | None]
     failure_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # a message given up and sent again by support (migration 0021): the give-up window counts from here
+    resent_at: Mapped[datetime | None]
+    resent_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Feedback(Base):

@@ -27,6 +27,7 @@ from tests.api_server import ApiServer
 from tests.browser import chromium, new_context, screenshot_path
 from tests.helpers import add_products, eventually, money_order_doc, order_doc, place, unique, wait_status
 from tests.test_console_session import csrf_of, key_name, sign_in
+from tests.test_message_resend import order_with_a_message_given_up
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -411,3 +412,21 @@ async def test_change_the_lines_of_an_order_in_its_release_window(page: Page, cl
     await page.get_by_role("button", name="Change lines").click()
     await expect(page.get_by_text("out of stock")).to_be_visible()
     assert (await order_view(client, order_id)).units() == {skus["PEN"]: 3, skus["INK"]: 2}
+
+
+async def test_send_a_refused_message_again_to_a_corrected_address(page: Page, client, settings, sessions):
+    """A message the mail server refused shows FAILED with its answer and a "Send again" form; sent
+    again to the address typed in, the worker delivers it and the row says who sent it again."""
+    order_id, message = await order_with_a_message_given_up(client, settings, sessions)
+    await page.goto(f"/console/orders/{order_id}")
+    messages = page.locator("table.messages")
+    await expect(messages).to_contain_text("FAILED (recipient_refused): 550 5.1.1 no such user")
+    await page.fill(f"#resend-to-{message}", "not-an-address")  # the browser's own check stops this
+    await page.evaluate("document.querySelector('form.resend').noValidate = true")
+    await page.get_by_role("button", name="Send again").click()
+    await expect(page.get_by_text("Not done: to:")).to_be_visible()
+    await page.fill(f"#resend-to-{message}", "right@example.com")
+    await page.get_by_role("button", name="Send again").click()
+    await expect(messages).to_contain_text("right@example.com", timeout=LIVE_TIMEOUT_MS)
+    await expect(messages).to_contain_text("(sent again by ", timeout=LIVE_TIMEOUT_MS)
+    await expect(page.get_by_role("button", name="Send again")).to_have_count(0)

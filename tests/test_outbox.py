@@ -12,7 +12,15 @@ from sqlalchemy.engine import make_url
 
 from adapters.mailer import MailDeferred, MailFailure, MailRefused, OutgoingMessage
 from db import SessionFactory
-from domain.outbox import GIVE_UP_AFTER, dispatch_pending, failed_messages
+from domain.outbox import (
+    GIVE_UP_AFTER,
+    Delivery,
+    NotGivenUp,
+    dispatch_pending,
+    failed_messages,
+    order_messages,
+    send_again,
+)
 from models import tables as t
 from tests.helpers import (
     add_products,
@@ -221,3 +229,62 @@ def test_two_dispatchers_at_once_send_each_message_once(tmp_path):
         assert mailer.both_inside.is_set()  # they did overlap
         assert sorted(mailer.sent) == ids and sum(counts) == len(ids)
         assert all(sent_at(sessions, ids))
+
+
+def test_a_message_given_up_is_sent_again_to_a_corrected_address(sessions):
+    """Support sends a refused message again (domain/outbox.py `send_again`): to the address given, as a
+    new message would go; only a message given up, and only one of that order."""
+    order_id = unique("OUTBOX")
+    refused = add_message(sessions, order_id, "order_shipped", "no@x.example")
+    fine = add_message(sessions, order_id, "order_delivered", "ok@x.example")
+    hold_back_the_rest(sessions, [refused, fine])
+    mailer = AnsweringMailer({"no@x.example": MailRefused(MailFailure.recipient_refused, "550 no such user")})
+    assert dispatch_pending(sessions, mailer) == 1
+    with sessions() as session:
+        assert [m.id for m in failed_messages(session, order_id)] == [refused]
+
+    for message, order, problem in (
+        (fine, order_id, NotGivenUp),  # sent
+        (refused, unique("OTHER"), LookupError),  # not that order's
+        (10**9, order_id, LookupError),
+    ):
+        with pytest.raises(problem), sessions.begin() as session:
+            send_again(session, order, message, "agent-7", "yes@x.example")
+    with sessions.begin() as session:
+        state = send_again(session, order_id, refused, "agent-7", "yes@x.example")
+    assert (state.delivery, state.recipient, state.attempts, state.failure_code) == (
+        Delivery.waiting,
+        "yes@x.example",
+        0,
+        None,
+    )
+    with pytest.raises(NotGivenUp, match="is still being tried"), sessions.begin() as session:
+        send_again(session, order_id, refused, "agent-7")  # twice: it waits already
+
+    assert dispatch_pending(sessions, mailer) == 1
+    assert [(m.id, m.recipient) for m in mailer.sent] == [(fine, "ok@x.example"), (refused, "yes@x.example")]
+    with sessions() as session:
+        (first, _) = order_messages(session, order_id)
+    assert (first.delivery, first.resent_by) == (Delivery.sent, "agent-7")
+
+
+def test_a_message_sent_again_gets_a_new_give_up_window(sessions):
+    """Written days ago and given up; sent again, a passing failure makes it wait, not give up at once."""
+    order_id = unique("OUTBOX")
+    old = add_message(sessions, order_id, "order_shipped", "full@x.example")
+    hold_back_the_rest(sessions, [old])
+    with sessions.begin() as session:
+        session.execute(
+            update(t.Notification)
+            .where(t.Notification.id == old)
+            .values(
+                created_at=datetime.now(UTC) - GIVE_UP_AFTER - timedelta(days=1),
+                failed_at=datetime.now(UTC) - timedelta(days=1),
+                failure_code=MailFailure.retries_exhausted.value,
+            )
+        )
+        send_again(session, order_id, old, "agent-7")
+    assert dispatch_pending(sessions, AnsweringMailer({"full@x.example": MailDeferred("452 full")})) == 0
+    with sessions() as session:
+        row = session.get(t.Notification, old)
+        assert row is not None and (row.failed_at, row.attempts) == (None, 1)

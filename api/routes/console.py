@@ -47,13 +47,14 @@ from models.orders import (
     OrderStatus,
     OrderView,
     ReceiptIn,
+    ResendIn,
     ReturnDecisionIn,
     ReturnIn,
     ReturnReceipt,
     ShipmentStatus,
 )
 from models.workflow_names import order_workflow_id
-from services import fulfilment, orders
+from services import fulfilment, messages, orders
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -369,6 +370,29 @@ async def release_action(
 ) -> Response:
     async def act(who: Principal) -> None:
         await orders.release_order(state.client, order_id, by=who.name)
+
+    return await _act(request, state, order_id, csrf, act)
+
+
+@router.post("/orders/{order_id}/messages/{message_id}/resend")
+async def resend_action(
+    request: Request,
+    state: State,
+    order_id: str,
+    message_id: int,
+    csrf: Annotated[str, Form()] = "",
+    to: Annotated[str, Form()] = "",
+) -> Response:
+    """Send a message the mail server gave up on again, to the address typed in if any."""
+
+    async def act(who: Principal) -> None:
+        body = ResendIn.model_validate({"to": to.strip() or None})
+        try:
+            await messages.send_again(
+                state.sessions, order_id, message_id, who.name, str(body.to) if body.to else None
+            )
+        except messages.UnknownMessage as exc:
+            raise _Invalid(str(exc)) from None
 
     return await _act(request, state, order_id, csrf, act)
 

@@ -13,6 +13,7 @@ from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.api_keys import Role
+from domain.outbox import MessageState
 from models.orders import (
     CancelIn,
     Channel,
@@ -26,12 +27,13 @@ from models.orders import (
     OrderSummary,
     OrderView,
     ReceiptIn,
+    ResendIn,
     ReturnDecisionIn,
     ReturnIn,
     ReturnReceipt,
     ReturnView,
 )
-from services import orders
+from services import messages, orders
 
 router = APIRouter(tags=["orders"], route_class=StrictJsonRoute)
 State = Annotated[AppState, Depends(app_state)]
@@ -307,6 +309,29 @@ async def decline_return(
 ) -> ReturnView:
     """The customer is told, with `note` as the reason when given; the units may be requested again."""
     return await orders.decide_return(state.client, order_id, rma, False, body, by=who.name)
+
+
+@router.get("/orders/{order_id}/messages", responses=_order_errors, summary="The order's messages")
+async def order_messages(order_id: str, who: Support, state: State) -> list[MessageState]:
+    """Every message written for the order, oldest first, and where its delivery stands: `sent`,
+    `waiting` (with the tries that failed for a passing reason) or `failed` (given up, with the mail
+    server's answer)."""
+    return await messages.order_messages(state.reads, order_id)
+
+
+@router.post(
+    "/orders/{order_id}/messages/{message_id}/resend",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_refusable,
+    summary="Send a message given up again",
+)
+async def resend_message(
+    order_id: str, message_id: int, who: Support, state: State, body: ResendIn | None = None
+) -> MessageState:
+    """A message the mail server gave up on (`failed`) goes out again, to `to` when given (a corrected
+    address): it waits its turn like a new one. 409: it was sent, or is still being tried."""
+    to = str(body.to) if body is not None and body.to is not None else None
+    return await messages.send_again(state.sessions, order_id, message_id, who.name, to)
 
 
 @router.post(
