@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     webhook_retry_cap: Duration = timedelta(hours=1)
     webhook_retry_for: Duration = timedelta(hours=24)
     webhook_disable_after: Duration = timedelta(hours=24)
+    # after a secret is rotated, the old one still signs (next to the new) this long, so receivers can
+    # switch without losing a message; 0: it stops at once (a leaked secret)
+    webhook_secret_overlap: Duration = timedelta(hours=24)
 
     @field_validator("webhook_timeout", "webhook_retry_base", "webhook_retry_cap")
     @classmethod

@@ -1,4 +1,4 @@
-"""`webhooks add|list|remove|deliveries|redeliver`: outbound webhooks (docs/webhooks.md), the admin's
+"""`webhooks add|list|remove|enable|deliveries|redeliver|rotate-secret`: outbound webhooks (docs/webhooks.md), the admin's
 door on the command line, over services/webhooks.py like the API's /webhooks."""
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from models.choices import WebhookEventType
 if TYPE_CHECKING:
     from cli.common import Subcommands
     from config import Settings
+    from db import SessionFactory
     from models.webhooks import WebhookIn
 
 
 def add_webhooks(sub: Subcommands) -> None:
-    webhooks = sub.add_parser("webhooks", help="outbound webhooks: subscriptions, deliveries, redelivery")
+    webhooks = sub.add_parser(
+        "webhooks", help="outbound webhooks: subscriptions, deliveries, redelivery, secrets"
+    )
     webhooks.set_defaults(handler=cmd_webhooks)
     actions = webhooks.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="subscribe a URL to event types (its secret is shown once)")
@@ -42,6 +45,16 @@ def add_webhooks(sub: Subcommands) -> None:
     log.add_argument("--json", action="store_true")
     again = actions.add_parser("redeliver", help="send a delivery again (same webhook-id)")
     again.add_argument("delivery", type=int)
+    rotate = actions.add_parser(
+        "rotate-secret", help="a new signing secret (shown once); the old one signs too for a while"
+    )
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--keep-old-for",
+        type=int,
+        metavar="SECONDS",
+        help="how long the old secret still signs next to the new one (default OMS_WEBHOOK_SECRET_OVERLAP; 0: stop now)",
+    )
 
 
 async def cmd_webhooks(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
@@ -73,6 +86,8 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings, out: TextIO
             elif args.action == "deliveries":
                 log = await webhooks.deliveries(sessions, args.id, max(1, min(args.limit, 500)))
                 print(as_json(log) if args.json else render_deliveries(log), file=out)
+            elif args.action == "rotate-secret":
+                await _rotate(sessions, settings, args, out)
             else:
                 queued = await webhooks.redeliver(sessions, args.delivery)
                 print(f"delivery {queued.id} ({queued.webhook_id}) queued again", file=out)
@@ -80,6 +95,31 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings, out: TextIO
             raise CommandError(str(exc), EXIT_INVALID) from None
         except (webhooks.UnknownWebhook, webhooks.WebhookConflict) as exc:
             raise CommandError(str(exc)) from None
+
+
+async def _rotate(
+    sessions: SessionFactory, settings: Settings, args: argparse.Namespace, out: TextIO
+) -> None:
+    from datetime import timedelta
+
+    from services import webhooks
+
+    if args.keep_old_for is not None and not 0 <= args.keep_old_for <= 7 * 24 * 3600:
+        raise CommandError("--keep-old-for must be 0 to 604800 seconds (a week)", EXIT_INVALID)
+    keep = timedelta(seconds=args.keep_old_for) if args.keep_old_for is not None else None
+    rotated = await webhooks.rotate_secret(sessions, settings, args.id, keep)
+    print(f"{rotated.id} -> {rotated.url}: a new secret", file=out)
+    print(f"secret: {rotated.secret}", file=out)
+    until = rotated.previous_secret_until
+    print(
+        "the secret is shown only now; "
+        + (
+            f"the old one also signs until {until:%Y-%m-%d %H:%M} UTC"
+            if until
+            else "the old one no longer signs"
+        ),
+        file=sys.stderr,
+    )
 
 
 def _request(args: argparse.Namespace) -> WebhookIn:

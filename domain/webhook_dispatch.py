@@ -62,7 +62,7 @@ class Due:
     message_id: str
     subscription_id: str
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the subscription's secret, and the one before a rotation while it still signs
     body: str
     attempt: int
 
@@ -123,7 +123,7 @@ def claim_due(sessions: SessionFactory, now: datetime, policy: RetryPolicy, limi
     )
     with sessions.begin() as session:
         rows = session.execute(
-            select(d, sub.url, sub.secret, event.body)
+            select(d, sub.url, sub.secret, sub.previous_secret, sub.previous_secret_until, event.body)
             .join(sub, sub.id == d.subscription_id)
             .join(event, event.id == d.event_id)
             .where(
@@ -141,7 +141,8 @@ def claim_due(sessions: SessionFactory, now: datetime, policy: RetryPolicy, limi
             .with_for_update(of=d, skip_locked=True)
         ).all()
         claimed = []
-        for delivery, url, secret, body in rows:
+        for delivery, url, secret, previous, previous_until, body in rows:
+            still_signs = previous is not None and previous_until is not None and previous_until > now
             delivery.next_attempt_at = now + policy.lease
             if delivery.first_attempt_at is None:
                 delivery.first_attempt_at = now
@@ -151,7 +152,7 @@ def claim_due(sessions: SessionFactory, now: datetime, policy: RetryPolicy, limi
                     delivery.message_id,
                     delivery.subscription_id,
                     url,
-                    secret,
+                    (secret, previous) if still_signs else (secret,),
                     body,
                     delivery.attempts + 1,
                 )

@@ -1,6 +1,8 @@
 """Standard Webhooks signatures (https://www.standardwebhooks.com): a secret `whsec_<base64>`, and
 `webhook-signature: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`. Signed here
-with the standard library; tests verify with the specification's reference library."""
+with the standard library; tests verify with the specification's reference library. While a rotated
+secret's old one still signs, the header carries both signatures, space-separated, as the
+specification lets a receiver accept either."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 
 SECRET_PREFIX = "whsec_"
@@ -26,12 +29,12 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(secret: str, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
-    """The three headers of one attempt: the id stays, the timestamp is the attempt's (receivers refuse
-    old timestamps, so a retry signs afresh)."""
+def signed_headers(secrets: Sequence[str], message_id: str, at: datetime, body: bytes) -> dict[str, str]:
+    """The three headers of one attempt, signed with each of `secrets` (the current one first): the id
+    stays, the timestamp is the attempt's (receivers refuse old timestamps, so a retry signs afresh)."""
     timestamp = int(at.timestamp())
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(signature(s, message_id, timestamp, body) for s in secrets),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -120,6 +120,22 @@ def enable(sessions: SessionFactory, subscription_id: str, now: datetime) -> Web
         return view(row)
 
 
+def rotate_secret(
+    sessions: SessionFactory, subscription_id: str, now: datetime, keep_old_for: timedelta
+) -> WebhookCreated:
+    """A new secret for the subscription (shown this once); the current one keeps signing next to it for
+    `keep_old_for` (0: it stops now), so the receiver can switch to the new one without losing a message.
+    The secret before an earlier rotation stops signing."""
+    with sessions.begin() as session:
+        row = _live(
+            session.get(t.WebhookSubscription, subscription_id, with_for_update=True), subscription_id
+        )
+        row.previous_secret = row.secret if keep_old_for > timedelta(0) else None
+        row.previous_secret_until = now + keep_old_for if keep_old_for > timedelta(0) else None
+        row.secret = new_secret()
+        return _created(row)
+
+
 def disabled(sessions: SessionFactory) -> list[WebhookView]:
     """Subscriptions disabled for failing (the dashboard's needs-attention list)."""
     return [w for w in subscriptions(sessions) if w.status == SubscriptionStatus.disabled]
@@ -194,6 +210,9 @@ def view(row: t.WebhookSubscription) -> WebhookView:
         failing_since=row.failing_since,
         disabled_at=row.disabled_at,
         disabled_reason=row.disabled_reason,
+        previous_secret_until=row.previous_secret_until
+        if row.previous_secret_until is not None and row.previous_secret_until > datetime.now(UTC)
+        else None,
     )
 
 

@@ -506,6 +506,10 @@ class WebhookSubscription(Base):
     events: Mapped[list[str]] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(String(200))
     secret: Mapped[str] = mapped_column(String(100))
+    # the secret before the last rotation, which signs next to `secret` until `previous_secret_until`
+    # (migration 0022)
+    previous_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    previous_secret_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
     # a repeated POST with the same Idempotency-Key answers with this subscription

@@ -97,12 +97,24 @@ class WebhookView(BaseModel):
     failing_since: datetime | None = None  # the first failure since its last success
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    # after a rotation: until when the old secret still signs, next to the new one
+    previous_secret_until: datetime | None = None
 
 
 class WebhookCreated(WebhookView):
-    """The answer to a new subscription: its signing secret, shown this once (`whsec_` + base64)."""
+    """The answer to a new subscription or a rotation: its signing secret, shown this once (`whsec_` +
+    base64)."""
 
     secret: str
+
+
+class RotateSecretIn(BaseModel):
+    """`POST /webhooks/{id}/rotate-secret`: how long the old secret still signs next to the new one
+    (default OMS_WEBHOOK_SECRET_OVERLAP, 24 h; 0 for a leaked secret: it stops at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_old_for_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
 
 
 class AttemptView(BaseModel):

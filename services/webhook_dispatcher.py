@@ -124,7 +124,7 @@ class WebhookDispatcher:
             headers={
                 "host": url.netloc.decode("ascii"),
                 "content-type": "application/json",
-                **signed_headers(due.secret, due.message_id, datetime.now(UTC), body),
+                **signed_headers(due.secrets, due.message_id, datetime.now(UTC), body),
             },
             extensions={"sni_hostname": target.host},
         )

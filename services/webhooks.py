@@ -1,11 +1,11 @@
 """Webhook subscriptions for the doors (the API's /webhooks, `starter.py webhooks`, the console):
-subscribe (the SSRF guard first), list, remove, the delivery log, redeliver. One implementation, so
+subscribe (the SSRF guard first), list, remove, the delivery log, redeliver, rotate a secret. One implementation, so
 every door refuses the same things with the same words."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from config import Settings
 from db import SessionFactory
@@ -51,6 +51,15 @@ async def deliveries(
     sessions: SessionFactory, subscription_id: str, limit: int = subs.DELIVERY_LIMIT
 ) -> list[DeliveryView]:
     return await asyncio.to_thread(subs.deliveries, sessions, subscription_id, limit)
+
+
+async def rotate_secret(
+    sessions: SessionFactory, settings: Settings, subscription_id: str, keep_old_for: timedelta | None = None
+) -> WebhookCreated:
+    """A new signing secret (shown this once); the old one signs next to it for `keep_old_for` (default
+    OMS_WEBHOOK_SECRET_OVERLAP)."""
+    overlap = settings.webhook_secret_overlap if keep_old_for is None else keep_old_for
+    return await asyncio.to_thread(subs.rotate_secret, sessions, subscription_id, datetime.now(UTC), overlap)
 
 
 async def redeliver(sessions: SessionFactory, delivery_id: int) -> DeliveryView:

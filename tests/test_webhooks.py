@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client
 
 from config import Settings
@@ -331,6 +331,73 @@ async def test_a_subscription_failing_for_a_day_is_disabled_and_shown_to_admins(
     assert status == 0
 
 
+async def test_a_rotated_secret_signs_next_to_the_old_one_until_the_overlap_ends(
+    client: Client, settings: Settings, sessions: SessionFactory, http, api_keys, worker, receiver: Receiver
+):
+    """Rotation: the new secret is shown once; while the old one still signs each message carries both
+    signatures and a receiver with either secret accepts it; rotated again with no overlap (a leaked
+    secret), only the newest verifies."""
+    receiver.failing = receiver.slow = 0
+    admin = as_(api_keys, Role.admin)
+    created = await http.post(
+        "/webhooks", json={"url": receiver.url, "events": ["order.created"]}, headers=admin
+    )
+    sub_id, first_secret = created.json()["id"], created.json()["secret"]
+    skus = add_products(sessions, {"lamp": 5})
+    order_id = await place(client, settings, order_doc([(skus["lamp"], 1)]))
+    await eventually(lambda: len(receiver.accepted), lambda n: n >= 1, what="the first message")
+
+    # refused, nothing rotated: another role, an unknown subscription, a bad overlap
+    rotate = f"/webhooks/{sub_id}/rotate-secret"
+    assert (await http.post(rotate, json={}, headers=as_(api_keys, Role.support))).status_code == 403
+    assert (await http.post("/webhooks/wh_nosuch/rotate-secret", json={}, headers=admin)).status_code == 404
+    bad = await http.post(rotate, json={"keep_old_for_seconds": -1}, headers=admin)
+    assert bad.status_code == 422 and "keep_old_for_seconds" in bad.text
+
+    keyed = admin | {"Idempotency-Key": unique("rotate")}
+    rotated = await http.post(rotate, json={}, headers=keyed)
+    assert rotated.status_code == 200, rotated.text
+    second_secret = rotated.json()["secret"]
+    assert second_secret.startswith("whsec_") and second_secret != first_secret
+    overlap_ends = datetime.fromisoformat(rotated.json()["previous_secret_until"])
+    assert timedelta(hours=23) < overlap_ends - datetime.now(UTC) <= settings.webhook_secret_overlap
+    assert (await http.post(rotate, json={}, headers=keyed)).json()["secret"] == second_secret  # a retry
+    shown = (await http.get(f"/webhooks/{sub_id}", headers=admin)).json()
+    assert "secret" not in shown and shown["previous_secret_until"] == rotated.json()["previous_secret_until"]
+
+    async def redelivered(times: int) -> Received:
+        log = (await http.get(f"/webhooks/{sub_id}/deliveries", headers=admin)).json()
+        mine = next(d for d in log if d["order_id"] == order_id)
+        assert (
+            await http.post(f"/webhooks/deliveries/{mine['id']}/redeliver", headers=admin)
+        ).status_code == 202
+        arrived = await eventually(
+            lambda: [r for r in receiver.accepted if r.headers["webhook-id"] == mine["webhook_id"]],
+            lambda got: len(got) == times,
+            what="the redelivery",
+        )
+        return arrived[-1]
+
+    both = await redelivered(2)
+    assert len(both.headers["webhook-signature"].split(" ")) == 2
+    for secret in (first_secret, second_secret):  # a receiver still on the old secret, or already on the new
+        Webhook(secret).verify(both.body, both.headers)
+
+    status, out = await cli(settings, "webhooks", "rotate-secret", sub_id, "--keep-old-for", "0")
+    assert status == 0, out
+    third_secret = re.search(r"secret: (whsec_\S+)", out)
+    assert third_secret is not None
+    newest = await redelivered(3)
+    assert len(newest.headers["webhook-signature"].split(" ")) == 1
+    Webhook(third_secret.group(1)).verify(newest.body, newest.headers)
+    for old in (first_secret, second_secret):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(newest.body, newest.headers)
+    assert (await cli(settings, "webhooks", "rotate-secret", sub_id, "--keep-old-for", "-5"))[0] == 2
+    assert (await cli(settings, "webhooks", "rotate-secret", "wh_nosuch"))[0] == 1
+    assert (await http.delete(f"/webhooks/{sub_id}", headers=admin)).status_code == 204
+
+
 async def test_the_console_page_is_an_admins_and_shows_the_secret_once(api: ApiServer, api_keys):
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as support:
         await sign_in(support, api_keys[Role.support])
@@ -351,6 +418,16 @@ async def test_the_console_page_is_an_admins_and_shows_the_secret_once(api: ApiS
         assert bad.status_code == 422 and "order.teleported" in bad.text
         sub_id = re.search(r'action="/console/webhooks/(wh_[0-9a-f]+)/remove"', again.text)
         assert sub_id is not None
+        rotated = await browser.post(
+            f"/console/webhooks/{sub_id.group(1)}/rotate-secret",
+            data={"csrf": csrf_of(again), "stop_old_now": "yes"},
+        )
+        new_secret = re.search(r'<code id="secret">(whsec_[^<]+)</code>', rotated.text)
+        assert (
+            rotated.status_code == 200 and new_secret is not None and new_secret.group(1) != secret.group(1)
+        )
+        assert "the old one no longer signs" in rotated.text
+        assert new_secret.group(1) not in (await browser.get("/console/webhooks")).text
         removed = await browser.post(
             f"/console/webhooks/{sub_id.group(1)}/remove", data={"csrf": csrf_of(again)}
         )

@@ -1,6 +1,6 @@
 """The console's webhooks page, `/console/webhooks`, for an admin session only (support gets 403): the
 subscriptions with their latest deliveries and attempts, and forms to subscribe (the secret shown on the
-answer page, once), remove and redeliver, through services/webhooks.py like `/webhooks` and the CLI.
+answer page, once), remove, redeliver and rotate a secret, through services/webhooks.py like `/webhooks` and the CLI.
 
 Session, CSRF, page headers and the layout are the console's (`api/routes/console.py`). No script.
 """
@@ -8,6 +8,7 @@ Session, CSRF, page headers and the layout are the console's (`api/routes/consol
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -69,6 +70,27 @@ async def enable_action(
     return await _admin_action(request, state, csrf, webhooks.enable(state.sessions, subscription_id))
 
 
+@router.post("/{subscription_id}/rotate-secret")
+async def rotate_action(
+    request: Request,
+    state: State,
+    subscription_id: str,
+    csrf: Annotated[str, Form()] = "",
+    stop_old_now: Annotated[str, Form()] = "",
+) -> Response:
+    """A new secret, shown on the answer page once; the old one signs next to it for
+    OMS_WEBHOOK_SECRET_OVERLAP, or stops now when the form says it leaked."""
+    who, refusal = await _admin(request, state, csrf)
+    if refusal is not None:
+        return refusal
+    keep = timedelta(0) if stop_old_now else None
+    try:
+        rotated = await webhooks.rotate_secret(state.sessions, state.settings, subscription_id, keep)
+    except webhooks.UnknownWebhook as exc:
+        return await _page(request, state, who, f"Not done: {exc}", 404)
+    return await _page(request, state, who, created=rotated, rotated=True)
+
+
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver_action(
     request: Request, state: State, delivery_id: int, csrf: Annotated[str, Form()] = ""
@@ -111,8 +133,15 @@ async def _page(
     message: str = "",
     status: int = 200,
     created: WebhookCreated | None = None,
+    rotated: bool = False,
 ) -> Response:
-    context: dict[str, Any] = {"who": who, "message": message, "created": created, "subscriptions": []}
+    context: dict[str, Any] = {
+        "who": who,
+        "message": message,
+        "created": created,
+        "rotated": rotated,
+        "subscriptions": [],
+    }
     if who.role != Role.admin:
         return render_page(request, "console/webhooks.html", {**context, "message": _ADMIN_ONLY}, 403)
     found = await webhooks.subscriptions(state.reads)

@@ -3,16 +3,18 @@ and redeliver. Admin keys only (403 for any other role)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from api.auth import Principal, allow
 from api.errors import KEYED_ROUTE_ERRORS, ApiError, ErrorBody, Responses
+from api.idempotency import IDEMPOTENT
 from api.routes import JSON_BODY, StrictJsonRoute
 from api.state import AppState, app_state
 from domain.webhook_subscriptions import DELIVERY_LIMIT
-from models.webhooks import DeliveryView, WebhookCreated, WebhookIn, WebhookView
+from models.webhooks import DeliveryView, RotateSecretIn, WebhookCreated, WebhookIn, WebhookView
 from services import webhooks
 
 router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
@@ -94,6 +96,26 @@ async def enable_subscription(subscription_id: str, who: Admin, state: State) ->
     windows. An active subscription stays as it is (idempotent)."""
     try:
         return await webhooks.enable(state.sessions, subscription_id)
+    except webhooks.UnknownWebhook as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+@router.post(
+    "/webhooks/{subscription_id}/rotate-secret",
+    dependencies=[JSON_BODY, IDEMPOTENT],
+    responses=_unknown,
+    summary="A new signing secret",
+)
+async def rotate_secret(
+    subscription_id: str, who: Admin, state: State, body: RotateSecretIn | None = None
+) -> WebhookCreated:
+    """The new secret is shown this once. The old one keeps signing next to it (two signatures in
+    `webhook-signature`) for `keep_old_for_seconds`, default OMS_WEBHOOK_SECRET_OVERLAP (24 h), so the
+    receiver can switch without losing a message; 0 stops it at once (a leaked secret)."""
+    seconds = body.keep_old_for_seconds if body is not None else None
+    keep = timedelta(seconds=seconds) if seconds is not None else None
+    try:
+        return await webhooks.rotate_secret(state.sessions, state.settings, subscription_id, keep)
     except webhooks.UnknownWebhook as exc:
         raise ApiError(404, "not_found", str(exc)) from None
 
