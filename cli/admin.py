@@ -203,6 +203,9 @@ async def cmd_set_current_version(args: argparse.Namespace, settings: Settings, 
         )
     except versions.VersioningRefused as exc:
         raise CommandError(str(exc)) from None
+    except versions.RoutingPropagationPending as exc:  # made current all the same: exit 0, say so
+        print(str(exc), file=out)
+        return
     was = f"build {previous}" if previous else "unversioned workers"
     print(f"{deployment}:{build_id} is current (before: {was}); new orders start on it", file=out)
 

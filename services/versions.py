@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
-from temporalio.api.enums.v1 import WorkerDeploymentVersionStatus
+from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     SetWorkerDeploymentCurrentVersionRequest,
@@ -30,6 +30,10 @@ log = logging.getLogger("oms.versions")
 # (a colon here, where the deployment APIs write `<deployment>.<build id>`). Set once the run's first
 # workflow task completes on a versioned worker; the dev server cannot GROUP BY it, so we count per build.
 VERSION_ATTRIBUTE = "TemporalWorkerDeploymentVersion"
+# after a change of the current version, how long (and how often) to wait for the server to pass the
+# new routing to its task queues: until it has, a new order may still start on the build before
+ROUTING_PROPAGATION_TIMEOUT = 30.0
+ROUTING_POLL_S = 0.2
 
 _STATUS = {
     WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_CURRENT: VersionStatus.current,
@@ -44,6 +48,10 @@ _STATUS = {
 
 class VersioningRefused(Exception):
     """The server refused a change of the deployment's routing (its message says why)."""
+
+
+class RoutingPropagationPending(Exception):
+    """The change was made, but the server has not yet passed it to every task queue."""
 
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
@@ -97,7 +105,9 @@ async def deployment_versions(client: Client, deployment: str) -> DeploymentVers
 
 async def set_current_version(client: Client, deployment: str, build_id: str, identity: str) -> str | None:
     """Make `build_id` the deployment's current version: new orders start on it, those pinned to
-    others stay there. Returns the build that was current before (None: unversioned workers were).
+    others stay there. Returns the build that was current before (None: unversioned workers were),
+    once the server has passed the change to its task queues (RoutingPropagationPending if that takes
+    longer than ROUTING_PROPAGATION_TIMEOUT: until then a new order may still start on the old build).
     The server refuses a build none of whose workers has polled yet (VersioningRefused)."""
     check_build_id(build_id)
     try:
@@ -112,7 +122,19 @@ async def set_current_version(client: Client, deployment: str, build_id: str, id
                 f"{deployment}:{build_id} cannot be made current: {exc.message}"
             ) from None
         raise
-    return response.previous_deployment_version.build_id or None
+    previous = response.previous_deployment_version.build_id or None
+    deadline = asyncio.get_running_loop().time() + ROUTING_PROPAGATION_TIMEOUT
+    while (info := await _describe(client, deployment)) is None or (
+        info.routing_config_update_state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
+    ):
+        if asyncio.get_running_loop().time() > deadline:
+            raise RoutingPropagationPending(
+                f"{deployment}:{build_id} is current, but the server has not passed it to every task queue"
+                f" within {ROUTING_PROPAGATION_TIMEOUT:.0f} s: new orders may start on the build before"
+                f" ({previous or 'unversioned workers'}) for a while longer"
+            )
+        await asyncio.sleep(ROUTING_POLL_S)
+    return previous
 
 
 async def _describe(client: Client, deployment: str) -> WorkerDeploymentInfo | None:
