@@ -13,6 +13,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -47,12 +48,16 @@ def few_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("workflows.steps.step_attention_attempts", lambda: ATTEMPTS)
 
 
-def failing_until(fn: Callable[..., Any], released: threading.Event, error: str) -> Callable[..., Any]:
-    """The activity, failing with a transient (retryable) error until `released` is set."""
+def failing_until(
+    fn: Callable[..., Any], released: threading.Event, error: str, stall: float = 0.0
+) -> Callable[..., Any]:
+    """The activity, failing with a transient (retryable) error until `released` is set; each failing
+    attempt first stalls `stall` seconds (a database that does not answer)."""
 
     @functools.wraps(fn, updated=())
     def fail_then_run(arg: Any) -> Any:
         if not released.is_set():
+            released.wait(stall)
             raise RuntimeError(error)
         return fn(arg)
 
@@ -64,13 +69,13 @@ async def flaky_worker(client: Client, sessions: SessionFactory, settings: Setti
     """A worker on its own task queue whose named activity fails until the test releases it."""
     started: list[tuple[Worker, threading.Event]] = []
 
-    async def start(name: str, error: str) -> tuple[Settings, threading.Event]:
+    async def start(name: str, error: str, stall: float = 0.0) -> tuple[Settings, threading.Event]:
         own = settings.model_copy(
             update={"task_queue": f"{settings.task_queue}-flaky-{uuid.uuid4().hex[:6]}"}
         )
         released = threading.Event()
         activities = [
-            failing_until(fn, released, error) if fn.__name__ == name else fn
+            failing_until(fn, released, error, stall) if fn.__name__ == name else fn
             for fn in build_activities(sessions, client, own)
         ]
         worker = build_worker(client, sessions, own, activities=activities)
@@ -135,4 +140,28 @@ async def test_a_stuck_step_marks_the_order_and_its_recovery_clears_it(client, s
     )
     assert await needs_attention(client, order_id) is False
     await eventually(listed, lambda ids: order_id not in ids)
+    assert view.payment_status == "captured"
+
+
+async def test_a_local_step_that_times_out_is_stuck_and_the_order_is_not_lost(
+    client, sessions, flaky_worker, monkeypatch
+):
+    """A database that stalls instead of refusing: each attempt of the admission (a local step) runs
+    past its timeout. The SDK reports the first phase's last one as cancelled with a timeout as the
+    cause; the order once failed there and vanished (the chaos run's database outage found it). Now
+    the step is stuck and retried on, and the order goes on once the database answers."""
+    monkeypatch.setattr("workflows.steps.LOCAL_STEP_TIMEOUT", timedelta(seconds=1))
+    settings, released = await flaky_worker("admit_order", "database not answering", stall=1.5)
+    sku = add_products(sessions, {"MUG": 5}, price="8.00")["MUG"]
+    order_id = await place(client, settings, order_doc([(sku, 1)]))
+
+    view = await event_of(client, order_id, "step_stuck")
+    (stuck,) = [e for e in view.events if e.type == "step_stuck"]
+    assert stuck.detail.startswith(f"record, validate, screen: failed {ATTEMPTS} attempts, still retrying")
+    assert stuck.detail.endswith("last error: Activity timed out"), stuck.detail
+    assert (await handle(client, order_id).describe()).status == WorkflowExecutionStatus.RUNNING
+
+    released.set()
+    view = await wait_status(client, order_id, "shipped")
+    assert "step_recovered" in [e.type for e in view.events]
     assert view.payment_status == "captured"

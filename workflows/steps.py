@@ -9,6 +9,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError, FailureError, RetryState
+from temporalio.exceptions import TimeoutError as StepTimedOut
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +53,14 @@ OUTSIDE_PARTY_STEPS: frozenset[Callable[..., Any]] = frozenset(
 )
 
 
+def _out_of_tries(err: ActivityError) -> bool:
+    """Whether a step's bounded first phase ended by running out of tries, not by a business refusal
+    or a cancellation: its attempts ran out, or (a local step) its last attempt ran past
+    LOCAL_STEP_TIMEOUT, which the SDK reports as cancelled with a timeout as the cause. That one
+    happens when the database stalls, so it must not end the order: it is stuck, and retried on."""
+    return err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED or isinstance(err.cause, StepTimedOut)
+
+
 class Steps:
     """Runs the order's steps; records in `journal` which are running locally and which are stuck.
     `on_stuck` is called once a step is found stuck (the order may have been stopped meanwhile)."""
@@ -81,7 +90,7 @@ class Steps:
         try:
             return await self._activity(activity, arg, summary, first_phase(attempts))
         except ActivityError as err:
-            if err.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
+            if not _out_of_tries(err):
                 raise  # a business refusal, or a cancellation
             error = error_text(err)
         self._in_flight.stuck.append(summary)
