@@ -169,6 +169,7 @@ async def test_compensation_that_keeps_failing_is_an_incident(shop: Shop, world:
     )
 
 
+@pytest.mark.history("step_stuck_then_recovered")
 async def test_step_stuck_then_recovered(shop: Shop, world: World) -> None:
     sku = world.add_product(new_sku("BOOK"), price="15.00", stock={"W1": 4})
     world.fail("authorize_payment", times=7, message="gateway unreachable")
