@@ -172,16 +172,16 @@ def _change(
     po_id: str | None = None,
     request: DoorRequest | None = None,
 ) -> StockLevel:
-    ref = request.ref if request is not None else None
     with sessions.begin() as session:
         if session.get(t.Product, sku) is None:
             raise StockError(f"unknown SKU {sku}")
         if session.get(t.Warehouse, warehouse) is None:
             raise StockError(f"unknown warehouse {warehouse}")
         stock = ensure_stock_row(session, sku, warehouse)
-        if request is not None and _moved_for(session, request):
-            pass  # a retry of a request whose change was made (its answer was an error after it)
-        elif not move(
+        # a retry of a request whose change was made (its answer was an error after it) moves nothing
+        retried = request is not None and _moved_for(session, request)
+        ref = request.ref if request is not None else None
+        if not retried and not move(
             session,
             sku,
             warehouse,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import aliased
 
 from config import Settings
 from db import SessionFactory
+from domain.webhook_signing import old_secret_signs
 from models import tables as t
 from models.webhooks import DeliveryStatus
 
@@ -142,7 +143,7 @@ def claim_due(sessions: SessionFactory, now: datetime, policy: RetryPolicy, limi
         ).all()
         claimed = []
         for delivery, url, secret, previous, previous_until, body in rows:
-            still_signs = previous is not None and previous_until is not None and previous_until > now
+            still_signs = previous is not None and old_secret_signs(previous_until, now)
             delivery.next_attempt_at = now + policy.lease
             if delivery.first_attempt_at is None:
                 delivery.first_attempt_at = now

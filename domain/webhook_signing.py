@@ -29,6 +29,11 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def old_secret_signs(until: datetime | None, now: datetime) -> bool:
+    """Whether a rotated subscription's old secret still signs at `now` (it does until `until`)."""
+    return until is not None and until > now
+
+
 def signed_headers(secrets: Sequence[str], message_id: str, at: datetime, body: bytes) -> dict[str, str]:
     """The three headers of one attempt, signed with each of `secrets` (the current one first): the id
     stays, the timestamp is the attempt's (receivers refuse old timestamps, so a retry signs afresh)."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from db import SessionFactory
-from domain.webhook_signing import new_secret
+from domain.webhook_signing import new_secret, old_secret_signs
 from models import tables as t
 from models.choices import WebhookEventType
 from models.webhooks import (
@@ -130,8 +130,9 @@ def rotate_secret(
         row = _live(
             session.get(t.WebhookSubscription, subscription_id, with_for_update=True), subscription_id
         )
-        row.previous_secret = row.secret if keep_old_for > timedelta(0) else None
-        row.previous_secret_until = now + keep_old_for if keep_old_for > timedelta(0) else None
+        overlap = keep_old_for > timedelta(0)
+        row.previous_secret = row.secret if overlap else None
+        row.previous_secret_until = now + keep_old_for if overlap else None
         row.secret = new_secret()
         return _created(row)
 
@@ -211,7 +212,7 @@ def view(row: t.WebhookSubscription) -> WebhookView:
         disabled_at=row.disabled_at,
         disabled_reason=row.disabled_reason,
         previous_secret_until=row.previous_secret_until
-        if row.previous_secret_until is not None and row.previous_secret_until > datetime.now(UTC)
+        if old_secret_signs(row.previous_secret_until, datetime.now(UTC))
         else None,
     )
 
