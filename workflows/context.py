@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -27,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         PlaceOrder,
     )
-    from models.steps import NotificationKind
+    from models.steps import NotificationKind, PaymentRequest
     from models.workflow_names import step_key
     from workflows.failures import OrderFailed
     from workflows.journal import Journal
@@ -67,6 +68,18 @@ class OrderContext:
     def key(self, step: str) -> str:
         """Idempotency key for an outside-world request: the workflow id plus the step."""
         return step_key(workflow.info().workflow_id, step)
+
+    def payment_request(self, step: str, amount: Decimal, card: bool = False) -> PaymentRequest:
+        """A payment step's request: `amount` in the order's currency, under the step's idempotency key
+        (`key`); with `card` the order's card token too (what the card holds: authorize, increment,
+        void), without it none (captures and refunds name the order's payment, not the card)."""
+        return PaymentRequest(
+            order_id=self.order_id,
+            idempotency_key=self.key(step),
+            amount=amount,
+            currency=self.view.currency,
+            token=self.request.order.payment.token if card else "",
+        )
 
     def checkpoint(self) -> None:
         """Between steps: stop here if the order was cancelled or a sibling failed."""

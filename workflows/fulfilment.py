@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.events import OrderEventType, ReasonCode
     from models.orders import DeliveryConfirmation, OrderStatus, ShipmentStatus, ShipmentView
-    from models.steps import DeliveryRecord, NotificationKind, PaymentRequest, ShipmentRef, ShipRequest
+    from models.steps import DeliveryRecord, NotificationKind, ShipmentRef, ShipRequest
     from workflows.context import OrderContext
     from workflows.journal import by_whom
     from workflows.payments import money
@@ -183,12 +183,7 @@ class Fulfilment:
 
     async def capture(self, shipment: ShipmentView, saga: Saga) -> None:
         ctx = self._ctx
-        capture = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key(f"capture:{shipment.id}"),
-            amount=shipment.amount,
-            currency=ctx.view.currency,
-        )
+        capture = ctx.payment_request(f"capture:{shipment.id}", shipment.amount)
         refund = capture.model_copy(update={"idempotency_key": ctx.key(f"refund:capture:{shipment.id}")})
         captured = False
 

@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
     from models.steps import (
         KeepUnits,
         LineEditRecord,
-        PaymentRequest,
         PriceRequest,
         ReserveRequest,
         ShipmentRef,
@@ -73,13 +72,7 @@ def invalid(reason: str) -> ApplicationError:
 async def release_hold(ctx: OrderContext, amount: Decimal, key: str, summary: str, why: str) -> None:
     """Void `amount` of the card's hold now (a void of part of it: it will never be captured), and say
     so in the story. `key`: the void's, unique to the order."""
-    void = PaymentRequest(
-        order_id=ctx.order_id,
-        idempotency_key=ctx.key(f"void:{key}"),
-        amount=amount,
-        currency=ctx.view.currency,
-        token=ctx.request.order.payment.token,
-    )
+    void = ctx.payment_request(f"void:{key}", amount, card=True)
     ctx.payments.book(await ctx.step(PaymentActivities.void_part, void, summary))
     await ctx.event(
         OrderEventType.authorization_released, f"{money(amount, void.currency)} of the hold: {why}"
@@ -233,13 +226,7 @@ class LineEdits:
         """The card holds `amount` more; declined: the units reserved for the edit go back, and the edit
         is refused."""
         ctx = self._ctx
-        increment = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key(f"increment:edit:{number}"),
-            amount=amount,
-            currency=ctx.view.currency,
-            token=ctx.request.order.payment.token,
-        )
+        increment = ctx.payment_request(f"increment:edit:{number}", amount, card=True)
         try:
             result = await ctx.step(
                 PaymentActivities.increment_authorization,

@@ -56,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         FeedbackRecord,
         KeepUnits,
         NotificationKind,
-        PaymentRequest,
         PaymentResult,
         ReserveRequest,
     )
@@ -302,13 +301,7 @@ class OrderWorkflow:
 
     async def _authorize(self, total: Decimal) -> None:
         ctx = self._ctx
-        payment = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key("authorize"),
-            amount=total,
-            currency=ctx.view.currency,
-            token=ctx.request.order.payment.token,
-        )
+        payment = ctx.payment_request("authorize", total, card=True)
         void = payment.model_copy(update={"idempotency_key": ctx.key("void")})
 
         async def undo(retry: RetryPolicy) -> None:
@@ -468,13 +461,7 @@ class OrderWorkflow:
             raise ctx.stop if ctx.stop is not None else failures[0]
         ctx.checkpoint()
         if ctx.payments.held > 0:
-            void = PaymentRequest(
-                order_id=ctx.order_id,
-                idempotency_key=ctx.key("void"),
-                amount=ctx.payments.held,
-                currency=ctx.view.currency,
-                token=ctx.request.order.payment.token,
-            )
+            void = ctx.payment_request("void", ctx.payments.held, card=True)
             ctx.payments.book(
                 await ctx.step(PaymentActivities.void_payment, void, "release what was not charged")
             )
@@ -988,12 +975,7 @@ class OrderWorkflow:
 
     async def _refund_goodwill(self, request: GoodwillRequest) -> PaymentResult:
         ctx = self._ctx
-        payment = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key(f"goodwill:{request.key}"),
-            amount=request.amount,
-            currency=ctx.view.currency,
-        )
+        payment = ctx.payment_request(f"goodwill:{request.key}", request.amount)
         try:
             result: PaymentResult = await ctx.step(
                 PaymentActivities.refund_goodwill,

@@ -48,7 +48,6 @@ with workflow.unsafe.imports_passed_through():
         ClaimRecord,
         NotificationKind,
         PackRecord,
-        PaymentRequest,
         PickRecord,
         ReserveRequest,
         ShipmentRef,
@@ -723,12 +722,7 @@ class Legs:
         ctx = self._ctx
         if shipment.amount <= 0:
             return "nothing was charged for it"
-        refund = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key(f"refund:lost:{shipment.id}"),
-            amount=shipment.amount,
-            currency=ctx.view.currency,
-        )
+        refund = ctx.payment_request(f"refund:lost:{shipment.id}", shipment.amount)
         ctx.payments.book(
             await ctx.step(
                 PaymentActivities.refund_payment, refund, f"refund {money(refund.amount, refund.currency)}"

@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.steps import (
         NotificationKind,
-        PaymentRequest,
         PriceRequest,
         ReceiptRecord,
         ReserveRequest,
@@ -338,12 +337,7 @@ class ReturnDesk:
         ctx = self._ctx
         amount = min(amount, ctx.payments.refundable)  # never more than captured (goodwill under way counts)
         if amount > 0:
-            request = PaymentRequest(
-                order_id=ctx.order_id,
-                idempotency_key=ctx.key(f"refund:{ret.rma}"),
-                amount=amount,
-                currency=ctx.view.currency,
-            )
+            request = ctx.payment_request(f"refund:{ret.rma}", amount)
             ctx.payments.book(
                 await ctx.step(
                     PaymentActivities.refund_payment, request, f"refund {money(amount, request.currency)}"
@@ -445,13 +439,7 @@ class ReturnDesk:
 
     async def _authorize_difference(self, ret: ReturnView, difference: Decimal, saga: Saga) -> None:
         ctx = self._ctx
-        request = PaymentRequest(
-            order_id=ctx.order_id,
-            idempotency_key=ctx.key(f"authorize:{ret.rma}"),
-            amount=difference,
-            currency=ctx.view.currency,
-            token=ctx.request.order.payment.token,
-        )
+        request = ctx.payment_request(f"authorize:{ret.rma}", difference, card=True)
         summary = f"authorize the difference {money(difference, request.currency)}"
         ctx.payments.book(
             await ctx.step_or_fail(PaymentActivities.authorize_payment, request, summary, ctx.view.status)
