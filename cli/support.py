@@ -320,9 +320,7 @@ async def cmd_resend(args: argparse.Namespace, settings: Settings, out: TextIO) 
     with database(settings) as sessions:
         try:
             sent = await order_call(
-                messages.send_again(
-                    sessions, args.order_id, args.message_id, CLI_ACTOR, str(to) if to else None
-                )
+                messages.send_again(sessions, args.order_id, args.message_id, CLI_ACTOR, to)
             )
         except messages.UnknownMessage as exc:
             raise CommandError(str(exc)) from None

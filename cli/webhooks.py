@@ -100,13 +100,16 @@ async def cmd_webhooks(args: argparse.Namespace, settings: Settings, out: TextIO
 async def _rotate(
     sessions: SessionFactory, settings: Settings, args: argparse.Namespace, out: TextIO
 ) -> None:
-    from datetime import timedelta
+    from pydantic import ValidationError
 
+    from models.webhooks import RotateSecretIn
     from services import webhooks
 
-    if args.keep_old_for is not None and not 0 <= args.keep_old_for <= 7 * 24 * 3600:
-        raise CommandError("--keep-old-for must be 0 to 604800 seconds (a week)", EXIT_INVALID)
-    keep = timedelta(seconds=args.keep_old_for) if args.keep_old_for is not None else None
+    try:
+        keep = RotateSecretIn(keep_old_for_seconds=args.keep_old_for).keep_old_for()
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise CommandError(f"--keep-old-for (seconds, 0 to a week): {problems}", EXIT_INVALID) from None
     rotated = await webhooks.rotate_secret(sessions, settings, args.id, keep)
     print(f"{rotated.id} -> {rotated.url}: a new secret", file=out)
     print(f"secret: {rotated.secret}", file=out)

@@ -3,7 +3,7 @@ attempts (docs/webhooks.md). The tables are models/tables.py's `webhook_*`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -115,6 +115,11 @@ class RotateSecretIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keep_old_for_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+
+    def keep_old_for(self) -> timedelta | None:
+        """The overlap asked for (None: the setting's)."""
+        seconds = self.keep_old_for_seconds
+        return timedelta(seconds=seconds) if seconds is not None else None
 
 
 class AttemptView(BaseModel):

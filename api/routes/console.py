@@ -388,9 +388,7 @@ async def resend_action(
     async def act(who: Principal) -> None:
         body = ResendIn.model_validate({"to": to.strip() or None})
         try:
-            await messages.send_again(
-                state.sessions, order_id, message_id, who.name, str(body.to) if body.to else None
-            )
+            await messages.send_again(state.sessions, order_id, message_id, who.name, body.to)
         except messages.UnknownMessage as exc:
             raise _Invalid(str(exc)) from None
 

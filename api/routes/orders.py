@@ -330,7 +330,7 @@ async def resend_message(
 ) -> MessageState:
     """A message the mail server gave up on (`failed`) goes out again, to `to` when given (a corrected
     address): it waits its turn like a new one. 409: it was sent, or is still being tried."""
-    to = str(body.to) if body is not None and body.to is not None else None
+    to = body.to if body is not None else None
     return await messages.send_again(state.sessions, order_id, message_id, who.name, to)
 
 

@@ -3,7 +3,6 @@ and redeliver. Admin keys only (403 for any other role)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -112,8 +111,7 @@ async def rotate_secret(
     """The new secret is shown this once. The old one keeps signing next to it (two signatures in
     `webhook-signature`) for `keep_old_for_seconds`, default OMS_WEBHOOK_SECRET_OVERLAP (24 h), so the
     receiver can switch without losing a message; 0 stops it at once (a leaked secret)."""
-    seconds = body.keep_old_for_seconds if body is not None else None
-    keep = timedelta(seconds=seconds) if seconds is not None else None
+    keep = body.keep_old_for() if body is not None else None
     try:
         return await webhooks.rotate_secret(state.sessions, state.settings, subscription_id, keep)
     except webhooks.UnknownWebhook as exc:
